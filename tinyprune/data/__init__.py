@@ -1,0 +1,1 @@
+"""tinyprune.data stage."""

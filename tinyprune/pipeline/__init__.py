@@ -1,0 +1,1 @@
+"""tinyprune.pipeline stage."""

@@ -1,0 +1,1 @@
+"""tinyprune.prune stage."""
