@@ -1,0 +1,168 @@
+"""Render summary.json (see docs/build.md) into report.html and summary.md.
+
+Only reads the summary dict: it may not import the pipeline stages (so a report can be
+regenerated without TensorFlow or torch installed)."""
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+from tinyprune.errors import UserInputError
+from tinyprune.report import svg
+
+CSS = """
+body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.ok{color:#2a7d2a;font-weight:bold}.bad{color:#c0392b;font-weight:bold}
+section{margin:2em 0}svg{max-width:100%;height:auto;display:block;margin:.5em 0}
+"""
+
+
+def _b(n) -> str:
+    return "-" if n is None else f"{int(n):,}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100.0 * float(x):.2f}%"
+
+
+def headline_rows(s: dict) -> list[tuple[str, str, str]]:
+    """(figure, value, limit/context) rows shared by the HTML, Markdown and terminal summaries."""
+    fw = s.get("firmware") or {}
+    cg = s.get("codegen") or {}
+    pr = s.get("pruning") or {}
+    cv = s.get("conversion") or {}
+    va = s.get("validation") or {}
+    rows = [
+        ("MACs", _b(pr.get("macs_after") or cg.get("macs")),
+         f"before pruning {_b(pr.get('macs_before'))}" if pr.get("applied") else "no pruning"),
+        ("parameters", _b(pr.get("params_after") or pr.get("params_before")),
+         f"before pruning {_b(pr.get('params_before'))}" if pr.get("applied") else ""),
+        ("flash used", _b(fw.get("flash_used")), f"of {_b(fw.get('flash_limit'))} B"),
+        ("RAM used", _b(fw.get("ram_used")), f"of {_b(fw.get('ram_limit'))} B (arena {_b(cg.get('arena_bytes'))} B)"),
+        ("float accuracy", _pct(cv.get("float_accuracy")), ""),
+        ("int8 accuracy", _pct(cv.get("int8_accuracy")), f"top-1 agreement {_pct(cv.get('agreement'))}"),
+    ]
+    for target in ("host", "sim", "device"):
+        v = va.get(target)
+        if v:
+            exact = "bit-exact" if v.get("mismatched_elements", 1) == 0 else f"{v.get('mismatched_elements')} differing elements"
+            rows.append((f"{target} accuracy", _pct(v.get("accuracy")), f"{exact} on {v.get('samples')} samples"))
+            if v.get("counter_per_inference"):
+                rows.append((f"{v.get('counter_unit', 'cycles')} per inference ({target})",
+                             _b(v.get("counter_per_inference")), v.get("board", "")))
+    return rows
+
+
+def render_html(s: dict) -> str:
+    board = s.get("board", {})
+    status = s.get("status", "unknown")
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tinyprune report: "
+             f"{escape(str(s.get('model', {}).get('name', 'model')))} on {escape(board.get('name', '?'))}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>{escape(str(s.get('model', {}).get('name', 'model')))} on {escape(board.get('name', '?'))}</h1>",
+             f"<p class=\"sub\">tinyprune {escape(s.get('tinyprune_version', ''))} - status: "
+             f"<span class=\"{'ok' if status == 'ok' else 'bad'}\">{escape(status)}</span>"
+             f"{' - ' + escape(s['message']) if s.get('message') else ''}</p>",
+             "<section id=\"summary\"><h2>Summary</h2><table><tr><th>figure</th><th>value</th><th>context</th></tr>"]
+    for name, value, ctx in headline_rows(s):
+        parts.append(f"<tr><td>{escape(name)}</td><td>{escape(value)}</td><td>{escape(ctx)}</td></tr>")
+    parts.append("</table></section>")
+
+    pr = s.get("pruning") or {}
+    layers = pr.get("layers") or []
+    if layers:
+        names = [l["name"] for l in layers]
+        parts.append("<section id=\"pruning\"><h2>Pruning</h2>")
+        parts.append(svg.grouped_bars("layer-macs", "MACs per layer, before and after pruning", names,
+                                      {"before": [l.get("macs_before", 0) for l in layers],
+                                       "after": [l.get("macs_after", 0) for l in layers]}))
+        parts.append(svg.grouped_bars("layer-params", "Parameters per layer, before and after pruning", names,
+                                      {"before": [l.get("params_before", 0) for l in layers],
+                                       "after": [l.get("params_after", 0) for l in layers]}))
+        parts.append(svg.grouped_bars("channels-kept", "Output channels kept per layer", names,
+                                      {"before": [l.get("channels_before", 0) for l in layers],
+                                       "after": [l.get("channels_after", 0) for l in layers]}))
+        parts.append("</section>")
+
+    cg = s.get("codegen") or {}
+    if cg.get("tensors"):
+        parts.append("<section id=\"memory\"><h2>Activation arena over the op schedule</h2>")
+        parts.append(svg.arena_timeline("arena", "Live tensors in the arena per op", cg["tensors"],
+                                        int(cg.get("steps", 1)), int(cg.get("arena_bytes", 0))))
+        parts.append("</section>")
+    if cg.get("layers"):
+        names = [l.get("name") or l.get("kind", "?") for l in cg["layers"]]
+        parts.append("<section id=\"layers\"><h2>Layers of the int8 model</h2>")
+        parts.append(svg.grouped_bars("int8-layer-macs", "MACs per int8 layer", names,
+                                      {"MACs": [l.get("macs", 0) for l in cg["layers"]]}))
+        parts.append("<table><tr><th>#</th><th>layer</th><th>op</th><th>MACs</th><th>output bytes</th></tr>")
+        for i, l in enumerate(cg["layers"]):
+            parts.append(f"<tr><td>{i}</td><td>{escape(str(l.get('name', '')))}</td><td>{escape(str(l.get('kind', '')))}"
+                         f"</td><td>{_b(l.get('macs'))}</td><td>{_b(l.get('output_bytes'))}</td></tr>")
+        parts.append("</table></section>")
+
+    fw = s.get("firmware") or {}
+    if fw.get("flash_limit"):
+        parts.append("<section id=\"fit\"><h2>Flash and RAM against the board's limits</h2>")
+        parts.append(svg.usage_bars("flash-ram", f"{board.get('name', '')}: flash and RAM",
+                                    [("flash", fw.get("flash_used", 0), fw.get("flash_limit", 0)),
+                                     ("RAM", fw.get("ram_used", 0), fw.get("ram_limit", 0))]))
+        parts.append("</section>")
+
+    cv = s.get("conversion") or {}
+    va = s.get("validation") or {}
+    acc = [("float", cv.get("float_accuracy")), ("int8 (TFLM)", cv.get("int8_accuracy"))]
+    acc += [(f"{t}", (va.get(t) or {}).get("accuracy")) for t in ("host", "sim", "device") if va.get(t)]
+    acc = [(k, v) for k, v in acc if v is not None]
+    if acc:
+        parts.append("<section id=\"accuracy\"><h2>Accuracy</h2>")
+        parts.append(svg.grouped_bars("accuracy", "Top-1 accuracy: float, int8 and on the device", [k for k, _ in acc],
+                                      {"accuracy %": [100.0 * float(v) for _, v in acc]}, unit="%"))
+        conf_src = next((va[t] for t in ("device", "sim", "host") if va.get(t) and va[t].get("confusion")), None)
+        if conf_src:
+            labels = [str(c) for c in conf_src.get("classes") or range(len(conf_src["confusion"]))]
+            parts.append(svg.heatmap("confusion", "Confusion matrix (device)", conf_src["confusion"], labels))
+        parts.append("</section>")
+
+    timings = s.get("timings") or {}
+    if timings:
+        parts.append("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>seconds</th></tr>")
+        for name, t in timings.items():
+            parts.append(f"<tr><td>{escape(name)}</td><td>{escape(str((s.get('stage_status') or {}).get(name, '')))}</td>"
+                         f"<td>{float(t):.1f}</td></tr>")
+        parts.append("</table></section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def render_markdown(s: dict) -> str:
+    board = s.get("board", {})
+    lines = [f"### tinyprune: {s.get('model', {}).get('name', 'model')} on {board.get('name', '?')} - "
+             f"**{s.get('status', 'unknown')}**", ""]
+    if s.get("message"):
+        lines += [s["message"], ""]
+    lines += ["| figure | value | context |", "|---|---:|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in headline_rows(s)]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(build_dir) -> tuple[Path, Path]:
+    build_dir = Path(build_dir)
+    src = build_dir / "summary.json"
+    if not src.exists():
+        raise UserInputError(f"{build_dir}: no summary.json here",
+                             hint="pass the board folder of a build, e.g. build/nucleo-f746 (run `tinyprune build` first)")
+    try:
+        s = json.loads(src.read_text())
+    except ValueError as e:
+        raise UserInputError(f"{src}: not valid JSON ({e})", hint="re-run `tinyprune build`") from None
+    html_path, md_path = build_dir / "report.html", build_dir / "summary.md"
+    for path, text in ((html_path, render_html(s)), (md_path, render_markdown(s))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return html_path, md_path
