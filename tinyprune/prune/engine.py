@@ -1,0 +1,253 @@
+"""``prune()``: structured pruning of a PyTorch model to a budget, with a chosen criterion and timing,
+followed by (re)training; and its result (model, channel configuration, report).
+
+Timing: ``init`` prunes first then trains ``epochs``; ``trained`` prunes the given (trained) model
+then fine-tunes ``epochs``; ``gradual`` trains ``epochs`` while pruning in ``gradual_steps`` steps
+(geometric schedule towards the budget), finishing with the remaining epochs.
+Iterative criteria (``steps`` > 1: snip-it, synflow, imp) prune in steps whose intermediate
+budgets shrink geometrically from the model's figures to the final budget.
+
+May import: torch, tinyprune.errors, tinyprune._fs, tinyprune.prune.*. Not other stages.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tinyprune import _fs
+from tinyprune.errors import OverBudgetError, UserInputError
+from tinyprune.prune import criteria as _criteria
+from tinyprune.prune.budget import Budget
+from tinyprune.prune.criteria.base import Context
+from tinyprune.prune.irgraph import Figures, figures
+from tinyprune.prune.search import over_budget_error, search, smallest_reachable
+from tinyprune.prune.structure import PRUNABLE, Structure, channel_config
+from tinyprune.prune.train import Trainer, accuracy, as_data
+
+WHEN = ("trained", "init", "gradual")
+GRANULARITY = ("channel", "weight")
+WEIGHT_SPARSITY_NOTE = ("weight sparsity (--granularity weight) zeroes individual weights but does not shrink "
+                        "MACs, RAM or flash on an MCU: the int8 kernels and the dense weight arrays stay the same size")
+
+
+@dataclass
+class PruneConfig:
+    epochs: int = 5                 # training (init), fine-tuning (trained) or total (gradual) epochs
+    granularity: str = "channel"
+    round_to: int = 1
+    min_channels: int = 1
+    compute_aware: bool = True
+    distill: bool = False           # distil from the unpruned model during (fine-)tuning
+    lr: float = 2e-3
+    batch_size: int = 64
+    optimizer: str = "adam"
+    seed: int = 0
+    threads: int = 1
+    gradual_steps: int = 3
+    sparsity: float = 0.5           # target for granularity="weight"
+    kernels: str = "portable"
+    ignored_layers: list = field(default_factory=list)  # extra module names never pruned
+    criterion_options: dict = field(default_factory=dict)  # e.g. {"steps": 10} for synflow
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    channels: dict
+    report: dict
+
+    def save(self, out_dir) -> None:
+        """Write pruned_model.pt, pruned_state_dict.pt, channels.json and prune.json into out_dir."""
+        out = Path(out_dir)
+        torch.save(self.model, out / "pruned_model.pt")
+        torch.save(self.model.state_dict(), out / "pruned_state_dict.pt")
+        _fs.write_json(out / "channels.json", self.channels)
+        _fs.write_json(out / "prune.json", self.report)
+
+
+def _seed(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _layers(model: nn.Module) -> dict:
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = {"kind": "depthwise" if m.groups > 1 else "conv", "in": m.in_channels, "out": m.out_channels,
+                         "params": sum(p.numel() for p in m.parameters())}
+        elif isinstance(m, nn.Linear):
+            out[name] = {"kind": "linear", "in": m.in_features, "out": m.out_features,
+                         "params": sum(p.numel() for p in m.parameters())}
+    return out
+
+
+def _step_budget(budget: Budget, start: Figures, s: int, k: int) -> Budget:
+    """Geometric interpolation from the start figures to the budget: step s of k (s == k: the budget)."""
+    if s >= k:
+        return budget
+    d = start.as_dict()
+
+    def interp(limit, key):
+        if limit is None or d[key] <= limit:
+            return limit
+        return int(limit * (d[key] / limit) ** ((k - s) / k))
+    return Budget(interp(budget.max_macs, "macs"), interp(budget.max_ram, "ram_bytes"),
+                  interp(budget.max_flash, "flash_bytes"), budget.source)
+
+
+def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, criterion: str = "l1",
+          when: str = "trained", train_fn=None, data=None, config: PruneConfig | None = None) -> PruneResult:
+    """Prune ``model`` (not modified; a pruned copy is returned) until its int8 figures meet ``budget``.
+
+    ``data``: "digits", an .npz path, or an object with x_train/y_train/x_test/y_test (float32 NCHW);
+    used for data-driven criteria, the built-in trainer and the accuracies in the report.
+    ``train_fn(model, epochs) -> None``: your own training loop, used instead of the built-in trainer.
+    """
+    cfg = config or PruneConfig()
+    crit = _criteria.get(criterion, **cfg.criterion_options)
+    if when not in WHEN:
+        raise UserInputError(f"unknown --when {when!r}", hint="valid: " + ", ".join(WHEN))
+    if cfg.granularity not in GRANULARITY:
+        raise UserInputError(f"unknown granularity {cfg.granularity!r}", hint="valid: channel, weight")
+    if cfg.round_to not in (1, 2, 4, 8, 16):
+        raise UserInputError(f"--round-to {cfg.round_to} is not supported", hint="use 1, 4 or 8")
+    if cfg.min_channels < 1:
+        raise UserInputError("--min-channels must be at least 1 (a layer never loses its last channel)")
+    if not isinstance(example_input, torch.Tensor):
+        raise UserInputError("example_input must be a torch.Tensor of the model's input shape (N, C, H, W)")
+    _seed(cfg.seed)
+    torch.set_num_threads(max(1, cfg.threads))
+    model = copy.deepcopy(model).float().eval()
+    example_input = example_input[:1].float()
+    data = as_data(data, tuple(example_input.shape))
+    if (crit.needs_data and data is None) or (crit.needs_training and data is None and train_fn is None):
+        raise UserInputError(f"criterion {criterion!r} needs data" + (" or a train_fn" if crit.needs_training else ""),
+                             hint="pass --data digits or --data file.npz (x_train, y_train, x_test, y_test)")
+    if cfg.epochs > 0 and data is None and train_fn is None:
+        cfg = dataclasses.replace(cfg, epochs=0)
+
+    def acc(m):
+        return accuracy(m, data.x_test, data.y_test) if data is not None else None
+
+    unpruned = copy.deepcopy(model)
+    trainer = Trainer(data, lr=cfg.lr, batch_size=cfg.batch_size, optimizer=cfg.optimizer, seed=cfg.seed,
+                      teacher=unpruned if (cfg.distill and when != "init") else None,
+                      threads=cfg.threads) if data is not None else None
+
+    def train(m, epochs, penalty=None, extra_params=None):
+        if epochs <= 0:
+            return
+        if train_fn is not None and penalty is None:
+            m.train()
+            train_fn(m, epochs)
+            m.eval()
+        elif trainer is not None:
+            trainer(m, epochs, penalty=penalty, extra_params=extra_params)
+
+    ignored = None
+    if cfg.ignored_layers:
+        from tinyprune.prune.structure import output_layer
+        ignored = [output_layer(model, example_input)] + list(cfg.ignored_layers)
+    st = Structure(model, example_input, ignored)
+    before_fig = figures(model, example_input, cfg.kernels)
+    before_layers = _layers(model)
+    acc_before = acc(model)
+    ctx = Context(model=model, structure=st, example_input=example_input,
+                  batches=trainer.batches if trainer is not None else None,
+                  train=train if (trainer is not None or train_fn is not None) else None,
+                  seed=cfg.seed, when=when, options=dict(cfg.criterion_options))
+    ctx.state["builtin_trainer"] = trainer is not None and train_fn is None
+    stats = {"probes": 0}
+    report = {"criterion": criterion, "when": when, "granularity": cfg.granularity, "budget": budget.as_dict(),
+              "config": {k: v for k, v in cfg.__dict__.items() if k != "criterion_options"},
+              "criterion_options": dict(cfg.criterion_options)}
+
+    if cfg.granularity == "weight":
+        from tinyprune.prune.unstructured import prune_weights
+        if not budget.fits(before_fig):
+            bad = ", ".join(f"{k} {v:,} > {lim:,}" for k, (v, lim) in budget.violations(before_fig).items())
+            raise OverBudgetError(f"the model is over budget ({bad}) and {WEIGHT_SPARSITY_NOTE}",
+                                  hint="use --granularity channel to meet a MAC/RAM/flash budget")
+        sparsity = prune_weights(crit, ctx, cfg, train, acc)
+        after_fig = figures(model, example_input, cfg.kernels)
+        report.update(sparsity)
+        report["note"] = WEIGHT_SPARSITY_NOTE
+        return _finish(model, report, before_fig, after_fig, before_layers, acc_before, sparsity.pop("_acc_pruned"),
+                       acc(model), stats, set())
+
+    # feasibility first (before any expensive training)
+    if not budget.fits(before_fig):
+        min_fig, _ = smallest_reachable(st, cfg.min_channels, cfg.round_to)
+        if not budget.fits(min_fig):
+            raise over_budget_error(min_fig, budget, cfg.min_channels)
+
+    steps = max(1, int(getattr(crit, "steps", 1)))
+    clamped: set = set()
+    if when == "gradual":
+        steps = max(steps, cfg.gradual_steps)
+        per = cfg.epochs // (steps + 1)
+        crit.prepare(ctx)
+        start = figures(model, example_input, cfg.kernels)
+        for s in range(1, steps + 1):
+            train(model, per)
+            clamped = _prune_step(crit, ctx, st, _step_budget(budget, start, s, steps), s, steps, cfg, stats)
+        acc_pruned = acc(model)
+        train(model, cfg.epochs - per * steps)
+    else:
+        crit.prepare(ctx)
+        start = figures(model, example_input, cfg.kernels)
+        for s in range(1, steps + 1):
+            clamped = _prune_step(crit, ctx, st, _step_budget(budget, start, s, steps), s, steps, cfg, stats)
+        acc_pruned = acc(model)
+        train(model, cfg.epochs)
+    after_fig = figures(model, example_input, cfg.kernels)
+    if not budget.fits(after_fig):  # cannot happen: every step checks the pruned copy's figures
+        raise RuntimeError(f"pruned model misses the budget: {budget.violations(after_fig)}")
+    return _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc(model),
+                   stats, clamped)
+
+
+def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
+    ctx.state["step"], ctx.state["steps"] = s, steps
+    fig = figures(st.model, st.example_input, cfg.kernels)
+    if step_budget.fits(fig):
+        crit.after_step(ctx, {})
+        return set()
+    scores = crit.scores(ctx)
+    plan, _, ranking = search(st, scores, step_budget, min_channels=cfg.min_channels, round_to=cfg.round_to,
+                              compute_aware=cfg.compute_aware, fig=fig, stats=stats)
+    st.remove(plan)
+    crit.after_step(ctx, plan)
+    return set(ranking.clamped) if ranking is not None else set()
+
+
+def _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc_after, stats, clamped):
+    model.eval()
+    after_layers = _layers(model)
+    layers = []
+    for name, b in before_layers.items():
+        a = after_layers.get(name, {})
+        layers.append({"name": name, "kind": b["kind"], "in_before": b["in"], "out_before": b["out"],
+                       "in_after": a.get("in"), "out_after": a.get("out"),
+                       "params_before": b["params"], "params_after": a.get("params"),
+                       "macs_before": before_fig.per_layer.get(name), "macs_after": after_fig.per_layer.get(name)})
+    report.update({
+        "layers": layers,
+        "before": before_fig.as_dict(),
+        "after": after_fig.as_dict(),
+        "mac_reduction": round(before_fig.macs / max(after_fig.macs, 1), 4),
+        "accuracy": {"before": acc_before, "after_pruning": acc_pruned, "after_finetuning": acc_after},
+        "search": {"probes": stats.get("probes", 0),
+                   "collapse_guard_hits": sorted(clamped),
+                   "min_channels_after": min((l["out_after"] for l in layers if l["out_after"]), default=None)},
+    })
+    return PruneResult(model, channel_config(model), report)

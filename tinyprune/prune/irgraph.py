@@ -1,0 +1,382 @@
+"""PyTorch module -> ``codegen.ir.Graph`` of the int8 model the convert stage would produce, and
+the resource figures (MACs, params, arena, flash) the budget search compares against limits.
+
+The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF converter:
+  * Conv2d (+ folded BatchNorm) -> CONV_2D [O,kh,kw,I] or DEPTHWISE_CONV_2D [1,kh,kw,O], int32 bias;
+  * a following ReLU / ReLU6 (module or functional) is fused into ``fused_activation``;
+  * Linear -> FULLY_CONNECTED [out,in] + int32 bias; flatten/view/reshape -> RESHAPE (preceded by
+    TRANSPOSE to NCHW order when the spatial size is > 1, as onnx2tf emits it);
+  * add -> ADD, cat -> CONCATENATION (axis in NHWC), MaxPool2d / AvgPool2d -> MAX_POOL_2D /
+    AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / mean over H,W -> MEAN, softmax -> SOFTMAX;
+  * Dropout / Identity / eval BatchNorm vanish (folded).
+Shapes come from torch.fx symbolic tracing plus shape propagation on the example input.
+
+Figures come from ``tinyprune.codegen.estimate.estimate`` (the code-generation stage's planner and
+flash accounting) when it is importable; until then a documented fallback (``fallback_estimate``)
+is used: flash = constant bytes + 8 bytes of requantisation parameters per output channel,
+arena = greedy first-fit offset plan over tensor lifetimes + the largest kernel scratch buffer.
+
+May import: torch, tinyprune.errors, tinyprune.codegen (ir, scratch, estimate). Not other stages.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from math import prod
+
+import torch
+import torch.nn as nn
+
+from tinyprune.codegen import ir
+from tinyprune.errors import UnsupportedModelError
+
+_RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.relu_}
+_IDENTITY_MODULES = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass
+class Figures:
+    """Resource figures of one candidate model (int8)."""
+    macs: int
+    params: int
+    ram_bytes: int
+    flash_bytes: int
+    weight_bytes: int
+    per_layer: dict = field(default_factory=dict)
+    source: str = "fallback"  # "codegen" when codegen.estimate did the accounting
+
+    def as_dict(self) -> dict:
+        return {"macs": self.macs, "params": self.params, "ram_bytes": self.ram_bytes,
+                "flash_bytes": self.flash_bytes, "weight_bytes": self.weight_bytes,
+                "estimator": self.source}
+
+
+def _nhwc(shape):
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 4:
+        n, c, h, w = shape
+        return (n, h, w, c)
+    return shape
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor):
+    from torch.fx import symbolic_trace
+    from torch.fx.passes.shape_prop import ShapeProp
+    try:
+        gm = symbolic_trace(model)
+    except Exception as e:  # noqa: BLE001 - any tracing failure means the same to the user
+        raise UnsupportedModelError(
+            f"cannot trace the model to estimate its int8 size ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+            hint="the model's forward must be traceable by torch.fx: no data-dependent Python control flow "
+                 "(if/for on tensor values); move such logic out of forward()") from None
+    was_training = model.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example_input)
+    finally:
+        gm.train(was_training)
+    return gm
+
+
+class _Builder:
+    def __init__(self):
+        self.tensors: dict[str, ir.Tensor] = {}
+        self.ops: list[ir.Op] = []
+        self.alias: dict[str, str] = {}     # fx node name -> ir tensor name (for vanished ops)
+        self.layer_macs: dict[str, int] = {}
+
+    def act(self, name, shape):
+        self.tensors[name] = ir.Tensor(name, _nhwc(shape), "int8", ir.Quant([1.0], [0]))
+        return name
+
+    def const(self, name, shape, dtype):
+        self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in shape), dtype, None, None, True)
+        return name
+
+    def src(self, node) -> str:
+        return self.alias.get(node.name, node.name)
+
+
+def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "model") -> tuple[ir.Graph, dict]:
+    """Return (graph, per-layer MACs keyed by module name) for ``model`` run on ``example_input``."""
+    gm = _trace(model, example_input)
+    modules = dict(gm.named_modules())
+    b = _Builder()
+    graph_inputs, graph_outputs = [], []
+    users = {n.name: list(n.users) for n in gm.graph.nodes}
+
+    def meta_shape(node):
+        tm = node.meta.get("tensor_meta")
+        if tm is None or not hasattr(tm, "shape"):
+            raise UnsupportedModelError(f"node {node.name!r} does not produce a single tensor; "
+                                        "tinyprune supports single-input single-output feed-forward models")
+        return tuple(tm.shape)
+
+    def fuse_relu(node, op):
+        """If the only user of node is a ReLU/ReLU6, fuse it and alias the relu to this op's output."""
+        us = users[node.name]
+        if len(us) != 1:
+            return
+        u = us[0]
+        kind = None
+        if u.op == "call_module" and isinstance(modules[u.target], nn.ReLU):
+            kind = "RELU"
+        elif u.op == "call_module" and isinstance(modules[u.target], nn.ReLU6):
+            kind = "RELU6"
+        elif u.op in ("call_function", "call_method") and (u.target in _RELU_FUNCS or u.target in ("relu", "relu_")):
+            kind = "RELU"
+        if kind and op.options.get("fused_activation", "NONE") == "NONE":
+            op.options["fused_activation"] = kind
+            b.alias[u.name] = op.outputs[0]
+            fused.add(u.name)
+
+    def bn_passthrough(node):
+        """A BatchNorm directly after a conv is folded: alias it and look through for a ReLU."""
+        us = users[node.name]
+        if len(us) == 1 and us[0].op == "call_module" and isinstance(modules[us[0].target], (nn.BatchNorm2d, nn.BatchNorm1d)):
+            return us[0]
+        return node
+
+    fused: set[str] = set()
+    for node in gm.graph.nodes:
+        if node.name in fused:
+            continue
+        if node.op == "placeholder":
+            graph_inputs.append(b.act(node.name, meta_shape(node)))
+            continue
+        if node.op == "output":
+            out = node.args[0]
+            if isinstance(out, (tuple, list)):
+                if len(out) != 1:
+                    raise UnsupportedModelError("the model returns several outputs; tinyprune supports one output")
+                out = out[0]
+            graph_outputs.append(b.src(out))
+            continue
+        if node.op == "get_attr":
+            raise UnsupportedModelError(f"the model reads a raw parameter/buffer {node.target!r} in forward(); "
+                                        "wrap it in a standard layer (Conv2d, Linear, ...)")
+        oshape = meta_shape(node)
+        args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        if node.op == "call_module":
+            m = modules[node.target]
+            if isinstance(m, nn.Conv2d):
+                x = b.src(args[0])
+                in_c, out_c = m.in_channels, m.out_channels
+                kh, kw = _pair(m.kernel_size)
+                sh, sw = _pair(m.stride)
+                dh, dw = _pair(m.dilation)
+                ishape = meta_shape(args[0])
+                ih, iw = ishape[2], ishape[3]
+                oh, ow = oshape[2], oshape[3]
+                padding = _padding_kind(m, ih, iw, oh, ow)
+                depthwise = m.groups == in_c and m.groups > 1
+                if m.groups != 1 and not depthwise:
+                    raise UnsupportedModelError(f"layer {node.target!r}: grouped convolution (groups={m.groups}) has no "
+                                                "int8 TFLite kernel; use groups=1 or depthwise (groups=in_channels)")
+                wname = b.const(f"{node.target}.weight", (1, kh, kw, out_c) if depthwise else (out_c, kh, kw, in_c), "int8")
+                bname = b.const(f"{node.target}.bias", (out_c,), "int32")
+                end = bn_passthrough(node)
+                out_name = b.act(end.name, oshape)
+                opts = {"stride_h": sh, "stride_w": sw, "dilation_h": dh, "dilation_w": dw, "padding": padding,
+                        "fused_activation": "NONE"}
+                if depthwise:
+                    opts["depth_multiplier"] = out_c // in_c
+                op = ir.Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, wname, bname], [out_name], opts, node.target)
+                b.ops.append(op)
+                macs = oh * ow * out_c * kh * kw * (1 if depthwise else in_c)
+                b.layer_macs[node.target] = macs
+                if end is not node:
+                    fused.add(end.name)
+                    b.alias[end.name] = out_name
+                fuse_relu(end, op)
+                b.alias.setdefault(node.name, out_name)
+                continue
+            if isinstance(m, nn.Linear):
+                x = b.src(args[0])
+                xt = b.tensors[x]
+                if len(xt.shape) != 2:
+                    raise UnsupportedModelError(f"layer {node.target!r}: Linear on a {len(xt.shape)}-D tensor; "
+                                                "flatten to (N, features) first")
+                wname = b.const(f"{node.target}.weight", (m.out_features, m.in_features), "int8")
+                bname = b.const(f"{node.target}.bias", (m.out_features,), "int32")
+                end = bn_passthrough(node)
+                out_name = b.act(end.name, oshape)
+                op = ir.Op("FULLY_CONNECTED", [x, wname, bname], [out_name], {"fused_activation": "NONE"}, node.target)
+                b.ops.append(op)
+                b.layer_macs[node.target] = m.in_features * m.out_features
+                if end is not node:
+                    fused.add(end.name)
+                    b.alias[end.name] = out_name
+                fuse_relu(end, op)
+                continue
+            if isinstance(m, _IDENTITY_MODULES):
+                b.alias[node.name] = b.src(args[0])
+                continue
+            if isinstance(m, (nn.ReLU, nn.ReLU6)):  # not fusable (e.g. after an ADD with several users)
+                kind = "RELU" if isinstance(m, nn.ReLU) else "RELU6"
+                b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
+                continue
+            if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+                kh, kw = _pair(m.kernel_size)
+                st = _pair(m.stride if m.stride is not None else m.kernel_size)
+                if any(_pair(m.padding)):
+                    raise UnsupportedModelError(f"layer {node.target!r}: padded pooling is not supported by the int8 path")
+                kind = "MAX_POOL_2D" if isinstance(m, nn.MaxPool2d) else "AVERAGE_POOL_2D"
+                op = ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)],
+                           {"stride_h": st[0], "stride_w": st[1], "filter_h": kh, "filter_w": kw,
+                            "padding": "VALID", "fused_activation": "NONE"}, node.target)
+                b.ops.append(op)
+                fuse_relu(node, op)
+                continue
+            if isinstance(m, nn.AdaptiveAvgPool2d):
+                if _pair(m.output_size) != (1, 1):
+                    raise UnsupportedModelError(f"layer {node.target!r}: AdaptiveAvgPool2d only with output size 1")
+                _mean(b, node, args[0], oshape)
+                continue
+            if isinstance(m, nn.Flatten):
+                _reshape(b, node, args[0], oshape, meta_shape(args[0]))
+                continue
+            if isinstance(m, nn.Softmax):
+                b.ops.append(ir.Op("SOFTMAX", [b.src(args[0])], [b.act(node.name, oshape)], {"beta": 1.0}, node.target))
+                continue
+            raise UnsupportedModelError(f"layer {node.target!r} ({type(m).__name__}) has no int8 TFLite equivalent "
+                                        "that tinyprune supports")
+        # call_function / call_method
+        tgt = node.target
+        if tgt in (operator.add, torch.add, "add") or tgt == operator.iadd:
+            if len(args) != 2:
+                raise UnsupportedModelError(f"{node.name}: add with a constant is not supported; add two tensors")
+            op = ir.Op("ADD", [b.src(args[0]), b.src(args[1])], [b.act(node.name, oshape)],
+                       {"fused_activation": "NONE"}, node.name)
+            b.ops.append(op)
+            fuse_relu(node, op)
+            continue
+        if tgt in (torch.cat, torch.concat):
+            tensors = node.args[0]
+            dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+            rank = len(oshape)
+            dim = dim % rank
+            axis = {0: 0, 1: 3, 2: 1, 3: 2}[dim] if rank == 4 else dim
+            b.ops.append(ir.Op("CONCATENATION", [b.src(t) for t in tensors], [b.act(node.name, oshape)],
+                               {"axis": axis, "fused_activation": "NONE"}, node.name))
+            continue
+        if tgt in _RELU_FUNCS or tgt in ("relu", "relu_"):
+            b.ops.append(ir.Op("RELU", [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
+            continue
+        if tgt in (torch.flatten, "flatten", "view", "reshape", torch.reshape):
+            _reshape(b, node, args[0], oshape, meta_shape(args[0]))
+            continue
+        if tgt in (torch.mean, "mean"):
+            _mean(b, node, args[0], oshape)
+            continue
+        if tgt in (torch.softmax, torch.nn.functional.softmax, "softmax"):
+            b.ops.append(ir.Op("SOFTMAX", [b.src(args[0])], [b.act(node.name, oshape)], {"beta": 1.0}, node.name))
+            continue
+        if tgt in ("size", getattr) or tgt is getattr:
+            raise UnsupportedModelError(f"{node.name}: shape arithmetic in forward() is not supported; use "
+                                        "nn.Flatten() or x.flatten(1)")
+        raise UnsupportedModelError(f"operation {getattr(tgt, '__name__', tgt)!r} ({node.name}) has no int8 TFLite "
+                                    "equivalent that tinyprune supports")
+    g = ir.Graph(b.tensors, b.ops, graph_inputs, graph_outputs, name)
+    return g, b.layer_macs
+
+
+def _padding_kind(m: nn.Conv2d, ih, iw, oh, ow) -> str:
+    ph, pw = _pair(m.padding) if not isinstance(m.padding, str) else (None, None)
+    if m.padding == "valid" or (ph == 0 and pw == 0):
+        return "VALID"
+    sh, sw = _pair(m.stride)
+    if oh == -(-ih // sh) and ow == -(-iw // sw):
+        return "SAME"
+    raise UnsupportedModelError(f"convolution padding {m.padding} is neither SAME nor VALID in TFLite terms; "
+                                "use padding=kernel//2 with odd kernels, or padding=0")
+
+
+def _mean(b: _Builder, node, arg, oshape):
+    b.ops.append(ir.Op("MEAN", [b.src(arg)], [b.act(node.name, oshape)], {"axes": [1, 2], "keep_dims": len(oshape) == 4},
+                       node.name))
+
+
+def _reshape(b: _Builder, node, arg, oshape, ishape):
+    x = b.src(arg)
+    if len(ishape) == 4 and ishape[2] * ishape[3] > 1:  # NHWC -> NCHW before flattening in PyTorch order
+        t = f"{node.name}_nchw"
+        b.tensors[t] = ir.Tensor(t, tuple(int(s) for s in ishape), "int8", ir.Quant([1.0], [0]))
+        b.ops.append(ir.Op("TRANSPOSE", [x], [t], {"perm": [0, 3, 1, 2]}, node.name))
+        x = t
+    b.ops.append(ir.Op("RESHAPE", [x], [b.act(node.name, oshape)], {}, node.name))
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+def fallback_estimate(graph: ir.Graph, kernels: str = "portable") -> tuple[int, int, int]:
+    """(arena_bytes, flash_bytes, weight_bytes) without the codegen stage: see the module docstring."""
+    try:
+        from tinyprune.codegen.scratch import scratch_bytes
+    except ImportError:  # pragma: no cover
+        def scratch_bytes(op, graph, kernels="portable"):
+            return 0
+    weight_bytes = sum(t.nbytes for t in graph.tensors.values() if t.is_const)
+    requant = sum(8 * graph.tensors[op.outputs[0]].shape[-1] for op in graph.ops
+                  if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"))
+    # lifetimes of activations (RESHAPE is a copy in the fallback: conservative)
+    first, last = {}, {}
+    for name in graph.inputs:
+        first[name] = 0
+    for i, op in enumerate(graph.ops):
+        for t in op.outputs:
+            first.setdefault(t, i)
+        for t in op.inputs:
+            if t and not graph.tensors[t].is_const:
+                last[t] = i
+    for name in graph.outputs:
+        last[name] = len(graph.ops)
+    acts = [(graph.tensors[t].nbytes, t) for t in first]
+    acts.sort(key=lambda x: (-x[0], x[1]))
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    peak = 0
+    for size, t in acts:
+        a, z = first[t], last.get(t, first[t])
+        conflicts = sorted((o, s) for o, s, f, l in placed if not (l < a or z < f))
+        off = 0
+        for o, s in conflicts:
+            if off + _align(size) <= o:
+                break
+            off = max(off, o + _align(s))
+        placed.append((off, size, a, z))
+        peak = max(peak, off + _align(size))
+    scratch = max([scratch_bytes(op, graph, kernels) for op in graph.ops] or [0])
+    return peak + _align(scratch), weight_bytes + requant, weight_bytes
+
+
+def _align(n: int, a: int = 16) -> int:
+    return (n + a - 1) // a * a
+
+
+def figures(model: nn.Module, example_input: torch.Tensor, kernels: str = "portable") -> Figures:
+    """Int8 MACs / params / arena / flash of ``model`` on ``example_input``'s shape."""
+    graph, layer_macs = build_graph(model, example_input)
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        from tinyprune.codegen.estimate import estimate  # the codegen stage's own accounting
+    except ImportError:
+        estimate = None
+    macs = sum(layer_macs.values())
+    if estimate is not None:
+        est = estimate(graph, kernels=kernels)
+        return Figures(macs=int(getattr(est, "macs", macs) or macs), params=params, ram_bytes=int(est.arena_bytes),
+                       flash_bytes=int(est.flash_bytes), weight_bytes=int(est.weight_bytes),
+                       per_layer=dict(layer_macs), source="codegen")
+    arena, flash, wbytes = fallback_estimate(graph, kernels)
+    return Figures(macs=macs, params=params, ram_bytes=arena, flash_bytes=flash, weight_bytes=wbytes,
+                   per_layer=dict(layer_macs), source="fallback")
+
+
+def total_elems(shape) -> int:
+    return prod(int(s) for s in shape)

@@ -1,0 +1,160 @@
+"""Budget search: the least structured pruning that meets every limit.
+
+Scores of all groups are normalised per group (divided by the group's mean |score|, so layers are
+comparable) and divided by the normalised cost of one channel of the group (MACs removed, and
+parameters removed when flash is limited): importance per resource removed. All channels of all
+groups are ranked globally; the first ``k`` (subject to the collapse guard: every group keeps at
+least ``min_channels``, rounded up to ``round_to``, and never its last channel) are removed, group
+widths rounded to multiples of ``round_to``; the smallest ``k`` whose pruned copy meets the budget
+is found by bisection, each probe measuring the pruned copy's int8 figures.
+
+May import: torch, tinyprune.errors, tinyprune.prune.{structure, irgraph, budget}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from tinyprune.errors import OverBudgetError
+from tinyprune.prune.budget import Budget
+from tinyprune.prune.irgraph import Figures, figures
+from tinyprune.prune.structure import Structure, apply_plan
+
+
+@dataclass
+class Ranking:
+    order: list                      # [(root, channel index)] least important first
+    caps: dict                       # root -> max channels removable
+    widths: dict                     # root -> current channels
+    round_to: int = 1
+    clamped: set = field(default_factory=set)
+
+    @property
+    def removable(self) -> int:
+        return sum(self.caps.values())
+
+    def plan(self, k: int) -> dict[str, list[int]]:
+        removed = {r: [] for r in self.widths}
+        count = 0
+        self.clamped = set()
+        for root, idx in self.order:
+            if count >= k:
+                break
+            if len(removed[root]) < self.caps[root]:
+                removed[root].append(idx)
+                count += 1
+            else:
+                self.clamped.add(root)
+        plan = {}
+        for root, rem in removed.items():
+            c = self.widths[root]
+            keep = c - len(rem)
+            if self.round_to > 1:
+                keep = min(c, -(-keep // self.round_to) * self.round_to)
+            n = c - keep
+            if n > 0:
+                plan[root] = sorted(rem[:n])
+        return plan
+
+
+def min_keep(channels: int, min_channels: int, round_to: int) -> int:
+    m = max(1, min_channels)
+    if round_to > 1:
+        m = -(-m // round_to) * round_to
+    return min(channels, m)
+
+
+def rank(structure: Structure, scores: dict[str, torch.Tensor], fig: Figures, budget: Budget, *,
+         min_channels: int = 1, round_to: int = 1, compute_aware: bool = True) -> Ranking:
+    groups = structure.groups
+    costs = {}
+    if compute_aware:
+        total_macs = max(fig.macs, 1)
+        total_params = max(fig.params, 1)
+        use_params = budget.max_flash is not None
+        use_macs = budget.max_macs is not None or budget.max_ram is not None or not use_params
+        for root in groups:
+            c = 0.0
+            if use_macs:
+                c += structure.channel_cost(root, fig.per_layer) / total_macs
+            if use_params:
+                c += structure.params_per_channel(root) / total_params
+            costs[root] = max(c, 1e-12)
+        mean_cost = sum(costs.values()) / max(len(costs), 1)
+        costs = {r: c / mean_cost for r, c in costs.items()}
+    entries = []
+    for root, g in groups.items():
+        s = scores[root].detach().double().flatten()
+        if s.numel() != g.channels:
+            raise RuntimeError(f"criterion returned {s.numel()} scores for {g.channels} channels of {root}")
+        s = torch.nan_to_num(s, nan=0.0, posinf=1e30, neginf=-1e30)
+        norm = s.abs().mean().item()
+        s = s / (norm if norm > 0 else 1.0)
+        if compute_aware:
+            s = s / costs[root]
+        for i, v in enumerate(s.tolist()):
+            entries.append((v, root, i))
+    entries.sort(key=lambda e: (e[0], e[1], e[2]))
+    caps = {r: g.channels - min_keep(g.channels, min_channels, round_to) for r, g in groups.items()}
+    return Ranking([(r, i) for _, r, i in entries], caps, {r: g.channels for r, g in groups.items()}, round_to)
+
+
+def smallest_reachable(structure: Structure, min_channels: int, round_to: int) -> tuple[Figures, dict]:
+    """Figures with every group at its minimum width (independent of the criterion)."""
+    plan = {}
+    for root, g in structure.groups.items():
+        n = g.channels - min_keep(g.channels, min_channels, round_to)
+        if n > 0:
+            plan[root] = list(range(n))
+    m = apply_plan(structure.model, structure.example_input, plan, structure.ignored)
+    return figures(m, structure.example_input), plan
+
+
+def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBudgetError:
+    parts = [f"{k} {fig.as_dict()[k]:,} (limit {v:,})" for k, v in budget.limits().items()]
+    bad = budget.violations(fig)
+    return OverBudgetError(
+        "the budget cannot be met even with every layer pruned to its minimum width "
+        f"({max(1, min_channels)} channel(s)); smallest figures reachable: " + ", ".join(parts)
+        + f"; over: {', '.join(bad)}",
+        hint="raise the limits (--max-macs/--max-ram/--max-flash), lower --min-channels, pick a bigger board, "
+             "or start from a smaller architecture")
+
+
+def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1, round_to=1,
+           compute_aware=True, fig: Figures | None = None, stats: dict | None = None):
+    """Return (plan, figures of the pruned model, ranking) for the least pruning meeting ``budget``."""
+    model, x = structure.model, structure.example_input
+    fig = fig or figures(model, x)
+    stats = stats if stats is not None else {}
+    if budget.fits(fig):
+        return {}, fig, None
+    r = rank(structure, scores, fig, budget, min_channels=min_channels, round_to=round_to,
+             compute_aware=compute_aware)
+    cache = {}
+
+    def probe(k):
+        plan = r.plan(k)
+        key = tuple(sorted((a, tuple(b)) for a, b in plan.items()))
+        if key not in cache:
+            stats["probes"] = stats.get("probes", 0) + 1
+            cache[key] = figures(apply_plan(model, x, plan, structure.ignored), x)
+        return plan, cache[key]
+
+    hi = r.removable
+    plan_hi, fig_hi = probe(hi)
+    if not budget.fits(fig_hi):
+        raise over_budget_error(fig_hi, budget, min_channels)
+    lo = 0  # does not fit
+    best = (hi, plan_hi, fig_hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        plan, f = probe(mid)
+        if budget.fits(f):
+            hi, best = mid, (mid, plan, f)
+        else:
+            lo = mid
+    k, plan, f = best
+    r.plan(k)  # leaves r.clamped for this k
+    return plan, f, r

@@ -1,0 +1,273 @@
+"""Channel structure of a model via torch-pruning's DependencyGraph: the prunable channel groups
+(coupled layers: residual adds, concatenations, depthwise convs, batch norms, the linear after a
+flatten), per-channel aggregation of parameter scores over a group, physical removal of channels,
+the channel configuration (``channels.json``) and ``rebuild`` from it.
+
+May import: torch, torch_pruning, tinyprune.errors. Not other tinyprune stages.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from tinyprune.errors import UnsupportedModelError, UserInputError
+
+PRUNABLE = (nn.Conv2d, nn.Linear)
+
+
+@dataclass
+class ChannelGroup:
+    """One prunable unit: the out-channels of ``root`` and everything coupled to them."""
+    root: str              # module name of the root layer (out-channel pruning)
+    channels: int          # current number of channels
+    layers: list           # names of the coupled modules (for reports)
+    group: object          # the torch_pruning Group (full indices)
+
+
+def output_layer(model: nn.Module, example_input: torch.Tensor) -> str:
+    """Name of the last Conv2d/Linear executed in forward: the classifier, never pruned."""
+    order: list[str] = []
+    names = {m: n for n, m in model.named_modules()}
+    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(names[mod]))
+             for m in model.modules() if isinstance(m, PRUNABLE)]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order:
+        raise UnsupportedModelError("the model has no Conv2d or Linear layer: nothing to prune")
+    return order[-1]
+
+
+class Structure:
+    """The DependencyGraph of ``model`` (modified in place by ``remove``)."""
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor, ignored: list[str] | None = None):
+        self.model = model
+        self.example_input = example_input
+        self.names = {m: n for n, m in model.named_modules()}
+        self.ignored = list(ignored) if ignored is not None else [output_layer(model, example_input)]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                # the output layer is excluded from the groups (get_all_groups), not from tracing:
+                # its in-channels must still follow the layers feeding it
+                self.dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+        except UnsupportedModelError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of the tracer is the same problem for users
+            raise UnsupportedModelError(
+                f"torch-pruning cannot trace this model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})",
+                hint="the forward pass must be differentiable with standard layers (no torch.no_grad(), detach() "
+                     "or in-place tricks inside forward(), single tensor input)") from None
+        finally:
+            model.train(was_training)
+        self.refresh()
+
+    def refresh(self):
+        mods = dict(self.model.named_modules())
+        ignored = [mods[n] for n in self.ignored if n in mods]
+        self.groups: dict[str, ChannelGroup] = {}
+        for g in self.dg.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE):
+            root = self.names[g[0].dep.target.module]
+            layers = sorted({self.names[dep.target.module] for dep, _ in g
+                             if isinstance(dep.target.module, nn.Module) and dep.target.module in self.names})
+            self.groups[root] = ChannelGroup(root, len(g[0].idxs), layers, g)
+        if not self.groups:
+            raise UnsupportedModelError("torch-pruning found no prunable channel group in the model (only the "
+                                        "output layer?); nothing to prune")
+
+    # ---- scores -------------------------------------------------------------------------------
+    def aggregate(self, elem, root: str, signed: bool = True) -> torch.Tensor:
+        """Per-channel sum of ``elem(param) -> tensor like param (or None)`` over the group's coupled
+        parameters (out-channel slices of convs/linears/BN, in-channel slices of consumers).
+        Differentiable if elem is."""
+        cg = self.groups[root]
+        n = cg.channels
+        out = None
+        seen = set()
+        for item in cg.group:
+            dep, idxs = item.dep, item.idxs
+            root_idxs = item.root_idxs
+            layer = dep.target.module
+            if not isinstance(layer, nn.Module) or not idxs:
+                continue
+            is_out = self.dg.is_out_channel_pruning_fn(dep.handler)
+            contrib = None
+            if isinstance(layer, nn.Conv2d):
+                depthwise = layer.groups > 1 and layer.groups == layer.in_channels
+                key = (id(layer), "dw" if depthwise else ("out" if is_out else "in"))
+                if key in seen:
+                    continue
+                seen.add(key)
+                s = elem(layer.weight)
+                if s is None:
+                    continue
+                if depthwise or is_out:
+                    contrib = s.flatten(1).sum(1)[idxs]
+                    if layer.bias is not None:
+                        sb = elem(layer.bias)
+                        if sb is not None:
+                            contrib = contrib + sb[idxs]
+                else:
+                    contrib = s.transpose(0, 1).flatten(1).sum(1)[idxs]
+            elif isinstance(layer, nn.Linear):
+                key = (id(layer), "out" if is_out else "in")
+                if key in seen:
+                    continue
+                seen.add(key)
+                s = elem(layer.weight)
+                if s is None:
+                    continue
+                if is_out:
+                    contrib = s.sum(1)[idxs]
+                    if layer.bias is not None:
+                        sb = elem(layer.bias)
+                        if sb is not None:
+                            contrib = contrib + sb[idxs]
+                else:
+                    contrib = s.sum(0)[idxs]
+            elif isinstance(layer, (nn.BatchNorm2d, nn.BatchNorm1d)) and layer.affine:
+                key = (id(layer), "bn")
+                if key in seen:
+                    continue
+                seen.add(key)
+                sw, sb = elem(layer.weight), elem(layer.bias)
+                parts = [t[idxs] for t in (sw, sb) if t is not None]
+                if parts:
+                    contrib = sum(parts)
+            if contrib is None:
+                continue
+            ri = torch.as_tensor(root_idxs, dtype=torch.long)
+            if out is None:
+                out = torch.zeros(n, dtype=contrib.dtype, device=contrib.device)
+            out = out.index_add(0, ri, contrib)
+        if out is None:
+            out = torch.zeros(n)
+        return out
+
+    def channel_cost(self, root: str, figures_per_layer: dict) -> float:
+        """MACs removed with one channel of the group (from per-layer MACs at current widths)."""
+        cg = self.groups[root]
+        cost = 0.0
+        seen = set()
+        for item in cg.group:
+            layer = item.dep.target.module
+            if not isinstance(layer, PRUNABLE):
+                continue
+            name = self.names[layer]
+            is_out = self.dg.is_out_channel_pruning_fn(item.dep.handler)
+            key = (name, is_out)
+            if key in seen or name not in figures_per_layer:
+                continue
+            seen.add(key)
+            macs = figures_per_layer[name]
+            if isinstance(layer, nn.Conv2d):
+                depthwise = layer.groups > 1 and layer.groups == layer.in_channels
+                width = layer.out_channels if (is_out or depthwise) else layer.in_channels
+            else:
+                width = layer.out_features if is_out else layer.in_features
+            per_channel = len(item.idxs) / max(cg.channels, 1)  # linear after flatten: H*W features per channel
+            cost += macs / max(width, 1) * per_channel
+        return cost
+
+    def params_per_channel(self, root: str) -> float:
+        ones = self.aggregate(lambda p: torch.ones_like(p), root)
+        return float(ones.mean()) if ones.numel() else 0.0
+
+    # ---- pruning --------------------------------------------------------------------------------
+    def remove(self, plan: dict[str, list[int]]):
+        """Remove channels: {root module name: indices to remove (current numbering)}."""
+        mods = dict(self.model.named_modules())
+        for root, idxs in plan.items():
+            idxs = sorted(int(i) for i in idxs)
+            if not idxs:
+                continue
+            cg = self.groups[root]
+            if len(idxs) >= cg.channels:
+                raise ValueError(f"refusing to remove all {cg.channels} channels of {root}")
+            layer = mods[root]
+            pruner = self.dg.get_pruner_of_module(layer)
+            g = self.dg.get_pruning_group(layer, pruner.prune_out_channels, idxs)
+            g.prune()
+        self.refresh()
+
+    def widths(self) -> dict[str, int]:
+        return {r: g.channels for r, g in self.groups.items()}
+
+
+def apply_plan(model: nn.Module, example_input: torch.Tensor, plan: dict[str, list[int]],
+               ignored: list[str] | None = None) -> nn.Module:
+    """A pruned deep copy of ``model``."""
+    m = copy.deepcopy(model)
+    st = Structure(m, example_input, ignored)
+    st.remove(plan)
+    return m
+
+
+# ---- channel configuration ---------------------------------------------------------------------
+
+def channel_config(model: nn.Module) -> dict:
+    """Widths of every Conv2d / Linear / BatchNorm: enough to rebuild the pruned model from its factory."""
+    cfg = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            cfg[name] = {"type": "Conv2d", "in_channels": m.in_channels, "out_channels": m.out_channels,
+                         "groups": m.groups}
+        elif isinstance(m, nn.Linear):
+            cfg[name] = {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features}
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            cfg[name] = {"type": type(m).__name__, "num_features": m.num_features}
+    return {"format": "tinyprune-channels/1", "layers": cfg}
+
+
+def _set_module(root: nn.Module, name: str, new: nn.Module):
+    parts = name.split(".")
+    parent = root
+    for p in parts[:-1]:
+        parent = getattr(parent, p)
+    setattr(parent, parts[-1], new)
+
+
+def rebuild(factory, channels, state_dict=None) -> nn.Module:
+    """Rebuild a pruned model: ``factory()`` builds the unpruned architecture, ``channels`` (dict, or a
+    path to channels.json) resizes its layers, ``state_dict`` (dict or path to pruned_state_dict.pt)
+    fills in the weights. ``factory`` may be a callable or a ``"module:function"`` string."""
+    if isinstance(factory, str):
+        mod, _, fn = factory.partition(":")
+        factory = getattr(importlib.import_module(mod), fn)
+    if isinstance(channels, (str, Path)):
+        channels = json.loads(Path(channels).read_text())
+    layers = channels.get("layers", channels)
+    model = factory()
+    mods = dict(model.named_modules())
+    for name, c in layers.items():
+        if name not in mods:
+            raise UserInputError(f"channels.json names layer {name!r} that the factory's model does not have",
+                                 hint="rebuild with the same factory that was pruned")
+        m = mods[name]
+        if c["type"] == "Conv2d":
+            new = nn.Conv2d(c["in_channels"], c["out_channels"], m.kernel_size, m.stride, m.padding, m.dilation,
+                            c["groups"], m.bias is not None, m.padding_mode)
+        elif c["type"] == "Linear":
+            new = nn.Linear(c["in_features"], c["out_features"], m.bias is not None)
+        else:
+            cls = getattr(nn, c["type"])
+            new = cls(c["num_features"], m.eps, m.momentum, m.affine, m.track_running_stats)
+        _set_module(model, name, new)
+    if state_dict is not None:
+        if isinstance(state_dict, (str, Path)):
+            state_dict = torch.load(state_dict, map_location="cpu", weights_only=True)
+        model.load_state_dict(state_dict)
+    return model

@@ -1,0 +1,76 @@
+"""Small reference architectures for the prune tests and benchmark (digits-sized inputs):
+``plain_cnn`` (conv-bn-relu stack, max pool, linear after flatten) and ``res_dw_net`` (residual add,
+depthwise-separable block, channel concatenation, global average pool).
+
+May import: torch only.
+"""
+import torch
+import torch.nn as nn
+
+
+class PlainCNN(nn.Module):
+    def __init__(self, width=16, classes=10, in_ch=1):
+        super().__init__()
+        w = width
+        self.c1 = nn.Conv2d(in_ch, w, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(w)
+        self.c2 = nn.Conv2d(w, 2 * w, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(2 * w)
+        self.pool = nn.MaxPool2d(2)
+        self.c3 = nn.Conv2d(2 * w, 2 * w, 3, padding=1, bias=False)
+        self.b3 = nn.BatchNorm2d(2 * w)
+        self.flat = nn.Flatten()
+        self.fc1 = nn.Linear(2 * w * 4 * 4, 4 * w)
+        self.fc2 = nn.Linear(4 * w, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.b1(self.c1(x)))
+        x = self.pool(torch.relu(self.b2(self.c2(x))))
+        x = torch.relu(self.b3(self.c3(x)))
+        return self.fc2(torch.relu(self.fc1(self.flat(x))))
+
+
+class ResDWNet(nn.Module):
+    """stem -> residual block (two convs + skip add) -> depthwise-separable branch concatenated
+    with a 1x1 branch -> global average pool -> linear classifier."""
+
+    def __init__(self, width=16, classes=10, in_ch=1):
+        super().__init__()
+        w = width
+        self.stem = nn.Conv2d(in_ch, w, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(w)
+        self.r1 = nn.Conv2d(w, w, 3, padding=1, bias=False)
+        self.r1_bn = nn.BatchNorm2d(w)
+        self.r2 = nn.Conv2d(w, w, 3, padding=1, bias=False)
+        self.r2_bn = nn.BatchNorm2d(w)
+        self.dw = nn.Conv2d(w, w, 3, stride=2, padding=1, groups=w, bias=False)
+        self.dw_bn = nn.BatchNorm2d(w)
+        self.pw = nn.Conv2d(w, 2 * w, 1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(2 * w)
+        self.side = nn.Conv2d(w, w, 1, stride=2, bias=False)
+        self.side_bn = nn.BatchNorm2d(w)
+        self.head = nn.Conv2d(3 * w, 4 * w, 3, padding=1, bias=False)
+        self.head_bn = nn.BatchNorm2d(4 * w)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(4 * w, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        y = torch.relu(self.r1_bn(self.r1(x)))
+        y = self.r2_bn(self.r2(y))
+        x = torch.relu(x + y)
+        a = torch.relu(self.dw_bn(self.dw(x)))
+        a = torch.relu(self.pw_bn(self.pw(a)))
+        b = torch.relu(self.side_bn(self.side(x)))
+        x = torch.cat([a, b], dim=1)
+        x = torch.relu(self.head_bn(self.head(x)))
+        return self.fc(self.flat(self.gap(x)))
+
+
+def plain_cnn(width=16):
+    return PlainCNN(width)
+
+
+def res_dw_net(width=16):
+    return ResDWNet(width)
