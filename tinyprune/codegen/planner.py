@@ -1,0 +1,623 @@
+"""Static memory planner: one arena for every activation, scratch buffer and model I/O tensor.
+
+``plan_memory(graph)`` chooses an op execution order, computes tensor lifetimes over it and assigns
+byte offsets so that no two tensors that are live at the same step overlap, except where an op is
+known to tolerate it:
+
+  * RESHAPE / SQUEEZE outputs are *aliases* of their input (same bytes, no copy); an alias extends
+    the lifetime of the tensor it aliases.
+  * *In-place* elementwise ops (ADD, MUL, RELU, RELU6, LOGISTIC, HARD_SWISH, QUANTIZE) write their
+    output over an input of the same size that dies at that op (never a model input/output).
+  * *Overlap* (optional, ``overlap=True``): CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D and
+    MAX_POOL_2D write their output starting ``D`` bytes below an input that dies at that op; ``D``
+    is the smallest distance for which no output byte is written over input bytes still to be
+    read, given the kernel contract in docs/memory-planning.md (output pixels written in raster
+    order, at most ``PIXELS_IN_FLIGHT`` pixels in progress). See ``overlap_distance``.
+
+Offsets are assigned greedily (several orderings and several subsets of the in-place/overlap
+pairs are tried, the smallest arena wins). With ``reorder=True`` topological orders that lower the
+peak are searched (exact dynamic programming over the executed-op sets for small graphs, a greedy
+"free the most memory" heuristic for large ones); the original order is always a candidate, so
+reordering is never worse.
+
+Pure functions, no file emission, no TensorFlow. This module may import only tinyprune.errors and
+tinyprune.codegen.ir (the pruning stage calls it through codegen.estimate).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from tinyprune.codegen import ir
+from tinyprune.errors import TinypruneError, UserInputError
+
+ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE"})
+INPLACE_OPS = frozenset({"ADD", "MUL", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE"})
+OVERLAP_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+# Kernel contract for overlap: at the moment a kernel writes any byte of output pixel q (raster
+# order over N, H, W), it reads in the future only input bytes inside the windows of output
+# pixels >= q - PIXELS_IN_FLIGHT + 1. 2 covers kernels that compute two output pixels at a time.
+PIXELS_IN_FLIGHT = 2
+# Exhaustive order search is abandoned (greedy used instead) beyond this many explored op sets.
+MAX_DP_STATES = 4000
+
+
+class PlanError(TinypruneError):
+    """A memory plan violates its invariants (a bug in the planner: exit code 1)."""
+
+
+@dataclass
+class MemoryPlan:
+    arena_bytes: int                        # bytes the C code must provide for the arena
+    offsets: dict[str, int]                 # every non-const tensor (aliases: their base's offset)
+    scratch_offsets: dict[int, int]         # op index -> scratch buffer offset (ops with scratch)
+    order: list[int]                        # op execution order (topological)
+    aliases: dict[str, str]                 # RESHAPE/SQUEEZE output -> tensor it aliases (root)
+    inplace: dict[int, str]                 # op index -> input its output overwrites (same offset)
+    lifetimes: dict[str, tuple[int, int]]   # tensor -> (first, last) positions in ``order``
+    peak_lower_bound: int                   # max over steps of bytes that must be live together
+    two_largest_bound: int = 0              # max over steps of the two largest live tensors
+    overlaps: dict[int, tuple[str, int]] = field(default_factory=dict)  # op -> (input, min distance)
+    scratch: dict[int, int] = field(default_factory=dict)  # op index -> scratch bytes
+    alignment: int = 16
+    strategy: str = ""                      # which placement heuristic won (for reports)
+
+    def to_json(self) -> dict:
+        return {
+            "arena_bytes": self.arena_bytes, "peak_lower_bound": self.peak_lower_bound,
+            "two_largest_bound": self.two_largest_bound, "order": list(self.order),
+            "offsets": dict(sorted(self.offsets.items())),
+            "scratch_offsets": {str(k): v for k, v in sorted(self.scratch_offsets.items())},
+            "scratch_bytes": {str(k): v for k, v in sorted(self.scratch.items())},
+            "aliases": dict(sorted(self.aliases.items())),
+            "inplace": {str(k): v for k, v in sorted(self.inplace.items())},
+            "overlaps": {str(k): {"input": v[0], "distance": v[1]} for k, v in sorted(self.overlaps.items())},
+            "lifetimes": {k: list(v) for k, v in sorted(self.lifetimes.items())},
+            "alignment": self.alignment, "strategy": self.strategy,
+        }
+
+    def validate(self, graph: ir.Graph) -> None:
+        """Raise PlanError if the plan is inconsistent with ``graph``: not a topological order,
+        wrong lifetimes, misaligned or out-of-arena offsets, or two tensors (or scratch buffers)
+        live at the same step sharing bytes other than through a declared alias/in-place/overlap."""
+        view = _View(graph)
+        n = len(graph.ops)
+        if sorted(self.order) != list(range(n)):
+            raise PlanError(f"order {self.order} is not a permutation of the {n} ops")
+        pos = {k: p for p, k in enumerate(self.order)}
+        for k in range(n):
+            for d in view.deps[k]:
+                if pos[d] >= pos[k]:
+                    raise PlanError(f"op {k} runs before op {d} whose output it reads")
+        life = view.lifetimes(self.order)
+        for alias, root in view.alias.items():
+            if self.aliases.get(alias) != root:
+                raise PlanError(f"alias {alias} -> {root} missing from the plan")
+            if self.offsets.get(alias) != self.offsets.get(root):
+                raise PlanError(f"alias {alias} is not at the offset of {root}")
+        rects = []  # (name, t0, t1, lo, hi)
+        for b in view.bases:
+            if b not in self.offsets:
+                raise PlanError(f"tensor {b} has no offset")
+            if tuple(self.lifetimes.get(b, ())) != life[b]:
+                raise PlanError(f"lifetime of {b} is {self.lifetimes.get(b)}, expected {life[b]}")
+            off, size = self.offsets[b], view.size[b]
+            if off % self.alignment or off < 0 or off + size > self.arena_bytes:
+                raise PlanError(f"tensor {b} at {off} (+{size}) misaligned or outside the arena of "
+                                f"{self.arena_bytes} bytes")
+            if size:
+                rects.append((b, life[b][0], life[b][1], off, off + size))
+        for k, s in self.scratch.items():
+            if s <= 0:
+                continue
+            off = self.scratch_offsets.get(k)
+            if off is None or off % self.alignment or off + s > self.arena_bytes:
+                raise PlanError(f"scratch of op {k} has a bad offset {off}")
+            rects.append((f"scratch:{k}", pos[k], pos[k], off, off + s))
+        allowed = {}  # frozenset({in, out}) -> (position, check)
+        for k, inp in self.inplace.items():
+            out = view.outs[k][0]
+            if self.offsets[inp] != self.offsets[out] or life[inp][1] != pos[k]:
+                raise PlanError(f"in-place op {k}: {out} not at the offset of dying input {inp}")
+            if inp not in {view.root(i) for i in graph.ops[k].inputs if i}:
+                raise PlanError(f"in-place op {k}: {inp} is not one of its inputs")
+            allowed[frozenset((inp, out))] = pos[k]
+        for k, (inp, dist) in self.overlaps.items():
+            op = graph.ops[k]
+            out = view.outs[k][0]
+            need = overlap_distance(op, graph)
+            if view.root(op.inputs[0]) != inp or need is None or life[inp][1] != pos[k]:
+                raise PlanError(f"overlap at op {k} ({op.kind}) is not allowed for input {inp}")
+            if self.offsets[inp] - self.offsets[out] < need:
+                raise PlanError(f"overlap at op {k}: output {out} starts "
+                                f"{self.offsets[inp] - self.offsets[out]} bytes below input {inp}, "
+                                f"needs at least {need}")
+            allowed[frozenset((inp, out))] = pos[k]
+        rects.sort(key=lambda r: r[3])
+        for i, a in enumerate(rects):
+            for b in rects[i + 1:]:
+                if b[3] >= a[4]:
+                    break
+                if a[1] <= b[2] and b[1] <= a[2]:
+                    p = allowed.get(frozenset((a[0], b[0])))
+                    if p is not None and max(a[1], b[1]) == p == min(a[2], b[2]):
+                        continue
+                    raise PlanError(f"{a[0]} [{a[3]}, {a[4]}) steps {a[1]}..{a[2]} overlaps "
+                                    f"{b[0]} [{b[3]}, {b[4]}) steps {b[1]}..{b[2]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# graph analysis
+
+class _View:
+    """The graph seen by the planner: aliases resolved to root tensors ("bases")."""
+
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        ops = graph.ops
+        for i, op in enumerate(ops):
+            for t in [*op.inputs, *op.outputs]:
+                if t and t not in graph.tensors:
+                    raise UserInputError(f"op {i} ({op.kind} {op.name!r}) refers to unknown tensor {t!r}",
+                                         hint="the graph is malformed: every op input/output must be in graph.tensors")
+        for t in [*graph.inputs, *graph.outputs]:
+            if t not in graph.tensors:
+                raise UserInputError(f"model input/output {t!r} is not a tensor of the graph")
+        producer: dict[str, int] = {}
+        for i, op in enumerate(ops):
+            for t in op.outputs:
+                if t in producer:
+                    raise UserInputError(f"tensor {t!r} is written by ops {producer[t]} and {i}")
+                if t in graph.inputs or graph.tensors[t].is_const:
+                    raise UserInputError(f"op {i} ({op.kind}) writes model input or constant {t!r}")
+                producer[t] = i
+        self.alias: dict[str, str] = {}
+        for i, op in enumerate(ops):
+            if op.kind in ALIAS_OPS and op.inputs and op.inputs[0] and len(op.outputs) == 1:
+                src = graph.tensors[op.inputs[0]]
+                dst = graph.tensors[op.outputs[0]]
+                if not src.is_const and src.nbytes == dst.nbytes:
+                    self.alias[op.outputs[0]] = op.inputs[0]
+        for a in list(self.alias):  # resolve chains to the root
+            r, seen = self.alias[a], {a}
+            while r in self.alias:
+                if r in seen:
+                    raise UserInputError(f"RESHAPE/SQUEEZE ops form a cycle through {r!r}")
+                seen.add(r)
+                r = self.alias[r]
+            self.alias[a] = r
+        self.deps: list[set[int]] = []
+        self.ins: list[list[str]] = []   # non-const base inputs (unique, in input order)
+        self.outs: list[list[str]] = []  # base outputs
+        for i, op in enumerate(ops):
+            deps, ins = set(), []
+            for t in op.inputs:
+                if not t or graph.tensors[t].is_const:
+                    continue
+                if t in producer:
+                    deps.add(producer[t])
+                elif t not in graph.inputs:
+                    raise UserInputError(f"op {i} ({op.kind} {op.name!r}) reads {t!r}, which no op writes "
+                                         "and which is neither a model input nor a constant")
+                b = self.root(t)
+                if b not in ins:
+                    ins.append(b)
+            self.deps.append(deps)
+            self.ins.append(ins)
+            self.outs.append([t for t in op.outputs if t not in self.alias])
+        self.bases: list[str] = []
+        for t in graph.inputs:
+            if t not in self.bases and not graph.tensors[t].is_const:
+                self.bases.append(t)
+        for outs in self.outs:
+            self.bases.extend(outs)
+        self.size = {b: graph.tensors[b].nbytes for b in self.bases}
+        self.producer = {b: producer[b] for b in self.bases if b in producer}
+        self.model_inputs = {t for t in graph.inputs if not graph.tensors[t].is_const}
+        self.model_outputs = {self.root(t) for t in graph.outputs if not graph.tensors[t].is_const}
+        self.consumers: dict[str, list[int]] = {b: [] for b in self.bases}
+        for i, ins in enumerate(self.ins):
+            for b in ins:
+                self.consumers[b].append(i)
+        self.topo = self._stable_topo()
+
+    def root(self, t: str) -> str:
+        return self.alias.get(t, t)
+
+    def _stable_topo(self) -> list[int]:
+        n = len(self.graph.ops)
+        indeg = [len(d) for d in self.deps]
+        users: list[list[int]] = [[] for _ in range(n)]
+        for k, d in enumerate(self.deps):
+            for j in d:
+                users[j].append(k)
+        import heapq
+        ready = [k for k in range(n) if indeg[k] == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            k = heapq.heappop(ready)
+            order.append(k)
+            for u in users[k]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    heapq.heappush(ready, u)
+        if len(order) != n:
+            stuck = sorted(set(range(n)) - set(order))
+            raise UserInputError(f"the graph has a cycle (ops {stuck[:8]} can never run)")
+        return order
+
+    def lifetimes(self, order: list[int]) -> dict[str, tuple[int, int]]:
+        pos = {k: p for p, k in enumerate(order)}
+        end = max(len(order) - 1, 0)
+        life = {}
+        for b in self.bases:
+            first = pos[self.producer[b]] if b in self.producer else 0
+            last = max([pos[c] for c in self.consumers[b]], default=first)
+            if b in self.model_outputs:
+                last = end
+            life[b] = (first, max(first, last))
+        return life
+
+    def alias_lifetimes(self, order: list[int]) -> dict[str, tuple[int, int]]:
+        pos = {k: p for p, k in enumerate(order)}
+        producer = self.graph.producers()
+        cons = self.graph.consumers()
+        end = max(len(order) - 1, 0)
+        out = {}
+        for a in self.alias:
+            first = pos[producer[a]]
+            last = max([pos[c] for c in cons.get(a, [])], default=first)
+            if a in self.graph.outputs:
+                last = end
+            out[a] = (first, last)
+        return out
+
+
+def _same_elements(graph: ir.Graph, a: str, b: str) -> bool:
+    ta, tb = graph.tensors[a], graph.tensors[b]
+    return prod(ta.shape) == prod(tb.shape) and ta.nbytes == tb.nbytes
+
+
+def _tflite_pad(size_in: int, size_out: int, stride: int, k: int, dil: int) -> int:
+    eff = (k - 1) * dil + 1
+    return max((size_out - 1) * stride + eff - size_in, 0) // 2
+
+
+def overlap_distance(op: ir.Op, graph: ir.Graph, pixels_in_flight: int = PIXELS_IN_FLIGHT) -> int | None:
+    """Smallest D >= 0 such that ``op`` may write its output at (input offset - D) while reading
+    its first input, under the raster-order kernel contract (see module docstring). None when the
+    op is not a 4-D NHWC window op whose geometry is known."""
+    if op.kind not in OVERLAP_OPS or not op.inputs or not op.outputs or not op.inputs[0]:
+        return None
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[0] != y.shape[0]:
+        return None
+    o = op.options
+    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        if len(op.inputs) < 2 or not op.inputs[1] or len(graph.tensors[op.inputs[1]].shape) != 4:
+            return None
+        kh, kw = graph.tensors[op.inputs[1]].shape[1:3]
+    else:
+        if "filter_h" not in o or "filter_w" not in o:
+            return None
+        kh, kw = int(o["filter_h"]), int(o["filter_w"])
+    n, hi, wi, ci = x.shape
+    _, ho, wo, co = y.shape
+    if min(hi, wi, ci, ho, wo, co) <= 0:
+        return None
+    sh, sw = int(o.get("stride_h", 1)), int(o.get("stride_w", 1))
+    dh, dw = int(o.get("dilation_h", 1)), int(o.get("dilation_w", 1))
+    same = o.get("padding", "VALID") == "SAME"
+    pt = _tflite_pad(hi, ho, sh, kh, dh) if same else 0
+    pl = _tflite_pad(wi, wo, sw, kw, dw) if same else 0
+    bin_, bout = ir.DTYPE_BYTES[x.dtype], ir.DTYPE_BYTES[y.dtype]
+    rows = [min(hi - 1, max(0, oy * sh - pt)) for oy in range(ho)]
+    cols = [min(wi - 1, max(0, ox * sw - pl)) for ox in range(wo)]
+    # first input byte read by output pixel q, then suffix minimum over q' >= q
+    starts = [((b * hi + r) * wi + c) * ci * bin_ for b in range(n) for r in rows for c in cols]
+    for q in range(len(starts) - 2, -1, -1):
+        if starts[q + 1] < starts[q]:
+            starts[q] = starts[q + 1]
+    px = co * bout
+    return max((q + 1) * px - starts[max(0, q - pixels_in_flight + 1)] for q in range(len(starts)))
+
+
+# ----------------------------------------------------------------------------------------------
+# candidate in-place / overlap pairs
+
+@dataclass(frozen=True)
+class _Edge:
+    op: int
+    inp: str
+    out: str
+    dist: int         # output offset = input offset - dist (0 for in-place)
+    kind: str         # "inplace" | "overlap"
+
+
+def _static_edges(view: _View, inplace: bool, overlap: bool) -> dict[int, list[_Edge]]:
+    """Per op, the pairs it could use if the input dies there (checked per order later)."""
+    g = view.graph
+    edges: dict[int, list[_Edge]] = {}
+    for k, op in enumerate(g.ops):
+        if len(view.outs[k]) != 1:
+            continue
+        out = view.outs[k][0]
+        cands = []
+        if inplace and op.kind in INPLACE_OPS:
+            for t in op.inputs:
+                if t and not g.tensors[t].is_const and _same_elements(g, t, out):
+                    b = view.root(t)
+                    if all(e.inp != b for e in cands):
+                        cands.append(_Edge(k, b, out, 0, "inplace"))
+        elif overlap and op.kind in OVERLAP_OPS and op.inputs and op.inputs[0] \
+                and not g.tensors[op.inputs[0]].is_const:
+            d = overlap_distance(op, g)
+            if d is not None and d < view.size[view.root(op.inputs[0])] + view.size[out]:
+                cands.append(_Edge(k, view.root(op.inputs[0]), out, d, "overlap"))
+        cands = [e for e in cands if e.inp not in view.model_inputs and e.inp not in view.model_outputs]
+        if cands:
+            edges[k] = cands
+    return edges
+
+
+def _saving(view: _View, e: _Edge) -> int:
+    si, so = view.size[e.inp], view.size[e.out]
+    return si + so - max(so, e.dist + si)
+
+
+def _edges_for_order(view: _View, static: dict[int, list[_Edge]], life, pos) -> dict[int, _Edge]:
+    chosen = {}
+    for k, cands in static.items():
+        ok = [e for e in cands if life[e.inp][1] == pos[k]]
+        if ok:
+            chosen[k] = max(ok, key=lambda e: _saving(view, e))
+    return chosen
+
+
+# ----------------------------------------------------------------------------------------------
+# operator order
+
+def _step_bounds(view: _View, order, scratch, static):
+    """(peak live bytes, two largest) for ``order``, counting each usable pair as its union."""
+    pos = {k: p for p, k in enumerate(order)}
+    life = view.lifetimes(order)
+    edges = _edges_for_order(view, static, life, pos)
+    n = len(order)
+    live: list[list[int]] = [[] for _ in range(max(n, 1))]
+    merged = {}
+    for k, e in edges.items():
+        merged[(pos[k], e.inp)] = merged[(pos[k], e.out)] = e
+    for b, (t0, t1) in life.items():
+        for p in range(t0, t1 + 1):
+            if (p, b) in merged:
+                e = merged[(p, b)]
+                if b == e.out:
+                    live[p].append(view.size[e.out] + view.size[e.inp] - _saving(view, e))
+            else:
+                live[p].append(view.size[b])
+    for k, s in scratch.items():
+        if s > 0:
+            live[pos[k]].append(s)
+    peak = max((sum(x) for x in live), default=0)
+    two = max((sum(sorted(x)[-2:]) for x in live), default=0)
+    return peak, two
+
+
+class _Sim:
+    """Incremental live-byte bookkeeping over sets of executed ops (bitmasks)."""
+
+    def __init__(self, view: _View, scratch, static):
+        self.view, self.scratch = view, scratch
+        n = len(view.graph.ops)
+        self.n = n
+        self.depmask = [sum(1 << d for d in view.deps[k]) for k in range(n)]
+        self.consmask = {b: sum(1 << c for c in view.consumers[b]) for b in view.bases}
+        self.static = static
+        self.live0 = sum(view.size[b] for b in view.model_inputs
+                         if view.consumers[b] or b in view.model_outputs)
+
+    def step(self, mask: int, live: int, k: int):
+        """Execute op k after ``mask``: (bytes live during k, bytes live after k)."""
+        v = self.view
+        done = mask | (1 << k)
+        during = live + sum(v.size[o] for o in v.outs[k]) + self.scratch.get(k, 0)
+        best = 0
+        for e in self.static.get(k, ()):
+            if self.consmask[e.inp] & ~done == 0:
+                best = max(best, _saving(v, e))
+        during -= best
+        after = live
+        for o in v.outs[k]:
+            if v.consumers[o] or o in v.model_outputs:
+                after += v.size[o]
+        for b in v.ins[k]:
+            if self.consmask[b] & ~done == 0 and b not in v.model_outputs:
+                after -= v.size[b]
+        return during, after
+
+
+def _search_order(view: _View, scratch, static) -> list[int]:
+    sim = _Sim(view, scratch, static)
+    n = sim.n
+    if n == 0:
+        return []
+    full = (1 << n) - 1
+    # exact DP over executed-op sets: state -> (peak so far, live after, parent, last op)
+    layer = {0: (0, sim.live0)}
+    back: dict[int, tuple[int, int]] = {}
+    explored = 0
+    for _ in range(n):
+        nxt: dict[int, tuple[int, int]] = {}
+        for mask, (peak, live) in layer.items():
+            for k in range(n):
+                if mask >> k & 1 or sim.depmask[k] & ~mask:
+                    continue
+                during, after = sim.step(mask, live, k)
+                m2, p2 = mask | (1 << k), max(peak, during)
+                cur = nxt.get(m2)
+                if cur is None or (p2, after) < cur:
+                    nxt[m2] = (p2, after)
+                    back[m2] = (mask, k)
+        explored += len(nxt)
+        if explored > MAX_DP_STATES:
+            return _greedy_order(sim)
+        layer = nxt
+    order, m = [], full
+    while m:
+        m, k = back[m]
+        order.append(k)
+    return order[::-1]
+
+
+def _greedy_order(sim: _Sim) -> list[int]:
+    mask, live, order = 0, sim.live0, []
+    for _ in range(sim.n):
+        best = None
+        for k in range(sim.n):
+            if mask >> k & 1 or sim.depmask[k] & ~mask:
+                continue
+            during, after = sim.step(mask, live, k)
+            key = (during, after - live, k)
+            if best is None or key < best[0]:
+                best = (key, k, after)
+        _, k, live = best
+        mask |= 1 << k
+        order.append(k)
+    return order
+
+
+# ----------------------------------------------------------------------------------------------
+# offset assignment
+
+def _align(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def _groups(view: _View, life, edges: dict[int, _Edge], scratch, pos, alignment):
+    """Rigid groups: chains of tensors joined by chosen pairs, with relative offsets."""
+    parent = {}  # out -> (inp, dist)
+    for e in edges.values():
+        parent[e.out] = (e.inp, _align(e.dist, alignment))
+    child = {inp: out for out, (inp, _) in parent.items()}
+    groups = []
+    for b in view.bases:
+        if b in parent or view.size[b] == 0:
+            continue
+        members, rel, cur = [], 0, b
+        while True:
+            t0, t1 = life[cur]
+            members.append((cur, rel, t0, t1, view.size[cur]))
+            if cur not in child:
+                break
+            nxt = child[cur]
+            rel -= parent[nxt][1]
+            cur = nxt
+        lo = min(m[1] for m in members)
+        groups.append([(m[0], m[1] - lo, m[2], m[3], m[4]) for m in members])
+    for k, s in scratch.items():
+        if s > 0:
+            groups.append([(f"scratch:{k}", 0, pos[k], pos[k], s)])
+    return groups
+
+
+_ORDERINGS = {
+    "size": lambda g: (-max(m[1] + m[4] for m in g), min(m[2] for m in g), g[0][0]),
+    "area": lambda g: (-sum(m[4] * (m[3] - m[2] + 1) for m in g), g[0][0]),
+    "first-use": lambda g: (min(m[2] for m in g), -max(m[1] + m[4] for m in g), g[0][0]),
+    "lifetime": lambda g: (min(m[2] for m in g) - max(m[3] for m in g), -max(m[1] + m[4] for m in g), g[0][0]),
+}
+
+
+def _place(groups, key, alignment):
+    placed = []  # (t0, t1, lo, hi)
+    offsets = {}
+    arena = 0
+    for g in sorted(groups, key=key):
+        rel = []
+        for (name, r, t0, t1, size) in g:
+            sz = _align(size, alignment)
+            rel.append((r, sz, [p for p in placed if p[0] <= t1 and t0 <= p[1]]))
+        cands = {0}
+        for r, sz, ps in rel:
+            for p in ps:
+                if p[3] - r >= 0:
+                    cands.add(p[3] - r)
+        for base in sorted(cands):
+            if all(not (base + r < p[3] and p[2] < base + r + sz) for r, sz, ps in rel for p in ps):
+                break
+        for (name, r, t0, t1, size) in g:
+            offsets[name] = base + r
+            placed.append((t0, t1, base + r, base + r + _align(size, alignment)))
+            arena = max(arena, base + r + size)
+    return arena, offsets
+
+
+def _bounded_edges(view: _View, edges: dict[int, _Edge], life, alignment) -> dict[int, _Edge]:
+    """Drop overlap pairs that make a chain drift further than its largest member."""
+    keep = {}
+    drift: dict[str, int] = {}
+    largest: dict[str, int] = {}
+    for k in sorted(edges, key=lambda k: life[edges[k].out][0]):
+        e = edges[k]
+        d0, l0 = drift.get(e.inp, 0), largest.get(e.inp, view.size[e.inp])
+        d1, l1 = d0 + _align(e.dist, alignment), max(l0, view.size[e.out])
+        if e.kind == "inplace" or d1 <= l1:
+            keep[k] = e
+            drift[e.out], largest[e.out] = d1, l1
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inplace: bool = True,
+                reorder: bool = True, alignment: int = 16, overlap: bool = False) -> MemoryPlan:
+    """Plan the arena for ``graph``. ``scratch`` maps op index -> scratch bytes (None: no scratch;
+    codegen.estimate fills it from codegen.scratch). ``overlap`` lets window ops write over their
+    dying input (only for kernels that honour the raster-order contract; see docs)."""
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise UserInputError(f"alignment must be a power of two, got {alignment}")
+    scratch = {int(k): int(v) for k, v in (scratch or {}).items() if v}
+    for k, v in scratch.items():
+        if not 0 <= k < len(graph.ops) or v < 0:
+            raise UserInputError(f"scratch entry {k}: {v} does not name an op of the graph / a size >= 0")
+    view = _View(graph)
+    static = _static_edges(view, inplace, overlap)
+    orders = [view.topo]
+    if reorder and len(graph.ops) > 1:
+        o = _search_order(view, scratch, static)
+        if o != view.topo:
+            orders.append(o)
+    best = None
+    for order in orders:
+        pos = {k: p for p, k in enumerate(order)}
+        life = view.lifetimes(order)
+        edges = _edges_for_order(view, static, life, pos)
+        variants = {"all": edges}
+        if any(e.kind == "overlap" for e in edges.values()):
+            variants["bounded"] = _bounded_edges(view, edges, life, alignment)
+            variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind == "inplace"}
+        if edges:
+            variants["none"] = {}
+        for vname, chosen in variants.items():
+            groups = _groups(view, life, chosen, scratch, pos, alignment)
+            for oname, key in _ORDERINGS.items():
+                arena, offs = _place(groups, key, alignment)
+                if best is None or arena < best[0]:
+                    best = (arena, offs, order, chosen, life, f"{vname}/{oname}")
+    arena, offs, order, chosen, life, strategy = best
+    peak, two = _step_bounds(view, order, scratch, static)
+    offsets = {b: offs.get(b, 0) for b in view.bases}
+    for a, r in view.alias.items():
+        offsets[a] = offsets[r]
+    lifetimes = dict(life)
+    lifetimes.update(view.alias_lifetimes(order))
+    return MemoryPlan(
+        arena_bytes=arena, offsets=offsets,
+        scratch_offsets={k: offs[f"scratch:{k}"] for k in scratch},
+        order=list(order), aliases=dict(view.alias),
+        inplace={k: e.inp for k, e in chosen.items() if e.kind == "inplace"},
+        lifetimes=lifetimes, peak_lower_bound=peak, two_largest_bound=two,
+        overlaps={k: (e.inp, e.dist) for k, e in chosen.items() if e.kind == "overlap"},
+        scratch=dict(scratch), alignment=alignment, strategy=strategy)
