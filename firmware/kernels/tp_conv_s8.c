@@ -1,0 +1,98 @@
+/* CONV_2D int8 reference kernel (TFLite Micro reference_integer_ops::ConvPerChannel, bit-exact). */
+#include "tp_nn.h"
+#include "tp_nn_support.h"
+
+static int tp_conv_args_ok(const tp_conv_params *p, const tp_quant_params *q, const tp_dims *in,
+                           const int8_t *input, const tp_dims *f, const int8_t *filter,
+                           const tp_dims *out, const int8_t *output)
+{
+    if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output) {
+        return 0;
+    }
+    if (in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0 || f->n <= 0 || f->h <= 0 || f->w <= 0 ||
+        out->h <= 0 || out->w <= 0 || p->stride.h <= 0 || p->stride.w <= 0 || p->dilation.h <= 0 ||
+        p->dilation.w <= 0) {
+        return 0;
+    }
+    if (f->c != in->c || out->c != f->n || out->n != in->n) {
+        return 0;
+    }
+    return f->h * f->w * f->c <= TP_MAX_ACC_TERMS;
+}
+
+tp_status tp_conv_s8_ref(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                         const tp_dims *in, const int8_t *input,
+                         const tp_dims *f, const int8_t *filter, const int32_t *bias,
+                         const tp_dims *out, int8_t *output)
+{
+    int32_t b, oy, ox, oc, ky, kx, ic;
+    (void)ctx;
+    if (!tp_conv_args_ok(p, q, in, input, f, filter, out, output)) {
+        return TP_ERR_ARG;
+    }
+    for (b = 0; b < in->n; ++b) {
+        for (oy = 0; oy < out->h; ++oy) {
+            const int32_t iy0 = oy * p->stride.h - p->padding.h;
+            for (ox = 0; ox < out->w; ++ox) {
+                const int32_t ix0 = ox * p->stride.w - p->padding.w;
+                for (oc = 0; oc < out->c; ++oc) {
+                    const int8_t *fil = filter + (size_t)oc * f->h * f->w * f->c;
+                    int32_t acc = 0;
+                    const int32_t qi = q->per_channel ? oc : 0;
+                    for (ky = 0; ky < f->h; ++ky) {
+                        const int32_t iy = iy0 + p->dilation.h * ky;
+                        if (iy < 0 || iy >= in->h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < f->w; ++kx) {
+                            const int32_t ix = ix0 + p->dilation.w * kx;
+                            const int8_t *px;
+                            const int8_t *pw;
+                            if (ix < 0 || ix >= in->w) {
+                                continue;
+                            }
+                            px = input + (((size_t)b * in->h + iy) * in->w + ix) * in->c;
+                            pw = fil + ((size_t)ky * f->w + kx) * f->c;
+                            for (ic = 0; ic < in->c; ++ic) {
+                                acc += (int32_t)pw[ic] * ((int32_t)px[ic] + p->input_offset);
+                            }
+                        }
+                    }
+                    if (bias) {
+                        acc += bias[oc];
+                    }
+                    acc = tp_mbqm(acc, q->multiplier[qi], q->shift[qi]);
+                    acc += p->output_offset;
+                    acc = TP_CLAMP(acc, p->activation.min, p->activation.max);
+                    output[(((size_t)b * out->h + oy) * out->w + ox) * out->c + oc] = (int8_t)acc;
+                }
+            }
+        }
+    }
+    return TP_OK;
+}
+
+int32_t tp_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
+                                   const tp_dims *output_dims)
+{
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+    return tp_conv_s8_arm_get_buffer_size(input_dims, filter_dims, output_dims);
+#else
+    (void)input_dims;
+    (void)filter_dims;
+    (void)output_dims;
+    return 0;
+#endif
+}
+
+tp_status tp_conv_s8(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
+                     const tp_dims *input_dims, const int8_t *input,
+                     const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                     const tp_dims *output_dims, int8_t *output)
+{
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+    return tp_conv_s8_arm(ctx, params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
+#else
+    return tp_conv_s8_ref(ctx, params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
+#endif
+}

@@ -1,0 +1,105 @@
+/* Data-movement kernels: PAD, CONCATENATION (with requantisation when scales differ) and TRANSPOSE. */
+#include <string.h>
+#include "tp_nn.h"
+#include "tp_nn_support.h"
+
+tp_status tp_pad_s8_ref(const int32_t in_dims[4], const int32_t before[4], const int32_t after[4],
+                        int8_t pad_value, const int8_t *input, int8_t *output)
+{
+    int32_t od[4], i0, i1, i2, i3, d;
+    size_t o = 0;
+    if (!in_dims || !before || !after || !input || !output) {
+        return TP_ERR_ARG;
+    }
+    for (d = 0; d < 4; ++d) {
+        if (in_dims[d] <= 0 || before[d] < 0 || after[d] < 0) {
+            return TP_ERR_ARG;
+        }
+        od[d] = in_dims[d] + before[d] + after[d];
+    }
+    for (i0 = 0; i0 < od[0]; ++i0) {
+        for (i1 = 0; i1 < od[1]; ++i1) {
+            for (i2 = 0; i2 < od[2]; ++i2) {
+                for (i3 = 0; i3 < od[3]; ++i3, ++o) {
+                    const int32_t a = i0 - before[0], b = i1 - before[1], c = i2 - before[2], e = i3 - before[3];
+                    if (a < 0 || a >= in_dims[0] || b < 0 || b >= in_dims[1] || c < 0 || c >= in_dims[2] ||
+                        e < 0 || e >= in_dims[3]) {
+                        output[o] = pad_value;
+                    } else {
+                        output[o] = input[(((size_t)a * in_dims[1] + b) * in_dims[2] + c) * in_dims[3] + e];
+                    }
+                }
+            }
+        }
+    }
+    return TP_OK;
+}
+
+tp_status tp_concat_s8_ref(const tp_requant_params *params, int32_t outer, int32_t inner,
+                           int32_t out_inner, int32_t offset, const int8_t *input, int8_t *output)
+{
+    int32_t r;
+    if (!input || !output || outer < 0 || inner < 0 || offset < 0 || offset + inner > out_inner) {
+        return TP_ERR_ARG;
+    }
+    for (r = 0; r < outer; ++r) {
+        const int8_t *src = input + (size_t)r * inner;
+        int8_t *dst = output + (size_t)r * out_inner + offset;
+        if (params) {
+            tp_status s = tp_requantize_s8_ref(params, inner, src, dst);
+            if (s != TP_OK) {
+                return s;
+            }
+        } else {
+            memcpy(dst, src, (size_t)inner);
+        }
+    }
+    return TP_OK;
+}
+
+tp_status tp_transpose_s8_ref(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output)
+{
+    int32_t od[4], stride[4], i0, i1, i2, i3, d;
+    size_t o = 0;
+    if (!in_dims || !perm || !input || !output) {
+        return TP_ERR_ARG;
+    }
+    stride[3] = 1;
+    for (d = 2; d >= 0; --d) {
+        stride[d] = stride[d + 1] * in_dims[d + 1];
+    }
+    for (d = 0; d < 4; ++d) {
+        if (perm[d] < 0 || perm[d] > 3 || in_dims[d] <= 0) {
+            return TP_ERR_ARG;
+        }
+        od[d] = in_dims[perm[d]];
+    }
+    for (i0 = 0; i0 < od[0]; ++i0) {
+        for (i1 = 0; i1 < od[1]; ++i1) {
+            for (i2 = 0; i2 < od[2]; ++i2) {
+                for (i3 = 0; i3 < od[3]; ++i3, ++o) {
+                    output[o] = input[(size_t)i0 * stride[perm[0]] + (size_t)i1 * stride[perm[1]] +
+                                      (size_t)i2 * stride[perm[2]] + (size_t)i3 * stride[perm[3]]];
+                }
+            }
+        }
+    }
+    return TP_OK;
+}
+
+tp_status tp_pad_s8(const int32_t in_dims[4], const int32_t before[4], const int32_t after[4],
+                    int8_t pad_value, const int8_t *input, int8_t *output)
+{
+    return tp_pad_s8_ref(in_dims, before, after, pad_value, input, output);
+}
+
+tp_status tp_concat_s8(const tp_requant_params *params, int32_t outer, int32_t inner,
+                       int32_t out_inner, int32_t offset, const int8_t *input, int8_t *output)
+{
+    return tp_concat_s8_ref(params, outer, inner, out_inner, offset, input, output);
+}
+
+tp_status tp_transpose_s8(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output)
+{
+    return tp_transpose_s8_ref(in_dims, perm, input, output);
+}
