@@ -1,0 +1,37 @@
+"""``tinyprune convert``: a thin layer over tinyprune.convert.convert()."""
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="convert")
+@click.argument("model")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="state_dict (.pt) for a PyTorch factory.")
+@click.option("--data", default="digits", show_default=True,
+              help="Calibration/evaluation data: 'digits' or an .npz with x (N,C,H,W | N,C,L) and y (N,).")
+@click.option("--input-shape", default=None, help="Model input with batch 1, e.g. 1,1,16,16 (PyTorch layout).")
+@click.option("--calib-samples", type=int, default=200, show_default=True,
+              help="Representative samples used to calibrate int8 ranges.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory (model.onnx, model_int8.tflite, convert.json).")
+@click.pass_context
+def command(ctx, model, weights, data, input_shape, calib_samples, out):
+    """Convert MODEL to a full-integer int8 TFLite model calibrated on your data.
+
+    MODEL is `example`, path/to/file.py:factory, pkg.module:factory or a .onnx file.
+    The int8 model takes channels-last input: the PyTorch tensor permuted (0, 2, 3, 1)."""
+    from tinyprune.convert.core import convert
+
+    debug = bool((ctx.obj or {}).get("debug"))
+    res = convert(model, out, data=data, weights=weights, input_shape=input_shape,
+                  calib_samples=calib_samples, debug=debug)
+    r = res.report
+    ev, inp, outp = r["evaluation"], r["input"], r["output"]
+    click.echo(f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), "
+               f"{res.onnx_path.name}, {res.report_path.name}")
+    click.echo(f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
+               f"zero point {inp['zero_point']}")
+    click.echo(f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")
+    click.echo(f"accuracy on {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
+               f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")

@@ -1,0 +1,160 @@
+"""The conversion stage: model (PyTorch factory, .onnx, or the example) -> model.onnx,
+model_int8.tflite and convert.json in OUT, written atomically.
+
+May import every tinyprune.convert module, tinyprune.data, tinyprune.example, tinyprune.errors and
+tinyprune._fs; no later stage (prune/codegen/...) may be imported from here.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from tinyprune._fs import atomic_output_dir, sha256_file, write_json
+from tinyprune.convert import loader, onnx_utils
+from tinyprune.convert.tflite_int8 import (evaluate_tflite, io_details, natural_perm, onnx_to_int8_tflite,
+                                           to_channels_last, tflite_ops)
+from tinyprune.errors import TinypruneError, UserInputError
+
+DEFAULT_CALIB_SAMPLES = 200
+TORCH_ORT_CHECK_SAMPLES = 16
+ONNX_NAME, TFLITE_NAME, REPORT_NAME = "model.onnx", "model_int8.tflite", "convert.json"
+
+
+@dataclass
+class ConvertResult:
+    out_dir: Path
+    onnx_path: Path
+    tflite_path: Path
+    report_path: Path
+    report: dict = field(default_factory=dict)
+
+    @property
+    def agreement(self) -> float:
+        return self.report["evaluation"]["top1_agreement"]
+
+
+def _versions() -> dict:
+    out = {}
+    for pkg in ("tinyprune", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tflite-micro"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input_shape=None,
+            calib_samples: int = DEFAULT_CALIB_SAMPLES, debug: bool = False) -> ConvertResult:
+    """Convert ``model`` to a full-integer int8 TFLite model calibrated on ``data``.
+
+    ``model``: ``"example"``, ``"path/file.py:factory"``, ``"pkg.module:factory"``, a path to an
+    ``.onnx`` file, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
+    shape). ``data``: ``"digits"`` (default), an ``.npz`` path, or a tinyprune.data.Dataset.
+    ``weights``: a state_dict file for a PyTorch model. Writes model.onnx, model_int8.tflite and
+    convert.json into ``out_dir``; on any error nothing is left behind."""
+    from tinyprune.data import Dataset, load_dataset
+
+    if calib_samples < 1:
+        raise UserInputError(f"--calib-samples must be at least 1 (got {calib_samples})")
+    spec = model if isinstance(model, (str, os.PathLike)) else None
+    source = {"model": str(spec) if spec is not None else type(model).__name__,
+              "weights": str(weights) if weights is not None else None}
+    module = onnx_model = None
+    if spec is not None and loader.is_onnx_spec(spec):
+        if weights is not None:
+            raise UserInputError("--weights applies to PyTorch models; an .onnx file already holds its weights")
+        onnx_model = onnx_utils.load_onnx(spec)
+        shape = onnx_utils.input_shape_of(onnx_model)
+        if input_shape is not None and loader.normalise_shape(input_shape) != shape:
+            raise UserInputError(f"--input-shape {loader.normalise_shape(input_shape)} differs from the ONNX "
+                                 f"model's input {shape}", hint="omit --input-shape for .onnx models")
+        source["kind"] = "onnx"
+    else:
+        if spec is not None:
+            module = loader.load_torch_model(str(spec), weights)
+            source["kind"] = "example" if str(spec) == "example" else "pytorch"
+        else:
+            module = model.eval()
+            if weights is not None:
+                loader.load_weights(module, weights)
+            source["kind"] = "pytorch"
+        shape = loader.torch_input_shape(module, str(spec or ""), input_shape)
+
+    if isinstance(data, Dataset):
+        ds = data
+        if tuple(ds.x_train.shape[1:]) != shape[1:]:
+            raise UserInputError(f"data samples have shape {tuple(ds.x_train.shape[1:])} but the model expects "
+                                 f"{shape[1:]}")
+    else:
+        ds = load_dataset(data if data is not None else "digits", shape)
+    data_name = ds.name or str(data)
+
+    with atomic_output_dir(out_dir) as tmp:
+        onnx_path = tmp / ONNX_NAME
+        if module is not None:
+            import torch
+            with tempfile.TemporaryDirectory(prefix="tinyprune-export-") as work:
+                raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx")
+                onnx_model = onnx_utils.load_onnx(raw)
+        onnx_utils.input_shape_of(onnx_model)
+        onnx_model = onnx_utils.simplify(onnx_model)
+        onnx_ops = onnx_utils.check_supported_ops(onnx_model)
+        onnx_path.write_bytes(onnx_model.SerializeToString())
+        session = onnx_utils.ort_session(onnx_model)
+
+        torch_ort_err = None
+        if module is not None:
+            import torch
+            xs = ds.x_test[:TORCH_ORT_CHECK_SAMPLES]
+            with torch.no_grad():
+                ref = module(torch.from_numpy(xs)).numpy()
+            got = onnx_utils.ort_run(session, xs)
+            torch_ort_err = float(np.abs(ref - got).max())
+            if torch_ort_err > 1e-4 * max(1.0, float(np.abs(ref).max())):
+                raise TinypruneError(f"the exported ONNX model disagrees with PyTorch (max abs error "
+                                     f"{torch_ort_err:.3g}); the export is wrong",
+                                     hint="re-run with --debug and report it")
+
+        calib = to_channels_last(ds.x_train[:calib_samples])
+        conv = onnx_to_int8_tflite(onnx_path, calib, tmp / TFLITE_NAME, debug=debug)
+        flat = conv.path.read_bytes()
+
+        float_out = onnx_utils.ort_run(session, ds.x_test)
+        float_pred = float_out.reshape(len(float_out), -1).argmax(1)
+        q = evaluate_tflite(conv.path, ds.x_test, ds.y_test)
+        det = io_details(flat)
+        report = {
+            "source": source,
+            "input": {"pytorch_shape": list(shape), "shape": det["input"]["shape"], "dtype": det["input"]["dtype"],
+                      "scale": det["input"]["scale"], "zero_point": det["input"]["zero_point"],
+                      "layout": "NCHW->NHWC" if len(shape) == 4 else "NCL->NLC",
+                      "permutation": list(natural_perm(len(shape))),
+                      "feed": "x_int8 = clip(round(x.transpose(perm) / scale) + zero_point, -128, 127)"},
+            "output": {"shape": det["output"]["shape"], "dtype": det["output"]["dtype"],
+                       "scale": det["output"]["scale"], "zero_point": det["output"]["zero_point"],
+                       "dequantize": "y = (y_int8 - zero_point) * scale"},
+            "onnx": {"opset": max((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
+                                  default=None),
+                     "operators": onnx_ops, "torch_vs_onnxruntime_max_abs_err": torch_ort_err,
+                     "sha256": sha256_file(onnx_path)},
+            "tflite": {"operators": tflite_ops(flat), "bytes": len(flat), "sha256": sha256_file(conv.path),
+                       "input_transpose": conv.input_transpose, "onnx2tf_input_perm": list(conv.tf_input_perm),
+                       "float_tf_vs_onnx_max_abs_err": conv.float_tf_max_abs_err,
+                       "weights": "int8 per-channel", "biases": "int32", "notes": conv.notes},
+            "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(len(calib)),
+                     "train_samples": int(len(ds.x_train)), "test_samples": int(len(ds.x_test))},
+            "evaluation": {"interpreter": "tflite_micro",
+                           "float_accuracy": float((float_pred == ds.y_test).mean()),
+                           "int8_accuracy": q["accuracy"],
+                           "top1_agreement": float((float_pred == q["pred"]).mean()),
+                           "samples": int(len(ds.x_test))},
+            "versions": _versions(),
+        }
+        write_json(tmp / REPORT_NAME, report)
+    out = Path(out_dir)
+    return ConvertResult(out, out / ONNX_NAME, out / TFLITE_NAME, out / REPORT_NAME, report)

@@ -1,0 +1,151 @@
+"""Load the user's model: a PyTorch factory (``file.py:factory`` / ``pkg.module:factory``) with an
+optional state_dict, an ``.onnx`` file, or ``example``. Also finds the model's input shape.
+
+May import torch, onnx, tinyprune.errors, tinyprune.example; never TensorFlow (kept cheap).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+from tinyprune.errors import UserInputError
+
+
+def is_onnx_spec(spec) -> bool:
+    return str(spec).lower().endswith(".onnx")
+
+
+def load_torch_model(spec: str, weights: str | os.PathLike | None = None):
+    """Build the nn.Module named by ``spec`` and load ``weights`` (a state_dict .pt) if given.
+
+    ``spec``: ``example`` | ``path/to/file.py:factory`` | ``pkg.module:factory``. The factory is
+    called without arguments. Returns the module in eval mode."""
+    import torch
+    from torch import nn
+
+    spec = str(spec)
+    if spec == "example":
+        from tinyprune.example import build_model, load_example
+        model = load_example() if weights is None else build_model()
+    else:
+        factory = _resolve_factory(spec)
+        try:
+            model = factory()
+        except Exception as e:  # noqa: BLE001 - user code
+            raise UserInputError(f"calling the model factory {spec}() failed: {type(e).__name__}: {e}",
+                                 hint="the factory must take no arguments and return a torch.nn.Module") from e
+        if not isinstance(model, nn.Module):
+            raise UserInputError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module",
+                                 hint="the factory must return the model (an nn.Module)")
+    if weights is not None:
+        load_weights(model, weights)
+    return model.eval()
+
+
+def _resolve_factory(spec: str):
+    if ":" not in spec:
+        raise UserInputError(f"model {spec!r} is not a known form",
+                             hint="use `example`, a .onnx file, `path/to/file.py:factory` or `pkg.module:factory`")
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr.isidentifier():
+        raise UserInputError(f"model {spec!r}: expected MODULE:FACTORY with a Python name after the colon")
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise UserInputError(f"model file not found: {path}", hint="check the path before the ':'")
+        mod_name = f"_tinyprune_user_{abs(hash(str(path.resolve())))}"
+        try:
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[mod_name] = module
+            sys.path.insert(0, str(path.resolve().parent))
+            try:
+                module_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.resolve().parent))
+        except Exception as e:  # noqa: BLE001 - user code
+            sys.modules.pop(mod_name, None)
+            raise UserInputError(f"importing {path} failed: {type(e).__name__}: {e}",
+                                 hint="fix the model file so that `python {path}` runs") from e
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as e:
+            raise UserInputError(f"model module {where!r} not found ({e})",
+                                 hint="install the package or pass the file path instead: path/to/file.py:factory"
+                                 ) from None
+        except Exception as e:  # noqa: BLE001 - user code
+            raise UserInputError(f"importing {where} failed: {type(e).__name__}: {e}") from e
+    factory = getattr(module, attr, None)
+    if factory is None:
+        names = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
+        raise UserInputError(f"{where} has no factory named {attr!r}",
+                             hint=f"callables defined there: {', '.join(names[:12]) or 'none'}")
+    if not callable(factory):
+        raise UserInputError(f"{where}:{attr} is not callable", hint="name a function or class returning an nn.Module")
+    return factory
+
+
+def load_weights(model, weights: str | os.PathLike) -> None:
+    """Load a state_dict (or a dict holding one under 'state_dict'/'model') into ``model``."""
+    import pickle
+
+    import torch
+
+    p = Path(weights)
+    if not p.is_file():
+        raise UserInputError(f"weights file not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(f"{p} is not a readable PyTorch checkpoint (corrupt or truncated?): {first[:200]}",
+                             hint="save the weights with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise UserInputError(f"{p} holds a {type(state).__name__}, not a state_dict",
+                             hint="save the weights with torch.save(model.state_dict(), path)")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise UserInputError(f"{p} does not match the model: {' '.join(lines[1:3])[:300]}",
+                             hint="the checkpoint must come from the same architecture") from None
+
+
+def torch_input_shape(model, spec: str, input_shape=None) -> tuple[int, ...]:
+    """The batch-1 input shape: ``input_shape`` if given, else the model's ``input_shape`` attribute,
+    else the factory module's ``INPUT_SHAPE``."""
+    if input_shape is not None:
+        return normalise_shape(input_shape)
+    for owner in (model, sys.modules.get(type(model).__module__)):
+        shape = getattr(owner, "input_shape", None) or getattr(owner, "INPUT_SHAPE", None)
+        if shape is not None:
+            return normalise_shape(shape)
+    if str(spec) == "example":
+        from tinyprune.example import INPUT_SHAPE
+        return INPUT_SHAPE
+    raise UserInputError(f"the input shape of {spec} is unknown",
+                         hint="pass --input-shape 1,C,H,W (or 1,C,L for 1-D models)")
+
+
+def normalise_shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, str):
+        try:
+            shape = [int(s) for s in shape.replace("x", ",").split(",") if s.strip()]
+        except ValueError:
+            raise UserInputError(f"input shape {shape!r} is not a list of integers",
+                                 hint="e.g. --input-shape 1,1,16,16") from None
+    s = tuple(int(d) for d in shape)
+    if len(s) not in (3, 4) or s[0] != 1 or min(s) < 1:
+        raise UserInputError(f"input shape {tuple(shape)} is not (1, C, H, W) or (1, C, L)",
+                             hint="the int8 path takes one input with batch 1, e.g. --input-shape 1,1,16,16")
+    return s

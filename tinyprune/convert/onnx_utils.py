@@ -1,0 +1,148 @@
+"""PyTorch -> ONNX export and the checks done before any conversion: readable file, static
+shapes, one input, and only operators the int8 TFLite path can take.
+
+May import torch, onnx, onnxruntime and tinyprune.errors; never TensorFlow.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from tinyprune.errors import UnsupportedModelError, UserInputError
+
+OPSET = 13  # within 13-17; every op below exists in this form at opset 13
+
+# ONNX operators the onnx2tf + full-integer TFLite path turns into int8 TFLITE_BUILTINS.
+SUPPORTED_OPS = frozenset({
+    "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Dropout",
+    "Flatten", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity",
+    "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax",
+    "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+})
+
+
+def export_onnx(module, example_input, path: str | os.PathLike, *, opset: int = OPSET) -> Path:
+    """Export ``module`` (eval mode; BatchNorm folded into convolutions by the exporter) with a static
+    batch-1 input named ``input`` and output(s) ``output``. Raises UnsupportedModelError when torch
+    cannot export an operator."""
+    import torch
+
+    path = Path(path)
+    module = module.eval()
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example_input,), buf, dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["output"], do_constant_folding=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for unexportable ops
+        msg = " ".join(str(e).split())[:300]
+        raise UnsupportedModelError(f"the model cannot be exported to ONNX: {msg}",
+                                    hint="replace the operator named above with standard layers "
+                                         "(conv, linear, pooling, ReLU/ReLU6/hard-swish, add, concat)") from e
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def load_onnx(path: str | os.PathLike):
+    """Read and structurally check an ONNX file (UserInputError if corrupt or truncated)."""
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"ONNX file not found: {p}")
+    try:
+        model = onnx.load(str(p))
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError, ValidationError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserInputError(f"{p} is not a valid ONNX model (corrupt or truncated?): {first[:200]}",
+                             hint="re-export it, e.g. with torch.onnx.export(..., dynamo=False)") from None
+    return model
+
+
+def _graph_inputs(model):
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def input_shape_of(model) -> tuple[int, ...]:
+    """Static input shape, or UserInputError naming the symbolic dimension."""
+    inputs = _graph_inputs(model)
+    if len(inputs) != 1:
+        raise UnsupportedModelError(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                                    "tinyprune takes models with exactly one input")
+    inp = inputs[0]
+    dims = inp.type.tensor_type.shape.dim
+    shape = []
+    for k, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(int(d.dim_value))
+        else:
+            name = d.dim_param or "?"
+            raise UserInputError(
+                f"input '{inp.name}' has a dynamic dimension {k} ('{name}'); microcontroller models need static shapes",
+                hint="re-export with a fixed input, e.g. torch.onnx.export(model, torch.zeros(1, C, H, W), ...) "
+                     "without dynamic_axes")
+    if inp.type.tensor_type.elem_type != 1:
+        raise UnsupportedModelError(f"input '{inp.name}' is not float32", hint="export the float model")
+    if len(shape) not in (3, 4) or shape[0] != 1:
+        raise UnsupportedModelError(f"input '{inp.name}' has shape {tuple(shape)}; tinyprune takes (1, C, H, W) "
+                                    "or (1, C, L)", hint="export with batch 1")
+    for o in model.graph.output:
+        for k, d in enumerate(o.type.tensor_type.shape.dim):
+            if not (d.HasField("dim_value") and d.dim_value > 0):
+                raise UserInputError(f"output '{o.name}' has a dynamic dimension {k} ('{d.dim_param or '?'}')",
+                                     hint="re-export with static shapes (no dynamic_axes)")
+    return tuple(shape)
+
+
+def check_supported_ops(model) -> list[str]:
+    """The op types in graph order; UnsupportedModelError naming the first unsupported op and node."""
+    ops = []
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedModelError(f"operator {node.domain}.{node.op_type} (node '{node.name}') is a custom "
+                                        "operator the int8 path cannot take")
+        if node.op_type not in SUPPORTED_OPS:
+            raise UnsupportedModelError(
+                f"operator {node.op_type} (node '{node.name or node.output[0]}') is not supported by the int8 "
+                "TFLite path",
+                hint="supported ONNX operators: " + ", ".join(sorted(SUPPORTED_OPS)))
+        ops.append(node.op_type)
+    return ops
+
+
+def simplify(model):
+    """Constant-fold shape arithmetic (Shape/Gather/... from ``x.view(x.size(0), -1)``) with onnxsim;
+    returns the model unchanged if simplification fails."""
+    try:
+        import onnxsim
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            simplified, ok = onnxsim.simplify(model)
+        return simplified if ok else model
+    except Exception:  # noqa: BLE001 - best effort
+        return model
+
+
+def ort_session(model_or_path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    data = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def ort_run(session, x: np.ndarray, batch: int = 1) -> np.ndarray:
+    """Run the (batch-1) model over every sample of ``x``; returns the first output stacked."""
+    name = session.get_inputs()[0].name
+    outs = [session.run(None, {name: x[i:i + 1].astype(np.float32)})[0] for i in range(len(x))]
+    return np.concatenate(outs, axis=0)

@@ -1,0 +1,261 @@
+"""ONNX -> float TensorFlow (onnx2tf) -> full-integer int8 TFLite (TFLiteConverter), the layout
+check/fix, and evaluation of int8 models with the TFLite Micro interpreter (the project's reference).
+
+Layout contract: the int8 model's input is the PyTorch tensor permuted to channels-last,
+(0, 2, 3, 1) for (N, C, H, W) and (0, 2, 1) for (N, C, L). onnx2tf may pick another axis order
+(e.g. when a reshape follows the input); the float TF model is run on data under every candidate
+permutation and compared with onnxruntime, and a transpose from the natural layout is folded in
+front of the model when onnx2tf's order is not the natural one.
+
+May import numpy, onnx, onnxruntime, TensorFlow, onnx2tf, tflite, tflite_micro and tinyprune.errors,
+tinyprune.convert.{onnx_utils,quiet}; never torch (the int8 side works without it).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyprune.convert.onnx_utils import load_onnx, ort_run, ort_session
+from tinyprune.convert.quiet import import_tensorflow, quiet
+from tinyprune.errors import TinypruneError, UnsupportedModelError, UserInputError
+
+LAYOUT_CHECK_SAMPLES = 32
+
+
+def natural_perm(rank: int) -> tuple[int, ...]:
+    """PyTorch layout -> channels-last: (0, 2, 3, 1) for rank 4, (0, 2, 1) for rank 3."""
+    return (0,) + tuple(range(2, rank)) + (1,)
+
+
+def to_channels_last(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(natural_perm(x.ndim))) if x.ndim >= 3 else x
+
+
+def _inverse(p):
+    inv = [0] * len(p)
+    for i, a in enumerate(p):
+        inv[a] = i
+    return tuple(inv)
+
+
+@dataclass
+class Int8Conversion:
+    path: Path
+    tf_input_perm: tuple[int, ...]        # axis order onnx2tf chose, relative to the PyTorch layout
+    input_transpose: bool                 # a TRANSPOSE was put in front to take channels-last input
+    float_tf_max_abs_err: float           # float TF vs onnxruntime on the layout-check samples
+    log: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, out_path: str | os.PathLike, *,
+                        debug: bool = False) -> Int8Conversion:
+    """Convert an ONNX model to a full-integer TFLite model: int8 input and output, per-channel int8
+    weights, int32 biases, calibrated on ``calib_nhwc`` (float32, channels-last, one sample per row).
+    ``onnx_path`` is never modified (onnx2tf works on a copy in a temporary directory)."""
+    tf = import_tensorflow(debug)
+    calib_nhwc = np.ascontiguousarray(calib_nhwc, dtype=np.float32)
+    onnx_model = load_onnx(onnx_path)
+    rank = calib_nhwc.ndim
+    nat = natural_perm(rank)
+    x_check = calib_nhwc[:LAYOUT_CHECK_SAMPLES].transpose(_inverse(nat))   # back to the PyTorch layout
+    ref = ort_run(ort_session(onnx_model), x_check)
+    with tempfile.TemporaryDirectory(prefix="tinyprune-onnx2tf-") as work:
+        work = Path(work)
+        src = work / "model.onnx"
+        shutil.copyfile(onnx_path, src)
+        saved_model = work / "saved_model"
+        with quiet(debug) as captured:
+            try:
+                import onnx2tf
+                onnx2tf.convert(input_onnx_file_path=str(src), output_folder_path=str(saved_model),
+                                non_verbose=True, verbosity="error" if not debug else "info")
+            except BaseException as e:  # noqa: BLE001 - onnx2tf calls sys.exit() on failures
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                log = captured()
+                tail = " | ".join(ln.strip() for ln in log.strip().splitlines()[-3:])
+                raise UnsupportedModelError(
+                    f"onnx2tf could not convert the model: {type(e).__name__}: {str(e)[:200]} {tail[:300]}",
+                    hint="re-run with --debug to see onnx2tf's log") from e
+            log = captured()
+        if not (saved_model / "saved_model.pb").exists():
+            raise TinypruneError(f"onnx2tf wrote no saved_model: {log[-500:]}")
+        with quiet(debug):
+            loaded = tf.saved_model.load(str(saved_model))
+        sig = loaded.signatures["serving_default"]
+        in_specs = sig.structured_input_signature[1]
+        in_name = sorted(in_specs)[0]
+        tf_shape = tuple(int(d) for d in in_specs[in_name].shape)
+
+        def run_float(x_tf):
+            outs = []
+            for i in range(len(x_tf)):
+                res = sig(**{in_name: tf.constant(x_tf[i:i + 1])})
+                outs.append(res[sorted(res)[0]].numpy())
+            return np.concatenate(outs, axis=0)
+
+        perm, err = _find_input_perm(x_check, ref, tf_shape, run_float)
+        if perm is None:
+            raise UnsupportedModelError(
+                f"the float TensorFlow model from onnx2tf does not agree with the ONNX model under any input "
+                f"layout (max abs error {err:.3g}); the model uses a construct onnx2tf converts wrongly",
+                hint="re-run with --debug for onnx2tf's log")
+        transpose = perm != nat
+        # The converter must take the channels-last tensor: wrap in a transpose when onnx2tf's order differs.
+        q = tuple(_inverse(nat)[a] for a in perm)   # channels-last -> onnx2tf's order
+        nhwc_shape = (1,) + tuple(calib_nhwc.shape[1:])
+
+        def representative():
+            for i in range(len(calib_nhwc)):
+                yield [calib_nhwc[i:i + 1]]   # both converter inputs take channels-last
+
+        with quiet(debug) as captured:
+            try:
+                if not transpose:
+                    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+                else:
+                    @tf.function(input_signature=[tf.TensorSpec(nhwc_shape, tf.float32, name="input")])
+                    def wrapped(x):
+                        res = sig(**{in_name: tf.transpose(x, q)})
+                        return res[sorted(res)[0]]
+                    conv = tf.lite.TFLiteConverter.from_concrete_functions(
+                        [wrapped.get_concrete_function()], loaded)
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.representative_dataset = representative
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
+                flat = conv.convert()
+            except Exception as e:  # noqa: BLE001 - converter errors name the op
+                msg = " ".join(str(e).split())
+                raise UnsupportedModelError(f"TensorFlow's int8 converter refused the model: {msg[:400]}",
+                                            hint="an operator has no int8 kernel; re-run with --debug") from e
+            log += captured()
+    out_path = Path(out_path)
+    out_path.write_bytes(flat)
+    details = io_details(flat)
+    got = tuple(details["input"]["shape"])
+    if got != nhwc_shape or details["input"]["dtype"] != "int8" or details["output"]["dtype"] != "int8":
+        raise TinypruneError(f"internal: int8 model has input {got} {details['input']['dtype']}, "
+                             f"expected {nhwc_shape} int8 with int8 output")
+    notes = [] if not transpose else [f"onnx2tf took the input in axis order {perm}; a transpose from "
+                                      "channels-last was added in front of the model"]
+    return Int8Conversion(out_path, perm, transpose, err, log, notes)
+
+
+def _find_input_perm(x_nchw, ref, tf_shape, run_float):
+    """Try the natural channels-last order first, then every other axis order whose shape matches
+    onnx2tf's input; return (perm, max abs error) of the first that agrees with onnxruntime."""
+    rank = x_nchw.ndim
+    nat = natural_perm(rank)
+    cands = [nat] + [(0,) + p for p in itertools.permutations(range(1, rank)) if (0,) + p != nat]
+    scale = max(1.0, float(np.abs(ref).max()))
+    best = np.inf
+    for p in cands:
+        if tuple(x_nchw.shape[a] for a in p)[1:] != tuple(tf_shape[1:]):
+            continue
+        out = run_float(np.ascontiguousarray(x_nchw.transpose(p)))
+        for r in (ref, to_channels_last(ref)):
+            if r.shape != out.shape:
+                continue
+            err = float(np.abs(out - r).max())
+            best = min(best, err)
+            if err <= 1e-3 * scale and (r.ndim != 2 or np.array_equal(out.argmax(1), r.argmax(1))):
+                return p, err
+    return None, best
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading int8 models and running them with TFLite Micro
+
+_TYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+
+
+def _op_names():
+    from tflite.BuiltinOperator import BuiltinOperator
+    return {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+
+
+def tflite_ops(flat: bytes) -> list[str]:
+    """Builtin operator names of subgraph 0, in execution order."""
+    import tflite
+
+    m = tflite.Model.GetRootAsModel(flat, 0)
+    names = _op_names()
+    sg = m.Subgraphs(0)
+    ops = []
+    for i in range(sg.OperatorsLength()):
+        code = m.OperatorCodes(sg.Operators(i).OpcodeIndex())
+        b = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        ops.append(names.get(b, f"BUILTIN_{b}"))
+    return ops
+
+
+def _tensor_info(sg, idx):
+    t = sg.Tensors(idx)
+    q = t.Quantization()
+    scales = [float(s) for s in q.ScaleAsNumpy()] if q is not None and q.ScaleLength() else []
+    zps = [int(z) for z in q.ZeroPointAsNumpy()] if q is not None and q.ZeroPointLength() else []
+    return {"name": t.Name().decode(), "shape": [int(d) for d in t.ShapeAsNumpy()],
+            "dtype": _TYPES.get(t.Type(), str(t.Type())),
+            "scale": scales[0] if len(scales) == 1 else scales, "zero_point": zps[0] if len(zps) == 1 else zps}
+
+
+def io_details(flat: bytes) -> dict:
+    """Shape, dtype, scale and zero point of the (first) input and output."""
+    import tflite
+
+    m = tflite.Model.GetRootAsModel(flat, 0)
+    sg = m.Subgraphs(0)
+    return {"input": _tensor_info(sg, sg.Inputs(0)), "output": _tensor_info(sg, sg.Outputs(0)),
+            "num_inputs": sg.InputsLength(), "num_outputs": sg.OutputsLength()}
+
+
+def quantize_input(x_nhwc: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """float -> int8 as TFLite's QUANTIZE does it: float32 x / scale, rounded half away from zero,
+    plus the zero point, saturated to [-128, 127]."""
+    v = np.asarray(x_nhwc, dtype=np.float32) / np.float32(scale)
+    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    return np.clip(r.astype(np.int64) + int(zero_point), -128, 127).astype(np.int8)
+
+
+def run_tflm(flat: bytes, x_int8: np.ndarray) -> np.ndarray:
+    """Invoke the TFLite Micro interpreter on each int8 sample; returns the int8 outputs stacked."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    with quiet(False):
+        interp = runtime.Interpreter.from_bytes(flat)
+    outs = []
+    for i in range(len(x_int8)):
+        interp.set_input(np.ascontiguousarray(x_int8[i:i + 1]), 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0), copy=True))
+    return np.concatenate(outs, axis=0)
+
+
+def evaluate_tflite(path: str | os.PathLike, x_nchw: np.ndarray, y: np.ndarray | None = None) -> dict:
+    """Run the int8 model with TFLite Micro on PyTorch-layout float data: permute to channels-last,
+    quantize with the input's scale/zero point, invoke, dequantize. Returns ``accuracy`` (if ``y``),
+    ``pred`` (top-1 per sample), ``output_int8`` and ``output`` (dequantized float)."""
+    flat = Path(path).read_bytes()
+    det = io_details(flat)
+    exp = tuple(det["input"]["shape"][1:])
+    x_cl = to_channels_last(np.asarray(x_nchw, dtype=np.float32))
+    if tuple(x_cl.shape[1:]) != exp:
+        raise UserInputError(f"data of shape {tuple(np.shape(x_nchw)[1:])} (channels-last {tuple(x_cl.shape[1:])}) "
+                             f"does not fit the int8 model's input {exp}")
+    xi = quantize_input(x_cl, det["input"]["scale"], det["input"]["zero_point"])
+    out_q = run_tflm(flat, xi)
+    out = (out_q.astype(np.float32) - det["output"]["zero_point"]) * det["output"]["scale"]
+    pred = out.reshape(len(out), -1).argmax(1)
+    res = {"pred": pred, "output_int8": out_q, "output": out, "samples": int(len(x_cl))}
+    if y is not None:
+        res["accuracy"] = float((pred == np.asarray(y)).mean())
+    return res
