@@ -44,6 +44,8 @@ class PruneConfig:
     round_to: int = 1
     min_channels: int = 1
     compute_aware: bool = True
+    normalize: str = "group"        # score normalisation before the global ranking: "group" | "global"
+    cost_exponent: float = 1.0      # importance / cost**exponent (0: ignore cost, 1: importance per unit removed)
     distill: bool = False           # distil from the unpruned model during (fine-)tuning
     lr: float = 2e-3
     batch_size: int = 64
@@ -224,7 +226,8 @@ def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
         return set()
     scores = crit.scores(ctx)
     plan, _, ranking = search(st, scores, step_budget, min_channels=cfg.min_channels, round_to=cfg.round_to,
-                              compute_aware=cfg.compute_aware, fig=fig, stats=stats)
+                              compute_aware=cfg.compute_aware, normalize=cfg.normalize,
+                              cost_exponent=cfg.cost_exponent, fig=fig, stats=stats)
     st.remove(plan)
     crit.after_step(ctx, plan)
     return set(ranking.clamped) if ranking is not None else set()

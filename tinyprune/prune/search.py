@@ -1,8 +1,9 @@
 """Budget search: the least structured pruning that meets every limit.
 
-Scores of all groups are normalised per group (divided by the group's mean |score|, so layers are
-comparable) and divided by the normalised cost of one channel of the group (MACs removed, and
-parameters removed when flash is limited): importance per resource removed. All channels of all
+A channel's score (summed over all parameters coupled to it, as the criterion defines it; scaled by
+the global mean |score|, which does not change the order) is divided by the normalised cost of one
+channel of its group (measured: how much of each violated limit's excess one channel fewer removes,
+see ``group_costs``): importance per resource removed. No per-layer normalisation: the criteria of the literature rank globally. All channels of all
 groups are ranked globally; the first ``k`` (subject to the collapse guard: every group keeps at
 least ``min_channels``, rounded up to ``round_to``, and never its last channel) are removed, group
 widths rounded to multiples of ``round_to``; the smallest ``k`` whose pruned copy meets the budget
@@ -58,6 +59,27 @@ class Ranking:
         return plan
 
 
+def group_costs(structure: Structure, fig: Figures, budget: Budget, min_channels: int, round_to: int) -> dict:
+    """Cost of removing one channel of each group, measured: the figures of a copy with ``round_to``
+    channels fewer in that group, per violated limit, weighted by how far over that limit the model is
+    (a resource that is not over budget costs nothing), plus a small MAC term to order the rest."""
+    cur = fig.as_dict()
+    excess = {k: cur[k] - v for k, v in budget.limits().items() if cur[k] > v}
+    step = max(1, round_to)
+    costs = {}
+    for root, g in structure.groups.items():
+        if g.channels - step < min_keep(g.channels, min_channels, round_to):
+            costs[root] = 1.0
+            continue
+        f = figures(apply_plan(structure.model, structure.example_input, {root: list(range(step))},
+                               structure.ignored), structure.example_input).as_dict()
+        c = sum(max(cur[k] - f[k], 0) / e for k, e in excess.items()) / step
+        c += 1e-3 * max(cur["macs"] - f["macs"], 0) / max(cur["macs"], 1) / step
+        costs[root] = max(c, 1e-9)
+    mean = sum(costs.values()) / max(len(costs), 1)
+    return {r: c / mean for r, c in costs.items()}
+
+
 def min_keep(channels: int, min_channels: int, round_to: int) -> int:
     m = max(1, min_channels)
     if round_to > 1:
@@ -66,33 +88,24 @@ def min_keep(channels: int, min_channels: int, round_to: int) -> int:
 
 
 def rank(structure: Structure, scores: dict[str, torch.Tensor], fig: Figures, budget: Budget, *,
-         min_channels: int = 1, round_to: int = 1, compute_aware: bool = True) -> Ranking:
+         min_channels: int = 1, round_to: int = 1, compute_aware: bool = True, normalize: str = "group",
+         cost_exponent: float = 1.0) -> Ranking:
     groups = structure.groups
-    costs = {}
-    if compute_aware:
-        total_macs = max(fig.macs, 1)
-        total_params = max(fig.params, 1)
-        use_params = budget.max_flash is not None
-        use_macs = budget.max_macs is not None or budget.max_ram is not None or not use_params
-        for root in groups:
-            c = 0.0
-            if use_macs:
-                c += structure.channel_cost(root, fig.per_layer) / total_macs
-            if use_params:
-                c += structure.params_per_channel(root) / total_params
-            costs[root] = max(c, 1e-12)
-        mean_cost = sum(costs.values()) / max(len(costs), 1)
-        costs = {r: c / mean_cost for r, c in costs.items()}
-    entries = []
+    costs = group_costs(structure, fig, budget, min_channels, round_to) if compute_aware else {}
+    clean = {}
     for root, g in groups.items():
         s = scores[root].detach().double().flatten()
         if s.numel() != g.channels:
             raise RuntimeError(f"criterion returned {s.numel()} scores for {g.channels} channels of {root}")
-        s = torch.nan_to_num(s, nan=0.0, posinf=1e30, neginf=-1e30)
-        norm = s.abs().mean().item()
-        s = s / (norm if norm > 0 else 1.0)
+        clean[root] = torch.nan_to_num(s, nan=0.0, posinf=1e30, neginf=-1e30)
+    global_norm = torch.cat(list(clean.values())).abs().mean().item() or 1.0
+    entries = []
+    for root, g in groups.items():
+        s = clean[root]
+        norm = (s.abs().mean().item() or 1.0) if normalize == "group" else global_norm
+        s = s / norm
         if compute_aware:
-            s = s / costs[root]
+            s = s / costs[root] ** cost_exponent
         for i, v in enumerate(s.tolist()):
             entries.append((v, root, i))
     entries.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -123,7 +136,8 @@ def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBu
 
 
 def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1, round_to=1,
-           compute_aware=True, fig: Figures | None = None, stats: dict | None = None):
+           compute_aware=True, normalize="group", cost_exponent=1.0, fig: Figures | None = None,
+           stats: dict | None = None):
     """Return (plan, figures of the pruned model, ranking) for the least pruning meeting ``budget``."""
     model, x = structure.model, structure.example_input
     fig = fig or figures(model, x)
@@ -131,7 +145,7 @@ def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1
     if budget.fits(fig):
         return {}, fig, None
     r = rank(structure, scores, fig, budget, min_channels=min_channels, round_to=round_to,
-             compute_aware=compute_aware)
+             compute_aware=compute_aware, normalize=normalize, cost_exponent=cost_exponent)
     cache = {}
 
     def probe(k):
