@@ -1,0 +1,414 @@
+"""Read a full-integer TFLite flatbuffer into the shared ``ir.Graph`` (schema-based: the ``tflite`` package).
+
+``read_tflite(path)`` returns the Graph the pruning stage and the planner use; ``read_model(path)``
+also returns what code generation needs besides the graph (TFLite tensor indices, the model's hash,
+the float boundary of models that take/return float through QUANTIZE/DEQUANTIZE).
+
+Refusals (all before any file is written):
+  * ``UserInputError``: not a TFLite flatbuffer / truncated / corrupt; a float (non-quantized) model.
+  * ``UnsupportedModelError``: an operator or option outside SUPPORTED_OPS (message names the op,
+    its node index and output tensor, and the supported list).
+
+Boundary QUANTIZE (float32 model input -> int8) and DEQUANTIZE (int8 -> float32 model output) are
+removed from the graph: the generated C takes and returns the int8 tensors; ``Boundary`` keeps
+their scale/zero point so that the host check can feed TFLite Micro floats that quantize exactly.
+
+This module may import only tinyprune.errors, tinyprune._fs and tinyprune.codegen.ir (+ numpy, tflite).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyprune.codegen import ir
+from tinyprune.errors import UnsupportedModelError, UserInputError
+
+SUPPORTED_OPS = (
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "MEAN", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "CONCATENATION", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
+    "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
+)
+SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
+               7: "int16", 8: "complex64", 9: "int8", 10: "float64"}
+_NP = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8, "int64": np.int64, "int16": np.int16,
+       "int8": np.int8, "bool": np.bool_, "float16": np.float16, "float64": np.float64}
+_ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+_PAD = {0: "SAME", 1: "VALID"}
+
+
+@dataclass
+class Boundary:
+    """A float model input/output converted at the boundary: float = (q - zero_point) * scale."""
+    float_tensor_index: int
+    scale: float
+    zero_point: int
+
+
+@dataclass
+class TfliteModel:
+    graph: ir.Graph
+    sha256: str
+    data: bytes
+    tensor_index: dict[str, int]                       # ir tensor name -> TFLite tensor index
+    op_index: list[int]                                # ir op -> TFLite operator index
+    input_boundary: dict[str, Boundary] = field(default_factory=dict)   # int8 graph input -> float input
+    output_boundary: dict[str, Boundary] = field(default_factory=dict)  # int8 graph output -> float output
+    tflite_inputs: list[int] = field(default_factory=list)
+    tflite_outputs: list[int] = field(default_factory=list)
+
+
+def read_tflite(path: str | Path) -> ir.Graph:
+    return read_model(path).graph
+
+
+def _corrupt(path, why: str) -> UserInputError:
+    return UserInputError(f"{path}: not a valid TFLite flatbuffer ({why})",
+                          hint="pass the .tflite file written by `tinyprune convert` or the TFLite converter; "
+                               "re-export it if it was truncated or modified")
+
+
+def read_model(path: str | Path) -> TfliteModel:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserInputError(f"cannot read model {path}: {e.strerror or e}") from None
+    return read_model_bytes(data, str(path))
+
+
+def read_model_bytes(data: bytes, label: str = "model") -> TfliteModel:
+    import tflite  # schema package
+
+    if len(data) < 16:
+        raise _corrupt(label, f"only {len(data)} bytes")
+    if data[4:8] != b"TFL3":
+        raise _corrupt(label, "missing the 'TFL3' file identifier")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        parsed = _parse(model, data, label)
+    except (UserInputError, UnsupportedModelError):
+        raise
+    except Exception as e:  # noqa: BLE001 - flatbuffers raises assorted errors on bad offsets
+        raise _corrupt(label, f"{type(e).__name__} while decoding: {e}") from None
+    return parsed
+
+
+def _opname(model, op) -> str:
+    import tflite
+    oc = model.OperatorCodes(op.OpcodeIndex())
+    code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+    if code == 32:  # CUSTOM
+        return "CUSTOM:" + (oc.CustomCode() or b"?").decode(errors="replace")
+    try:
+        return tflite.opcode2name(code)
+    except ValueError:
+        return f"BUILTIN_{code}"
+
+
+def _options(op, cls):
+    table = op.BuiltinOptions()
+    if table is None:
+        return None
+    o = cls()
+    o.Init(table.Bytes, table.Pos)
+    return o
+
+
+def _parse(model, data: bytes, label: str) -> TfliteModel:
+    import tflite
+
+    if model.SubgraphsLength() != 1:
+        raise UnsupportedModelError(f"{label}: {model.SubgraphsLength()} subgraphs; only single-subgraph models "
+                                    "are supported (no control flow)")
+    sg = model.Subgraphs(0)
+    n_t = sg.TensorsLength()
+
+    # --- tensors ---
+    names: list[str] = []
+    seen: set[str] = set()
+    tensors: dict[str, ir.Tensor] = {}
+    tensor_index: dict[str, int] = {}
+    for i in range(n_t):
+        t = sg.Tensors(i)
+        name = (t.Name() or b"").decode(errors="replace") or f"tensor_{i}"
+        if name in seen:
+            name = f"{name}#{i}"
+        seen.add(name)
+        names.append(name)
+        dtype = _TYPE_NAMES.get(t.Type(), f"type{t.Type()}")
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        quant = None
+        q = t.Quantization()
+        if q is not None and q.ScaleLength() > 0:
+            quant = ir.Quant(scales=[float(s) for s in q.ScaleAsNumpy()],
+                             zero_points=[int(z) for z in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else
+                             [0] * q.ScaleLength(),
+                             axis=int(q.QuantizedDimension()))
+        arr = None
+        buf_i = t.Buffer()
+        if buf_i > 0 and buf_i < model.BuffersLength():
+            b = model.Buffers(buf_i)
+            raw = None
+            if b.DataLength() > 0:
+                raw = b.DataAsNumpy().tobytes()
+            elif b.Offset() > 1:  # large models store buffers after the flatbuffer
+                raw = data[b.Offset():b.Offset() + b.Size()]
+            if raw is not None:
+                if dtype not in _NP:
+                    raise UnsupportedModelError(f"{label}: constant tensor {name!r} has type {dtype}")
+                count = int(np.prod(shape)) if shape else 1
+                npd = np.dtype(_NP[dtype])
+                if len(raw) != count * npd.itemsize:
+                    raise _corrupt(label, f"buffer of tensor {name!r} has {len(raw)} bytes, "
+                                          f"shape {shape} needs {count * npd.itemsize}")
+                arr = np.frombuffer(raw, dtype=npd).reshape(shape).copy()
+        tensors[name] = ir.Tensor(name=name, shape=shape, dtype=dtype, quant=quant, data=arr,
+                                  is_const=arr is not None)
+        tensor_index[name] = i
+
+    def tname(i: int) -> str:
+        if i < 0:
+            return ""
+        if i >= n_t:
+            raise _corrupt(label, f"tensor index {i} out of range")
+        return names[i]
+
+    inputs = [tname(int(i)) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+    outputs = [tname(int(i)) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+
+    # --- float model? (before op checks, so a float model gets the float message) ---
+    act_dtypes = set()
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        kind = _opname(model, op)
+        if kind in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        for j in list(op.InputsAsNumpy() if op.InputsLength() else []) + list(op.OutputsAsNumpy()):
+            if j >= 0 and not tensors[tname(int(j))].is_const:
+                act_dtypes.add(tensors[tname(int(j))].dtype)
+    if "float32" in act_dtypes or "float16" in act_dtypes or not act_dtypes & {"int8"}:
+        raise UserInputError(f"{label}: float (non-quantized) model: operators compute in "
+                             f"{', '.join(sorted(act_dtypes)) or 'float32'}; code generation needs a "
+                             "full-integer int8 model",
+                             hint="quantize it first with `tinyprune convert MODEL --data CALIB.npz`")
+
+    # --- ops ---
+    ops: list[ir.Op] = []
+    op_index: list[int] = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        kind = _opname(model, op)
+        ins = [tname(int(j)) for j in op.InputsAsNumpy()] if op.InputsLength() else []
+        outs = [tname(int(j)) for j in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        where = f"operator {i} ({kind}, output {outs[0] if outs else '?'!r})"
+        if kind not in SUPPORTED_OPS:
+            raise UnsupportedModelError(
+                f"{label}: unsupported operator {kind} at node {i} (output tensor "
+                f"{outs[0] if outs else '?'!r})",
+                hint="supported operators: " + ", ".join(SUPPORTED_OPS))
+        options = _op_options(op, kind, tflite, where)
+        for t in outs + [x for x in ins if x and not tensors[x].is_const]:
+            dt = tensors[t].dtype
+            if kind in ("QUANTIZE", "DEQUANTIZE") and dt == "float32":
+                continue
+            if dt != "int8" and not (kind in ("RESHAPE", "SQUEEZE") and dt == "int32"):
+                raise UnsupportedModelError(f"{label}: {where}: tensor {t!r} has type {dt}; only int8 "
+                                            "activations are supported (no int16/uint8 quantization)")
+            if dt == "int8" and tensors[t].quant is None:
+                raise UserInputError(f"{label}: {where}: int8 tensor {t!r} has no quantization parameters")
+        ops.append(ir.Op(kind=kind, inputs=ins, outputs=outs, options=options, name=outs[0] if outs else kind))
+        op_index.append(i)
+    for k, op in enumerate(ops):
+        _check_op(op, tensors, f"operator {op_index[k]} ({op.kind}, output {op.outputs[0]!r})", label)
+
+    graph = ir.Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs,
+                     name=(sg.Name() or b"model").decode(errors="replace") or "model")
+    result = TfliteModel(graph=graph, sha256=hashlib.sha256(data).hexdigest(), data=data,
+                         tensor_index=tensor_index, op_index=op_index,
+                         tflite_inputs=[int(i) for i in sg.InputsAsNumpy()],
+                         tflite_outputs=[int(i) for i in sg.OutputsAsNumpy()])
+    _strip_boundary(result, label)
+    return result
+
+
+def _op_options(op, kind: str, tflite, where: str) -> dict:
+    o: dict = {}
+
+    def act(v):
+        a = _ACT.get(v, f"activation {v}")
+        if a not in SUPPORTED_ACTIVATIONS:
+            raise UnsupportedModelError(f"{where}: fused activation {a} is not supported "
+                                        f"(supported: {', '.join(SUPPORTED_ACTIVATIONS)})")
+        return a
+
+    if kind == "CONV_2D":
+        x = _options(op, tflite.Conv2DOptions)
+        o.update(padding=_PAD[x.Padding()], stride_h=x.StrideH(), stride_w=x.StrideW(),
+                 dilation_h=x.DilationHFactor(), dilation_w=x.DilationWFactor(),
+                 fused_activation=act(x.FusedActivationFunction()))
+    elif kind == "DEPTHWISE_CONV_2D":
+        x = _options(op, tflite.DepthwiseConv2DOptions)
+        o.update(padding=_PAD[x.Padding()], stride_h=x.StrideH(), stride_w=x.StrideW(),
+                 dilation_h=x.DilationHFactor(), dilation_w=x.DilationWFactor(),
+                 depth_multiplier=x.DepthMultiplier(), fused_activation=act(x.FusedActivationFunction()))
+    elif kind == "FULLY_CONNECTED":
+        x = _options(op, tflite.FullyConnectedOptions)
+        if x is not None:
+            if x.WeightsFormat() != 0:
+                raise UnsupportedModelError(f"{where}: shuffled FULLY_CONNECTED weights are not supported")
+            o.update(fused_activation=act(x.FusedActivationFunction()), keep_num_dims=bool(x.KeepNumDims()))
+        else:
+            o.update(fused_activation="NONE", keep_num_dims=False)
+    elif kind in ("ADD", "MUL"):
+        cls = tflite.AddOptions if kind == "ADD" else tflite.MulOptions
+        x = _options(op, cls)
+        o.update(fused_activation=act(x.FusedActivationFunction()) if x is not None else "NONE")
+    elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        x = _options(op, tflite.Pool2DOptions)
+        o.update(padding=_PAD[x.Padding()], stride_h=x.StrideH(), stride_w=x.StrideW(),
+                 filter_h=x.FilterHeight(), filter_w=x.FilterWidth(),
+                 fused_activation=act(x.FusedActivationFunction()))
+    elif kind == "MEAN":
+        x = _options(op, tflite.ReducerOptions)
+        o.update(keep_dims=bool(x.KeepDims()) if x is not None else False)
+    elif kind == "CONCATENATION":
+        x = _options(op, tflite.ConcatenationOptions)
+        o.update(axis=x.Axis(), fused_activation=act(x.FusedActivationFunction()))
+        if o["fused_activation"] != "NONE":
+            raise UnsupportedModelError(f"{where}: CONCATENATION with a fused activation is not supported")
+    elif kind == "SOFTMAX":
+        x = _options(op, tflite.SoftmaxOptions)
+        o.update(beta=float(x.Beta()) if x is not None else 1.0)
+    return o
+
+
+def _const(tensors, name, where, what) -> np.ndarray:
+    if not name or not tensors[name].is_const:
+        raise UnsupportedModelError(f"{where}: the {what} must be a constant tensor")
+    return tensors[name].data
+
+
+def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) -> None:
+    k = op.kind
+    inp = tensors[op.inputs[0]] if op.inputs and op.inputs[0] else None
+    out = tensors[op.outputs[0]]
+    if k in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        w = tensors[op.inputs[1]]
+        _const(tensors, op.inputs[1], where, "filter")
+        if len(inp.shape) != 4 or len(w.shape) != 4:
+            raise UnsupportedModelError(f"{where}: expects 4-D input and filter, got {inp.shape} and {w.shape}")
+        if w.dtype != "int8" or w.quant is None or any(z != 0 for z in w.quant.zero_points):
+            raise UnsupportedModelError(f"{where}: filter must be int8 with zero point 0 (TFLite int8 spec)")
+        if k == "CONV_2D" and w.shape[3] != inp.shape[3]:
+            raise UnsupportedModelError(f"{where}: grouped convolution (filter in_c {w.shape[3]} != input "
+                                        f"channels {inp.shape[3]}) is not supported")
+        if k == "DEPTHWISE_CONV_2D":
+            if w.shape[3] % inp.shape[3] or out.shape[3] != w.shape[3]:
+                raise UnsupportedModelError(f"{where}: filter channels {w.shape[3]} not a multiple of input "
+                                            f"channels {inp.shape[3]}")
+            op.options["depth_multiplier"] = w.shape[3] // inp.shape[3]
+    elif k == "FULLY_CONNECTED":
+        w = tensors[op.inputs[1]]
+        _const(tensors, op.inputs[1], where, "weight matrix")
+        if w.dtype != "int8" or len(w.shape) != 2:
+            raise UnsupportedModelError(f"{where}: weights must be a 2-D int8 matrix, got {w.dtype} {w.shape}")
+        if any(z != 0 for z in w.quant.zero_points):
+            raise UnsupportedModelError(f"{where}: weight zero point must be 0")
+        if int(np.prod(inp.shape)) % w.shape[1]:
+            raise UnsupportedModelError(f"{where}: input of {int(np.prod(inp.shape))} elements is not a multiple "
+                                        f"of the weight depth {w.shape[1]}")
+    elif k in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        pass
+    if k in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2]:
+        b = tensors[op.inputs[2]]
+        _const(tensors, op.inputs[2], where, "bias")
+        if b.dtype != "int32":
+            raise UnsupportedModelError(f"{where}: bias must be int32, got {b.dtype}")
+    if k in ("ADD", "MUL"):
+        a, b = tensors[op.inputs[0]], tensors[op.inputs[1]]
+        if len(out.shape) > 5:
+            raise UnsupportedModelError(f"{where}: more than 5 dimensions")
+        for t in (a, b):
+            if t.is_const and t.dtype != "int8":
+                raise UnsupportedModelError(f"{where}: constant operand {t.name!r} must be int8")
+    if k in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and len(inp.shape) != 4:
+        raise UnsupportedModelError(f"{where}: expects a 4-D input, got {inp.shape}")
+    if k == "MEAN":
+        axes = _const(tensors, op.inputs[1], where, "axis list")
+        if len(inp.shape) > 4:
+            raise UnsupportedModelError(f"{where}: MEAN over a tensor of more than 4 dimensions")
+        op.options["axes"] = sorted({int(a) % len(inp.shape) for a in np.atleast_1d(axes)})
+    if k in ("PAD", "PADV2"):
+        pads = _const(tensors, op.inputs[1], where, "paddings")
+        if len(inp.shape) > 4:
+            raise UnsupportedModelError(f"{where}: PAD of more than 4 dimensions")
+        op.options["paddings"] = [[int(a), int(b)] for a, b in np.asarray(pads).reshape(-1, 2)]
+        if k == "PADV2" and len(op.inputs) > 2 and op.inputs[2]:
+            op.options["pad_value"] = int(np.asarray(_const(tensors, op.inputs[2], where, "pad value")).ravel()[0])
+    if k == "TRANSPOSE":
+        perm = _const(tensors, op.inputs[1], where, "permutation")
+        if len(inp.shape) > 4:
+            raise UnsupportedModelError(f"{where}: TRANSPOSE of more than 4 dimensions")
+        op.options["perm"] = [int(p) for p in np.asarray(perm).ravel()]
+    if k == "CONCATENATION":
+        op.options["axis"] = int(op.options["axis"]) % len(out.shape)
+        for t in op.inputs:
+            if tensors[t].is_const and tensors[t].dtype != "int8":
+                raise UnsupportedModelError(f"{where}: constant input {t!r} must be int8")
+    if k == "SOFTMAX":
+        q = out.quant
+        if q.zero_points[0] != -128 or np.float32(q.scales[0]) != np.float32(1.0 / 256):
+            raise UnsupportedModelError(f"{where}: int8 SOFTMAX output must have scale 1/256 and zero point -128 "
+                                        "(TFLite int8 spec)")
+    if k == "LOGISTIC":
+        if out.quant.zero_points[0] != -128:
+            raise UnsupportedModelError(f"{where}: int8 LOGISTIC output must have zero point -128")
+    if k in ("QUANTIZE", "DEQUANTIZE"):
+        if k == "QUANTIZE" and inp.dtype == "int8":
+            return
+        if k == "QUANTIZE" and inp.dtype == "float32":
+            return  # boundary; validated by _strip_boundary
+        if k == "DEQUANTIZE" and out.dtype == "float32" and inp.dtype == "int8":
+            return
+        raise UnsupportedModelError(f"{where}: {k} from {inp.dtype} to {out.dtype} is not supported "
+                                    "(only int8->int8, and float32<->int8 at the model boundary)")
+
+
+def _strip_boundary(m: TfliteModel, label: str) -> None:
+    g = m.graph
+    keep: list[int] = []
+    consumers = g.consumers()
+    for i, op in enumerate(g.ops):
+        if op.kind == "QUANTIZE" and g.tensors[op.inputs[0]].dtype == "float32":
+            src, dst = op.inputs[0], op.outputs[0]
+            if src not in g.inputs or len(consumers.get(src, [])) != 1:
+                raise UnsupportedModelError(f"{label}: QUANTIZE from float inside the model (node "
+                                            f"{m.op_index[i]}); only at a model input")
+            q = g.tensors[dst].quant
+            g.inputs[g.inputs.index(src)] = dst
+            m.input_boundary[dst] = Boundary(m.tensor_index[src], q.scales[0], q.zero_points[0])
+            del g.tensors[src]
+            continue
+        if op.kind == "DEQUANTIZE":
+            src, dst = op.inputs[0], op.outputs[0]
+            if dst not in g.outputs or dst in consumers:
+                raise UnsupportedModelError(f"{label}: DEQUANTIZE inside the model (node {m.op_index[i]}); "
+                                            "only at a model output")
+            q = g.tensors[src].quant
+            g.outputs[g.outputs.index(dst)] = src
+            m.output_boundary[src] = Boundary(m.tensor_index[dst], q.scales[0], q.zero_points[0])
+            del g.tensors[dst]
+            continue
+        keep.append(i)
+    if len(keep) != len(g.ops):
+        g.ops = [g.ops[i] for i in keep]
+        m.op_index = [m.op_index[i] for i in keep]
+    for t in g.inputs + g.outputs:
+        if g.tensors[t].dtype != "int8":
+            raise UnsupportedModelError(f"{label}: model input/output {t!r} has type {g.tensors[t].dtype}; "
+                                        "only int8 (or float through QUANTIZE/DEQUANTIZE) is supported")
