@@ -33,6 +33,11 @@ class ChannelGroup:
 
 def output_layer(model: nn.Module, example_input: torch.Tensor) -> str:
     """Name of the last Conv2d/Linear executed in forward: the classifier, never pruned."""
+    return executed_layers(model, example_input)[-1]
+
+
+def executed_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
+    """Names of the Conv2d/Linear layers in the order forward() runs them."""
     order: list[str] = []
     names = {m: n for n, m in model.named_modules()}
     hooks = [m.register_forward_hook(lambda mod, i, o: order.append(names[mod]))
@@ -46,7 +51,7 @@ def output_layer(model: nn.Module, example_input: torch.Tensor) -> str:
             h.remove()
     if not order:
         raise UnsupportedModelError("the model has no Conv2d or Linear layer: nothing to prune")
-    return order[-1]
+    return order
 
 
 class Structure:
@@ -73,6 +78,13 @@ class Structure:
                      "or in-place tricks inside forward(), single tensor input)") from None
         finally:
             model.train(was_training)
+        mods = dict(model.named_modules())
+        lost = [n for n in dict.fromkeys(executed_layers(model, example_input)) if mods[n] not in self.dg.module2node]
+        if lost:
+            raise UnsupportedModelError(
+                f"torch-pruning cannot trace layer(s) {', '.join(lost)}: they run in forward() but are not part "
+                "of the autograd graph",
+                hint="remove torch.no_grad() / detach() / .data from forward(); the tracer follows gradients")
         self.refresh()
 
     def refresh(self):

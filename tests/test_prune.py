@@ -1,0 +1,237 @@
+"""Pruning engine (issue 5): every criterion on a residual + depthwise + concat model meets MAC/RAM/
+flash budgets and stays runnable and ONNX-exportable; structure invariants (coupling, classifier,
+collapse guard, rounding); the int8 graph the estimates use; unstructured sparsity; errors."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from tinyprune.errors import OverBudgetError, UnsupportedModelError, UserInputError
+from tinyprune.prune import Budget, PruneConfig, build_graph, figures, prune, rebuild
+from tinyprune.prune import criteria
+from tinyprune.prune.budget import FIRMWARE_FLASH_OVERHEAD
+from tinyprune.prune.zoo import PlainCNN, ResDWNet, res_dw_net
+
+ALL = ["grasp", "halo", "imp", "l1", "l2", "random", "snip", "snip-it", "synflow", "taylor"]
+X = torch.zeros(1, 1, 8, 8)
+
+
+@pytest.fixture(scope="session")
+def data():
+    from tinyprune.prune.train import load_data
+    return load_data("digits", (1, 1, 8, 8))
+
+
+@pytest.fixture(scope="session")
+def trained(data):
+    """ResDWNet(8) trained 2 epochs on 8x8 digits (seeded)."""
+    from tinyprune.prune.train import Trainer
+    torch.manual_seed(0)
+    m = res_dw_net(8)
+    Trainer(data, seed=0)(m, 2)
+    return m.eval()
+
+
+@pytest.fixture(scope="session")
+def budget(trained):
+    f = figures(trained, X)
+    return Budget(max_macs=f.macs // 2, max_ram=int(f.ram_bytes * 0.8), max_flash=int(f.flash_bytes * 0.6))
+
+
+def _onnx_matches(model, x):
+    import onnxruntime as ort
+    buf = io.BytesIO()
+    model.eval()
+    torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"])
+    sess = ort.InferenceSession(buf.getvalue())
+    got = sess.run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    return float(np.abs(got - want).max())
+
+
+def test_criteria_registry_lists_all_ten():
+    assert criteria.names() == sorted(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_criterion_meets_budget_and_stays_exportable(name, trained, budget, data):
+    opts = {"steps": 2} if name in ("snip-it", "synflow", "imp") else {}
+    if name == "halo":
+        opts = {"epochs": 1}
+    before = figures(trained, X)
+    res = prune(trained, X, budget, criterion=name, data=data,
+                config=PruneConfig(epochs=1, criterion_options=opts))
+    m = res.model
+    f = figures(m, X)  # recomputed independently of the report
+    assert f.macs <= budget.max_macs and f.ram_bytes <= budget.max_ram and f.flash_bytes <= budget.max_flash
+    assert f.macs < before.macs
+    assert res.report["after"]["macs"] == f.macs and res.report["after"]["ram_bytes"] == f.ram_bytes
+    assert res.report["before"]["macs"] == before.macs
+    # coupled layers stay consistent: residual add, concat, depthwise, classifier
+    assert m.r2.out_channels == m.stem.out_channels == m.dw.in_channels == m.dw.out_channels == m.side.in_channels
+    assert m.dw.groups == m.dw.in_channels
+    assert m.head.in_channels == m.pw.out_channels + m.side.out_channels
+    assert m.fc.out_features == 10 and m.fc.in_features == m.head.out_channels
+    assert min(l["out_after"] for l in res.report["layers"]) >= 1
+    xb = torch.from_numpy(data.x_test[:16])
+    assert m(xb).shape == (16, 10)
+    assert _onnx_matches(m, xb) < 1e-4
+    acc = res.report["accuracy"]
+    assert 0.0 <= acc["after_finetuning"] <= 1.0 and acc["before"] > 0.5
+
+
+def test_round_to_and_min_channels(trained, data):
+    f = figures(trained, X)
+    res = prune(trained, X, Budget(max_macs=f.macs // 3), criterion="l1", data=data,
+                config=PruneConfig(epochs=0, round_to=4, min_channels=4))
+    m = res.model
+    widths = [m.stem.out_channels, m.r1.out_channels, m.pw.out_channels, m.side.out_channels, m.head.out_channels]
+    assert all(w % 4 == 0 and w >= 4 for w in widths), widths
+    assert figures(m, X).macs <= f.macs // 3
+
+
+def test_rebuild_from_channels_and_state_dict(trained, budget, data, tmp_path):
+    res = prune(trained, X, budget, criterion="l2", data=data, config=PruneConfig(epochs=0))
+    res.save(tmp_path)
+    m2 = rebuild(lambda: ResDWNet(8), tmp_path / "channels.json", tmp_path / "pruned_state_dict.pt").eval()
+    xb = torch.from_numpy(data.x_test[:8])
+    with torch.no_grad():
+        assert torch.equal(m2(xb), res.model(xb))
+    whole = torch.load(tmp_path / "pruned_model.pt", weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(whole(xb), res.model(xb))
+
+
+def test_int8_graph_mirrors_tflite_layout():
+    torch.manual_seed(0)
+    g, macs = build_graph(ResDWNet(8), X)
+    kinds = [op.kind for op in g.ops]
+    assert kinds == ["CONV_2D", "CONV_2D", "CONV_2D", "ADD", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D",
+                     "CONCATENATION", "CONV_2D", "MEAN", "RESHAPE", "FULLY_CONNECTED"]
+    byname = {op.name: op for op in g.ops}
+    assert g.tensors["stem.weight"].shape == (8, 3, 3, 1)
+    assert g.tensors["dw.weight"].shape == (1, 3, 3, 8)
+    assert g.tensors["head.weight"].shape == (32, 3, 3, 24)
+    assert g.tensors["fc.weight"].shape == (10, 32) and g.tensors["fc.bias"].dtype == "int32"
+    assert byname["stem"].options["fused_activation"] == "RELU"      # BN folded, ReLU fused
+    assert byname["r2"].options["fused_activation"] == "NONE"        # ReLU comes after the add
+    assert g.ops[3].options["fused_activation"] == "RELU"            # ...fused into the ADD
+    assert byname["dw"].options["stride_h"] == 2 and byname["dw"].options["padding"] == "SAME"
+    assert g.ops[7].options["axis"] == 3                              # channel concat in NHWC
+    assert g.tensors[g.ops[7].outputs[0]].shape == (1, 4, 4, 24)
+    # MACs by hand: stem 8*8*8*9, r1/r2 8*8*8*72 each, dw 4*4*8*9, pw 4*4*16*8, side 4*4*8*8, head 4*4*32*216, fc 320
+    assert macs == {"stem": 4608, "r1": 36864, "r2": 36864, "dw": 1152, "pw": 2048, "side": 1024,
+                    "head": 110592, "fc": 320}
+    f = figures(ResDWNet(8), X)
+    weights = sum(t.nbytes for t in g.tensors.values() if t.is_const)
+    assert f.weight_bytes == weights == (72 + 576 * 2 + 72 + 128 + 64 + 6912 + 320) + 4 * (8 * 3 + 8 + 16 + 8 + 32 + 10)
+    assert f.macs == sum(macs.values())
+
+
+def test_flatten_of_spatial_map_gets_transpose():
+    g, _ = build_graph(PlainCNN(4), X)
+    kinds = [op.kind for op in g.ops]
+    assert kinds[-4:] == ["TRANSPOSE", "RESHAPE", "FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert g.ops[-3].options == {} and g.ops[-2].options["fused_activation"] == "RELU"
+    assert kinds.count("MAX_POOL_2D") == 1
+
+
+def test_weight_granularity_reports_sparsity_and_unchanged_macs(trained, data):
+    f = figures(trained, X)
+    res = prune(trained, X, Budget(max_macs=f.macs), criterion="snip", data=data,
+                config=PruneConfig(epochs=1, granularity="weight", sparsity=0.6))
+    ws = res.report["weight_sparsity"]
+    assert abs(ws["achieved"] - 0.6) < 0.01
+    assert res.report["after"]["macs"] == f.macs and res.report["after"]["ram_bytes"] == f.ram_bytes
+    assert "does not shrink MACs, RAM or flash" in res.report["note"]
+    zeros = sum(int((m.weight == 0).sum()) for n, m in res.model.named_modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and n != "fc")
+    assert zeros == ws["zero_weights"]
+    with pytest.raises(OverBudgetError, match="does not shrink"):
+        prune(trained, X, Budget(max_macs=f.macs // 2), criterion="l1", config=PruneConfig(granularity="weight"))
+
+
+@pytest.mark.parametrize("when", ["init", "gradual"])
+def test_timings_meet_budget(when, budget, data):
+    torch.manual_seed(1)
+    res = prune(res_dw_net(8), X, budget, criterion="l1", when=when, data=data, config=PruneConfig(epochs=6))
+    f = figures(res.model, X)
+    assert budget.fits(f)
+    assert res.report["accuracy"]["after_finetuning"] > 0.3  # it trained (chance is 0.1)
+
+
+def test_train_fn_hook_is_called_on_the_pruned_model(trained, budget):
+    calls = []
+
+    def train_fn(model, epochs):
+        calls.append((model.head.in_channels, epochs, model.training))
+
+    res = prune(trained, X, budget, criterion="l1", train_fn=train_fn, config=PruneConfig(epochs=3))
+    assert calls == [(res.model.head.in_channels, 3, True)]
+
+
+def test_budget_from_board_and_scaling():
+    board = SimpleNamespace(name="fake", memory=SimpleNamespace(flash_bytes=256 * 1024), model_ram_budget=40000)
+    b = Budget.from_board(board, max_macs=10**6, max_ram=50000)
+    assert b.max_flash == 256 * 1024 - FIRMWARE_FLASH_OVERHEAD and b.max_ram == 40000 and b.max_macs == 10**6
+    assert b.scaled(0.5).max_ram == 20000
+    t = b.tightened({"ram_bytes": 1000}, {"ram_bytes": 1250})
+    assert t.max_ram == 32000 and t.max_flash == b.max_flash
+
+
+def test_infeasible_budget_names_smallest_reachable(trained):
+    with pytest.raises(OverBudgetError) as e:
+        prune(trained, X, Budget(max_macs=100), criterion="l1")
+    msg = str(e.value)
+    assert "smallest figures reachable" in msg and "limit 100" in msg
+    # the smallest reachable MACs: every group at one channel
+    assert e.value.exit_code == 3
+
+
+def test_bad_criterion_lists_valid_names(trained):
+    with pytest.raises(UserInputError) as e:
+        prune(trained, X, Budget(max_macs=1000), criterion="magnitude")
+    assert "magnitude" in str(e.value) and all(n in str(e.value) for n in ALL)
+
+
+class _NoGrad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 36, 10)
+
+    def forward(self, x):
+        with torch.no_grad():
+            y = self.c(x)
+        return self.fc(y.flatten(1))
+
+
+class _DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 36, 10)
+
+    def forward(self, x):
+        y = self.c(x)
+        if y.sum() > 0:
+            y = y * 2
+        return self.fc(y.flatten(1))
+
+
+@pytest.mark.parametrize("cls", [_NoGrad, _DataDependent])
+def test_untraceable_models_give_clear_errors(cls):
+    with pytest.raises(UnsupportedModelError) as e:
+        prune(cls(), X, Budget(max_macs=1000), criterion="l1")
+    assert "trace" in str(e.value) and e.value.exit_code == 2
+
+
+def test_data_criteria_without_data_say_so(trained, budget):
+    with pytest.raises(UserInputError, match="needs data"):
+        prune(trained, X, budget, criterion="snip")
