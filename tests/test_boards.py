@@ -336,3 +336,14 @@ def test_cli_unknown_board_exit_code_2_without_traceback():
     assert p.returncode == 2, p.stderr
     assert "Traceback" not in p.stderr and "unknown board 'nucleo-f74'" in p.stderr
     assert "did you mean 'nucleo-f746'" in p.stderr and p.stdout == ""
+
+
+def test_main_malformed_file_exit_2(tmp_path, capsys):
+    from tinyprune.cli import main
+    bad = _write(tmp_path, _sub("clock_hz = 216000000", "clock_hz = -1"))
+    with pytest.raises(SystemExit) as e:
+        main(["boards", "show", str(bad)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: core.clock_hz: expected a positive integer, got -1")
+    assert "Traceback" not in err
