@@ -73,16 +73,19 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
 
 
 @contextlib.contextmanager
-def host_session(exe: str | os.PathLike, *, start_timeout: float = 10.0, **link_kw):
+def host_session(exe: str | os.PathLike, *, start_timeout: float = 10.0, proxy=None, **link_kw):
     """Start the native harness on a free loopback port and yield a connected Link; the process
-    is always stopped afterwards."""
+    is always stopped afterwards. ``proxy`` (tests): maps the device's (host, port) to the
+    address to connect to instead."""
     env = dict(os.environ, TP_HOST_PORT="0")
     proc = subprocess.Popen([str(exe)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
     link = None
     try:
-        port = _read_port(proc, start_timeout)
-        link = Link.open_url(f"socket://127.0.0.1:{port}", name="host build", **link_kw)
+        host, port = "127.0.0.1", _read_port(proc, start_timeout)
+        if proxy is not None:
+            host, port = proxy(host, port)
+        link = Link.open_url(f"socket://{host}:{port}", name="host build", **link_kw)
         yield link
     finally:
         if link is not None:

@@ -1,0 +1,479 @@
+"""``validate(build_dir, target, ...)``: run a build's firmware (natively, in QEMU or on a board),
+compare every output bit for bit with TFLite Micro, measure accuracy, output metrics and
+counters, compare with a baseline report, and write validate.json (+ JUnit XML).
+
+BUILD_DIR layout (docs/validate.md): ``model_int8.tflite``; ``codegen/`` (model.h ...);
+``firmware/firmware.elf`` for --sim/--port (``firmware-sim/firmware.elf`` is preferred for --sim
+when the board itself has no QEMU machine); the board's name in ``board.txt`` or in
+``firmware/firmware.json``; optionally the float ``model.onnx`` and ``convert.json``. Each file is
+also looked for one folder down (e.g. ``convert/model_int8.tflite``).
+
+May import tinyprune.errors, _fs, _paths, boards, data and tinyprune.validate.*.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyprune import __version__
+from tinyprune._fs import sha256_file, write_json
+from tinyprune.errors import TinypruneError, ToolError, UserInputError, ValidationFailed
+from tinyprune.validate import protocol as P
+from tinyprune.validate.reference import (Reference, confusion_matrix, float_model_outputs, output_metrics,
+                                          prepare_inputs)
+
+TARGETS = ("host", "sim", "port")
+DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points
+DEFAULT_SAMPLES = 20
+MAX_MISMATCH_REPORT = 8
+
+
+# ------------------------------------------------------------------------------------- layout
+
+@dataclass
+class BuildLayout:
+    root: Path
+    tflite: Path
+    codegen: Path | None
+    firmware_elf: Path | None
+    sim_elf: Path | None
+    board: str | None
+    onnx: Path | None
+    convert_json: Path | None
+
+    @property
+    def expected_hash(self) -> str:
+        """The model hash the firmware must report: MODEL_HASH of the generated model.h, else
+        the SHA-256 of model_int8.tflite."""
+        if self.codegen is not None:
+            m = re.search(r'#define\s+MODEL_HASH\s+"([0-9a-fA-F]{64})"', (self.codegen / "model.h").read_text())
+            if m:
+                return m.group(1).lower()
+        return sha256_file(self.tflite)
+
+
+def _find(root: Path, rel: str) -> Path | None:
+    p = root / rel
+    if p.exists():
+        return p
+    hits = sorted(c for c in root.glob(f"*/{rel}") if c.exists())
+    return hits[0] if hits else None
+
+
+def resolve_build(build_dir: str | os.PathLike) -> BuildLayout:
+    root = Path(build_dir)
+    if not root.is_dir():
+        raise UserInputError(f"build directory not found: {root}",
+                             hint="pass the output folder of `tinyprune build` (or one with model_int8.tflite "
+                                  "and codegen/)")
+    tfl = _find(root, "model_int8.tflite")
+    if tfl is None:
+        raise UserInputError(f"{root} has no model_int8.tflite (the reference model validation compares against)",
+                             hint="pass the output folder of `tinyprune build`, see docs/validate.md for the layout")
+    codegen = None
+    for cand in (root / "codegen", root):
+        if (cand / "model.h").is_file():
+            codegen = cand
+            break
+    if codegen is None:
+        hit = _find(root, "model.h")
+        codegen = hit.parent if hit else None
+    elf = _find(root, "firmware/firmware.elf") or _find(root, "firmware.elf")
+    sim_elf = _find(root, "firmware-sim/firmware.elf")
+    board = None
+    bt = _find(root, "board.txt")
+    if bt is not None:
+        board = bt.read_text().strip() or None
+    if board is None:
+        for rel in ("firmware/firmware.json", "firmware.json", "build.json"):
+            fj = _find(root, rel)
+            if fj is not None:
+                try:
+                    board = json.loads(fj.read_text()).get("board")
+                    if isinstance(board, dict):
+                        board = board.get("name")
+                except (ValueError, AttributeError):
+                    board = None
+                if board:
+                    break
+    return BuildLayout(root, tfl, codegen, elf, sim_elf, board, _find(root, "model.onnx"),
+                       _find(root, "convert.json"))
+
+
+# ------------------------------------------------------------------------------------- report
+
+@dataclass
+class SampleResult:
+    index: int
+    bit_exact: bool
+    counter: int
+    label: int | None = None
+    pred: int | None = None
+    ref_pred: int | None = None
+    mismatch: dict | None = None
+    layer_counts: list[int] | None = None
+
+
+@dataclass
+class ValidationReport:
+    target: str
+    build_dir: str
+    device: dict
+    samples: list[SampleResult] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+    accuracy: float | None = None
+    reference_accuracy: float | None = None
+    confusion: list[list[int]] | None = None
+    metrics: dict = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)
+    layers: list[dict] = field(default_factory=list)
+    selftest: dict = field(default_factory=dict)
+    baseline: dict | None = None
+    link: dict = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def bit_exact(self) -> bool:
+        return all(s.bit_exact for s in self.samples)
+
+    def to_dict(self) -> dict:
+        return {
+            "tinyprune_version": __version__, "target": self.target, "build_dir": self.build_dir,
+            "device": self.device, "passed": self.passed, "failures": self.failures,
+            "bit_exact": self.bit_exact, "samples": len(self.samples),
+            "mismatched_samples": [s.index for s in self.samples if not s.bit_exact],
+            "mismatches": [s.mismatch for s in self.samples if s.mismatch][:MAX_MISMATCH_REPORT],
+            "data": self.data, "accuracy": self.accuracy, "reference_accuracy": self.reference_accuracy,
+            "confusion_matrix": self.confusion, "metrics": self.metrics, "counters": self.counters,
+            "layers": self.layers, "selftest": self.selftest, "baseline": self.baseline, "link": self.link,
+            "per_sample": [{"index": s.index, "bit_exact": s.bit_exact, "counter": s.counter, "label": s.label,
+                            "pred": s.pred} for s in self.samples],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        n = len(self.samples)
+        exact = sum(s.bit_exact for s in self.samples)
+        parts = [f"{self.target}: {exact}/{n} samples bit-exact"]
+        if self.accuracy is not None:
+            parts.append(f"accuracy {100 * self.accuracy:.2f}%")
+        c = self.counters
+        if c.get("median") is not None:
+            parts.append(f"{c['median']} {c.get('unit', '')} per inference")
+        if self.baseline:
+            parts.append(f"baseline {100 * self.baseline['accuracy']:.2f}% (drop {self.baseline['drop_pct']:.2f} pt)")
+        line = ", ".join(parts)
+        return line + ("" if self.passed else "\nFAILED: " + "; ".join(self.failures))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_junit(report: ValidationReport, path: str | os.PathLike) -> None:
+    cases = []
+    cases.append(("model_hash", None))
+    if report.selftest:
+        cases.append(("selftest", None if report.selftest.get("ok") else
+                      f"self-test output CRC {report.selftest.get('device_crc')} != reference "
+                      f"{report.selftest.get('reference_crc')}"))
+    for s in report.samples:
+        msg = None
+        if not s.bit_exact:
+            m = s.mismatch or {}
+            msg = (f"sample {s.index}: {m.get('count')} of {m.get('size')} output values differ; first at "
+                   f"{m.get('positions')}: device {m.get('device')} vs reference {m.get('reference')}")
+        cases.append((f"sample[{s.index}]", msg))
+    if report.baseline is not None:
+        b = report.baseline
+        cases.append(("accuracy_vs_baseline", None if b["ok"] else
+                      f"accuracy {100 * report.accuracy:.2f}% is {b['drop_pct']:.2f} pt below the baseline "
+                      f"{100 * b['accuracy']:.2f}% (allowed {b['max_drop_pct']:.2f} pt)"))
+    suite = ET.Element("testsuite", name=f"tinyprune.validate.{report.target}", tests=str(len(cases)),
+                       failures=str(sum(1 for _, m in cases if m)), errors="0",
+                       time=f"{report.seconds:.3f}")
+    for name, msg in cases:
+        tc = ET.SubElement(suite, "testcase", classname=f"tinyprune.validate.{report.target}", name=name)
+        if msg:
+            ET.SubElement(tc, "failure", message=msg.splitlines()[0][:500]).text = msg
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    _write_atomic(Path(path), ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+
+
+# ------------------------------------------------------------------------------------- targets
+
+def _layer_names(layout: BuildLayout, n: int) -> list[str]:
+    names: list[str] = []
+    if layout.codegen is not None:
+        src = layout.codegen / "model.c"
+        if src.is_file():
+            m = re.search(r"model_layer_names\s*\[\s*\w*\s*\]\s*=\s*\{(.*?)\};", src.read_text(), re.S)
+            if m:
+                names = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
+    return names[:n] + [f"layer{i}" for i in range(len(names), n)]
+
+
+def open_target(layout: BuildLayout, target: str, *, port: str | None = None, baud: int = 115200,
+                board: str | None = None, link_kw: dict | None = None, proxy=None):
+    """A context manager yielding a connected Link for the target. ``proxy`` (tests) is a
+    callable mapping (host, port) of the device to the (host, port) the link should use."""
+    link_kw = dict(link_kw or {})
+    link_kw.setdefault("expected_hash", layout.expected_hash)
+    if target == "host":
+        from tinyprune.validate.host import build_host, host_session
+
+        if layout.codegen is None:
+            raise UserInputError(f"{layout.root} has no codegen/ folder (model.h) to build natively",
+                                 hint="run `tinyprune codegen` or `tinyprune build` first")
+        exe = build_host(layout.codegen, layout.root / "host")
+        return host_session(exe, proxy=proxy, **link_kw)
+    if target == "sim":
+        from tinyprune.validate.qemu import qemu_session
+
+        elf, machine, cpu = sim_firmware(layout, board)
+        return qemu_session(elf, machine, cpu, proxy=proxy, **link_kw)
+    if target == "port":
+        import contextlib
+
+        from tinyprune.validate.link import Link
+
+        if not port:
+            raise UserInputError("--port needs a serial port (e.g. /dev/ttyACM0)")
+
+        @contextlib.contextmanager
+        def _serial():
+            link = Link.open_url(port, baud, **link_kw)
+            try:
+                yield link
+            finally:
+                link.close()
+        return _serial()
+    raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+
+
+def sim_firmware(layout: BuildLayout, board: str | None = None) -> tuple[Path, str, str]:
+    """(elf, machine, cpu) to run in QEMU for this build."""
+    from tinyprune.boards import load_board
+
+    name = board or layout.board
+    if not name:
+        raise UserInputError(f"cannot tell which board {layout.root} was built for",
+                             hint="write the board name into BUILD_DIR/board.txt or pass --board")
+    b = load_board(name)
+    qname = b.qemu_board()
+    if not qname:
+        raise UserInputError(f"board {b.name} has no QEMU simulation twin", hint="validate it with --port or --host")
+    q = load_board(qname)
+    elf = layout.sim_elf if (not b.simulation and layout.sim_elf) else layout.firmware_elf
+    if not b.simulation and layout.sim_elf is None:
+        elf = _build_sim_firmware(layout, q.name)
+    if elf is None:
+        raise UserInputError(f"{layout.root} has no firmware/firmware.elf to run in QEMU",
+                             hint=f"build it: tinyprune firmware {layout.root} --board {b.name}")
+    return elf, q.qemu.machine, q.qemu.cpu
+
+
+def _build_sim_firmware(layout: BuildLayout, sim_board: str) -> Path:
+    try:
+        from tinyprune.firmware import build_firmware
+    except ImportError:
+        raise ToolError("this build's board has no QEMU machine and the firmware stage is not available to "
+                        f"build firmware for its simulation twin {sim_board}") from None
+    if layout.codegen is None:
+        raise UserInputError(f"{layout.root} has no codegen/ folder to build {sim_board} firmware from")
+    res = build_firmware(layout.codegen, sim_board, layout.root / "firmware-sim")
+    return Path(res.elf)
+
+
+# ------------------------------------------------------------------------------------- validate
+
+def _load_data(ref: Reference, layout: BuildLayout, data, random, samples, seed):
+    """-> (x_int8 (N, ...), labels or None, float x or None, description)."""
+    if data is not None and random is not None:
+        raise UserInputError("give either data or random samples, not both")
+    if data is None:
+        n = int(random if random is not None else (samples or DEFAULT_SAMPLES))
+        if samples is not None:
+            n = min(n, int(samples))
+        if n < 1:
+            raise UserInputError(f"need at least one sample (got {n})")
+        rng = np.random.default_rng(seed)
+        x = rng.integers(-128, 128, size=(n,) + tuple(ref.input.shape[1:]), dtype=np.int64).astype(np.int8)
+        return x, None, None, {"source": "random", "seed": seed, "samples": n}
+    from tinyprune.data import load_dataset
+
+    shape = ref.pytorch_shape()
+    if layout.convert_json is not None:
+        try:
+            shape = tuple(json.loads(layout.convert_json.read_text())["input"]["pytorch_shape"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    ds = load_dataset(data, shape)
+    x_f, y = ds.x_test, ds.y_test
+    if samples is not None:
+        x_f, y = x_f[:int(samples)], y[:int(samples)]
+    return prepare_inputs(ref, x_f), y, x_f, {"source": str(data), "split": "test", "samples": int(len(y)),
+                                               "classes": int(ds.classes)}
+
+
+def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = None, baud: int = 115200,
+             data=None, random: int | None = None, samples: int | None = None,
+             baseline: str | os.PathLike | None = None, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+             junit: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+             layers: bool = True, seed: int = 0, board: str | None = None, link_kw: dict | None = None,
+             proxy=None) -> ValidationReport:
+    """Validate a build on ``target`` ("host", "sim" or "port"). Returns the report (also written
+    to ``out``, default BUILD_DIR/validate.json, and to ``junit`` when given); ``report.passed`` is
+    False on any bit mismatch, self-test mismatch or accuracy drop beyond ``max_accuracy_drop``
+    percentage points below ``baseline`` (a previous validate.json). A device running another model
+    raises ValidationFailed at once."""
+    t0 = time.monotonic()
+    if target not in TARGETS:
+        raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    layout = resolve_build(build_dir)
+    ref = Reference(layout.tflite)
+    x, y, x_float, data_desc = _load_data(ref, layout, data, random, samples, seed)
+    base = _read_baseline(baseline) if baseline is not None else None
+
+    with open_target(layout, target, port=port, baud=baud, board=board, link_kw=link_kw, proxy=proxy) as link:
+        info = link.info()
+        if info.input_bytes != ref.input.nbytes or info.output_bytes != ref.output.nbytes:
+            raise ValidationFailed(f"the device's model takes {info.input_bytes} bytes and returns "
+                                   f"{info.output_bytes}, the build's model {ref.input.nbytes} and "
+                                   f"{ref.output.nbytes}", hint="flash this build's firmware")
+        report = ValidationReport(target, str(layout.root), info.to_dict(), data=data_desc)
+        st = link.selftest()
+        st_ref = P.crc32(ref.run(np.frombuffer(st["input"], dtype=np.int8)).tobytes())
+        report.selftest = {"ok": st["input_ok"] and st["status"] == 0 and st["output_crc"] == st_ref,
+                           "device_crc": st["output_crc"], "reference_crc": st_ref, "counter": st["counter"]}
+        if not report.selftest["ok"]:
+            report.failures.append("self-test output differs from TFLite Micro")
+        outs_dev, outs_ref = [], []
+        for i in range(len(x)):
+            r = link.run(x[i], layers=layers)
+            dev = np.frombuffer(r.output, dtype=np.int8).reshape(ref.output.shape)
+            want = ref.run(x[i])
+            s = SampleResult(i, bool(np.array_equal(dev, want)), r.counter, layer_counts=r.layer_counts)
+            if not s.bit_exact:
+                diff = np.flatnonzero(dev.ravel() != want.ravel())
+                s.mismatch = {"sample": i, "count": int(len(diff)), "size": int(dev.size),
+                              "positions": diff[:8].tolist(), "device": dev.ravel()[diff[:8]].tolist(),
+                              "reference": want.ravel()[diff[:8]].tolist()}
+            if y is not None:
+                s.label, s.pred, s.ref_pred = int(y[i]), int(dev.ravel().argmax()), int(want.ravel().argmax())
+            report.samples.append(s)
+            outs_dev.append(dev)
+            outs_ref.append(want)
+        report.link = link.stats.to_dict()
+
+    dev_all, ref_all = np.stack(outs_dev), np.stack(outs_ref)
+    mismatched = [s.index for s in report.samples if not s.bit_exact]
+    if mismatched:
+        first = report.samples[mismatched[0]].mismatch
+        report.failures.append(f"{len(mismatched)} of {len(report.samples)} samples differ from TFLite Micro "
+                               f"(first: sample {first['sample']}, positions {first['positions']}: device "
+                               f"{first['device']} vs reference {first['reference']})")
+    dev_f = ref.dequantize(dev_all)
+    versus = "tflite_micro_dequantized"
+    want_f = ref.dequantize(ref_all)
+    if x_float is not None and layout.onnx is not None:
+        try:
+            fo = float_model_outputs(layout.onnx, x_float)
+            if fo is not None and fo.size == want_f.size:
+                want_f, versus = fo.reshape(want_f.shape), "float_model"
+        except Exception:  # noqa: BLE001 - float metrics are a bonus, never a failure
+            pass
+    report.metrics = {"versus": versus, **output_metrics(dev_f, want_f)}
+    if versus == "float_model":
+        report.metrics["reference_vs_float"] = output_metrics(ref.dequantize(ref_all), want_f)
+
+    counts = [s.counter for s in report.samples]
+    report.counters = {"unit": info.counter_unit, "per_inference": counts, "min": int(min(counts)),
+                       "median": int(np.median(counts)), "max": int(max(counts)), "mean": float(np.mean(counts)),
+                       "identical": len(set(counts)) == 1, "selftest": st["counter"]}
+    if layers and report.samples and report.samples[0].layer_counts:
+        lc = np.array([s.layer_counts for s in report.samples], dtype=np.int64)
+        names = _layer_names(layout, lc.shape[1])
+        report.layers = [{"index": j, "name": names[j], "mean": float(lc[:, j].mean()), "min": int(lc[:, j].min()),
+                          "max": int(lc[:, j].max())} for j in range(lc.shape[1])]
+    if y is not None:
+        preds = np.array([s.pred for s in report.samples])
+        report.accuracy = float((preds == y).mean())
+        report.reference_accuracy = float((np.array([s.ref_pred for s in report.samples]) == y).mean())
+        classes = max(int(ref.output.nbytes), int(y.max()) + 1)
+        report.confusion = confusion_matrix(y, preds, classes)
+    if base is not None:
+        report.baseline = _compare_baseline(report, base, max_accuracy_drop)
+        if not report.baseline["ok"]:
+            report.failures.append(f"accuracy {100 * report.accuracy:.2f}% is {report.baseline['drop_pct']:.2f} "
+                                   f"percentage points below the baseline {100 * base['accuracy']:.2f}% "
+                                   f"(allowed: {max_accuracy_drop:g})")
+    report.seconds = time.monotonic() - t0
+    out_path = Path(out) if out is not None else layout.root / "validate.json"
+    _write_atomic(out_path, json.dumps(report.to_dict(), indent=2, sort_keys=True, default=_jd) + "\n")
+    if junit is not None:
+        write_junit(report, junit)
+    return report
+
+
+def _jd(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (np.ndarray,)):
+        return o.tolist()
+    return str(o)
+
+
+def _read_baseline(path) -> dict:
+    p = Path(path)
+    try:
+        b = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"baseline report not found: {p}") from None
+    except ValueError as e:
+        raise UserInputError(f"baseline {p} is not JSON ({e})") from None
+    if not isinstance(b, dict) or not isinstance(b.get("accuracy"), (int, float)):
+        raise UserInputError(f"baseline {p} has no accuracy",
+                             hint="use a validate.json written by `tinyprune validate --data ...` (with labels)")
+    return {"path": str(p), "accuracy": float(b["accuracy"]), "data": b.get("data") or {}}
+
+
+def _compare_baseline(report: ValidationReport, base: dict, max_drop: float) -> dict:
+    if report.accuracy is None:
+        raise UserInputError("--baseline needs labelled data (--data D.npz or digits), not random inputs")
+    bd, rd = base["data"], report.data
+    if bd and (bd.get("source") != rd.get("source") or bd.get("samples") != rd.get("samples")):
+        raise UserInputError(f"the baseline was measured on {bd.get('samples')} samples of {bd.get('source')}, this "
+                             f"run uses {rd.get('samples')} samples of {rd.get('source')}: accuracies are not "
+                             "comparable", hint="validate with the same --data and --samples as the baseline")
+    drop = 100.0 * (base["accuracy"] - report.accuracy)
+    return {"path": base["path"], "accuracy": base["accuracy"], "drop_pct": drop, "max_drop_pct": float(max_drop),
+            "ok": drop <= max_drop + 1e-9}
+
+
+def check(report: ValidationReport) -> None:
+    """Raise ValidationFailed (exit 4) when the report failed."""
+    if not report.passed:
+        raise ValidationFailed("validation failed: " + "; ".join(report.failures))
+
+
+__all__ = ["validate", "ValidationReport", "resolve_build", "open_target", "check", "TinypruneError"]
