@@ -1,0 +1,443 @@
+"""``tinyprune build``: every stage in order, with caching, progress and a report.
+
+    load -> prune (when needed or asked; includes fine-tuning) -> convert (ONNX, int8 TFLite)
+         -> codegen -> firmware (board) -> validate on the host
+         -> firmware + validate on the board's QEMU twin (unless --no-sim)
+         -> summary.json, report.html, summary.md
+
+Artifacts go to ``OUT/BOARD/`` (layout in docs/build.md). Each stage's key hashes its inputs,
+options and upstream keys (pipeline/cache.py), so a re-run with nothing changed skips every
+stage, and changing one option re-runs only the stages after it.
+
+This module orchestrates; it calls only the stages' public APIs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tinyprune import __version__, _paths
+from tinyprune._fs import write_json
+from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
+from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
+from tinyprune.pipeline.progress import Progress
+
+PRUNE_MODES = ("auto", "always", "never")
+MAX_BUDGET_RETRIES = 2
+
+
+@dataclass
+class BuildConfig:
+    model: str = "example"
+    board: str = "nucleo-f746"
+    out: str = "build"
+    data: str | None = None               # digits | .npz (default: digits)
+    weights: str | None = None
+    input_shape: str | None = None
+    boards_dir: str | None = None
+    # pruning
+    prune: str = "auto"                   # auto: only when over budget | always | never
+    criterion: str = "l1"
+    when: str = "trained"
+    max_macs: int | None = None
+    max_ram: int | None = None
+    max_flash: int | None = None
+    epochs: int = 3
+    round_to: int = 1
+    # conversion / codegen
+    calib_samples: int = 200
+    kernels: str = "portable"
+    cmsis_nn: str | None = None
+    # validation
+    samples: int = 100                    # host validation samples
+    sim: bool = True
+    sim_samples: int = 20
+    force: bool = False
+    seed: int = 0
+
+
+@dataclass
+class BuildResult:
+    status: str                           # ok | over_budget | validation_failed
+    exit_code: int
+    build_dir: Path
+    summary: dict
+    report_html: Path | None = None
+    summary_md: Path | None = None
+    stages: dict = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool:
+        fw = self.summary.get("firmware") or {}
+        return bool(fw) and fw.get("flash_used", 1) <= fw.get("flash_limit", 0) and \
+            fw.get("ram_used", 1) <= fw.get("ram_limit", 0)
+
+
+def _code(*stage_pkgs: str) -> list[Path]:
+    """Sources whose change must invalidate a stage (its Python package and C sources)."""
+    return [_paths.PACKAGE_DIR / p for p in stage_pkgs]
+
+
+def _model_kind(spec: str) -> str:
+    s = spec.lower()
+    if s.endswith(".tflite"):
+        return "tflite"
+    if s.endswith(".onnx"):
+        return "onnx"
+    return "pytorch"
+
+
+def _model_inputs(cfg: BuildConfig) -> dict:
+    """Files that define the model, for the cache key."""
+    inputs = {}
+    spec = cfg.model
+    if spec == "example":
+        inputs["example"] = _paths.PACKAGE_DIR / "example"
+    elif ":" in spec and Path(spec.rsplit(":", 1)[0]).exists():
+        inputs["model"] = Path(spec.rsplit(":", 1)[0])
+    elif Path(spec).exists():
+        inputs["model"] = Path(spec)
+    if cfg.weights:
+        inputs["weights"] = Path(cfg.weights)
+    if cfg.data and Path(cfg.data).exists():
+        inputs["data"] = Path(cfg.data)
+    return inputs
+
+
+class _Pipeline:
+    def __init__(self, cfg: BuildConfig, progress: Progress):
+        self.cfg = cfg
+        self.progress = progress
+        from tinyprune.boards import load_board
+        self.board = load_board(cfg.board, cfg.boards_dir)
+        if cfg.prune not in PRUNE_MODES:
+            raise UserInputError(f"--prune {cfg.prune!r}: expected one of {', '.join(PRUNE_MODES)}")
+        self.dir = Path(cfg.out) / self.board.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cache = StageCache(self.dir)
+        self.kind = _model_kind(cfg.model)
+        self.summary: dict = {
+            "tinyprune_version": __version__,
+            "model": {"name": cfg.model, "kind": self.kind},
+            "board": {"name": self.board.name, "mcu": self.board.mcu, "core": self.board.core.cpu,
+                      "flash_bytes": self.board.memory.flash_bytes, "ram_bytes": self.board.memory.ram_bytes,
+                      "model_ram_budget": self.board.model_ram_budget, "sim_twin": self.board.sim_twin or None},
+            "options": {k: v for k, v in asdict(cfg).items() if k not in ("force",)},
+            "status": "running",
+        }
+        self.keys: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _cached(self, name: str, key: str, handle) -> dict | None:
+        self.keys[name] = key
+        if self.cfg.force:
+            return None
+        hit = self.cache.lookup(name, key)
+        if hit is not None:
+            handle.set_status("cached")
+            return hit.get("result") or {}
+        return None
+
+    # ------------------------------------------------------------------ stages
+    def stage_prune(self) -> Path | None:
+        """Returns the pruned model file, or None when the model is used as it is."""
+        cfg = self.cfg
+        out = self.dir / "prune"
+        explicit = any(v is not None for v in (cfg.max_macs, cfg.max_ram, cfg.max_flash))
+        with self.progress.stage("prune", "fit the model to the board's budget") as h:
+            if self.kind != "pytorch":
+                h.set_status("skipped", f"{self.kind} models are not pruned")
+                self.summary["pruning"] = {"applied": False, "reason": f"{self.kind} model"}
+                return None
+            key = stage_key("prune", inputs=_model_inputs(cfg),
+                            options={k: getattr(cfg, k) for k in ("model", "prune", "criterion", "when", "max_macs",
+                                                                  "max_ram", "max_flash", "epochs", "round_to",
+                                                                  "seed", "data", "input_shape", "kernels")}
+                            | {"board": self.board.to_dict(), "tighten": getattr(self, "_tighten", None)},
+                            code=_code("prune"))
+            hit = self._cached("prune", key, h)
+            if hit is not None:
+                self.summary["pruning"] = hit["pruning"]
+                return out / "pruned_model.pt" if hit["pruning"].get("applied") else None
+
+            import torch
+
+            from tinyprune.convert.loader import load_torch_model, torch_input_shape
+            from tinyprune.prune import Budget, PruneConfig, figures, prune
+            net = load_torch_model(cfg.model, cfg.weights)
+            shape = torch_input_shape(net, cfg.model, cfg.input_shape)
+            example = torch.zeros(shape)
+            budget = Budget.from_board(self.board, max_macs=cfg.max_macs, max_ram=cfg.max_ram,
+                                       max_flash=cfg.max_flash)
+            if getattr(self, "_tighten", None):
+                budget = budget.scaled(**self._tighten)
+            fig = figures(net, example)
+            over = budget.violations(fig)
+            base = {"budget": budget.as_dict(), "estimate_before": fig.as_dict(),
+                    "macs_before": fig.macs, "params_before": fig.params}
+            if cfg.prune == "never" or (cfg.prune == "auto" and not over and not explicit):
+                if over:
+                    raise OverBudgetError(_over_message(over, self.board.name) +
+                                          " and pruning is disabled (--prune never)",
+                                          hint="allow pruning (--prune auto) or pick a larger board")
+                pruning = base | {"applied": False, "reason": "fits the budget without pruning",
+                                  "macs_after": fig.macs, "params_after": fig.params}
+                self.summary["pruning"] = pruning
+                self.cache.store("prune", key, [], {"pruning": pruning})
+                h.set_status("not needed", f"{fig.macs:,} MACs, est. arena {fig.ram_bytes:,} B fits")
+                return None
+            from tinyprune._fs import atomic_output_dir
+            from tinyprune.prune import Budget as _B  # noqa: F401  (keeps the import local)
+            with atomic_output_dir(out) as tmp:
+                res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
+                            data=cfg.data or "digits",
+                            config=PruneConfig(epochs=cfg.epochs, round_to=cfg.round_to, seed=cfg.seed,
+                                               kernels=cfg.kernels))
+                res.save(tmp)
+            rep = res.report
+            pruning = base | {"applied": True, "criterion": cfg.criterion, "when": cfg.when,
+                              "macs_after": _get(rep, "after", "macs"), "params_after": _get(rep, "after", "params"),
+                              "estimate_after": rep.get("after"), "accuracy": rep.get("accuracy"),
+                              "layers": _prune_layers(rep)}
+            self.summary["pruning"] = pruning
+            self.cache.store("prune", key, [out], {"pruning": pruning})
+            h.set_status("done", f"MACs {fig.macs:,} -> {pruning['macs_after']:,}")
+            return out / "pruned_model.pt"
+
+    def stage_convert(self, pruned: Path | None) -> Path:
+        cfg = self.cfg
+        out = self.dir / "convert"
+        with self.progress.stage("convert", "ONNX export, int8 TFLite, calibration") as h:
+            if self.kind == "tflite":
+                h.set_status("skipped", "model is already int8 TFLite")
+                dst = self.dir / "model_int8.tflite"
+                shutil.copyfile(cfg.model, dst)
+                self.summary["conversion"] = {"skipped": True}
+                self.keys["convert"] = hash_path(dst)
+                return dst
+            key = stage_key("convert", inputs=_model_inputs(cfg) | ({"pruned": pruned} if pruned else {}),
+                            options={"calib": cfg.calib_samples, "data": cfg.data, "input_shape": cfg.input_shape},
+                            upstream=[self.keys.get("prune", "")], code=_code("convert"))
+            hit = self._cached("convert", key, h)
+            if hit is None:
+                from tinyprune.convert import convert
+                if pruned is not None:
+                    import torch
+                    module = torch.load(pruned, weights_only=False)
+                    from tinyprune.convert.loader import torch_input_shape
+                    shape = torch_input_shape(module, cfg.model, cfg.input_shape)
+                    res = convert(module, out, data=cfg.data, input_shape=shape, calib_samples=cfg.calib_samples)
+                else:
+                    res = convert(cfg.model, out, data=cfg.data, weights=cfg.weights, input_shape=cfg.input_shape,
+                                  calib_samples=cfg.calib_samples)
+                ev = res.report["evaluation"]
+                hit = {"conversion": {"float_accuracy": ev["float_accuracy"], "int8_accuracy": ev["int8_accuracy"],
+                                      "agreement": ev["top1_agreement"], "samples": ev["samples"],
+                                      "operators": res.report["tflite"]["operators"],
+                                      "input": res.report["input"], "output": res.report["output"]}}
+                self.cache.store("convert", key, [out], hit)
+                h.set_status("done", f"int8 accuracy {100 * ev['int8_accuracy']:.2f}%, "
+                                     f"agreement {100 * ev['top1_agreement']:.2f}%")
+            self.summary["conversion"] = hit["conversion"]
+            dst = self.dir / "model_int8.tflite"
+            shutil.copyfile(out / "model_int8.tflite", dst)
+            return dst
+
+    def stage_codegen(self, tflite: Path) -> Path:
+        cfg = self.cfg
+        out = self.dir / "codegen"
+        with self.progress.stage("codegen", "C code, memory plan, kernels") as h:
+            key = stage_key("codegen", inputs={"tflite": tflite},
+                            options={"kernels": cfg.kernels, "cmsis_nn": cfg.cmsis_nn, "board": self.board.name},
+                            code=_code("codegen") + [_paths.KERNELS_DIR])
+            hit = self._cached("codegen", key, h)
+            if hit is None:
+                from tinyprune.codegen import generate
+                generate(tflite, out, board=self.board, kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
+                hit = {"codegen": _codegen_summary(out / "codegen.json")}
+                self.cache.store("codegen", key, [out], hit)
+                h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
+                                     f"{hit['codegen'].get('macs', 0):,} MACs")
+            self.summary["codegen"] = hit["codegen"]
+            return out
+
+    def stage_firmware(self, codegen_dir: Path, board, name: str, out: Path) -> dict:
+        with self.progress.stage(name, f"cross-compile for {board.name}") as h:
+            key = stage_key(name, inputs={"codegen": codegen_dir},
+                            options={"board": board.to_dict()},
+                            code=_code("firmware") + [_paths.BSP_DIR, _paths.HARNESS_DIR])
+            hit = self._cached(name, key, h)
+            if hit is None:
+                from tinyprune.firmware.build import build_firmware
+                fw = build_firmware(codegen_dir, board, out)
+                hit = {"firmware": {"board": board.name, "flash_used": fw.flash_used, "flash_limit": fw.flash_limit,
+                                    "ram_used": fw.ram_used, "ram_limit": fw.ram_limit,
+                                    "stack_bytes": fw.stack_bytes, "arena_bytes": fw.arena_bytes,
+                                    "elf": str(fw.elf)}}
+                self.cache.store(name, key, [out], hit)
+                h.set_status("done", f"flash {fw.flash_used:,}/{fw.flash_limit:,} B, "
+                                     f"RAM {fw.ram_used:,}/{fw.ram_limit:,} B")
+            return hit["firmware"]
+
+    def stage_validate(self, target: str, build_dir: Path, samples: int) -> dict:
+        cfg = self.cfg
+        with self.progress.stage(f"validate-{target}", f"bit-exact vs TFLite Micro, accuracy ({target})") as h:
+            key = stage_key(f"validate-{target}", inputs={"build": build_dir / "firmware"} if target == "sim" else
+                            {"codegen": build_dir / "codegen"},
+                            options={"samples": samples, "data": cfg.data},
+                            upstream=[self.keys.get("codegen", "")], code=_code("validate"))
+            hit = self._cached(f"validate-{target}", key, h)
+            if hit is None:
+                from tinyprune.validate import validate
+                report_path = self.dir / f"validate-{target}.json"
+                rep = validate(build_dir, target, data=cfg.data or "digits", samples=samples, out=report_path)
+                hit = {"validation": _validation_summary(rep, target)}
+                if hit["validation"].get("mismatched_elements", 0) == 0:
+                    self.cache.store(f"validate-{target}", key, [report_path], hit)
+                v = hit["validation"]
+                h.set_status("done" if v.get("mismatched_elements", 0) == 0 else "FAILED",
+                             f"accuracy {100 * (v.get('accuracy') or 0):.2f}%, "
+                             f"{v.get('mismatched_elements', 0)} differing elements on {v.get('samples')} samples")
+            return hit["validation"]
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        attempts = 0
+        while True:
+            pruned = self.stage_prune()
+            tflite = self.stage_convert(pruned)
+            codegen_dir = self.stage_codegen(tflite)
+            try:
+                self.summary["firmware"] = self.stage_firmware(codegen_dir, self.board, "firmware",
+                                                               self.dir / "firmware")
+                break
+            except OverBudgetError as e:
+                attempts += 1
+                if self.kind != "pytorch" or self.cfg.prune == "never" or attempts > MAX_BUDGET_RETRIES:
+                    raise
+                # the real build disagrees with the estimate: tighten the budget and prune again
+                est = (self.summary.get("pruning") or {}).get("estimate_after") or \
+                      (self.summary.get("pruning") or {}).get("estimate_before") or {}
+                measured = getattr(e, "measured", None) or {}
+                factor = 0.85 ** attempts
+                self._tighten = {"factor": 1.0, "ram": factor if "ram" in str(e).lower() else None,
+                                 "flash": factor if "flash" in str(e).lower() else None}
+                self.progress.log(f"firmware over budget ({e.message}); tightening the pruning budget "
+                                  f"(attempt {attempts}/{MAX_BUDGET_RETRIES}; estimate was {est}, measured {measured})")
+                if self.cfg.prune == "auto":
+                    self.cfg.prune = "always"
+        validation = {}
+        validation["host"] = self.stage_validate("host", self.dir, self.cfg.samples)
+        twin = self.board.sim_twin if not self.board.simulation else self.board.name
+        if self.cfg.sim and twin:
+            from tinyprune.boards import load_board
+            sim_board = load_board(twin, self.cfg.boards_dir)
+            sim_dir = self.dir / "sim"
+            sim_dir.mkdir(exist_ok=True)
+            shutil.copyfile(tflite, sim_dir / "model_int8.tflite")
+            _link_or_copy(codegen_dir, sim_dir / "codegen")
+            self.summary["sim_firmware"] = self.stage_firmware(codegen_dir, sim_board, "firmware-sim",
+                                                               sim_dir / "firmware")
+            validation["sim"] = self.stage_validate("sim", sim_dir, self.cfg.sim_samples)
+            validation["sim"]["board"] = sim_board.name
+        elif self.cfg.sim:
+            self.progress.log(f"no simulation twin for {self.board.name}: simulation validation skipped")
+        self.summary["validation"] = validation
+        bad = {t: v for t, v in validation.items() if v.get("mismatched_elements", 0)}
+        if bad:
+            raise ValidationFailed("validation failed: " + "; ".join(
+                f"{t}: {v['mismatched_elements']} output elements differ from TensorFlow Lite Micro"
+                for t, v in bad.items()), hint=f"see {self.dir}/validate-*.json")
+        return self.summary
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if dst.is_symlink() or dst.exists():
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        else:
+            shutil.rmtree(dst)
+    try:
+        dst.symlink_to(Path("..") / src.name, target_is_directory=True)
+    except OSError:
+        shutil.copytree(src, dst)
+
+
+def _get(d: dict, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _prune_layers(rep: dict) -> list[dict]:
+    out = []
+    for l in rep.get("layers") or []:
+        out.append({"name": l.get("name"), "channels_before": l.get("channels_before"),
+                    "channels_after": l.get("channels_after"), "macs_before": l.get("macs_before"),
+                    "macs_after": l.get("macs_after"), "params_before": l.get("params_before"),
+                    "params_after": l.get("params_after")})
+    return out
+
+
+def _codegen_summary(path: Path) -> dict:
+    cg = json.loads(Path(path).read_text())
+    layers = cg.get("layers") or cg.get("per_layer") or []
+    tensors = cg.get("tensors") or (cg.get("memory") or {}).get("tensors") or []
+    return {"arena_bytes": cg.get("arena_bytes") or _get(cg, "memory", "arena_bytes"),
+            "flash_bytes": cg.get("flash_bytes") or _get(cg, "flash", "total"),
+            "macs": cg.get("macs") or sum(int(l.get("macs", 0)) for l in layers),
+            "tflm_arena_bytes": cg.get("tflm_arena_bytes") or _get(cg, "tflm", "arena_bytes"),
+            "layers": [{"name": l.get("name"), "kind": l.get("kind") or l.get("op"), "macs": l.get("macs"),
+                        "output_bytes": l.get("output_bytes")} for l in layers],
+            "tensors": [{"name": t.get("name"), "offset": t.get("offset"), "size": t.get("size") or t.get("bytes"),
+                         "first": t.get("first"), "last": t.get("last")} for t in tensors
+                        if t.get("offset") is not None and t.get("first") is not None],
+            "steps": cg.get("steps") or len(layers) or 1}
+
+
+def _validation_summary(rep, target: str) -> dict:
+    d = rep if isinstance(rep, dict) else (rep.to_dict() if hasattr(rep, "to_dict") else vars(rep))
+    return {"target": target, "samples": d.get("samples"), "accuracy": d.get("accuracy"),
+            "mismatched_elements": d.get("mismatched_elements", d.get("mismatches", 0)),
+            "bit_exact": d.get("bit_exact"), "confusion": d.get("confusion"), "classes": d.get("classes"),
+            "counter_per_inference": d.get("counter_per_inference"), "counter_unit": d.get("counter_unit")}
+
+
+def _over_message(over: dict, board: str) -> str:
+    parts = [f"{k.replace('_bytes', '')}: {v:,} > {lim:,} (over by {v - lim:,})" for k, (v, lim) in over.items()]
+    return f"the model does not fit {board}: " + "; ".join(parts)
+
+
+def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildConfig | None = None,
+          progress: bool = True, **options) -> BuildResult:
+    """Run the whole pipeline. Options are BuildConfig fields. Returns a BuildResult; raises
+    TinypruneError subclasses for bad input (exit 2), over budget (3), validation failure (4),
+    missing tools (5) -- in each case summary.json and the report are still written."""
+    cfg = config or BuildConfig(model=model, board=board, **options)
+    prog = Progress(total_stages=8 if cfg.sim else 6, enabled=progress)
+    start = time.monotonic()
+    pipe = _Pipeline(cfg, prog)
+    error: TinypruneError | None = None
+    try:
+        summary = pipe.run()
+        summary["status"] = "ok"
+    except TinypruneError as e:
+        error = e
+        summary = pipe.summary
+        summary["status"] = {3: "over_budget", 4: "validation_failed", 2: "bad_input"}.get(e.exit_code, "error")
+        summary["message"] = e.message
+    summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
+    summary["stage_status"] = dict(prog.status)
+    summary["total_seconds"] = round(time.monotonic() - start, 2)
+    write_json(pipe.dir / "summary.json", summary)
+    from tinyprune.report import write_reports
+    html, md = write_reports(pipe.dir)
+    if error is not None:
+        error.build_dir = pipe.dir  # the CLI mentions where the partial report is
+        raise error
+    return BuildResult("ok", 0, pipe.dir, summary, html, md, dict(prog.status))
