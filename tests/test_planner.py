@@ -353,7 +353,8 @@ def random_graphs(draw):
             elif kind == "ADD":
                 b.op(kind, [x, y], (out, shape))
             else:
-                oshape = shape[:3] + (shape[3] + b.tensors[y].shape[3],) if b.tensors[y].shape[:3] == shape[:3] \
+                oshape = shape[:3] + (shape[3] + b.tensors[y].shape[3],) if len(shape) == len(b.tensors[y].shape) == 4 \
+                    and b.tensors[y].shape[:3] == shape[:3] \
                     else (prod(shape) + prod(b.tensors[y].shape),)
                 b.op(kind, [x, y], (out, oshape))
         elif kind == "RESHAPE":
