@@ -19,7 +19,7 @@ SUMMARY = {
                 "layers": [{"name": "conv1", "kind": "CONV_2D", "macs": 300, "output_bytes": 1024}]},
     "firmware": {"flash_used": 50000, "flash_limit": 1048576, "ram_used": 20000, "ram_limit": 327680},
     "conversion": {"float_accuracy": 0.97, "int8_accuracy": 0.965, "agreement": 0.99},
-    "validation": {"sim": {"accuracy": 0.965, "samples": 20, "mismatched_elements": 0,
+    "validation": {"sim": {"accuracy": 0.965, "samples": 20, "mismatched_samples": 0, "bit_exact": True,
                            "confusion": [[3, 1], [0, 4]], "classes": [0, 1],
                            "counter_per_inference": 123456, "counter_unit": "instructions"}},
     "timings": {"convert": 12.5}, "stage_status": {"convert": "done"},

@@ -285,8 +285,9 @@ class _Pipeline:
     def stage_validate(self, target: str, build_dir: Path, samples: int) -> dict:
         cfg = self.cfg
         with self.progress.stage(f"validate-{target}", f"bit-exact vs TFLite Micro, accuracy ({target})") as h:
-            key = stage_key(f"validate-{target}", inputs={"build": build_dir / "firmware"} if target == "sim" else
-                            {"codegen": build_dir / "codegen"},
+            key = stage_key(f"validate-{target}", inputs={"firmware": (build_dir / "firmware-sim") if (build_dir / "firmware-sim").exists()
+                                               else build_dir / "firmware"} if target == "sim"
+                            else {"codegen": build_dir / "codegen"},
                             options={"samples": samples, "data": cfg.data},
                             upstream=[self.keys.get("codegen", "")], code=_code("validate"))
             hit = self._cached(f"validate-{target}", key, h)
@@ -295,12 +296,12 @@ class _Pipeline:
                 report_path = self.dir / f"validate-{target}.json"
                 rep = validate(build_dir, target, data=cfg.data or "digits", samples=samples, out=report_path)
                 hit = {"validation": _validation_summary(rep, target)}
-                if hit["validation"].get("mismatched_elements", 0) == 0:
-                    self.cache.store(f"validate-{target}", key, [report_path], hit)
                 v = hit["validation"]
-                h.set_status("done" if v.get("mismatched_elements", 0) == 0 else "FAILED",
+                if v["passed"]:
+                    self.cache.store(f"validate-{target}", key, [report_path], hit)
+                h.set_status("done" if v["passed"] else "FAILED",
                              f"accuracy {100 * (v.get('accuracy') or 0):.2f}%, "
-                             f"{v.get('mismatched_elements', 0)} differing elements on {v.get('samples')} samples")
+                             f"{v['samples'] - v['mismatched_samples']}/{v['samples']} samples bit-exact")
             return hit["validation"]
 
     # ------------------------------------------------------------------ run
@@ -331,26 +332,25 @@ class _Pipeline:
                     self.cfg.prune = "always"
         validation = {}
         validation["host"] = self.stage_validate("host", self.dir, self.cfg.samples)
-        twin = self.board.sim_twin if not self.board.simulation else self.board.name
-        if self.cfg.sim and twin:
-            from tinyprune.boards import load_board
-            sim_board = load_board(twin, self.cfg.boards_dir)
-            sim_dir = self.dir / "sim"
-            sim_dir.mkdir(exist_ok=True)
-            shutil.copyfile(tflite, sim_dir / "model_int8.tflite")
-            _link_or_copy(codegen_dir, sim_dir / "codegen")
-            self.summary["sim_firmware"] = self.stage_firmware(codegen_dir, sim_board, "firmware-sim",
-                                                               sim_dir / "firmware")
-            validation["sim"] = self.stage_validate("sim", sim_dir, self.cfg.sim_samples)
+        twin = self.board.sim_twin if not self.board.simulation else None
+        if self.cfg.sim and (twin or self.board.simulation):
+            if twin:
+                from tinyprune.boards import load_board
+                sim_board = load_board(twin, self.cfg.boards_dir)
+                self.summary["sim_firmware"] = self.stage_firmware(codegen_dir, sim_board, "firmware-sim",
+                                                                   self.dir / "firmware-sim")
+            else:
+                sim_board = self.board
+            validation["sim"] = self.stage_validate("sim", self.dir, self.cfg.sim_samples)
             validation["sim"]["board"] = sim_board.name
         elif self.cfg.sim:
             self.progress.log(f"no simulation twin for {self.board.name}: simulation validation skipped")
         self.summary["validation"] = validation
-        bad = {t: v for t, v in validation.items() if v.get("mismatched_elements", 0)}
+        bad = {t: v for t, v in validation.items() if not v.get("passed")}
         if bad:
             raise ValidationFailed("validation failed: " + "; ".join(
-                f"{t}: {v['mismatched_elements']} output elements differ from TensorFlow Lite Micro"
-                for t, v in bad.items()), hint=f"see {self.dir}/validate-*.json")
+                f"{t}: " + "; ".join(v.get("failures") or ["failed"]) for t, v in bad.items()),
+                hint=f"see {self.dir}/validate-*.json")
         return self.summary
 
 
@@ -401,11 +401,15 @@ def _codegen_summary(path: Path) -> dict:
 
 
 def _validation_summary(rep, target: str) -> dict:
-    d = rep if isinstance(rep, dict) else (rep.to_dict() if hasattr(rep, "to_dict") else vars(rep))
+    d = rep.to_dict()
+    counters = d.get("counters") or {}
+    confusion = d.get("confusion_matrix")
     return {"target": target, "samples": d.get("samples"), "accuracy": d.get("accuracy"),
-            "mismatched_elements": d.get("mismatched_elements", d.get("mismatches", 0)),
-            "bit_exact": d.get("bit_exact"), "confusion": d.get("confusion"), "classes": d.get("classes"),
-            "counter_per_inference": d.get("counter_per_inference"), "counter_unit": d.get("counter_unit")}
+            "passed": d.get("passed"), "failures": d.get("failures") or [],
+            "bit_exact": d.get("bit_exact"), "mismatched_samples": len(d.get("mismatched_samples") or []),
+            "confusion": confusion, "classes": list(range(len(confusion))) if confusion else None,
+            "counter_per_inference": counters.get("median"), "counter_unit": counters.get("unit"),
+            "device": d.get("device")}
 
 
 def _over_message(over: dict, board: str) -> str:

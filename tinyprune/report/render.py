@@ -49,7 +49,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     for target in ("host", "sim", "device"):
         v = va.get(target)
         if v:
-            exact = "bit-exact" if v.get("mismatched_elements", 1) == 0 else f"{v.get('mismatched_elements')} differing elements"
+            bad = v.get("mismatched_samples", 0)
+            exact = "bit-exact" if v.get("bit_exact") and not bad else f"{bad} samples differ from TFLite Micro"
             rows.append((f"{target} accuracy", _pct(v.get("accuracy")), f"{exact} on {v.get('samples')} samples"))
             if v.get("counter_per_inference"):
                 rows.append((f"{v.get('counter_unit', 'cycles')} per inference ({target})",
