@@ -32,6 +32,7 @@ from tinyprune.validate.reference import (Reference, confusion_matrix, float_mod
 TARGETS = ("host", "sim", "port")
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points
 DEFAULT_SAMPLES = 20
+DEFAULT_ICOUNT_SHIFT = 7  # firmware/bsp/bsp_mps2.c, bsp_mps3.c: TP_ICOUNT_SHIFT default
 MAX_MISMATCH_REPORT = 8
 
 
@@ -248,7 +249,7 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
         from tinyprune.validate.qemu import qemu_session
 
         elf, machine, cpu = sim_firmware(layout, board)
-        return qemu_session(elf, machine, cpu, proxy=proxy, **link_kw)
+        return qemu_session(elf, machine, cpu, proxy=proxy, icount_shift=icount_shift(elf), **link_kw)
     if target == "port":
         import contextlib
 
@@ -277,7 +278,7 @@ def sim_firmware(layout: BuildLayout, board: str | None = None) -> tuple[Path, s
         raise UserInputError(f"cannot tell which board {layout.root} was built for",
                              hint="write the board name into BUILD_DIR/board.txt or pass --board")
     b = load_board(name)
-    qname = b.qemu_board()
+    qname = b.qemu_board
     if not qname:
         raise UserInputError(f"board {b.name} has no QEMU simulation twin", hint="validate it with --port or --host")
     q = load_board(qname)
@@ -288,6 +289,21 @@ def sim_firmware(layout: BuildLayout, board: str | None = None) -> tuple[Path, s
         raise UserInputError(f"{layout.root} has no firmware/firmware.elf to run in QEMU",
                              hint=f"build it: tinyprune firmware {layout.root} --board {b.name}")
     return elf, q.qemu.machine, q.qemu.cpu
+
+
+def icount_shift(elf: Path) -> int:
+    """The -icount shift the firmware's BSP was built for: -DTP_ICOUNT_SHIFT=N in the cflags
+    recorded in firmware.json next to the ELF, else the BSPs' default (7)."""
+    fj = Path(elf).with_name("firmware.json")
+    if fj.is_file():
+        try:
+            for flag in json.loads(fj.read_text()).get("cflags", []):
+                m = re.fullmatch(r"-DTP_ICOUNT_SHIFT=(\d+)u?", str(flag))
+                if m:
+                    return int(m.group(1))
+        except (ValueError, AttributeError):
+            pass
+    return DEFAULT_ICOUNT_SHIFT
 
 
 def _build_sim_firmware(layout: BuildLayout, sim_board: str) -> Path:

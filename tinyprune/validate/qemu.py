@@ -27,7 +27,7 @@ from tinyprune.errors import ToolError
 from tinyprune.validate.link import Link
 
 QEMU = "qemu-system-arm"
-DEFAULT_ICOUNT_SHIFT = 0
+DEFAULT_ICOUNT_SHIFT = 7  # the mps2/mps3 BSPs' TP_ICOUNT_SHIFT default
 
 
 def free_port() -> int:
