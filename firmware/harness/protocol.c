@@ -28,7 +28,7 @@ size_t tp_cobs_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap)
             if (out >= cap) return 0;
             dst[out++] = src[i];
             code++;
-            if (code == 0xFF) {
+            if (code == 0xFF && i + 1 < n) {  /* a full block that ends the data needs no successor */
                 dst[code_at] = code;
                 code_at = out++;
                 code = 1;

@@ -45,7 +45,8 @@ def crc32(data: bytes) -> int:
 def cobs_encode(data: bytes) -> bytes:
     out = bytearray([0])
     code_at, code = 0, 1
-    for b in data:
+    last = len(data) - 1
+    for i, b in enumerate(data):
         if b == 0:
             out[code_at] = code
             code_at, code = len(out), 1
@@ -53,7 +54,7 @@ def cobs_encode(data: bytes) -> bytes:
         else:
             out.append(b)
             code += 1
-            if code == 0xFF:
+            if code == 0xFF and i != last:  # a full block that ends the data needs no successor
                 out[code_at] = code
                 code_at, code = len(out), 1
                 out.append(0)
