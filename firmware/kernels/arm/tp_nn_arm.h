@@ -11,7 +11,8 @@
  * reference, so a variant is never less correct than the reference, only sometimes not faster.
  *
  * Built only for cores with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, M55); on other
- * cores (Cortex-M0+) this header declares nothing and the references are used.
+ * cores (Cortex-M0+), or with -DTP_NO_ARM_DSP (to measure the references on a DSP core), this header
+ * declares nothing and the references are used.
  * The sources in this folder may include only ../tp_nn.h, ../tp_nn_support.h, tp_arm_support.h,
  * <arm_acle.h>, <stdint.h> and <string.h>. */
 #ifndef TP_NN_ARM_H
@@ -19,7 +20,7 @@
 
 #include "../tp_nn_types.h"
 
-#if defined(TP_USE_ARM_DSP) && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if defined(TP_USE_ARM_DSP) && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TP_NO_ARM_DSP)
 
 #define TP_ARM_HAS_CONV_S8 1
 #define TP_ARM_HAS_DEPTHWISE_CONV_S8 1

@@ -1,0 +1,27 @@
+"""``tinyprune bench MODEL.tflite``: thin CLI over tinyprune.bench.bench."""
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="bench")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--board", default="mps2-an500", show_default=True, help="Simulation board to run in QEMU.")
+@click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True)
+@click.option("--dsp/--no-dsp", default=True, show_default=True,
+              help="Use the Cortex-M DSP kernel variants when the core has them (--no-dsp: reference C).")
+@click.option("--runs", type=int, default=2, show_default=True, help="QEMU runs; counts must be identical.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("-o", "--out", type=click.Path(), default=None, help="Also write the JSON result to this file.")
+def command(model, board, kernels, dsp, runs, as_json, out):
+    """Instructions per inference (total and per layer), MACs/instruction, arena, scratch and
+    firmware sizes of MODEL's generated code, measured in QEMU with -icount (deterministic)."""
+    from pathlib import Path
+
+    from tinyprune.bench import bench, to_json
+
+    res = bench(model, board, kernels, runs=runs, dsp=dsp)
+    text = to_json(res)
+    if out:
+        Path(out).write_text(text + "\n")
+    click.echo(text if as_json else res.render())
