@@ -102,7 +102,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                 raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx")
                 onnx_model = onnx_utils.load_onnx(raw)
         onnx_utils.input_shape_of(onnx_model)
-        onnx_model = onnx_utils.simplify(onnx_model)
+        onnx_model = onnx_utils.fuse_hardswish(onnx_utils.simplify(onnx_model))
         onnx_ops = onnx_utils.check_supported_ops(onnx_model)
         onnx_path.write_bytes(onnx_model.SerializeToString())
         session = onnx_utils.ort_session(onnx_model)
@@ -111,8 +111,8 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         if module is not None:
             import torch
             xs = ds.x_test[:TORCH_ORT_CHECK_SAMPLES]
-            with torch.no_grad():
-                ref = module(torch.from_numpy(xs)).numpy()
+            with torch.no_grad():   # one sample at a time: models may hard-code batch 1
+                ref = np.concatenate([module(torch.from_numpy(xs[i:i + 1])).numpy() for i in range(len(xs))])
             got = onnx_utils.ort_run(session, xs)
             torch_ort_err = float(np.abs(ref - got).max())
             if torch_ort_err > 1e-4 * max(1.0, float(np.abs(ref).max())):
@@ -143,7 +143,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                      "operators": onnx_ops, "torch_vs_onnxruntime_max_abs_err": torch_ort_err,
                      "sha256": sha256_file(onnx_path)},
             "tflite": {"operators": tflite_ops(flat), "bytes": len(flat), "sha256": sha256_file(conv.path),
-                       "input_transpose": conv.input_transpose, "onnx2tf_input_perm": list(conv.tf_input_perm),
+                       "input_transpose": conv.input_transpose, "onnx2tf_input_layout": conv.tf_input_layout,
                        "float_tf_vs_onnx_max_abs_err": conv.float_tf_max_abs_err,
                        "weights": "int8 per-channel", "biases": "int32", "notes": conv.notes},
             "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(len(calib)),

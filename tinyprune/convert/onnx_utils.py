@@ -14,7 +14,7 @@ import numpy as np
 
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
-OPSET = 13  # within 13-17; every op below exists in this form at opset 13
+OPSET = 14  # within 13-17; 14 is the first with HardSwish (at 13 torch decomposes it into HardSigmoid * x)
 
 # ONNX operators the onnx2tf + full-integer TFLite path turns into int8 TFLITE_BUILTINS.
 SUPPORTED_OPS = frozenset({
@@ -128,6 +128,46 @@ def simplify(model):
         return simplified if ok else model
     except Exception:  # noqa: BLE001 - best effort
         return model
+
+
+def fuse_hardswish(model):
+    """Rewrite ``Mul(x, HardSigmoid(x, alpha=1/6, beta=0.5))`` (how opset-13 exporters write hard-swish)
+    into ``HardSwish(x)``: onnx2tf turns a lone HardSigmoid into RELU_0_TO_1, which TFLite Micro lacks,
+    whereas HardSwish becomes the int8 HARD_SWISH kernel. Raises the opset to 14 when needed."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    for o in graph.output:
+        uses[o.name] = uses.get(o.name, 0) + 1
+    drop, replace = set(), {}
+    for n in graph.node:
+        if n.op_type != "Mul" or len(n.input) != 2:
+            continue
+        for a, b in ((0, 1), (1, 0)):
+            hs = producers.get(n.input[a])
+            if hs is None or hs.op_type != "HardSigmoid" or hs.input[0] != n.input[b] or uses.get(hs.output[0]) != 1:
+                continue
+            attrs = {at.name: helper.get_attribute_value(at) for at in hs.attribute}
+            if abs(attrs.get("alpha", 0.2) - 1 / 6) < 1e-5 and abs(attrs.get("beta", 0.5) - 0.5) < 1e-6:
+                drop.add(id(hs))
+                replace[id(n)] = helper.make_node("HardSwish", [n.input[b]], list(n.output), name=n.name or hs.name)
+                break
+    if not replace:
+        return model
+    nodes = [replace.get(id(n), n) for n in graph.node if id(n) not in drop]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx") and op.version < 14:
+            op.version = 14
+    onnx.checker.check_model(model)
+    return model
 
 
 def ort_session(model_or_path):

@@ -47,74 +47,118 @@ def _inverse(p):
 @dataclass
 class Int8Conversion:
     path: Path
-    tf_input_perm: tuple[int, ...]        # axis order onnx2tf chose, relative to the PyTorch layout
-    input_transpose: bool                 # a TRANSPOSE was put in front to take channels-last input
+    tf_input_layout: str                  # how onnx2tf's float model takes the PyTorch tensor x
+    input_transpose: bool                 # a transpose/reshape was put in front to take channels-last input
     float_tf_max_abs_err: float           # float TF vs onnxruntime on the layout-check samples
     log: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Layout:
+    """One way onnx2tf's input tensor T can relate to the PyTorch tensor x."""
+    label: str
+    perm: tuple[int, ...] | None          # T = x.transpose(perm) ...
+    reshape: bool = False                 # ... or T = x.reshape(T's shape) (row-major reinterpretation)
+
+    def apply(self, x_nchw: np.ndarray, tf_shape) -> np.ndarray:
+        if self.reshape:
+            return np.ascontiguousarray(x_nchw.reshape((len(x_nchw),) + tuple(tf_shape[1:])))
+        return np.ascontiguousarray(x_nchw.transpose(self.perm))
+
+
+def _candidates(x_shape, tf_shape) -> list[_Layout]:
+    rank = len(x_shape)
+    nat = natural_perm(rank)
+    out = []
+    for p in [nat] + [(0,) + p for p in itertools.permutations(range(1, rank)) if (0,) + p != nat]:
+        if tuple(x_shape[a] for a in p)[1:] == tuple(tf_shape[1:]):
+            out.append(_Layout(f"transpose{p}", p))
+    if int(np.prod(x_shape[1:])) == int(np.prod(tf_shape[1:])):
+        out.append(_Layout("reshape", None, reshape=True))
+    return out
+
+
+def _run_onnx2tf(src: Path, out_dir: Path, debug: bool, **options) -> str:
+    with quiet(debug) as captured:
+        try:
+            import onnx2tf
+            onnx2tf.convert(input_onnx_file_path=str(src), output_folder_path=str(out_dir),
+                            non_verbose=True, verbosity="error" if not debug else "info", **options)
+        except BaseException as e:  # noqa: BLE001 - onnx2tf calls sys.exit() on failures
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            tail = " | ".join(ln.strip() for ln in captured().strip().splitlines()[-3:])
+            raise UnsupportedModelError(
+                f"onnx2tf could not convert the model: {type(e).__name__}: {str(e)[:200]} {tail[:300]}",
+                hint="re-run with --debug to see onnx2tf's log") from e
+        log = captured()
+    if not (out_dir / "saved_model.pb").exists():
+        raise TinypruneError(f"onnx2tf wrote no saved_model: {log[-500:]}")
+    return log
 
 
 def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, out_path: str | os.PathLike, *,
                         debug: bool = False) -> Int8Conversion:
     """Convert an ONNX model to a full-integer TFLite model: int8 input and output, per-channel int8
     weights, int32 biases, calibrated on ``calib_nhwc`` (float32, channels-last, one sample per row).
-    ``onnx_path`` is never modified (onnx2tf works on a copy in a temporary directory)."""
+    ``onnx_path`` is never modified (onnx2tf works on a copy in a temporary directory).
+
+    The float TF model onnx2tf writes is checked against onnxruntime on calibration samples under each
+    candidate input layout (natural channels-last first); if onnx2tf took the input in another order,
+    that order is composed in front of the model so the int8 model still takes channels-last. When no
+    layout agrees, onnx2tf is re-run keeping the input's ONNX shape (``keep_shape_absolutely_input_names``)."""
     tf = import_tensorflow(debug)
     calib_nhwc = np.ascontiguousarray(calib_nhwc, dtype=np.float32)
     onnx_model = load_onnx(onnx_path)
+    in_onnx = onnx_model.graph.input[0].name
     rank = calib_nhwc.ndim
     nat = natural_perm(rank)
-    x_check = calib_nhwc[:LAYOUT_CHECK_SAMPLES].transpose(_inverse(nat))   # back to the PyTorch layout
+    inv_nat = _inverse(nat)
+    x_check = np.ascontiguousarray(calib_nhwc[:LAYOUT_CHECK_SAMPLES].transpose(inv_nat))  # PyTorch layout
     ref = ort_run(ort_session(onnx_model), x_check)
     with tempfile.TemporaryDirectory(prefix="tinyprune-onnx2tf-") as work:
         work = Path(work)
         src = work / "model.onnx"
-        shutil.copyfile(onnx_path, src)
-        saved_model = work / "saved_model"
-        with quiet(debug) as captured:
-            try:
-                import onnx2tf
-                onnx2tf.convert(input_onnx_file_path=str(src), output_folder_path=str(saved_model),
-                                non_verbose=True, verbosity="error" if not debug else "info")
-            except BaseException as e:  # noqa: BLE001 - onnx2tf calls sys.exit() on failures
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                log = captured()
-                tail = " | ".join(ln.strip() for ln in log.strip().splitlines()[-3:])
-                raise UnsupportedModelError(
-                    f"onnx2tf could not convert the model: {type(e).__name__}: {str(e)[:200]} {tail[:300]}",
-                    hint="re-run with --debug to see onnx2tf's log") from e
-            log = captured()
-        if not (saved_model / "saved_model.pb").exists():
-            raise TinypruneError(f"onnx2tf wrote no saved_model: {log[-500:]}")
-        with quiet(debug):
-            loaded = tf.saved_model.load(str(saved_model))
-        sig = loaded.signatures["serving_default"]
-        in_specs = sig.structured_input_signature[1]
-        in_name = sorted(in_specs)[0]
-        tf_shape = tuple(int(d) for d in in_specs[in_name].shape)
+        best_err, chosen, log = np.inf, None, ""
+        attempts = [("default", {}), ("keep_input_shape", {"keep_shape_absolutely_input_names": [in_onnx]})]
+        for k, (attempt, options) in enumerate(attempts):
+            shutil.copyfile(onnx_path, src)    # onnx2tf rewrites its input: always a fresh copy
+            saved_model = work / f"saved_model_{k}"
+            log += _run_onnx2tf(src, saved_model, debug, **options)
+            with quiet(debug):
+                loaded = tf.saved_model.load(str(saved_model))
+            sig = loaded.signatures["serving_default"]
+            in_specs = sig.structured_input_signature[1]
+            in_name = sorted(in_specs)[0]
+            tf_shape = tuple(int(d) for d in in_specs[in_name].shape)
 
-        def run_float(x_tf):
-            outs = []
-            for i in range(len(x_tf)):
-                res = sig(**{in_name: tf.constant(x_tf[i:i + 1])})
-                outs.append(res[sorted(res)[0]].numpy())
-            return np.concatenate(outs, axis=0)
+            def run_float(t):
+                outs = []
+                for i in range(len(t)):
+                    res = sig(**{in_name: tf.constant(t[i:i + 1])})
+                    outs.append(res[sorted(res)[0]].numpy())
+                return np.concatenate(outs, axis=0)
 
-        perm, err = _find_input_perm(x_check, ref, tf_shape, run_float)
-        if perm is None:
+            for cand in _candidates(x_check.shape, tf_shape):
+                err = _agreement_error(ref, run_float(cand.apply(x_check, tf_shape)))
+                best_err = min(best_err, err)
+                if err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
+                    chosen = cand
+                    break
+            if chosen is not None:
+                break
+        if chosen is None:
             raise UnsupportedModelError(
                 f"the float TensorFlow model from onnx2tf does not agree with the ONNX model under any input "
-                f"layout (max abs error {err:.3g}); the model uses a construct onnx2tf converts wrongly",
+                f"layout (max abs error {best_err:.3g}); the model uses a construct onnx2tf converts wrongly",
                 hint="re-run with --debug for onnx2tf's log")
-        transpose = perm != nat
-        # The converter must take the channels-last tensor: wrap in a transpose when onnx2tf's order differs.
-        q = tuple(_inverse(nat)[a] for a in perm)   # channels-last -> onnx2tf's order
+        transpose = chosen.perm != nat
         nhwc_shape = (1,) + tuple(calib_nhwc.shape[1:])
 
         def representative():
             for i in range(len(calib_nhwc)):
-                yield [calib_nhwc[i:i + 1]]   # both converter inputs take channels-last
+                yield [calib_nhwc[i:i + 1]]   # both converter inputs below take channels-last
 
         with quiet(debug) as captured:
             try:
@@ -123,7 +167,9 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
                 else:
                     @tf.function(input_signature=[tf.TensorSpec(nhwc_shape, tf.float32, name="input")])
                     def wrapped(x):
-                        res = sig(**{in_name: tf.transpose(x, q)})
+                        x = tf.transpose(x, inv_nat)                       # back to the PyTorch layout
+                        x = tf.reshape(x, tf_shape) if chosen.reshape else tf.transpose(x, chosen.perm)
+                        res = sig(**{in_name: x})
                         return res[sorted(res)[0]]
                     conv = tf.lite.TFLiteConverter.from_concrete_functions(
                         [wrapped.get_concrete_function()], loaded)
@@ -145,31 +191,22 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
     if got != nhwc_shape or details["input"]["dtype"] != "int8" or details["output"]["dtype"] != "int8":
         raise TinypruneError(f"internal: int8 model has input {got} {details['input']['dtype']}, "
                              f"expected {nhwc_shape} int8 with int8 output")
-    notes = [] if not transpose else [f"onnx2tf took the input in axis order {perm}; a transpose from "
-                                      "channels-last was added in front of the model"]
-    return Int8Conversion(out_path, perm, transpose, err, log, notes)
+    notes = [] if not transpose else [f"onnx2tf ({attempt}) took the input as {chosen.label} of the PyTorch "
+                                      "tensor; that step was put in front of the model so it takes channels-last"]
+    return Int8Conversion(out_path, f"{attempt}:{chosen.label}", transpose, float(err), log, notes)
 
 
-def _find_input_perm(x_nchw, ref, tf_shape, run_float):
-    """Try the natural channels-last order first, then every other axis order whose shape matches
-    onnx2tf's input; return (perm, max abs error) of the first that agrees with onnxruntime."""
-    rank = x_nchw.ndim
-    nat = natural_perm(rank)
-    cands = [nat] + [(0,) + p for p in itertools.permutations(range(1, rank)) if (0,) + p != nat]
-    scale = max(1.0, float(np.abs(ref).max()))
+def _agreement_error(ref: np.ndarray, out: np.ndarray) -> float:
+    """Max abs difference between onnxruntime's and TF's outputs (TF's may be channels-last);
+    inf when shapes differ or, for a classifier, the top-1 classes differ."""
     best = np.inf
-    for p in cands:
-        if tuple(x_nchw.shape[a] for a in p)[1:] != tuple(tf_shape[1:]):
+    for r in (ref, to_channels_last(ref)):
+        if r.shape != out.shape:
             continue
-        out = run_float(np.ascontiguousarray(x_nchw.transpose(p)))
-        for r in (ref, to_channels_last(ref)):
-            if r.shape != out.shape:
-                continue
-            err = float(np.abs(out - r).max())
-            best = min(best, err)
-            if err <= 1e-3 * scale and (r.ndim != 2 or np.array_equal(out.argmax(1), r.argmax(1))):
-                return p, err
-    return None, best
+        if r.ndim == 2 and not np.array_equal(out.argmax(1), r.argmax(1)):
+            continue   # a different top-1 class never passes
+        best = min(best, float(np.abs(out - r).max()))
+    return best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,8 +267,14 @@ def run_tflm(flat: bytes, x_int8: np.ndarray) -> np.ndarray:
     """Invoke the TFLite Micro interpreter on each int8 sample; returns the int8 outputs stacked."""
     from tflite_micro.python.tflite_micro import runtime
 
-    with quiet(False):
-        interp = runtime.Interpreter.from_bytes(flat)
+    with quiet(False) as captured:
+        try:
+            interp = runtime.Interpreter.from_bytes(flat)
+        except RuntimeError as e:
+            log = " ".join(ln.strip() for ln in captured().splitlines() if ln.strip())
+            raise UnsupportedModelError(f"TFLite Micro cannot run the int8 model: {e}: {log[:300]}",
+                                        hint="the model uses an operator TFLite Micro has no kernel for; "
+                                             "replace that layer") from None
     outs = []
     for i in range(len(x_int8)):
         interp.set_input(np.ascontiguousarray(x_int8[i:i + 1]), 0)
