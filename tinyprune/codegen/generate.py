@@ -1,0 +1,183 @@
+"""``generate()``: int8 .tflite -> OUT/ with NAME.h, NAME.c, NAME_weights.{c,h}, kernels/, Makefile, codegen.json.
+
+The stage's Python API (the CLI and the pipeline call this):
+
+    generate(model_path, out_dir, *, prefix="model", kernels="portable", cmsis_nn=None, board=None,
+             overlap=False, tflm_arena=True) -> CodegenResult
+
+Memory plan and figures come from ``codegen.estimate.estimate`` (the same function the pruning stage
+calls), so codegen.json's arena/flash equal the pruning stage's estimates for the same graph.
+Everything is written atomically: on any error OUT is left as it was.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinyprune import __version__
+from tinyprune._fs import atomic_output_dir, write_json
+from tinyprune._paths import KERNELS_DIR, require
+from tinyprune.codegen import emit
+from tinyprune.codegen.tflite_reader import TfliteModel, read_model
+from tinyprune.errors import UserInputError
+
+KERNEL_CHOICES = ("portable", "cmsis-nn")
+
+
+@dataclass
+class CodegenResult:
+    out_dir: Path
+    prefix: str
+    kernels: str
+    arena_bytes: int
+    flash_bytes: int
+    weight_bytes: int
+    macs: int
+    tflm_arena_bytes: int | None
+    files: list[str] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+
+
+def _c_fflush() -> None:
+    import ctypes
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # pragma: no cover - non-glibc platforms
+        pass
+
+
+def tflm_arena_bytes(model_bytes: bytes, n_inputs: int = 1) -> dict | None:
+    """Run TFLite Micro once and parse print_allocations() (captured at the fd level: it prints from C++)."""
+    import tempfile
+
+    import numpy as np
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        return None
+    interp = runtime.Interpreter.from_bytes(model_bytes)
+    for i in range(n_inputs):
+        d = interp.get_input_details(i)
+        interp.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+    interp.invoke()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _c_fflush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        try:
+            for fd in saved:
+                os.dup2(tmp.fileno(), fd)
+            interp.print_allocations()
+            _c_fflush()
+        finally:
+            for fd, keep in saved.items():
+                os.dup2(keep, fd)
+                os.close(keep)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    out = {}
+    for key in ("total", "head", "tail"):
+        m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
+        if m:
+            out[key] = int(m.group(1))
+    return out or None
+
+
+def plan_for(model: TfliteModel, kernels: str, overlap: bool = False):
+    from tinyprune.codegen.estimate import estimate
+    return estimate(model.graph, kernels, overlap=overlap)
+
+
+def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefix: str = "model",
+             kernels: str = "portable", cmsis_nn: str | os.PathLike | None = None, board: str | None = None,
+             overlap: bool = False, tflm_arena: bool = True) -> CodegenResult:
+    if kernels not in KERNEL_CHOICES:
+        raise UserInputError(f"--kernels must be one of {', '.join(KERNEL_CHOICES)}, got {kernels!r}")
+    emit.check_identifier(prefix)
+    cmsis_path = None
+    if kernels == "cmsis-nn":
+        from tinyprune.codegen import cmsis
+        cmsis_path = cmsis.find_cmsis_nn(cmsis_nn)
+    board_info = None
+    if board:
+        from tinyprune.boards import load_board  # board catalog stage
+        board_info = load_board(board)
+    model = read_model(model_path)
+    est = plan_for(model, kernels, overlap=overlap)
+    files, layers, arrays = emit.render(model, prefix, kernels, est.plan)
+    if kernels == "cmsis-nn":
+        from tinyprune.codegen import cmsis
+        files = cmsis.patch_files(files, prefix, cmsis_path)
+    tflm = tflm_arena_bytes(model.data, len(model.tflite_inputs)) if tflm_arena else None
+    kfiles = emit.kernel_files(layers)
+    report = {
+        "tool": f"tinyprune {__version__}",
+        "model_sha256": model.sha256,
+        "prefix": prefix,
+        "kernels": kernels,
+        "board": board,
+        "arena_bytes": est.arena_bytes,
+        "peak_bytes": est.plan.peak_lower_bound,
+        "lower_bound_two_largest": est.plan.two_largest_bound,
+        "weight_bytes": est.weight_bytes,
+        "flash_bytes": est.flash_bytes,
+        "emitted_weight_bytes": arrays.nbytes(),
+        "macs": est.macs,
+        "tflm_arena_bytes": tflm.get("total") if tflm else None,
+        "tflm_arena": tflm,
+        "plan": {"strategy": est.plan.strategy, "order": est.plan.order, "overlap": overlap},
+        "inputs": [_io(model, t) for t in model.graph.inputs],
+        "outputs": [_io(model, t) for t in model.graph.outputs],
+        "layers": _layers_json(model, est, layers),
+        "kernel_files": kfiles,
+    }
+    if board_info is not None:
+        report["board_info"] = {k: getattr(board_info, k) for k in ("name",) if hasattr(board_info, k)}
+    out_dir = Path(out_dir)
+    with atomic_output_dir(out_dir) as tmp:
+        for name, text in sorted(files.items()):
+            (tmp / name).write_text(text)
+        kdir = tmp / "kernels"
+        kdir.mkdir()
+        for f in kfiles:
+            src = require(KERNELS_DIR / f)
+            (kdir / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, kdir / f)
+        write_json(tmp / "codegen.json", report)
+    return CodegenResult(out_dir=out_dir, prefix=prefix, kernels=kernels, arena_bytes=est.arena_bytes,
+                         flash_bytes=est.flash_bytes, weight_bytes=est.weight_bytes, macs=est.macs,
+                         tflm_arena_bytes=report["tflm_arena_bytes"],
+                         files=sorted(list(files) + [f"kernels/{f}" for f in kfiles] + ["codegen.json"]),
+                         report=report)
+
+
+def _io(model: TfliteModel, name: str) -> dict:
+    t = model.graph.tensors[name]
+    d = {"name": name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.quant.scales[0],
+         "zero_point": t.quant.zero_points[0], "bytes": t.nbytes, "tflite_index": model.tensor_index[name]}
+    b = model.input_boundary.get(name) or model.output_boundary.get(name)
+    if b:
+        d["float_boundary_tensor"] = b.float_tensor_index
+    return d
+
+
+def _layers_json(model: TfliteModel, est, layers) -> list[dict]:
+    by_op = {x["op"]: x for x in est.per_layer}
+    out = []
+    for L in layers:
+        e = by_op[L.op]
+        op = model.graph.ops[L.op]
+        out.append({"layer": L.index, "op": L.op, "tflite_node": model.op_index[L.op], "kind": L.kind,
+                    "name": L.name, "macs": e["macs"], "output_bytes": e["output_bytes"],
+                    "input_bytes": sum(model.graph.tensors[t].nbytes for t in op.inputs
+                                       if t and not model.graph.tensors[t].is_const),
+                    "scratch_bytes": e["scratch_bytes"],
+                    "output_offset": est.plan.offsets.get(L.out_tensor)})
+    return out
+
+
