@@ -4,10 +4,13 @@ the resource figures (MACs, params, arena, flash) the budget search compares aga
 The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF converter:
   * Conv2d (+ folded BatchNorm) -> CONV_2D [O,kh,kw,I] or DEPTHWISE_CONV_2D [1,kh,kw,O], int32 bias;
   * a following ReLU / ReLU6 (module or functional) is fused into ``fused_activation``;
-  * Linear -> FULLY_CONNECTED [out,in] + int32 bias; flatten/view/reshape -> RESHAPE (preceded by
-    TRANSPOSE to NCHW order when the spatial size is > 1, as onnx2tf emits it);
+  * a conv whose symmetric PyTorch padding differs from TF's SAME split (stride 2, even input) ->
+    PAD (int32 [4,2] paddings) + VALID conv; 1x1 convs are SAME;
+  * Linear -> FULLY_CONNECTED [out,in] + int32 bias; a flatten of a 1x1 map vanishes (FC takes the
+    (1,1,1,C) tensor); other flatten/view/reshape -> RESHAPE (preceded by TRANSPOSE to NCHW order
+    when the spatial size is > 1);
   * add -> ADD, cat -> CONCATENATION (axis in NHWC), MaxPool2d / AvgPool2d -> MAX_POOL_2D /
-    AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / mean over H,W -> MEAN, softmax -> SOFTMAX;
+    AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / mean over H,W -> MEAN (int32 axes const), softmax -> SOFTMAX;
   * Dropout / Identity / eval BatchNorm vanish (folded).
 Shapes come from torch.fx symbolic tracing plus shape propagation on the example input.
 
@@ -173,7 +176,15 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 ishape = meta_shape(args[0])
                 ih, iw = ishape[2], ishape[3]
                 oh, ow = oshape[2], oshape[3]
-                padding = _padding_kind(m, ih, iw, oh, ow)
+                padding, pads = _padding_kind(m, ih, iw, oh, ow)
+                if pads is not None:  # PyTorch's symmetric padding differs from TF SAME: explicit PAD + VALID
+                    pt = f"{node.target}_pad"
+                    pc = b.const(f"{node.target}.paddings", (4, 2), "int32")
+                    b.tensors[pt] = ir.Tensor(pt, (1, ih + 2 * pads[0], iw + 2 * pads[1], in_c), "int8",
+                                              ir.Quant([1.0], [0]))
+                    b.ops.append(ir.Op("PAD", [x, pc], [pt], {"paddings": [[0, 0], [pads[0], pads[0]],
+                                                                         [pads[1], pads[1]], [0, 0]]}, node.target))
+                    x = pt
                 depthwise = m.groups == in_c and m.groups > 1
                 if m.groups != 1 and not depthwise:
                     raise UnsupportedModelError(f"layer {node.target!r}: grouped convolution (groups={m.groups}) has no "
@@ -198,15 +209,15 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 continue
             if isinstance(m, nn.Linear):
                 x = b.src(args[0])
-                xt = b.tensors[x]
-                if len(xt.shape) != 2:
-                    raise UnsupportedModelError(f"layer {node.target!r}: Linear on a {len(xt.shape)}-D tensor; "
-                                                "flatten to (N, features) first")
+                if len(meta_shape(args[0])) != 2:
+                    raise UnsupportedModelError(f"layer {node.target!r}: Linear on a {len(meta_shape(args[0]))}-D "
+                                                "tensor; flatten to (N, features) first")
                 wname = b.const(f"{node.target}.weight", (m.out_features, m.in_features), "int8")
                 bname = b.const(f"{node.target}.bias", (m.out_features,), "int32")
                 end = bn_passthrough(node)
                 out_name = b.act(end.name, oshape)
-                op = ir.Op("FULLY_CONNECTED", [x, wname, bname], [out_name], {"fused_activation": "NONE"}, node.target)
+                op = ir.Op("FULLY_CONNECTED", [x, wname, bname], [out_name],
+                           {"fused_activation": "NONE", "keep_num_dims": False}, node.target)
                 b.ops.append(op)
                 b.layer_macs[node.target] = m.in_features * m.out_features
                 if end is not node:
@@ -286,30 +297,49 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
     return g, b.layer_macs
 
 
-def _padding_kind(m: nn.Conv2d, ih, iw, oh, ow) -> str:
-    ph, pw = _pair(m.padding) if not isinstance(m.padding, str) else (None, None)
-    if m.padding == "valid" or (ph == 0 and pw == 0):
-        return "VALID"
+def _padding_kind(m: nn.Conv2d, ih, iw, oh, ow):
+    """("SAME" | "VALID", explicit (pad_h, pad_w) or None), as onnx2tf emits it: a 1x1 or unpadded
+    stride-1 conv is SAME/VALID, a padding that equals TF's SAME split is SAME, any other symmetric
+    padding becomes a PAD op before a VALID conv."""
+    if isinstance(m.padding, str):
+        return ("VALID", None) if m.padding == "valid" else ("SAME", None)
+    ph, pw = _pair(m.padding)
+    kh, kw = _pair(m.kernel_size)
     sh, sw = _pair(m.stride)
-    if oh == -(-ih // sh) and ow == -(-iw // sw):
-        return "SAME"
-    raise UnsupportedModelError(f"convolution padding {m.padding} is neither SAME nor VALID in TFLite terms; "
-                                "use padding=kernel//2 with odd kernels, or padding=0")
+    dh, dw = _pair(m.dilation)
+    if kh == kw == 1 and ph == pw == 0 and sh == sw == 1:
+        return "SAME", None
+    if ph == pw == 0:
+        return "VALID", None
+
+    def same_split(i, k, s, d):
+        total = max((-(-i // s) - 1) * s + (k - 1) * d + 1 - i, 0)
+        return total // 2, total - total // 2
+    if (oh == -(-ih // sh) and ow == -(-iw // sw) and same_split(ih, kh, sh, dh) == (ph, ph)
+            and same_split(iw, kw, sw, dw) == (pw, pw)):
+        return "SAME", None
+    return "VALID", (ph, pw)
 
 
 def _mean(b: _Builder, node, arg, oshape):
-    b.ops.append(ir.Op("MEAN", [b.src(arg)], [b.act(node.name, oshape)], {"axes": [1, 2], "keep_dims": len(oshape) == 4},
-                       node.name))
+    axes = b.const(f"{node.name}.axes", (2,), "int32")
+    b.ops.append(ir.Op("MEAN", [b.src(arg), axes], [b.act(node.name, oshape)],
+                       {"axes": [1, 2], "keep_dims": len(oshape) == 4}, node.name))
 
 
 def _reshape(b: _Builder, node, arg, oshape, ishape):
     x = b.src(arg)
+    if len(ishape) == 4 and ishape[2] * ishape[3] == 1 and len(oshape) == 2:
+        b.alias[node.name] = x  # onnx2tf feeds the (1,1,1,C) tensor straight into FULLY_CONNECTED
+        return
     if len(ishape) == 4 and ishape[2] * ishape[3] > 1:  # NHWC -> NCHW before flattening in PyTorch order
         t = f"{node.name}_nchw"
         b.tensors[t] = ir.Tensor(t, tuple(int(s) for s in ishape), "int8", ir.Quant([1.0], [0]))
-        b.ops.append(ir.Op("TRANSPOSE", [x], [t], {"perm": [0, 3, 1, 2]}, node.name))
+        perm = b.const(f"{node.name}.perm", (4,), "int32")
+        b.ops.append(ir.Op("TRANSPOSE", [x, perm], [t], {"perm": [0, 3, 1, 2]}, node.name))
         x = t
-    b.ops.append(ir.Op("RESHAPE", [x], [b.act(node.name, oshape)], {}, node.name))
+    shape = b.const(f"{node.name}.shape", (len(oshape),), "int32")
+    b.ops.append(ir.Op("RESHAPE", [x, shape], [b.act(node.name, oshape)], {}, node.name))
 
 
 # --------------------------------------------------------------------------------------------
