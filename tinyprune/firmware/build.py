@@ -31,6 +31,7 @@ from tinyprune.firmware.elf import Elf
 from tinyprune.firmware.linker import layout_for_board, render_linker_script
 
 CROSS = "arm-none-eabi-"
+ICOUNT_SHIFT = 7   # QEMU `-icount shift=7`: 128 ns of virtual time per instruction (bsp_mps2.c, bsp_mps3.c)
 SIZE_SOURCE = "ELF section headers (tinyprune.firmware.elf)"
 INSTALL_HINT = ("run `make setup` (it installs the ARM toolchain), or "
                 "`sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi`")
@@ -47,10 +48,11 @@ def bsp_for_board(board) -> BspSpec:
     """Which BSP source drives ``board`` (by QEMU machine for simulation boards, else by MCU)."""
     machine = board.qemu.machine if getattr(board, "qemu", None) else ""
     uart = f"-DTP_UART_BASE={board.serial.base_address:#x}u"
+    shift = f"-DTP_ICOUNT_SHIFT={ICOUNT_SHIFT}"
     if machine in ("mps2-an500", "mps2-an386", "mps2-an385", "mps2-an511"):
-        return BspSpec("bsp_mps2.c", (uart,), 32)
+        return BspSpec("bsp_mps2.c", (uart, shift), 32)
     if machine == "mps3-an547":
-        return BspSpec("bsp_mps3.c", (uart,), 96)
+        return BspSpec("bsp_mps3.c", (uart, shift), 96)
     if board.mcu.upper().startswith(("STM32F74", "STM32F75")):
         return BspSpec("bsp_stm32f7.c", (), 98)
     raise UserInputError(
@@ -305,6 +307,12 @@ clean:
 
 # ----------------------------------------------------------------------------- sizes
 
+@dataclass(frozen=True)
+class _Span:
+    origin: int
+    length: int
+
+
 def _region_of(board, addr: int) -> str:
     for r in board.memory.regions:
         if r.origin <= addr < r.origin + r.length:
@@ -312,13 +320,16 @@ def _region_of(board, addr: int) -> str:
     return ""
 
 
-def measure(elf_path: Path, board) -> tuple[int, int, dict[str, SectionInfo], int]:
+def measure(elf_path: Path, board, *, relaxed: bool = False) -> tuple[int, int, dict[str, SectionInfo], int]:
     """(flash_used, ram_used, sections, entry) from the ELF section headers.
 
     flash_used: bytes of every allocated, loaded (PROGBITS) section whose load address is in the
-    text region; ram_used: bytes of every allocated section whose run address is in the data region."""
+    text region; ram_used: bytes of every allocated section whose run address is in the data region.
+    ``relaxed``: the ELF was linked with the relaxed script (regions as large as the address space)."""
     elf = Elf(elf_path)
-    t, d = board.text_region, board.data_region
+    lay = layout_for_board(board, relaxed=relaxed)
+    t = _Span(lay.text_origin, lay.text_length)
+    d = _Span(lay.data_origin, lay.data_length)
     flash = ram = 0
     sections: dict[str, SectionInfo] = {}
     for s in elf.alloc_sections:
@@ -326,9 +337,9 @@ def measure(elf_path: Path, board) -> tuple[int, int, dict[str, SectionInfo], in
         info = SectionInfo(s.name, s.addr, lma, s.size, _region_of(board, s.addr),
                            "" if s.nobits else _region_of(board, lma), s.nobits)
         sections[s.name] = info
-        if not s.nobits and t.origin <= lma < t.origin + max(t.length, board.memory.flash_bytes):
+        if not s.nobits and t.origin <= lma < t.origin + t.length:
             flash += s.size
-        if d.origin <= s.addr < d.origin + max(d.length, board.memory.ram_bytes):
+        if d.origin <= s.addr < d.origin + d.length:
             ram += s.size
     return flash, ram, sections, elf.entry
 
@@ -437,7 +448,7 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             r2 = _link(plan_relaxed, tmp)
             if r2.returncode != 0:
                 raise OverBudgetError(f"firmware does not fit {board.name}:\n{_tail(r.stderr)}")
-            flash, ram, _, _ = measure(tmp / "firmware.elf", board)
+            flash, ram, _, _ = measure(tmp / "firmware.elf", board, relaxed=True)
             msg = _over_budget_message(board, flash, ram, stack)
             raise OverBudgetError(msg or f"firmware does not fit {board.name}:\n{_tail(r.stderr)}",
                                   hint="prune the model further (tinyprune prune), or pick a board "

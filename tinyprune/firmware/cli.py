@@ -1,0 +1,73 @@
+"""`tinyprune firmware BUILD_DIR --board BOARD [-o OUT]`: thin CLI over tinyprune.firmware.build."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tinyprune.errors import UserInputError
+
+
+def _parse_defines(values) -> dict:
+    out = {}
+    for v in values:
+        name, sep, value = v.partition("=")
+        out[name] = value if sep else None
+    return out
+
+
+def default_out_dir(build_dir: Path) -> Path:
+    """A build folder (with codegen/) gets BUILD_DIR/firmware; a codegen folder a sibling 'firmware'."""
+    if (build_dir / "codegen").is_dir():
+        return build_dir / "firmware"
+    return build_dir.parent / "firmware"
+
+
+def _board_from_codegen(build_dir: Path) -> str | None:
+    for p in (build_dir / "codegen.json", build_dir / "codegen" / "codegen.json"):
+        if p.is_file():
+            try:
+                b = json.loads(p.read_text()).get("board")
+            except ValueError:
+                return None
+            return b if isinstance(b, str) and b else None
+    return None
+
+
+@click.command(name="firmware")
+@click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--board", "-b", default=None,
+              help="Board name (boards/NAME.toml) or path to a board .toml file.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: BUILD_DIR/firmware, or next to a codegen folder).")
+@click.option("--harness", default="default", show_default=True,
+              help="'default' (firmware/harness, the serial protocol), 'selftest' (prints a sentinel "
+                   "and exits), or a folder of harness sources.")
+@click.option("--opt", default="-O2", show_default=True, help="Optimisation flag for gcc.")
+@click.option("-D", "--define", "defines", multiple=True, metavar="NAME[=VALUE]",
+              help="Extra preprocessor define (repeatable).")
+def command(build_dir, board, out, harness, opt, defines):
+    """Cross-compile firmware for BOARD around the generated code in BUILD_DIR.
+
+    BUILD_DIR is a `tinyprune codegen` output folder or a `tinyprune build` folder containing
+    codegen/. Writes firmware.elf/.bin/.hex/.map, a standalone Makefile with all sources, and
+    firmware.json; prints flash and RAM use against the board's limits (exit code 3 when over)."""
+    from tinyprune.firmware.build import build_firmware
+
+    if not build_dir.is_dir():
+        raise UserInputError(f"{build_dir}: no such folder",
+                             hint="pass the output folder of `tinyprune codegen` or `tinyprune build`")
+    board = board or _board_from_codegen(build_dir)
+    if not board:
+        raise UserInputError("no board given", hint="pass --board NAME (see `tinyprune boards`)")
+    harness_dir = None if harness == "default" else harness
+    res = build_firmware(build_dir, board, out or default_out_dir(build_dir), harness_dir=harness_dir,
+                         defines=_parse_defines(defines), opt=opt)
+    click.echo(f"wrote {res.out_dir}/firmware.elf, .bin, .hex, .map, Makefile ({res.harness} harness)")
+    click.echo(f"flash: {res.flash_used:>10,} B used of {res.flash_limit:>10,} B  "
+               f"({100.0 * res.flash_used / res.flash_limit:5.1f}%, {res.flash_headroom:,} B free)")
+    click.echo(f"RAM:   {res.ram_used:>10,} B used of {res.ram_limit:>10,} B  "
+               f"({100.0 * res.ram_used / res.ram_limit:5.1f}%, {res.ram_headroom:,} B free; "
+               f"stack {res.stack_bytes:,} B" +
+               (f", arena {res.arena_bytes:,} B" if res.arena_bytes is not None else "") + ")")

@@ -1,0 +1,27 @@
+"""`tinyprune flash BUILD_DIR [--method ...] [--board B]`: thin CLI over tinyprune.firmware.flash."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="flash")
+@click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--method", type=click.Choice(["auto", "mass-storage", "openocd", "st-flash", "pyocd"]),
+              default="auto", show_default=True,
+              help="How to program the board; auto = the first of the board's methods that is available.")
+@click.option("--board", "-b", default=None,
+              help="Board name or .toml path (default: the board the firmware was built for).")
+@click.option("--mount-root", "mount_roots", multiple=True, type=click.Path(path_type=Path),
+              help="Extra folder to look for the board's USB drive in (repeatable; also "
+                   "$TINYPRUNE_MOUNT_ROOTS).")
+def command(build_dir, method, board, mount_roots):
+    """Flash the firmware built in BUILD_DIR (a firmware folder or a build folder with firmware/)."""
+    from tinyprune.firmware.flash import flash
+
+    res = flash(build_dir, board, method, mount_roots=mount_roots)
+    if res.command:
+        click.echo(f"flashed {res.image} with {res.method}: {' '.join(res.command)}")
+    else:
+        click.echo(f"flashed {res.image} by copying it to {res.target} ({res.output})")
