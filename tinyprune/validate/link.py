@@ -118,7 +118,9 @@ class Link:
                 frames, self._pending = self._pending, []
                 return frames
             try:
-                data = self.port.read(1024)
+                # never ask for more than is waiting: read(n) blocks until n bytes or the timeout
+                waiting = getattr(self.port, "in_waiting", 0)
+                data = self.port.read(waiting if waiting > 1 else 1)
             except (serial.SerialException, OSError) as e:
                 raise ToolError(f"serial link to {self.name} lost: {e}",
                                 hint="the device (or QEMU) stopped or was disconnected") from None
