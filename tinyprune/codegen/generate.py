@@ -108,7 +108,12 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         from tinyprune.boards import load_board  # board catalog stage
         board_info = load_board(board)
     model = read_model(model_path)
-    est = plan_for(model, kernels, overlap=overlap)
+    # the generated C calls tp_*_s8, which a DSP core's firmware build maps to the arm variants:
+    # reserve their scratch so they take the fast path (the references ignore it)
+    plan_kernels = kernels
+    if kernels == "portable" and board_info is not None and getattr(board_info.core, "dsp", False):
+        plan_kernels = "dsp"
+    est = plan_for(model, plan_kernels, overlap=overlap)
     files, layers, arrays = emit.render(model, prefix, kernels, est.plan)
     if kernels == "cmsis-nn":
         from tinyprune.codegen import cmsis
@@ -120,6 +125,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "model_sha256": model.sha256,
         "prefix": prefix,
         "kernels": kernels,
+        "plan_kernels": plan_kernels,
         "board": board,
         "arena_bytes": est.arena_bytes,
         "peak_bytes": est.plan.peak_lower_bound,
@@ -136,8 +142,6 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "layers": _layers_json(model, est, layers),
         "kernel_files": kfiles,
     }
-    if board_info is not None:
-        report["board_info"] = {k: getattr(board_info, k) for k in ("name",) if hasattr(board_info, k)}
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir) as tmp:
         for name, text in sorted(files.items()):

@@ -1,15 +1,66 @@
 """Scratch-buffer sizes of the kernels, per op: the Python twin of each C kernel's
-``tp_<op>_get_buffer_size``. The memory planner adds these to the arena.
+``tp_<op>_s8_get_buffer_size``. The memory planner adds these to the arena.
 
 Contract (owned by the code-generation stage; the planner and the pruning estimates call it):
     scratch_bytes(op: ir.Op, graph: ir.Graph, kernels: str = "portable") -> int
-kernels is "portable" (reference C), "dsp" (Cortex-M4/M7 SIMD variants) or "cmsis-nn".
+kernels is
+  * "portable": the reference C kernels (firmware/kernels/tp_*_s8.c) -- no scratch at all;
+  * "dsp": the Cortex-M4/M7 variants (firmware/kernels/arm, selected by TP_USE_ARM_DSP), whose
+    ``tp_<op>_s8_arm_get_buffer_size`` are (8 bytes of alignment slack each):
+        CONV_2D            8 + 32 * ceil(kh*kw*in_c / 4)
+        DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*4   when depth_multiplier == 1 and c % 4 == 0, else 0
+        FULLY_CONNECTED    8 + 8 * ceil(in / 4)
+  * "cmsis-nn": ARM CMSIS-NN v6+ built for a DSP core (the largest of its variants, so the same
+    plan is valid for every core): arm_convolve_wrapper_s8 2 * in_c*kh*kw * 2 bytes (im2col of two
+    columns, int16), 1x1 stride-1 convs 0; arm_depthwise_conv_wrapper_s8 in_c*kh*kw*2 (int16
+    im2col of one column), 3x3 / ch_mult 1 paths 0 are not relied upon; arm_fully_connected_s8 0;
+    arm_avgpool_s8 in_c * 4 (int32 sums); others 0.
+This module may import only tinyprune.codegen.ir.
 """
 from __future__ import annotations
 
+from math import prod
+
 from tinyprune.codegen import ir
+
+ALIGN_SLACK = 8
+
+
+def _dsp(op: ir.Op, graph: ir.Graph) -> int:
+    if op.kind == "CONV_2D":
+        f = graph.tensors[op.inputs[1]].shape          # [out_c, kh, kw, in_c]
+        return ALIGN_SLACK + 32 * ((f[1] * f[2] * f[3] + 3) // 4)
+    if op.kind == "DEPTHWISE_CONV_2D":
+        c_in = graph.tensors[op.inputs[0]].shape[-1]
+        f = graph.tensors[op.inputs[1]].shape          # [1, kh, kw, c * ch_mult]
+        if f[3] != c_in or f[3] % 4:
+            return 0
+        return ALIGN_SLACK + f[1] * f[2] * f[3] * 2 + f[3] * 4
+    if op.kind == "FULLY_CONNECTED":
+        w = graph.tensors[op.inputs[1]].shape          # [out, in]
+        depth = w[-1] if len(w) >= 2 else prod(w)
+        return ALIGN_SLACK + 8 * ((depth + 3) // 4)
+    return 0
+
+
+def _cmsis(op: ir.Op, graph: ir.Graph) -> int:
+    if op.kind == "CONV_2D":
+        f = graph.tensors[op.inputs[1]].shape
+        return 2 * f[1] * f[2] * f[3] * 2
+    if op.kind == "DEPTHWISE_CONV_2D":
+        f = graph.tensors[op.inputs[1]].shape
+        c_in = graph.tensors[op.inputs[0]].shape[-1]
+        return c_in * f[1] * f[2] * 2
+    if op.kind == "AVERAGE_POOL_2D":
+        return graph.tensors[op.inputs[0]].shape[-1] * 4
+    return 0
 
 
 def scratch_bytes(op: ir.Op, graph: ir.Graph, kernels: str = "portable") -> int:
-    # Placeholder until the kernels land: the reference kernels need no scratch.
-    return 0
+    if kernels == "portable":
+        return 0
+    if kernels == "dsp":
+        return _dsp(op, graph)
+    if kernels == "cmsis-nn":
+        return _cmsis(op, graph)
+    raise ValueError(f"unknown kernel variant {kernels!r} (portable, dsp, cmsis-nn)")

@@ -1,0 +1,46 @@
+"""``tinyprune codegen``: a thin layer over ``codegen.generate.generate`` and ``codegen.check.check``."""
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.command(name="codegen")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory (NAME.h, NAME.c, NAME_weights.c/.h, kernels/, Makefile, codegen.json).")
+@click.option("--board", default=None, help="Board name (boards/*.toml); a DSP core reserves the DSP kernels' scratch.")
+@click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True,
+              help="Kernel library the generated code calls.")
+@click.option("--cmsis-nn", "cmsis_nn", default=None, type=click.Path(file_okay=False),
+              help="CMSIS-NN checkout for --kernels cmsis-nn (default: $CMSIS_NN_PATH).")
+@click.option("--prefix", default="model", show_default=True, help="C symbol prefix (NAME).")
+@click.option("--overlap", is_flag=True, help="Let window ops write over their dying input (smaller arena).")
+@click.option("--check", "do_check", is_flag=True,
+              help="Compile on the host (-Werror, and with sanitizers) and compare with TFLite Micro.")
+@click.option("--data", default=None, type=click.Path(dir_okay=False),
+              help="With --check: .npz with x (int8 NHWC in the model's input layout, or float NCHW/NHWC).")
+@click.option("--random", "random_n", default=None, type=int, help="With --check: N seeded random int8 inputs (default 10).")
+@click.option("--seed", default=0, show_default=True, help="Seed of --random.")
+def command(model, out, board, kernels, cmsis_nn, prefix, overlap, do_check, data, random_n, seed):
+    """Generate a self-contained C99 module from an int8 TFLite MODEL."""
+    from tinyprune.codegen.generate import generate
+    from tinyprune.errors import UserInputError
+    if (data or random_n) and not do_check:
+        raise UserInputError("--data/--random only apply with --check")
+    if data and random_n:
+        raise UserInputError("give either --data or --random, not both")
+    if not os.path.exists(model):
+        raise UserInputError(f"model file {model} does not exist")
+    r = generate(model, out, prefix=prefix, kernels=kernels, cmsis_nn=cmsis_nn, board=board, overlap=overlap)
+    tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
+    click.echo(f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
+               f"{len(r.report['layers'])} layers")
+    if do_check:
+        from tinyprune.codegen.check import check, load_inputs
+        from tinyprune.codegen.tflite_reader import read_model
+        x = load_inputs(read_model(model), data=data, random=random_n, seed=seed)
+        res = check(out, model, x)
+        click.echo(f"check: bit-exact with TFLite Micro on {res.samples} inputs "
+                   f"({res.elements} output elements, builds: {', '.join(res.builds)})")
