@@ -217,7 +217,8 @@ def test_size_figures_equal_section_sums(selftests):
     # the .bin spans the flash image from 0x08000000 to the end of .data's load image
     elf = Elf(res.elf)
     data = elf.section(".data")
-    assert res.bin.stat().st_size == elf.load_address(data) + data.size - 0x08000000
+    assert res.bin.stat().st_size == elf.load_address(data) + data.size - 0x08000000 == res.bin_bytes
+    assert 0 <= res.bin_bytes - res.flash_used < 4 * 64                     # only alignment padding
     assert res.bin.read_bytes()[:8] == elf.read(0x08000000, 8)
     hex_lines = res.hex.read_text().splitlines()
     assert hex_lines[0].startswith(":02000004") and hex_lines[-1] == ":00000001FF"

@@ -99,6 +99,7 @@ class FirmwareResult:
     stack_bytes: int
     arena_bytes: int | None
     entry: int
+    bin_bytes: int = 0     # size of firmware.bin: flash_used plus alignment padding between sections
     sections: dict[str, SectionInfo] = field(default_factory=dict)
     cflags: list[str] = field(default_factory=list)
     size_source: str = SIZE_SOURCE
@@ -467,7 +468,8 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             hex=out_dir / "firmware.hex", map=out_dir / "firmware.map", makefile=out_dir / "Makefile",
             linker_script=out_dir / "firmware.ld", harness=label, flash_used=flash, ram_used=ram,
             flash_limit=board.memory.flash_bytes, ram_limit=board.memory.ram_bytes, stack_bytes=stack,
-            arena_bytes=_arena_bytes(cg, tmp / "firmware.elf"), entry=entry, sections=sections,
+            arena_bytes=_arena_bytes(cg, tmp / "firmware.elf"), entry=entry,
+            bin_bytes=(tmp / "firmware.bin").stat().st_size, sections=sections,
             cflags=plan.cflags)
         write_json(tmp / "firmware.json", result.to_dict())
     return result
