@@ -260,9 +260,25 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 acc[2] = b0;
                 acc[3] = b0;
                 tp_row_x4(w, col, k, acc);
-                for (i = 0; i < nvalid; ++i) {
-                    const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
-                    o[(size_t)i * out->c + oc] = (int8_t)tp_arm_clamp(v, amin, amax);
+                if (fast && sh < 0 && nvalid == TP_CONV_PIX) {
+                    /* common case, unrolled: SMMULR + rounding shift (tp_arm_mbqm_rshift, e > 0) */
+                    const int32_t e = -sh, half = (int32_t)1 << (e - 1);
+                    const int32_t stride = out->c;
+                    int32_t v0 = tp_arm_smmulr(acc[0] * 2, m), v1 = tp_arm_smmulr(acc[1] * 2, m);
+                    int32_t v2 = tp_arm_smmulr(acc[2] * 2, m), v3 = tp_arm_smmulr(acc[3] * 2, m);
+                    v0 = ((v0 + half + (v0 >> 31)) >> e) + ooff;
+                    v1 = ((v1 + half + (v1 >> 31)) >> e) + ooff;
+                    v2 = ((v2 + half + (v2 >> 31)) >> e) + ooff;
+                    v3 = ((v3 + half + (v3 >> 31)) >> e) + ooff;
+                    o[oc] = (int8_t)tp_arm_clamp(v0, amin, amax);
+                    o[stride + oc] = (int8_t)tp_arm_clamp(v1, amin, amax);
+                    o[2 * stride + oc] = (int8_t)tp_arm_clamp(v2, amin, amax);
+                    o[3 * stride + oc] = (int8_t)tp_arm_clamp(v3, amin, amax);
+                } else {
+                    for (i = 0; i < nvalid; ++i) {
+                        const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
+                        o[(size_t)i * out->c + oc] = (int8_t)tp_arm_clamp(v, amin, amax);
+                    }
                 }
             }
         }
