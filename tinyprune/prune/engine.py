@@ -233,6 +233,11 @@ def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
     return set(ranking.clamped) if ranking is not None else set()
 
 
+def _guard_width(config: dict) -> int:
+    m, r = max(1, config.get("min_channels", 1)), config.get("round_to", 1)
+    return -(-m // r) * r if r > 1 else m
+
+
 def _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc_after, stats, clamped):
     model.eval()
     after_layers = _layers(model)
@@ -251,6 +256,10 @@ def _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc
         "accuracy": {"before": acc_before, "after_pruning": acc_pruned, "after_finetuning": acc_after},
         "search": {"probes": stats.get("probes", 0),
                    "collapse_guard_hits": sorted(clamped),
-                   "min_channels_after": min((l["out_after"] for l in layers if l["out_after"]), default=None)},
+                   "min_channels_after": min((l["out_after"] for l in layers if l["out_after"]), default=None),
+                   # layers the criterion drove down to the collapse guard's minimum width
+                   "layers_at_minimum": [l["name"] for l in layers if l["out_after"] is not None
+                                         and l["out_after"] < l["out_before"]
+                                         and l["out_after"] <= _guard_width(report["config"])]},
     })
     return PruneResult(model, channel_config(model), report)
