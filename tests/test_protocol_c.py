@@ -76,16 +76,18 @@ def test_load_infer_read_matches_tflite_micro(harness):
     data += req(P.CMD_READ, 5, struct.pack("<BIH", 1, 0, 8))
     f1, f2, f3, f4, f5 = converse(exe, data)
     assert f1.payload == struct.pack("<II", 0, 10) and f2.payload == struct.pack("<II", 10, 6)
-    r = P.parse_infer(f3.payload)
+    r, inline_out, inline_counts = P.split_infer(f3.payload)
     assert (r.status, r.output_bytes, r.num_layers) == (0, 4, 2)
+    assert len(f3.payload) == 18 + 4 + 2 * 4  # small outputs and the layer counters travel inline
     interp = runtime.Interpreter.from_bytes((build / "model_int8.tflite").read_bytes())
     interp.set_input(x.reshape(1, 16), 0)
     interp.invoke()
     want = interp.get_output(0).tobytes()
     assert f4.payload == b"\x00" + struct.pack("<I", 0) + want
-    assert r.output_crc == P.crc32(want)
+    assert r.output_crc == P.crc32(want) and inline_out == want
     assert [f.seq for f in (f1, f2, f3, f4, f5)] == [1, 2, 3, 4, 5]
-    assert len(f5.payload) == 5 + 8
+    assert f5.payload == b"\x01" + struct.pack("<I", 0) + struct.pack("<2I", *inline_counts)
+    assert all(c > 0 for c in inline_counts)
 
 
 @pytest.mark.parametrize("data,code,seq", [

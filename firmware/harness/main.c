@@ -135,6 +135,16 @@ static void handle(const tp_frame *f)
             return;
         }
         n = run_model(reply, a[4] & 1u);
+        /* small outputs (and then the layer counters) travel inline: saves READ round trips */
+        if (n + (size_t)MODEL_OUTPUT_BYTES <= TP_MAX_PAYLOAD) {
+            size_t i, nl = (a[4] & 1u) ? (size_t)MODEL_NUM_LAYERS : 0u;
+            for (i = 0; i < (size_t)MODEL_OUTPUT_BYTES; i++) reply[n + i] = (uint8_t)output[i];
+            n += (size_t)MODEL_OUTPUT_BYTES;
+            if (n + 4u * nl <= TP_MAX_PAYLOAD) {
+                for (i = 0; i < nl; i++) tp_put_u32(reply + n + 4u * i, layer_counts[i]);
+                n += 4u * nl;
+            }
+        }
         send(rtype, f->seq, reply, n);
         return;
     }

@@ -247,13 +247,16 @@ class Link:
                     self._ensure_info()
                     continue
                 raise
-            r = P.parse_infer(f.payload)
+            try:
+                r, inline_out, inline_counts = P.split_infer(f.payload)
+            except P.FrameError as e:
+                raise ToolError(f"{self.name}: {e}") from None
             if r.status != 0:
                 raise DeviceError(f"{self.name}: model_invoke returned {r.status}", P.E_MODEL)
             if r.output_bytes != info.output_bytes:
                 raise ToolError(f"{self.name}: reply announces {r.output_bytes} output bytes, info said "
                                 f"{info.output_bytes}")
-            out = self._read(P.REGION_OUTPUT, r.output_bytes)
+            out = inline_out if inline_out is not None else self._read(P.REGION_OUTPUT, r.output_bytes)
             if P.crc32(out) != r.output_crc:
                 # the buffer changed under us (e.g. a reset between infer and read): run again
                 if attempts <= self.retries:
@@ -263,7 +266,9 @@ class Link:
                     continue
                 raise ToolError(f"{self.name}: output read back does not match the CRC of the inference")
             counts = None
-            if layers and r.num_layers:
+            if layers and r.num_layers and inline_counts is not None:
+                counts = inline_counts
+            elif layers and r.num_layers:
                 raw = self._read(P.REGION_LAYERS, 4 * r.num_layers)
                 counts = list(struct.unpack(f"<{r.num_layers}I", raw))
             return Inference(out, r.counter, counts, attempts)

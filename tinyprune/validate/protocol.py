@@ -203,11 +203,30 @@ class InferResult:
     num_layers: int
 
 
+INFER_HEADER = struct.Struct("<iIIIH")
+
+
 def parse_infer(p: bytes) -> InferResult:
-    if len(p) != 18:
-        raise FrameError(f"infer reply has {len(p)} bytes, expected 18")
-    status, counter, ocrc, nout, layers = struct.unpack("<iIIIH", p)
+    """The 18-byte head of an infer (or selftest) reply."""
+    if len(p) < INFER_HEADER.size:
+        raise FrameError(f"infer reply has {len(p)} bytes, expected at least {INFER_HEADER.size}")
+    status, counter, ocrc, nout, layers = INFER_HEADER.unpack_from(p)
     return InferResult(status, counter, ocrc, nout, layers)
+
+
+def split_infer(p: bytes) -> tuple[InferResult, bytes | None, list[int] | None]:
+    """An infer reply: head, the inline output (None: read it with READ) and the inline layer
+    counters (None: read them with READ, or not requested)."""
+    r = parse_infer(p)
+    rest = p[INFER_HEADER.size:]
+    if not rest:
+        return r, None, None
+    if len(rest) == r.output_bytes:
+        return r, bytes(rest), None
+    if len(rest) == r.output_bytes + 4 * r.num_layers:
+        counts = list(struct.unpack_from(f"<{r.num_layers}I", rest, r.output_bytes))
+        return r, bytes(rest[:r.output_bytes]), counts
+    raise FrameError(f"infer reply has {len(p)} bytes, which fits neither inline layout")
 
 
 def selftest_input(n: int) -> bytes:

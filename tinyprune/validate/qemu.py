@@ -110,6 +110,10 @@ def qemu_session(elf: str | os.PathLike, machine: str, cpu: str | None = None, *
     try:
         yield link
     except ToolError as e:
+        try:  # a lost link usually means QEMU is dying: give it a moment to say why
+            q.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
         if q.proc.poll() is not None:
             raise ToolError(f"{e.message}; QEMU exited with status {q.proc.returncode}: "
                             f"{q.stderr_text() or '(no output)'}", e.hint) from None
