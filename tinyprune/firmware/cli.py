@@ -64,7 +64,8 @@ def command(build_dir, board, out, harness, opt, defines):
     harness_dir = None if harness == "default" else harness
     res = build_firmware(build_dir, board, out or default_out_dir(build_dir), harness_dir=harness_dir,
                          defines=_parse_defines(defines), opt=opt)
-    click.echo(f"wrote {res.out_dir}/firmware.elf, .bin, .hex, .map, Makefile ({res.harness} harness)")
+    harness_name = {"harness": "serial-protocol harness", "selftest": "selftest"}.get(res.harness, res.harness)
+    click.echo(f"wrote {res.out_dir}/firmware.elf, .bin, .hex, .map, Makefile ({harness_name}; board {res.board})")
     click.echo(f"flash: {res.flash_used:>10,} B used of {res.flash_limit:>10,} B  "
                f"({100.0 * res.flash_used / res.flash_limit:5.1f}%, {res.flash_headroom:,} B free)")
     click.echo(f"RAM:   {res.ram_used:>10,} B used of {res.ram_limit:>10,} B  "
