@@ -140,6 +140,33 @@ def test_concat_branches_and_reorder():
     assert best.lifetimes["a2"] == (1, 4) and best.lifetimes["b1"] == (2, 3)
 
 
+def test_concat_inputs_written_in_place_when_slices_are_contiguous():
+    def net(shape_a, shape_b, axis):
+        out = list(shape_a)
+        out[axis] += shape_b[axis]
+        return (B().input("x", (1, 1, 1, 16))
+                .op("TANH", ["x"], ("a", shape_a)).op("TANH", ["x"], ("b", shape_b))
+                .op("CONCATENATION", ["a", "b"], ("c", tuple(out)), axis=axis)
+                .op("TANH", ["c"], ("y", (1, 10))).graph("y"))
+
+    g = net((1, 1, 1, 64), (1, 1, 1, 64), 3)   # 1x1 spatial: channel slices are contiguous
+    p = plan_ok(g, concat=True)
+    assert p.concat_inplace == {2: ["a", "b"]}
+    assert p.offsets["a"] == p.offsets["c"] and p.offsets["b"] == p.offsets["c"] + 64
+    # peak at step 1 (x, a, b); the concat step holds only c
+    assert p.peak_lower_bound == 16 + 64 + 64 and p.arena_bytes == 144
+    off = plan_ok(g)
+    assert off.concat_inplace == {} and off.peak_lower_bound == off.arena_bytes == 64 + 64 + 128
+    with pytest.raises(PlanError, match="slice"):
+        replace(p, offsets={**p.offsets, "b": p.offsets["c"] + 32}).validate(g)
+    # interleaved slices (2x2 spatial) or an unaligned slice boundary: copy as usual
+    assert plan_ok(net((1, 2, 2, 16), (1, 2, 2, 16), 3), concat=True).concat_inplace == {}
+    assert plan_ok(net((1, 2, 2, 16), (1, 2, 2, 16), 1), concat=False).concat_inplace == {}
+    assert plan_ok(net((1, 2, 2, 16), (1, 2, 2, 16), 1), concat=True).concat_inplace == {2: ["a", "b"]}
+    assert plan_ok(net((1, 1, 1, 8), (1, 1, 1, 32), 3), concat=True).concat_inplace == {}
+    assert plan_ok(net((1, 1, 1, 8), (1, 1, 1, 32), 3), concat=True, alignment=8).concat_inplace == {2: ["a", "b"]}
+
+
 def test_reshape_is_an_alias_and_extends_lifetime():
     g = (B().input("x", (1, 2, 2, 4))
          .op("SOFTMAX", ["x"], ("t", (1, 2, 2, 4)))
@@ -326,7 +353,8 @@ def test_overlap_plan_places_output_below_dying_input():
 # ------------------------------------------------------------------------------------------------
 # random DAGs
 
-SHAPES = [(1, 4, 4, 8), (1, 4, 4, 16), (1, 8, 8, 8), (1, 2, 2, 32), (1, 8, 8, 4), (1, 4, 4, 3)]
+SHAPES = [(1, 4, 4, 8), (1, 4, 4, 16), (1, 8, 8, 8), (1, 2, 2, 32), (1, 8, 8, 4), (1, 4, 4, 3),
+          (1, 1, 1, 16), (1, 1, 1, 48)]
 
 
 @st.composite
@@ -353,10 +381,13 @@ def random_graphs(draw):
             elif kind == "ADD":
                 b.op(kind, [x, y], (out, shape))
             else:
-                oshape = shape[:3] + (shape[3] + b.tensors[y].shape[3],) if len(shape) == len(b.tensors[y].shape) == 4 \
-                    and b.tensors[y].shape[:3] == shape[:3] \
-                    else (prod(shape) + prod(b.tensors[y].shape),)
-                b.op(kind, [x, y], (out, oshape))
+                ys = b.tensors[y].shape
+                if len(shape) == len(ys) == 4 and ys[:3] == shape[:3]:
+                    b.op(kind, [x, y], (out, shape[:3] + (shape[3] + ys[3],)), axis=3)
+                elif len(shape) == len(ys) == 1:
+                    b.op(kind, [x, y], (out, (shape[0] + ys[0],)), axis=0)
+                else:
+                    b.op("TANH", [x], (out, draw(st.sampled_from(SHAPES))))
         elif kind == "RESHAPE":
             b.op(kind, [x], (out, (prod(shape),)))
         elif kind == "RELU":
@@ -391,11 +422,11 @@ def random_graphs(draw):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_graphs(), st.booleans(), st.booleans())
-def test_random_dags_never_overlap_live_tensors(gs, inplace, overlap):
+@given(random_graphs(), st.booleans(), st.booleans(), st.booleans())
+def test_random_dags_never_overlap_live_tensors(gs, inplace, overlap, concat):
     g, scratch = gs
-    fixed = plan_ok(g, scratch, inplace=inplace, reorder=False, overlap=overlap)
-    best = plan_ok(g, scratch, inplace=inplace, reorder=True, overlap=overlap)
+    fixed = plan_ok(g, scratch, inplace=inplace, reorder=False, overlap=overlap, concat=concat)
+    best = plan_ok(g, scratch, inplace=inplace, reorder=True, overlap=overlap, concat=concat)
     assert best.arena_bytes <= fixed.arena_bytes
     assert fixed.order == list(range(len(g.ops)))
     sizes = {t: g.tensors[t].nbytes for t in best.offsets}

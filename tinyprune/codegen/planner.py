@@ -58,6 +58,7 @@ class MemoryPlan:
     peak_lower_bound: int                   # max over steps of bytes that must be live together
     two_largest_bound: int = 0              # max over steps of the two largest live tensors
     overlaps: dict[int, tuple[str, int]] = field(default_factory=dict)  # op -> (input, min distance)
+    concat_inplace: dict[int, list[str]] = field(default_factory=dict)  # op -> inputs already in place
     scratch: dict[int, int] = field(default_factory=dict)  # op index -> scratch bytes
     alignment: int = 16
     strategy: str = ""                      # which placement heuristic won (for reports)
@@ -72,6 +73,7 @@ class MemoryPlan:
             "aliases": dict(sorted(self.aliases.items())),
             "inplace": {str(k): v for k, v in sorted(self.inplace.items())},
             "overlaps": {str(k): {"input": v[0], "distance": v[1]} for k, v in sorted(self.overlaps.items())},
+            "concat_inplace": {str(k): v for k, v in sorted(self.concat_inplace.items())},
             "lifetimes": {k: list(v) for k, v in sorted(self.lifetimes.items())},
             "alignment": self.alignment, "strategy": self.strategy,
         }
@@ -133,6 +135,18 @@ class MemoryPlan:
                                 f"{self.offsets[inp] - self.offsets[out]} bytes below input {inp}, "
                                 f"needs at least {need}")
             allowed[frozenset((inp, out))] = pos[k]
+        for k, inps in self.concat_inplace.items():
+            op = graph.ops[k]
+            out = op.outputs[0]
+            if op.kind != "CONCATENATION" or [view.root(t) for t in op.inputs] != list(inps):
+                raise PlanError(f"op {k} ({op.kind}) cannot take its inputs in place")
+            at = self.offsets[out]
+            for t in op.inputs:
+                b = view.root(t)
+                if self.offsets[b] != at or life[b][1] != pos[k]:
+                    raise PlanError(f"concat op {k}: input {b} is not its slice of {out} at {at}")
+                at += view.size[b]
+                allowed[frozenset((b, out))] = pos[k]
         rects.sort(key=lambda r: r[3])
         for i, a in enumerate(rects):
             for b in rects[i + 1:]:
@@ -328,14 +342,49 @@ def overlap_distance(op: ir.Op, graph: ir.Graph, pixels_in_flight: int = PIXELS_
 
 @dataclass(frozen=True)
 class _Edge:
+    """Op ``op`` may place its output ``out`` so that input ``inps[i]`` sits at
+    offset(out) + rels[i]: in-place (rel 0), overlap (rel = D: output D bytes below the input),
+    concat (rel = the input's slice of the output)."""
     op: int
-    inp: str
+    inps: tuple[str, ...]
     out: str
-    dist: int         # output offset = input offset - dist (0 for in-place)
-    kind: str         # "inplace" | "overlap"
+    rels: tuple[int, ...]
+    kind: str         # "inplace" | "overlap" | "concat"
+
+    @property
+    def inp(self) -> str:
+        return self.inps[0]
 
 
-def _static_edges(view: _View, inplace: bool, overlap: bool) -> dict[int, list[_Edge]]:
+def _concat_edge(view: _View, k: int, op: ir.Op, alignment: int) -> _Edge | None:
+    """CONCATENATION whose inputs are contiguous slices of the output (every dimension before
+    the concat axis is 1), each aligned, distinct and produced by an op."""
+    g = view.graph
+    out = g.tensors[op.outputs[0]]
+    rank = len(out.shape)
+    if rank == 0 or any(not t or g.tensors[t].is_const for t in op.inputs) or len(op.inputs) < 2:
+        return None
+    axis = int(op.options.get("axis", rank - 1))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank or prod(out.shape[:axis]) != 1:
+        return None
+    roots = [view.root(t) for t in op.inputs]
+    if len(set(roots)) != len(roots) or any(r in view.model_inputs or r in view.model_outputs for r in roots):
+        return None
+    rels, at = [], 0
+    for t in op.inputs:
+        x = g.tensors[t]
+        if len(x.shape) != rank or x.dtype != out.dtype or prod(x.shape[:axis]) != 1 or at % alignment:
+            return None
+        rels.append(at)
+        at += x.nbytes
+    if at != out.nbytes:
+        return None
+    return _Edge(k, tuple(roots), op.outputs[0], tuple(rels), "concat")
+
+
+def _static_edges(view: _View, inplace: bool, overlap: bool, concat: bool = False,
+                  alignment: int = 16) -> dict[int, list[_Edge]]:
     """Per op, the pairs it could use if the input dies there (checked per order later)."""
     g = view.graph
     edges: dict[int, list[_Edge]] = {}
@@ -349,27 +398,33 @@ def _static_edges(view: _View, inplace: bool, overlap: bool) -> dict[int, list[_
                 if t and not g.tensors[t].is_const and _same_elements(g, t, out):
                     b = view.root(t)
                     if all(e.inp != b for e in cands):
-                        cands.append(_Edge(k, b, out, 0, "inplace"))
+                        cands.append(_Edge(k, (b,), out, (0,), "inplace"))
         elif overlap and op.kind in OVERLAP_OPS and op.inputs and op.inputs[0] \
                 and not g.tensors[op.inputs[0]].is_const:
             d = overlap_distance(op, g)
             if d is not None and d < view.size[view.root(op.inputs[0])] + view.size[out]:
-                cands.append(_Edge(k, view.root(op.inputs[0]), out, d, "overlap"))
-        cands = [e for e in cands if e.inp not in view.model_inputs and e.inp not in view.model_outputs]
+                cands.append(_Edge(k, (view.root(op.inputs[0]),), out, (d,), "overlap"))
+        elif concat and op.kind == "CONCATENATION" and out == op.outputs[0]:
+            e = _concat_edge(view, k, op, alignment)
+            cands += [e] if e else []
+        cands = [e for e in cands if not any(i in view.model_inputs or i in view.model_outputs for i in e.inps)]
         if cands:
             edges[k] = cands
     return edges
 
 
 def _saving(view: _View, e: _Edge) -> int:
+    """Bytes the pair saves at its op's step over placing input(s) and output apart."""
+    if e.kind == "concat":
+        return sum(view.size[i] for i in e.inps)
     si, so = view.size[e.inp], view.size[e.out]
-    return si + so - max(so, e.dist + si)
+    return si + so - max(so, e.rels[0] + si)
 
 
 def _edges_for_order(view: _View, static: dict[int, list[_Edge]], life, pos) -> dict[int, _Edge]:
     chosen = {}
     for k, cands in static.items():
-        ok = [e for e in cands if life[e.inp][1] == pos[k]]
+        ok = [e for e in cands if all(life[i][1] == pos[k] for i in e.inps)]
         if ok:
             chosen[k] = max(ok, key=lambda e: _saving(view, e))
     return chosen
@@ -387,13 +442,15 @@ def _step_bounds(view: _View, order, scratch, static):
     live: list[list[int]] = [[] for _ in range(max(n, 1))]
     merged = {}
     for k, e in edges.items():
-        merged[(pos[k], e.inp)] = merged[(pos[k], e.out)] = e
+        merged[(pos[k], e.out)] = e
+        for i in e.inps:
+            merged[(pos[k], i)] = e
     for b, (t0, t1) in life.items():
         for p in range(t0, t1 + 1):
             if (p, b) in merged:
                 e = merged[(p, b)]
                 if b == e.out:
-                    live[p].append(view.size[e.out] + view.size[e.inp] - _saving(view, e))
+                    live[p].append(view.size[e.out] + sum(view.size[i] for i in e.inps) - _saving(view, e))
             else:
                 live[p].append(view.size[b])
     for k, s in scratch.items():
@@ -424,7 +481,7 @@ class _Sim:
         during = live + sum(v.size[o] for o in v.outs[k]) + self.scratch.get(k, 0)
         best = 0
         for e in self.static.get(k, ()):
-            if self.consmask[e.inp] & ~done == 0:
+            if all(self.consmask[i] & ~done == 0 for i in e.inps):
                 best = max(best, _saving(v, e))
         during -= best
         after = live
@@ -495,26 +552,29 @@ def _align(x: int, a: int) -> int:
 
 
 def _groups(view: _View, life, edges: dict[int, _Edge], scratch, pos, alignment):
-    """Rigid groups: chains of tensors joined by chosen pairs, with relative offsets."""
-    parent = {}  # out -> (inp, dist)
+    """Rigid groups of tensors joined by chosen pairs, with relative offsets. Every tensor is
+    absorbed by at most one newer tensor (the output of the op where it dies), so the pairs form
+    a forest; each tree is placed as one unit."""
+    down: dict[str, list[tuple[str, int]]] = {}
+    absorbed = set()
     for e in edges.values():
-        parent[e.out] = (e.inp, _align(e.dist, alignment))
-    child = {inp: out for out, (inp, _) in parent.items()}
+        for i, r in zip(e.inps, e.rels):
+            down.setdefault(e.out, []).append((i, _align(r, alignment)))
+            absorbed.add(i)
     groups = []
     for b in view.bases:
-        if b in parent or view.size[b] == 0:
+        if b in absorbed:
             continue
-        members, rel, cur = [], 0, b
-        while True:
-            t0, t1 = life[cur]
-            members.append((cur, rel, t0, t1, view.size[cur]))
-            if cur not in child:
-                break
-            nxt = child[cur]
-            rel -= parent[nxt][1]
-            cur = nxt
-        lo = min(m[1] for m in members)
-        groups.append([(m[0], m[1] - lo, m[2], m[3], m[4]) for m in members])
+        members, stack = [], [(b, 0)]
+        while stack:
+            cur, rel = stack.pop()
+            if view.size[cur]:
+                t0, t1 = life[cur]
+                members.append((cur, rel, t0, t1, view.size[cur]))
+            stack.extend((c, rel + r) for c, r in down.get(cur, ()))
+        if members:
+            lo = min(m[1] for m in members)
+            groups.append([(m[0], m[1] - lo, m[2], m[3], m[4]) for m in members])
     for k, s in scratch.items():
         if s > 0:
             groups.append([(f"scratch:{k}", 0, pos[k], pos[k], s)])
@@ -560,8 +620,11 @@ def _bounded_edges(view: _View, edges: dict[int, _Edge], life, alignment) -> dic
     largest: dict[str, int] = {}
     for k in sorted(edges, key=lambda k: life[edges[k].out][0]):
         e = edges[k]
+        if e.kind == "concat":
+            keep[k] = e
+            continue
         d0, l0 = drift.get(e.inp, 0), largest.get(e.inp, view.size[e.inp])
-        d1, l1 = d0 + _align(e.dist, alignment), max(l0, view.size[e.out])
+        d1, l1 = d0 + _align(e.rels[0], alignment), max(l0, view.size[e.out])
         if e.kind == "inplace" or d1 <= l1:
             keep[k] = e
             drift[e.out], largest[e.out] = d1, l1
@@ -572,10 +635,13 @@ def _bounded_edges(view: _View, edges: dict[int, _Edge], life, alignment) -> dic
 # public API
 
 def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inplace: bool = True,
-                reorder: bool = True, alignment: int = 16, overlap: bool = False) -> MemoryPlan:
+                reorder: bool = True, alignment: int = 16, overlap: bool = False,
+                concat: bool = False) -> MemoryPlan:
     """Plan the arena for ``graph``. ``scratch`` maps op index -> scratch bytes (None: no scratch;
     codegen.estimate fills it from codegen.scratch). ``overlap`` lets window ops write over their
-    dying input (only for kernels that honour the raster-order contract; see docs)."""
+    dying input (only for kernels that honour the raster-order contract; see docs). ``concat``
+    places the inputs of a CONCATENATION whose slices are contiguous directly in its output
+    (``concat_inplace``): the generated code must then skip (or not memcpy onto itself) the copy."""
     if alignment <= 0 or alignment & (alignment - 1):
         raise UserInputError(f"alignment must be a power of two, got {alignment}")
     scratch = {int(k): int(v) for k, v in (scratch or {}).items() if v}
@@ -583,7 +649,7 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         if not 0 <= k < len(graph.ops) or v < 0:
             raise UserInputError(f"scratch entry {k}: {v} does not name an op of the graph / a size >= 0")
     view = _View(graph)
-    static = _static_edges(view, inplace, overlap)
+    static = _static_edges(view, inplace, overlap, concat, alignment)
     orders = [view.topo]
     if reorder and len(graph.ops) > 1:
         o = _search_order(view, scratch, static)
@@ -597,7 +663,7 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         variants = {"all": edges}
         if any(e.kind == "overlap" for e in edges.values()):
             variants["bounded"] = _bounded_edges(view, edges, life, alignment)
-            variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind == "inplace"}
+            variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind != "overlap"}
         if edges:
             variants["none"] = {}
         for vname, chosen in variants.items():
@@ -619,5 +685,6 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         order=list(order), aliases=dict(view.alias),
         inplace={k: e.inp for k, e in chosen.items() if e.kind == "inplace"},
         lifetimes=lifetimes, peak_lower_bound=peak, two_largest_bound=two,
-        overlaps={k: (e.inp, e.dist) for k, e in chosen.items() if e.kind == "overlap"},
+        overlaps={k: (e.inp, e.rels[0]) for k, e in chosen.items() if e.kind == "overlap"},
+        concat_inplace={k: list(e.inps) for k, e in chosen.items() if e.kind == "concat"},
         scratch=dict(scratch), alignment=alignment, strategy=strategy)
