@@ -210,7 +210,8 @@ def first_bad_layer(out_dir: Path, model: TfliteModel, prefix: str, sample: list
         if not f.exists():
             return f"layer {L['layer']} ({L['kind']}) produced no dump"
         ours = np.frombuffer(f.read_bytes(), dtype=np.int8)
-        ref = np.asarray(interp.GetTensor(idx, 0)).astype(np.int8).ravel()
+        got = interp.GetTensor(idx, 0)
+        ref = np.asarray(got["tensor_data"] if isinstance(got, dict) else got).astype(np.int8).ravel()
         if ours.size != ref.size or np.any(ours != ref):
             if ours.size != ref.size:
                 return f"layer {L['layer']} ({L['kind']} {L['name']!r}): size {ours.size} vs TFLM {ref.size}"
