@@ -4,7 +4,8 @@ Each ``make_<name>()`` returns an untrained nn.Module with an ``input_shape`` at
 PyTorch layout); ARCHS maps name -> (factory, input shape). ``trained(name)`` trains a fresh model
 briefly on digits (seeded, a few seconds on one core). Between them they cover residual adds,
 depthwise-separable blocks, concatenation, max pooling, ReLU6 and hard-swish, a flatten after
-spatial layers (channels-last layout of the classifier's input), and a 1-D convolution model.
+spatial layers (channels-last layout of the classifier's input), and a 1-D convolution model;
+LAYOUT_ARCHS holds models whose input layout the converter has to fix.
 """
 from __future__ import annotations
 
@@ -121,6 +122,19 @@ class Conv1D(nn.Module):
         return self.fc(x.mean(2))
 
 
+class FlatMLP(nn.Module):
+    """A multi-layer perceptron straight on a 2-channel 8x8 image (flatten at the input). onnx2tf takes
+    its input in an order that is not channels-last; the converter must put the fix in front."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2 * 8 * 8, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
 def _with_shape(model: nn.Module, shape) -> nn.Module:
     model.input_shape = tuple(shape)
     return model
@@ -150,6 +164,10 @@ def make_conv1d() -> nn.Module:
     return _with_shape(Conv1D(), (1, 8, 8))
 
 
+def make_flat_mlp() -> nn.Module:
+    return _with_shape(FlatMLP(), (1, 2, 8, 8))
+
+
 ARCHS = {
     "residual": (make_residual, (1, 1, 16, 16)),
     "dwsep": (make_dwsep, (1, 1, 16, 16)),
@@ -158,6 +176,8 @@ ARCHS = {
     "relu6_hswish": (make_relu6_hswish, (1, 1, 16, 16)),
     "conv1d": (make_conv1d, (1, 8, 8)),
 }
+# Not in ARCHS (its int8 model starts with a TRANSPOSE): used to test the layout fix.
+LAYOUT_ARCHS = {"flat_mlp": (make_flat_mlp, (1, 2, 8, 8))}
 TRAIN_EPOCHS = 8
 
 
@@ -166,7 +186,7 @@ def trained(name: str, epochs: int = TRAIN_EPOCHS, seed: int = 0) -> nn.Module:
     from tinyprune.data import load_dataset
     from tinyprune.example.train import train
 
-    factory, shape = ARCHS[name]
+    factory, shape = {**ARCHS, **LAYOUT_ARCHS}[name]
     torch.manual_seed(seed)
     model = factory()
     data = load_dataset("digits", shape)
