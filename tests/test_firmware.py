@@ -222,8 +222,25 @@ def test_size_figures_equal_section_sums(selftests):
     assert res.bin.read_bytes()[:8] == elf.read(0x08000000, 8)
     hex_lines = res.hex.read_text().splitlines()
     assert hex_lines[0].startswith(":02000004") and hex_lines[-1] == ":00000001FF"
+    assert ihex_image(hex_lines, 0x08000000, res.bin_bytes) == res.bin.read_bytes()
     meta = __import__("json").loads((res.out_dir / "firmware.json").read_text())
     assert meta["flash_used"] == res.flash_used and meta["board"] == "nucleo-f746"
+
+
+def ihex_image(lines: list[str], base: int, size: int) -> bytes:
+    """Decode Intel HEX records (types 00, 01, 04, 05) into the bytes [base, base + size)."""
+    img = bytearray(size)  # objcopy -O binary fills gaps with 0
+    upper = 0
+    for line in lines:
+        raw = bytes.fromhex(line[1:])
+        assert sum(raw) & 0xFF == 0                                        # record checksum
+        n, addr, kind, data = raw[0], int.from_bytes(raw[1:3], "big"), raw[3], raw[4:4 + raw[0]]
+        if kind == 0:
+            a = upper + addr - base
+            img[a:a + n] = data
+        elif kind == 4:
+            upper = int.from_bytes(data, "big") << 16
+    return bytes(img)
 
 
 def test_build_flags_follow_the_board_core(selftests):
