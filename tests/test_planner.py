@@ -450,3 +450,22 @@ def test_reordering_large_graph_is_fast():
     assert time.perf_counter() - t < 1.0
     p.validate(g)
     assert p.arena_bytes <= 3 * 512 + 512
+
+
+def test_wide_graph_falls_back_to_greedy_order():
+    # 14 branches x -> big -> small, then one concat: ~3^14 op sets, too many for the exact search
+    b = B().input("x", (16,))
+    for i in range(14):
+        b.op("TANH", ["x"], (f"big{i}", (1000,)))
+    for i in range(14):
+        b.op("TANH", [f"big{i}"], (f"small{i}", (16,)))
+    g = b.op("CONCATENATION", [f"small{i}" for i in range(14)], ("y", (14 * 16,)), axis=0).graph("y")
+    t = time.perf_counter()
+    fixed = plan_ok(g, reorder=False)
+    best = plan_ok(g)
+    assert time.perf_counter() - t < 1.0
+    assert fixed.arena_bytes == 14 * 1008 + 16 - 8
+    # each branch is finished before the next starts: x, one big tensor and the small ones
+    assert best.peak_lower_bound == 16 + 1000 + 13 * 16
+    assert best.arena_bytes <= 16 + 1008 + 14 * 16
+    assert all(best.order.index(i) < best.order.index(14 + i) < best.order.index(i + 1) for i in range(13))

@@ -58,14 +58,14 @@ def _params(op: ir.Op, graph: ir.Graph) -> int:
 
 
 def estimate(graph: ir.Graph, kernels: str = "portable", *, inplace: bool = True, reorder: bool = True,
-             alignment: int = 16, overlap: bool = False) -> Estimate:
+             alignment: int = 16, overlap: bool = False, concat: bool = False) -> Estimate:
     """Plan memory (scratch from codegen.scratch for ``kernels``) and count flash and MACs.
     Keyword options are passed to plan_memory; codegen and pruning must use the same ones."""
     check_kernels(kernels)
     from tinyprune.codegen.scratch import scratch_bytes
     scratch = {i: int(scratch_bytes(op, graph, kernels)) for i, op in enumerate(graph.ops)}
     plan = plan_memory(graph, {i: s for i, s in scratch.items() if s}, inplace=inplace, reorder=reorder,
-                       alignment=alignment, overlap=overlap)
+                       alignment=alignment, overlap=overlap, concat=concat)
     flash = flash_bytes(graph, kernels)
     per_layer = []
     for i, op in enumerate(graph.ops):
