@@ -82,9 +82,11 @@ def _resolve_factory(spec: str):
             raise UserInputError(f"importing {where} failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, attr, None)
     if factory is None:
-        names = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
+        import inspect
+        own = [n for n, v in vars(module).items() if not n.startswith("_") and inspect.isfunction(v)
+               and getattr(v, "__module__", None) == module.__name__]
         raise UserInputError(f"{where} has no factory named {attr!r}",
-                             hint=f"callables defined there: {', '.join(names[:12]) or 'none'}")
+                             hint=f"functions defined there: {', '.join(sorted(own)[:12]) or 'none'}")
     if not callable(factory):
         raise UserInputError(f"{where}:{attr} is not callable", hint="name a function or class returning an nn.Module")
     return factory

@@ -102,18 +102,20 @@ def input_shape_of(model) -> tuple[int, ...]:
 
 
 def check_supported_ops(model) -> list[str]:
-    """The op types in graph order; UnsupportedModelError naming the first unsupported op and node."""
-    ops = []
+    """The op types in graph order; UnsupportedModelError naming every unsupported op and its node."""
+    ops, bad = [], []
     for node in model.graph.node:
+        name = node.name or (node.output[0] if node.output else "?")
         if node.domain not in ("", "ai.onnx"):
-            raise UnsupportedModelError(f"operator {node.domain}.{node.op_type} (node '{node.name}') is a custom "
-                                        "operator the int8 path cannot take")
-        if node.op_type not in SUPPORTED_OPS:
-            raise UnsupportedModelError(
-                f"operator {node.op_type} (node '{node.name or node.output[0]}') is not supported by the int8 "
-                "TFLite path",
-                hint="supported ONNX operators: " + ", ".join(sorted(SUPPORTED_OPS)))
+            bad.append(f"{node.domain}.{node.op_type} (node '{name}', a custom operator)")
+        elif node.op_type not in SUPPORTED_OPS:
+            bad.append(f"{node.op_type} (node '{name}')")
         ops.append(node.op_type)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UnsupportedModelError(
+            f"the int8 TFLite path cannot take operator{'s' if len(bad) > 1 else ''} {shown}",
+            hint="replace those layers; supported ONNX operators: " + ", ".join(sorted(SUPPORTED_OPS)))
     return ops
 
 
