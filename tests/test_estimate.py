@@ -97,6 +97,8 @@ def test_estimate_combines_plan_flash_and_macs(monkeypatch):
     json.dumps(d.to_json())
     with pytest.raises(UserInputError, match="unknown kernel variant"):
         estimate(g, "avx")
+    with pytest.raises(UserInputError, match="overlap cannot be used with the cmsis-nn kernels"):
+        estimate(g, "cmsis-nn", overlap=True)
 
 
 def models():

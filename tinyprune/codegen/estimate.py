@@ -15,6 +15,10 @@ from tinyprune.codegen.accounting import (PARAMETER_INPUTS, FlashBreakdown, chec
 from tinyprune.codegen.planner import MemoryPlan, plan_memory
 from tinyprune.errors import UserInputError
 
+# Kernel libraries that break the planner's raster-order overlap contract (planner.PIXELS_IN_FLIGHT):
+# CMSIS-NN's arm_nn_mat_mult_nt_t_s8 (DSP path) loops output-channel pairs outside the pixel loop.
+OVERLAP_UNSAFE_KERNELS = frozenset({"cmsis-nn"})
+
 
 @dataclass
 class Estimate:
@@ -62,6 +66,12 @@ def estimate(graph: ir.Graph, kernels: str = "portable", *, inplace: bool = True
     """Plan memory (scratch from codegen.scratch for ``kernels``) and count flash and MACs.
     Keyword options are passed to plan_memory; codegen and pruning must use the same ones."""
     check_kernels(kernels)
+    if overlap and kernels in OVERLAP_UNSAFE_KERNELS:
+        raise UserInputError(
+            f"overlap cannot be used with the {kernels} kernels: their matrix kernels (1x1 convolution, "
+            "fully connected) compute output channels across the whole image, so an output written "
+            "over its own input would read bytes it already overwrote",
+            hint="drop --overlap, or use the portable kernels (docs/memory-planning.md)")
     from tinyprune.codegen.scratch import scratch_bytes
     scratch = {i: int(scratch_bytes(op, graph, kernels)) for i, op in enumerate(graph.ops)}
     plan = plan_memory(graph, {i: s for i, s in scratch.items() if s}, inplace=inplace, reorder=reorder,
