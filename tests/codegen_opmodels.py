@@ -1,0 +1,170 @@
+"""Single-op int8 TFLite models for the code-generation operator tests, built with TensorFlow's
+converter from tf.function graphs (constant weights, a random representative dataset), several
+randomised cases per model so that one compile checks many configurations.
+
+Each builder takes a numpy Generator and returns (tf.function, input shapes); ``convert`` turns it
+into full-integer int8 TFLite bytes."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def convert(fn, input_shapes, rng, *, int8_io=True, quantize=True, calib_range=None) -> bytes:
+    import tensorflow as tf
+    specs = [tf.TensorSpec(s, tf.float32) for s in input_shapes]
+    conc = fn.get_concrete_function(*specs)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc], fn)
+    if quantize:
+        lo, hi = calib_range or sorted(rng.uniform(-4.0, 4.0, 2))
+        lo, hi = min(lo, -0.1), max(hi, 0.1)
+        data = [[rng.uniform(lo, hi, s).astype(np.float32) for s in input_shapes] for _ in range(24)]
+
+        def rep():
+            yield from data
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _w(rng, shape, scale=None):
+    scale = scale if scale is not None else rng.uniform(0.05, 0.8)
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def conv_cases(rng):
+    """CONV_2D: padding SAME/VALID, strides, dilations, 1x1, fused NONE/RELU/RELU6, per-channel."""
+    import tensorflow as tf
+    h, w, c = int(rng.integers(7, 14)), int(rng.integers(7, 14)), int(rng.integers(1, 6))
+    cfgs = []
+    for k in range(5):
+        kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        stride = int(rng.integers(1, 4))
+        dil = 1 if stride > 1 or k == 0 else int(rng.integers(1, 3))
+        pad = ["SAME", "VALID"][int(rng.integers(0, 2))]
+        if pad == "VALID" and ((kh - 1) * dil + 1 > h or (kw - 1) * dil + 1 > w):
+            pad = "SAME"
+        act = ["none", "relu", "relu6"][k % 3]
+        oc = int(rng.integers(1, 9))
+        cfgs.append((_w(rng, (kh, kw, c, oc)), _w(rng, (oc,), 0.3), stride, dil, pad, act))
+
+    @tf.function
+    def f(x):
+        outs = []
+        for wt, b, s, d, p, a in cfgs:
+            y = tf.nn.conv2d(x, wt, strides=s, padding=p, dilations=d) + b
+            y = tf.nn.relu(y) if a == "relu" else tf.nn.relu6(y) if a == "relu6" else y
+            outs.append(y)
+        return outs
+    return f, [(1, h, w, c)]
+
+
+def depthwise_cases(rng):
+    import tensorflow as tf
+    h, w, c = int(rng.integers(6, 12)), int(rng.integers(6, 12)), int(rng.integers(1, 6))
+    cfgs = []
+    for k in range(4):
+        mult = int(rng.integers(1, 4))
+        kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = int(rng.integers(1, 3))
+        dil = 1  # TF lowers dilated depthwise convolutions to SPACE_TO_BATCH_ND + depthwise
+        pad = ["SAME", "VALID"][k % 2]
+        act = ["relu", "none", "relu6", "none"][k]
+        cfgs.append((_w(rng, (kh, kw, c, mult)), _w(rng, (c * mult,), 0.3), stride, dil, pad, act))
+
+    @tf.function
+    def f(x):
+        outs = []
+        for wt, b, s, d, p, a in cfgs:
+            y = tf.nn.depthwise_conv2d(x, wt, strides=[1, s, s, 1], padding=p, dilations=[d, d]) + b
+            y = tf.nn.relu(y) if a == "relu" else tf.nn.relu6(y) if a == "relu6" else y
+            outs.append(y)
+        return outs
+    return f, [(1, h, w, c)]
+
+
+def dense_activation_cases(rng):
+    """FULLY_CONNECTED (+RELU), SOFTMAX (beta 1 and not), LOGISTIC, HARD_SWISH, RELU, RELU6 standalone."""
+    import tensorflow as tf
+    n_in = int(rng.integers(3, 40))
+    w1, b1 = _w(rng, (n_in, int(rng.integers(2, 20)))), None
+    w2 = _w(rng, (n_in, int(rng.integers(2, 12))))
+    b2 = _w(rng, (w2.shape[1],), 0.2)
+
+    @tf.function
+    def f(x):
+        a = tf.matmul(x, w1)
+        b = tf.nn.relu(tf.matmul(x, w2) + b2)
+        return [a, b, tf.nn.softmax(a), tf.nn.softmax(a * 0.5), tf.sigmoid(x), x * tf.nn.relu6(x + 3.0) / 6.0]
+    return f, [(1, n_in)]
+
+
+def elementwise_cases(rng):
+    """ADD/MUL (same shape, broadcast, constant operand), MEAN (keepdims and not), squeeze-excite."""
+    import tensorflow as tf
+    h, w, c = int(rng.integers(3, 8)), int(rng.integers(3, 8)), int(rng.integers(2, 6))
+    k1 = _w(rng, (1, 1, c, c))
+    k2 = _w(rng, (1, 1, c, c))
+    cst = _w(rng, (1, 1, 1, c), 1.0)
+
+    @tf.function
+    def f(x, y):
+        a = tf.nn.conv2d(x, k1, 1, "SAME")
+        b = tf.nn.conv2d(y, k2, 1, "SAME")
+        s = tf.nn.relu(a + b)
+        m = a * b
+        bc = x + tf.reduce_mean(y, axis=[1, 2], keepdims=True)
+        mc = x * cst
+        se = x * tf.sigmoid(tf.reduce_mean(x, axis=[1, 2], keepdims=True))
+        return [s, m, bc, mc, se, tf.reduce_mean(y, axis=[1, 2]), tf.reduce_mean(a, axis=[2], keepdims=True)]
+    return f, [(1, h, w, c), (1, h, w, c)]
+
+
+def pool_cases(rng):
+    import tensorflow as tf
+    h, w, c = int(rng.integers(5, 12)), int(rng.integers(5, 12)), int(rng.integers(1, 5))
+    cfgs = []
+    for k in range(4):
+        fs = int(rng.integers(1, 4))
+        s = int(rng.integers(1, 3))
+        cfgs.append((fs, s, ["SAME", "VALID"][k % 2]))
+
+    @tf.function
+    def f(x):
+        outs = []
+        for fs, s, p in cfgs:
+            outs.append(tf.nn.avg_pool2d(x, fs, s, p))
+            outs.append(tf.nn.max_pool2d(x, fs, s, p))
+        return outs
+    return f, [(1, h, w, c)]
+
+
+def layout_cases(rng):
+    """PAD, CONCATENATION, TRANSPOSE, RESHAPE."""
+    import tensorflow as tf
+    h, w, c = int(rng.integers(3, 7)), int(rng.integers(3, 7)), int(rng.integers(1, 5))
+    pads = [[0, 0], [int(rng.integers(0, 3)), int(rng.integers(0, 3))], [int(rng.integers(0, 3)), 1], [0, 0]]
+    k1 = _w(rng, (1, 1, c, 3))
+
+    @tf.function
+    def f(x):
+        p = tf.pad(x, pads)
+        a = tf.nn.conv2d(x, k1, 1, "SAME")
+        cat = tf.concat([x, x], axis=3)
+        t = tf.nn.relu(tf.transpose(a, [0, 2, 1, 3]))
+        r = tf.reshape(a, [1, -1])
+        return [p, cat, t, r]
+    return f, [(1, h, w, c)]
+
+
+def unsupported_tanh(rng):
+    import tensorflow as tf
+    w = _w(rng, (6, 4))
+
+    @tf.function
+    def f(x):
+        return tf.tanh(tf.matmul(x, w))
+    return f, [(1, 6)]
