@@ -255,8 +255,8 @@ class _Pipeline:
                             code=_code("codegen") + [_paths.KERNELS_DIR])
             hit = self._cached("codegen", key, h)
             if hit is None:
-                from tinyprune.codegen import generate
-                generate(tflite, out, board=self.board, kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
+                from tinyprune.codegen.generate import generate
+                generate(tflite, out, board=str(self.board.source_path), kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
                 hit = {"codegen": _codegen_summary(out / "codegen.json")}
                 self.cache.store("codegen", key, [out], hit)
                 h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
@@ -423,7 +423,7 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
     TinypruneError subclasses for bad input (exit 2), over budget (3), validation failure (4),
     missing tools (5) -- in each case summary.json and the report are still written."""
     cfg = config or BuildConfig(model=model, board=board, **options)
-    prog = Progress(total_stages=8 if cfg.sim else 6, enabled=progress)
+    prog = Progress(total_stages=7 if cfg.sim else 5, enabled=progress)
     start = time.monotonic()
     pipe = _Pipeline(cfg, prog)
     error: TinypruneError | None = None
