@@ -99,7 +99,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         if module is not None:
             import torch
             with tempfile.TemporaryDirectory(prefix="tinyprune-export-") as work:
-                raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx")
+                raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx", debug=debug)
                 onnx_model = onnx_utils.load_onnx(raw)
         onnx_utils.input_shape_of(onnx_model)
         onnx_model = onnx_utils.fuse_hardswish(onnx_utils.simplify(onnx_model))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyprune.convert.quiet import quiet
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
 OPSET = 14  # within 13-17; 14 is the first with HardSwish (at 13 torch decomposes it into HardSigmoid * x)
@@ -25,7 +26,7 @@ SUPPORTED_OPS = frozenset({
 })
 
 
-def export_onnx(module, example_input, path: str | os.PathLike, *, opset: int = OPSET) -> Path:
+def export_onnx(module, example_input, path: str | os.PathLike, *, opset: int = OPSET, debug: bool = False) -> Path:
     """Export ``module`` (eval mode; BatchNorm folded into convolutions by the exporter) with a static
     batch-1 input named ``input`` and output(s) ``output``. Raises UnsupportedModelError when torch
     cannot export an operator."""
@@ -35,7 +36,7 @@ def export_onnx(module, example_input, path: str | os.PathLike, *, opset: int = 
     module = module.eval()
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), quiet(debug):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example_input,), buf, dynamo=False, opset_version=opset,
                               input_names=["input"], output_names=["output"], do_constant_folding=True)
