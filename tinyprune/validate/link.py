@@ -164,9 +164,12 @@ class Link:
                 for i, f in enumerate(frames):
                     if f.type == P.ERROR and len(f.payload) >= 1:
                         code = f.payload[0]
-                        if code in RETRYABLE:  # the device saw a damaged frame (maybe ours): resend
-                            last = f"device reported {P.ERROR_NAMES.get(code, code)}"
-                            retry = True
+                        if code in RETRYABLE:
+                            if f.seq == seq:  # the device saw our request damaged: resend now
+                                last = f"device reported {P.ERROR_NAMES.get(code, code)}"
+                                retry = True
+                            else:  # noise, or a stale/replayed report: a timeout covers it
+                                self.stats.stray_frames += 1
                             continue
                         if f.seq == seq:
                             self._pending = list(frames[i + 1:])
