@@ -241,3 +241,19 @@ def test_untraceable_models_give_clear_errors(cls):
 def test_data_criteria_without_data_say_so(trained, budget):
     with pytest.raises(UserInputError, match="needs data"):
         prune(trained, X, budget, criterion="snip")
+
+
+@pytest.mark.parametrize("normalize,exponent", [("global", 1.0), ("sum", 0.5), ("group", 1.0)])
+def test_compute_aware_rankings_meet_budget(normalize, exponent, trained, budget, data):
+    from tinyprune.prune.search import group_costs
+    from tinyprune.prune.structure import Structure
+    import copy
+    res = prune(trained, X, budget, criterion="taylor", data=data,
+                config=PruneConfig(epochs=0, normalize=normalize, cost_exponent=exponent))
+    assert budget.fits(figures(res.model, X))
+    # measured costs: only violated limits count, normalised to mean 1
+    m = copy.deepcopy(trained)
+    st = Structure(m, X)
+    costs = group_costs(st, figures(m, X), budget, 1, 1)
+    assert set(costs) == set(st.groups) and abs(sum(costs.values()) / len(costs) - 1.0) < 1e-9
+    assert all(c > 0 for c in costs.values())

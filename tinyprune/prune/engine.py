@@ -44,8 +44,8 @@ class PruneConfig:
     round_to: int = 1
     min_channels: int = 1
     compute_aware: bool = True
-    normalize: str = "group"        # score normalisation before the global ranking: "group" | "global"
-    cost_exponent: float = 1.0      # importance / cost**exponent (0: ignore cost, 1: importance per unit removed)
+    normalize: str = "group"        # score normalisation before the global ranking: "group" | "sum" | "global"
+    cost_exponent: float = 0.0      # importance / cost**exponent (0: by importance only, 1: per unit removed)
     distill: bool = False           # distil from the unpruned model during (fine-)tuning
     lr: float = 2e-3
     batch_size: int = 64

@@ -1,13 +1,17 @@
 """Budget search: the least structured pruning that meets every limit.
 
-A channel's score (summed over all parameters coupled to it, as the criterion defines it; scaled by
-the global mean |score|, which does not change the order) is divided by the normalised cost of one
-channel of its group (measured: how much of each violated limit's excess one channel fewer removes,
-see ``group_costs``): importance per resource removed. No per-layer normalisation: the criteria of the literature rank globally. All channels of all
-groups are ranked globally; the first ``k`` (subject to the collapse guard: every group keeps at
-least ``min_channels``, rounded up to ``round_to``, and never its last channel) are removed, group
-widths rounded to multiples of ``round_to``; the smallest ``k`` whose pruned copy meets the budget
-is found by bisection, each probe measuring the pruned copy's int8 figures.
+A channel's score (summed over all parameters coupled to it, as the criterion defines it) is
+normalised by its group's mean |score| (``normalize="group"``, default: layers become comparable),
+by the group's sum (``"sum"``) or by the global mean (``"global"``: the papers' raw global ranking).
+Compute-awareness: the score is divided by cost**``cost_exponent``, cost being the measured share of
+each violated limit's excess that one channel fewer in the group removes (``group_costs``), i.e.
+importance per resource removed. On the digits models the cost-weighted ranking emptied the residual
+trunk / stem first and lost accuracy (docs/pruning.md has the measurements), so the default exponent
+is 0: the ranking is by importance alone and the bisection alone makes it budget-aware.
+The first ``k`` channels of the ranking are removed (collapse guard: every group keeps at least
+``min_channels``, rounded up to ``round_to``, and never its last channel; widths are rounded to
+multiples of ``round_to``); the smallest ``k`` whose pruned copy meets the budget is found by
+bisection, each probe measuring the pruned copy's int8 figures.
 
 May import: torch, tinyprune.errors, tinyprune.prune.{structure, irgraph, budget}.
 """
@@ -89,8 +93,9 @@ def min_keep(channels: int, min_channels: int, round_to: int) -> int:
 
 def rank(structure: Structure, scores: dict[str, torch.Tensor], fig: Figures, budget: Budget, *,
          min_channels: int = 1, round_to: int = 1, compute_aware: bool = True, normalize: str = "group",
-         cost_exponent: float = 1.0) -> Ranking:
+         cost_exponent: float = 0.0) -> Ranking:
     groups = structure.groups
+    compute_aware = compute_aware and cost_exponent != 0
     costs = group_costs(structure, fig, budget, min_channels, round_to) if compute_aware else {}
     clean = {}
     for root, g in groups.items():
@@ -102,7 +107,12 @@ def rank(structure: Structure, scores: dict[str, torch.Tensor], fig: Figures, bu
     entries = []
     for root, g in groups.items():
         s = clean[root]
-        norm = (s.abs().mean().item() or 1.0) if normalize == "group" else global_norm
+        if normalize == "group":
+            norm = s.abs().mean().item() or 1.0
+        elif normalize == "sum":
+            norm = s.abs().sum().item() or 1.0
+        else:
+            norm = global_norm
         s = s / norm
         if compute_aware:
             s = s / costs[root] ** cost_exponent
@@ -136,7 +146,7 @@ def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBu
 
 
 def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1, round_to=1,
-           compute_aware=True, normalize="group", cost_exponent=1.0, fig: Figures | None = None,
+           compute_aware=True, normalize="group", cost_exponent=0.0, fig: Figures | None = None,
            stats: dict | None = None):
     """Return (plan, figures of the pruned model, ranking) for the least pruning meeting ``budget``."""
     model, x = structure.model, structure.example_input
