@@ -469,3 +469,43 @@ def test_wide_graph_falls_back_to_greedy_order():
     assert best.peak_lower_bound == 16 + 1000 + 13 * 16
     assert best.arena_bytes <= 16 + 1008 + 14 * 16
     assert all(best.order.index(i) < best.order.index(14 + i) < best.order.index(i + 1) for i in range(13))
+
+
+@st.composite
+def branchy_graphs(draw):
+    """Input -> 2..4 branches of 1..3 ops ending in 1x1 tensors -> CONCATENATION -> head."""
+    b = B().input("x", (1, 4, 4, 8))
+    ends = []
+    for i in range(draw(st.integers(2, 4))):
+        cur = "x"
+        for j in range(draw(st.integers(1, 3))):
+            kind = draw(st.sampled_from(["TANH", "RELU", "MEAN"]))
+            shape = b.tensors[cur].shape if kind == "RELU" else draw(st.sampled_from([(1, 4, 4, 8), (1, 2, 2, 16)]))
+            b.op(kind, [cur], (f"b{i}_{j}", shape))
+            cur = f"b{i}_{j}"
+        c = draw(st.sampled_from([16, 32, 48, 8]))
+        b.op("MEAN", [cur], (f"e{i}", (1, 1, 1, c)))
+        ends.append(f"e{i}")
+    total = sum(b.tensors[e].shape[3] for e in ends)
+    b.op("CONCATENATION", ends, ("cat", (1, 1, 1, total)), axis=draw(st.sampled_from([3, -1])))
+    b.op("SOFTMAX", ["cat"], ("y", (1, 1, 1, total)))
+    return b.graph("y")
+
+
+@settings(max_examples=60, deadline=None)
+@given(branchy_graphs(), st.booleans())
+def test_random_concats_in_place(g, reorder):
+    p = plan_ok(g, concat=True, reorder=reorder)
+    q = plan_ok(g, concat=False, reorder=reorder)
+    k = len(g.ops) - 2
+    ends = g.ops[k].inputs
+    aligned = all(sum(g.tensors[e].nbytes for e in ends[:i]) % 16 == 0 for i in range(len(ends)))
+    if not aligned:
+        assert p.concat_inplace == {}
+    elif k in p.concat_inplace:
+        assert p.concat_inplace[k] == ends
+    if not reorder:  # same order: the concat plan tries every no-concat plan too
+        assert p.arena_bytes <= q.arena_bytes
+        cat = g.tensors["cat"].nbytes
+        assert p.peak_lower_bound == q.peak_lower_bound or (aligned and p.peak_lower_bound < q.peak_lower_bound)
+        assert q.peak_lower_bound - p.peak_lower_bound <= cat

@@ -660,10 +660,15 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         pos = {k: p for p, k in enumerate(order)}
         life = view.lifetimes(order)
         edges = _edges_for_order(view, static, life, pos)
+        kinds = {e.kind for e in edges.values()}
         variants = {"all": edges}
-        if any(e.kind == "overlap" for e in edges.values()):
+        if "overlap" in kinds:
             variants["bounded"] = _bounded_edges(view, edges, life, alignment)
-            variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind != "overlap"}
+            variants["no-overlap"] = {k: e for k, e in edges.items() if e.kind != "overlap"}
+        if "concat" in kinds:
+            variants["no-concat"] = {k: e for k, e in edges.items() if e.kind != "concat"}
+        if {"overlap", "concat"} <= kinds:
+            variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind == "inplace"}
         if edges:
             variants["none"] = {}
         for vname, chosen in variants.items():
