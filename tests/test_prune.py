@@ -257,3 +257,23 @@ def test_compute_aware_rankings_meet_budget(normalize, exponent, trained, budget
     costs = group_costs(st, figures(m, X), budget, 1, 1)
     assert set(costs) == set(st.groups) and abs(sum(costs.values()) / len(costs) - 1.0) < 1e-9
     assert all(c > 0 for c in costs.values())
+
+
+def test_halo_has_no_weight_granularity(trained, data):
+    f = figures(trained, X)
+    with pytest.raises(UserInputError, match="no weight-level"):
+        prune(trained, X, Budget(max_macs=f.macs), criterion="halo", data=data,
+              config=PruneConfig(granularity="weight"))
+
+
+def test_distillation_pulls_the_student_to_the_teacher(trained, data):
+    from tinyprune.prune.train import Trainer
+    torch.manual_seed(3)
+    student = res_dw_net(8)
+    # alpha=1: the loss is the KL to the teacher only; labels are shuffled so they cannot teach
+    shuffled = type(data)(data.x_train, np.random.default_rng(0).permutation(data.y_train), data.x_test, data.y_test)
+    Trainer(shuffled, seed=0, teacher=trained, distill_alpha=1.0)(student, 3)
+    xb = torch.from_numpy(data.x_test)
+    with torch.no_grad():
+        agree = (student(xb).argmax(1) == trained(xb).argmax(1)).float().mean().item()
+    assert agree > 0.6, agree

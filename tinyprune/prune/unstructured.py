@@ -18,6 +18,11 @@ from tinyprune.prune.structure import PRUNABLE
 def prune_weights(crit, ctx, cfg, train, acc) -> dict:
     if not 0.0 < cfg.sparsity < 1.0:
         raise UserInputError(f"sparsity {cfg.sparsity} must be between 0 and 1 (exclusive)")
+    from tinyprune.prune.criteria.base import Criterion
+    if type(crit).weight_scores is Criterion.weight_scores:
+        raise UserInputError(f"criterion {crit.name!r} has no weight-level (unstructured) definition",
+                             hint="use --granularity channel, or one of: l1, l2, taylor, random, snip, snip-it, "
+                                  "grasp, synflow, imp")
     model = ctx.model
     skip = set(ctx.structure.ignored)
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE) and n not in skip]
