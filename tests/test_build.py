@@ -168,5 +168,10 @@ def test_over_budget_without_pruning_fails_and_with_pruning_fits(example_build, 
     assert s2["pruning"]["applied"] is True
     assert s2["pruning"]["macs_after"] <= limit
     assert s2["codegen"]["macs"] <= limit           # the int8 model that runs meets it too
+    # the pruning stage's int8 estimate is the code generator's own figure for the converted model
+    est = s2["pruning"]["estimate_after"]
+    assert (est["ram_bytes"], est["flash_bytes"], est["macs"]) == \
+        (s2["codegen"]["arena_bytes"], s2["codegen"]["flash_bytes"], s2["codegen"]["macs"])
+    assert [l["channels_after"] for l in s2["pruning"]["layers"]] != [l["channels_before"] for l in s2["pruning"]["layers"]]
     assert s2["validation"]["host"]["passed"]
     assert s2["validation"]["host"]["accuracy"] >= 0.85

@@ -129,6 +129,9 @@ class _Pipeline:
             "status": "running",
         }
         self.keys: dict[str, str] = {}
+        # the kernels the memory plan is made for: codegen reserves the DSP variants' scratch on a DSP
+        # core, so the pruning estimates must too (else estimate and firmware disagree)
+        self.plan_kernels = "dsp" if cfg.kernels == "portable" and self.board.core.dsp else cfg.kernels
 
     # ------------------------------------------------------------------ helpers
     def _cached(self, name: str, key: str, handle) -> dict | None:
@@ -174,7 +177,7 @@ class _Pipeline:
                                        max_flash=cfg.max_flash)
             if getattr(self, "_tighten", None):
                 budget = budget.scaled(**self._tighten)
-            fig = figures(net, example)
+            fig = figures(net, example, self.plan_kernels)
             over = budget.violations(fig)
             base = {"budget": budget.as_dict(), "estimate_before": fig.as_dict(),
                     "macs_before": fig.macs, "params_before": fig.params}
@@ -195,7 +198,7 @@ class _Pipeline:
                 res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
                             data=cfg.data or "digits",
                             config=PruneConfig(epochs=cfg.epochs, round_to=cfg.round_to, seed=cfg.seed,
-                                               kernels=cfg.kernels))
+                                               kernels=self.plan_kernels))
                 res.save(tmp)
             rep = res.report
             pruning = base | {"applied": True, "criterion": cfg.criterion, "when": cfg.when,
@@ -257,7 +260,7 @@ class _Pipeline:
             if hit is None:
                 from tinyprune.codegen.generate import generate
                 generate(tflite, out, board=str(self.board.source_path), kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
-                hit = {"codegen": _codegen_summary(out / "codegen.json")}
+                hit = {"codegen": _codegen_summary(out / "codegen.json", tflite)}
                 self.cache.store("codegen", key, [out], hit)
                 h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
                                      f"{hit['codegen'].get('macs', 0):,} MACs")
@@ -377,27 +380,40 @@ def _get(d: dict, *keys):
 def _prune_layers(rep: dict) -> list[dict]:
     out = []
     for l in rep.get("layers") or []:
-        out.append({"name": l.get("name"), "channels_before": l.get("channels_before"),
-                    "channels_after": l.get("channels_after"), "macs_before": l.get("macs_before"),
+        out.append({"name": l.get("name"), "kind": l.get("kind"), "channels_before": l.get("out_before"),
+                    "channels_after": l.get("out_after"), "macs_before": l.get("macs_before"),
                     "macs_after": l.get("macs_after"), "params_before": l.get("params_before"),
                     "params_after": l.get("params_after")})
     return out
 
 
-def _codegen_summary(path: Path) -> dict:
+def _codegen_summary(path: Path, tflite: Path) -> dict:
     cg = json.loads(Path(path).read_text())
-    layers = cg.get("layers") or cg.get("per_layer") or []
-    tensors = cg.get("tensors") or (cg.get("memory") or {}).get("tensors") or []
-    return {"arena_bytes": cg.get("arena_bytes") or _get(cg, "memory", "arena_bytes"),
-            "flash_bytes": cg.get("flash_bytes") or _get(cg, "flash", "total"),
-            "macs": cg.get("macs") or sum(int(l.get("macs", 0)) for l in layers),
-            "tflm_arena_bytes": cg.get("tflm_arena_bytes") or _get(cg, "tflm", "arena_bytes"),
-            "layers": [{"name": l.get("name"), "kind": l.get("kind") or l.get("op"), "macs": l.get("macs"),
+    layers = cg.get("layers") or []
+    return {"arena_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"], "weight_bytes": cg["weight_bytes"],
+            "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
+            "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
                         "output_bytes": l.get("output_bytes")} for l in layers],
-            "tensors": [{"name": t.get("name"), "offset": t.get("offset"), "size": t.get("size") or t.get("bytes"),
-                         "first": t.get("first"), "last": t.get("last")} for t in tensors
-                        if t.get("offset") is not None and t.get("first") is not None],
-            "steps": cg.get("steps") or len(layers) or 1}
+            **_arena_timeline(tflite, cg)}
+
+
+def _arena_timeline(tflite: Path, cg: dict) -> dict:
+    """Tensors of the memory plan (offset, size, live steps) for the report's arena plot: the same
+    planner call that codegen made (same model, same kernel scratch, same options)."""
+    from tinyprune.codegen.generate import plan_for
+    from tinyprune.codegen.tflite_reader import read_model
+    model = read_model(tflite)
+    plan = plan_for(model, cg["plan_kernels"], overlap=cg["plan"]["overlap"]).plan
+    assert plan.arena_bytes == cg["arena_bytes"], "memory plan differs from codegen's"
+    tensors = [{"name": n, "offset": plan.offsets[n], "size": model.graph.tensors[n].nbytes,
+                "first": first, "last": last}
+               for n, (first, last) in sorted(plan.lifetimes.items()) if n in plan.offsets]
+    for op, size in sorted(plan.scratch.items()):
+        if size and op in plan.scratch_offsets:
+            step = plan.order.index(op)
+            tensors.append({"name": f"scratch of op {op}", "offset": plan.scratch_offsets[op], "size": size,
+                            "first": step, "last": step})
+    return {"tensors": tensors, "steps": len(plan.order)}
 
 
 def _validation_summary(rep, target: str) -> dict:
