@@ -42,11 +42,17 @@ def executed_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     names = {m: n for n, m in model.named_modules()}
     hooks = [m.register_forward_hook(lambda mod, i, o: order.append(names[mod]))
              for m in model.modules() if isinstance(m, PRUNABLE)]
+    was_training = model.training
     try:
         with torch.no_grad():
             model.eval()
             model(example_input)
+    except Exception as e:  # noqa: BLE001 - the user's forward failed on the example input
+        raise UnsupportedModelError(f"the model fails on an input of shape {tuple(example_input.shape)}: "
+                                    f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
+                                    hint="check --input-shape (1,C,H,W) against the model") from None
     finally:
+        model.train(was_training)
         for h in hooks:
             h.remove()
     if not order:
