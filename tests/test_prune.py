@@ -277,3 +277,30 @@ def test_distillation_pulls_the_student_to_the_teacher(trained, data):
     with torch.no_grad():
         agree = (student(xb).argmax(1) == trained(xb).argmax(1)).float().mean().item()
     assert agree > 0.6, agree
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(widths=st.lists(st.integers(1, 40), min_size=1, max_size=6), round_to=st.sampled_from([1, 4, 8]),
+       min_channels=st.integers(1, 9), frac=st.floats(0, 1), seed=st.integers(0, 10**6))
+def test_ranking_plan_respects_guard_and_rounding(widths, round_to, min_channels, frac, seed):
+    from tinyprune.prune.search import Ranking, min_keep
+    rng = np.random.default_rng(seed)
+    roots = [f"g{i}" for i in range(len(widths))]
+    order = [(r, i) for r, w in zip(roots, widths) for i in range(w)]
+    order = [order[j] for j in rng.permutation(len(order))]
+    w = dict(zip(roots, widths))
+    caps = {r: w[r] - min_keep(w[r], min_channels, round_to) for r in roots}
+    rk = Ranking(order, caps, w, round_to)
+    k = int(frac * rk.removable)
+    plan = rk.plan(k)
+    for r in roots:
+        rem = plan.get(r, [])
+        keep = w[r] - len(rem)
+        assert keep >= 1 and keep >= min(w[r], max(1, min_channels))
+        assert len(set(rem)) == len(rem) and all(0 <= i < w[r] for i in rem)
+        assert keep == w[r] or keep % round_to == 0
+    # rounding only ever keeps more than the first k of the ranking would
+    assert sum(len(v) for v in plan.values()) <= k
