@@ -142,3 +142,41 @@ def test_selftest_input_is_xorshift32():
         x ^= (x << 5) & 0xFFFFFFFF
         want.append(x & 0xFF)
     assert list(P.selftest_input(4)) == want
+
+
+def test_link_reports_another_protocol_version_clearly():
+    from tinyprune.errors import ToolError
+    from tinyprune.validate.link import Link
+
+    class FakePort:  # a device that answers every request with a version-2 frame
+        def __init__(self):
+            self.out = b""
+
+        def write(self, data):
+            seq = P.decode_frame(data[1:-1]).seq
+            self.out += P.Frame(P.CMD_INFO | P.REPLY, seq, b"", version=2).encode()
+
+        def read(self, n):
+            data, self.out = self.out[:n], self.out[n:]
+            return data
+
+    with pytest.raises(ToolError, match="speaks protocol version 2, this tinyprune speaks 1"):
+        Link(FakePort(), name="dev", timeout=0.2).info()
+
+
+def test_link_gives_up_after_bounded_retries_on_silence():
+    from tinyprune.errors import ToolError
+    from tinyprune.validate.link import Link
+
+    class Silent:
+        writes = 0
+
+        def write(self, data):
+            Silent.writes += 1
+
+        def read(self, n):
+            return b""
+
+    with pytest.raises(ToolError, match=r"no valid reply from dev to 'info' after 3 attempts \(timed out"):
+        Link(Silent(), name="dev", timeout=0.05, retries=2).info()
+    assert Silent.writes == 3

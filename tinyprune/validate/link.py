@@ -70,7 +70,7 @@ class Link:
         self.stats = LinkStats()
         self.device_info: P.DeviceInfo | None = None
         self._seq = 0
-        self._decoder = P.FrameDecoder()
+        self._decoder = P.FrameDecoder(check_version=False)  # another version gets a clear error
         self._pending: list[P.Frame] = []
         try:
             port.timeout = poll
@@ -162,6 +162,10 @@ class Link:
                     last = f"timed out after {timeout:g} s"
                     break
                 for i, f in enumerate(frames):
+                    if f.version != P.PROTO_VERSION:
+                        raise ToolError(f"{self.name} speaks protocol version {f.version}, this tinyprune speaks "
+                                        f"{P.PROTO_VERSION}", hint="rebuild and flash the firmware with this "
+                                                                   "tinyprune version")
                     if f.type == P.ERROR and len(f.payload) >= 1:
                         code = f.payload[0]
                         if code in RETRYABLE:

@@ -116,8 +116,9 @@ class FrameDecoder:
     counted and skipped (the next 0x00 resynchronises); a frame longer than ``max_encoded``
     is dropped without buffering it, so garbage never grows memory."""
 
-    def __init__(self, max_encoded: int = 70_000):
+    def __init__(self, max_encoded: int = 70_000, *, check_version: bool = True):
         self.max_encoded = max_encoded
+        self.check_version = check_version
         self._buf = bytearray()
         self._overflow = False
         self.errors = 0
@@ -140,7 +141,7 @@ class FrameDecoder:
                 self.errors += 1
             elif self._buf:
                 try:
-                    frames.append(decode_frame(bytes(self._buf)))
+                    frames.append(decode_frame(bytes(self._buf), check_version=self.check_version))
                 except FrameError:
                     self.errors += 1
             self.reset()
