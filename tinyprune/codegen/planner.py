@@ -38,8 +38,10 @@ OVERLAP_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX
 # order over N, H, W), it reads in the future only input bytes inside the windows of output
 # pixels >= q - PIXELS_IN_FLIGHT + 1. 2 covers kernels that compute two output pixels at a time.
 PIXELS_IN_FLIGHT = 2
-# Exhaustive order search is abandoned (greedy used instead) beyond this many explored op sets.
+# Exhaustive order search is abandoned (greedy used instead) beyond this many explored op sets
+# (or DP_WORK / number of ops, whichever is smaller: keeps the search well under a second).
 MAX_DP_STATES = 4000
+DP_WORK = 300_000
 
 
 class PlanError(TinypruneError):
@@ -433,12 +435,9 @@ def _edges_for_order(view: _View, static: dict[int, list[_Edge]], life, pos) -> 
 # ----------------------------------------------------------------------------------------------
 # operator order
 
-def _step_bounds(view: _View, order, scratch, static):
-    """(peak live bytes, two largest) for ``order``, counting each usable pair as its union."""
-    pos = {k: p for p, k in enumerate(order)}
-    life = view.lifetimes(order)
-    edges = _edges_for_order(view, static, life, pos)
-    n = len(order)
+def _bounds(view: _View, life, pos, scratch, edges: dict[int, _Edge]) -> tuple[int, int]:
+    """(peak live bytes, two largest) over the steps, each pair in ``edges`` counted as its union."""
+    n = len(pos)
     live: list[list[int]] = [[] for _ in range(max(n, 1))]
     merged = {}
     for k, e in edges.items():
@@ -517,7 +516,7 @@ def _search_order(view: _View, scratch, static) -> list[int]:
                     nxt[m2] = (p2, after)
                     back[m2] = (mask, k)
         explored += len(nxt)
-        if explored > MAX_DP_STATES:
+        if explored > min(MAX_DP_STATES, DP_WORK // n):
             return _greedy_order(sim)
         layer = nxt
     order, m = [], full
@@ -590,22 +589,23 @@ _ORDERINGS = {
 
 
 def _place(groups, key, alignment):
+    """Greedy: each group (largest first, per ``key``) goes to the lowest base offset at which none
+    of its members collides with an already placed allocation live at an overlapping step."""
     placed = []  # (t0, t1, lo, hi)
     offsets = {}
     arena = 0
     for g in sorted(groups, key=key):
-        rel = []
+        # base values b with lo < b + r + sz and b + r < hi collide: forbidden [lo - r - sz + 1, hi - r)
+        forbidden = []
         for (name, r, t0, t1, size) in g:
             sz = _align(size, alignment)
-            rel.append((r, sz, [p for p in placed if p[0] <= t1 and t0 <= p[1]]))
-        cands = {0}
-        for r, sz, ps in rel:
-            for p in ps:
-                if p[3] - r >= 0:
-                    cands.add(p[3] - r)
-        for base in sorted(cands):
-            if all(not (base + r < p[3] and p[2] < base + r + sz) for r, sz, ps in rel for p in ps):
+            forbidden += [(lo - r - sz + 1, hi - r) for (p0, p1, lo, hi) in placed
+                          if p0 <= t1 and t0 <= p1 and hi > r]
+        base = 0
+        for a, b in sorted(forbidden):
+            if a > base:
                 break
+            base = max(base, b)
         for (name, r, t0, t1, size) in g:
             offsets[name] = base + r
             placed.append((t0, t1, base + r, base + r + _align(size, alignment)))
@@ -655,8 +655,10 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         o = _search_order(view, scratch, static)
         if o != view.topo:
             orders.append(o)
-    best = None
-    for order in orders:
+    # every (order, pair set) candidate with its lower bound; place the most promising first and
+    # skip candidates whose bound cannot beat the best arena found (arena >= bound always)
+    cands = []
+    for oi, order in enumerate(orders):
         pos = {k: p for p, k in enumerate(order)}
         life = view.lifetimes(order)
         edges = _edges_for_order(view, static, life, pos)
@@ -671,14 +673,28 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
             variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind == "inplace"}
         if edges:
             variants["none"] = {}
-        for vname, chosen in variants.items():
-            groups = _groups(view, life, chosen, scratch, pos, alignment)
-            for oname, key in _ORDERINGS.items():
-                arena, offs = _place(groups, key, alignment)
-                if best is None or arena < best[0]:
-                    best = (arena, offs, order, chosen, life, f"{vname}/{oname}")
+        seen = []
+        for vi, (vname, chosen) in enumerate(variants.items()):
+            if chosen in seen:
+                continue
+            seen.append(chosen)
+            bound = _bounds(view, life, pos, scratch, chosen)[0]
+            cands.append((bound, oi, vi, vname, chosen, order, pos, life))
+    cands.sort(key=lambda c: c[:3])
+    best = None
+    for bound, _, _, vname, chosen, order, pos, life in cands:
+        if best is not None and bound >= best[0]:
+            continue
+        groups = _groups(view, life, chosen, scratch, pos, alignment)
+        for oname, key in _ORDERINGS.items():
+            arena, offs = _place(groups, key, alignment)
+            if best is None or arena < best[0]:
+                best = (arena, offs, order, chosen, life, f"{vname}/{oname}")
+            if best[0] <= bound:
+                break
     arena, offs, order, chosen, life, strategy = best
-    peak, two = _step_bounds(view, order, scratch, static)
+    pos = {k: p for p, k in enumerate(order)}
+    peak, two = _bounds(view, life, pos, scratch, _edges_for_order(view, static, life, pos))
     offsets = {b: offs.get(b, 0) for b in view.bases}
     for a, r in view.alias.items():
         offsets[a] = offsets[r]
