@@ -445,9 +445,10 @@ def test_reordering_large_graph_is_fast():
         b.op("ADD", [f"b{i}", f"s{i}"], (f"y{i}", (1, 8, 8, 8)))
         x = f"y{i}"
     g = b.graph(x)
-    t = time.perf_counter()
+    t = time.process_time()
     p = plan_memory(g, overlap=True)
-    assert time.perf_counter() - t < 1.0
+    # ~0.1 s of CPU on an idle machine; the bound only catches an exponential search
+    assert time.process_time() - t < 3.0
     p.validate(g)
     assert p.arena_bytes <= 3 * 512 + 512
 
@@ -460,10 +461,10 @@ def test_wide_graph_falls_back_to_greedy_order():
     for i in range(14):
         b.op("TANH", [f"big{i}"], (f"small{i}", (16,)))
     g = b.op("CONCATENATION", [f"small{i}" for i in range(14)], ("y", (14 * 16,)), axis=0).graph("y")
-    t = time.perf_counter()
+    t = time.process_time()
     fixed = plan_ok(g, reorder=False)
     best = plan_ok(g)
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 3.0  # the exact search over ~3^14 op sets would take hours
     assert fixed.arena_bytes == 14 * 1008 + 16 - 8
     # each branch is finished before the next starts: x, one big tensor and the small ones
     assert best.peak_lower_bound == 16 + 1000 + 13 * 16
