@@ -1,19 +1,25 @@
 /* CONV_2D int8, Cortex-M4/M7 DSP variant: bit-exact with tp_conv_s8_ref.
  *
- * Scheme: output pixels are taken 4 at a time (over batch, row and column). Their receptive fields
- * are copied ("im2col") into scratch as int16 values x + input_offset (0 where the window lies in
- * the padding), interleaved so that one 8-byte group holds 4 consecutive filter elements of one
- * pixel in the order (k0, k2 | k1, k3) -- the order in which SXTB16 / SXTB16-ROR8 unpack 4 int8
- * filter bytes -- and the 4 pixels' groups are adjacent. Each output channel then reads its filter
- * row once per 4 pixels: per 4 filter elements 1 LDR + 2 SXTB16 + 8 SMLAD for 16 MACs.
+ * Scheme: output pixels are taken TP_CONV_PIX (3) at a time (over batch, row and column). Their
+ * receptive fields are copied ("im2col") into scratch as int16 values x + input_offset (0 where
+ * the window lies in the padding), interleaved so that one group of 4 consecutive filter elements
+ * of one pixel is two words in the order (k0, k2 | k1, k3) -- the order in which SXTB16 /
+ * SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 3 pixels' groups are adjacent:
+ *   col[g * 6 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
+ * Output channels are then taken two at a time (register block of 2 channels x 3 pixels, 6
+ * accumulators): per group of 4 filter elements 2 LDR + 4 SXTB16 for the weights, 6 LDR of the
+ * columns, each feeding 2 SMLAD (24 MACs in 24 instructions; the previous 1 x 4 block needed 19
+ * instructions for 16 MACs). The im2col is done once per block and reused by every channel.
  * Accumulators are exact in int32 (see tp_nn.h: K <= 65,000 terms of |x| <= 255, |w| <= 127).
- * Requantisation uses tp_arm_mbqm_rshift when the per-call bound |acc| < 2^30 holds. */
+ * Requantisation uses SMMULR (tp_arm_mbqm_rshift) when the per-call bound |acc| < 2^30 holds and
+ * the channel's shift is <= 0, else tp_mbqm; SSAT when the activation range is the full int8. */
 #include "../tp_nn.h"
 
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
 #include "tp_arm_support.h"
 
-#define TP_CONV_PIX 4   /* output pixels per block */
+#define TP_CONV_PIX 3                    /* output pixels per block */
+#define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
 
 int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                        const tp_dims *output_dims)
@@ -25,19 +31,12 @@ int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims 
         return 0;
     }
     k = filter_dims->h * filter_dims->w * filter_dims->c;
-    return TP_ARM_ALIGN_SLACK + 8 * TP_CONV_PIX * ((k + 3) / 4);
+    return TP_ARM_ALIGN_SLACK + 4 * TP_CONV_GW * ((k + 3) / 4);
 }
 
-/* Writes the 4 int16 values v[0..3] of one group for one pixel (order k0,k2 | k1,k3). */
-static inline void tp_put_group(int32_t *dst, const int32_t v[4])
-{
-    dst[0] = tp_arm_pack16(v[0], v[2]);
-    dst[1] = tp_arm_pack16(v[1], v[3]);
-}
-
-/* im2col of one pixel into groups dst[0], dst[8], dst[16], ... (words; 4 pixels interleaved). */
+/* im2col of one pixel into groups starting at dst (words), dst advancing TP_CONV_GW per group. */
 static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *input,
-                            const tp_dims *f, int32_t b, int32_t oy, int32_t ox)
+                            const tp_dims *f, int32_t b, int32_t oy, int32_t ox, int32_t k)
 {
     const int32_t c = in->c;
     const int32_t iy0 = oy * p->stride.h - p->padding.h;
@@ -49,13 +48,14 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
         const int32_t offp = tp_arm_pack16(off, off);
         for (ky = 0; ky < f->h; ++ky) {
             const int32_t iy = iy0 + ky * p->dilation.h;
+            const int row_ok = iy >= 0 && iy < in->h;
             for (kx = 0; kx < f->w; ++kx) {
                 const int32_t ix = ix0 + kx * p->dilation.w;
-                if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
+                if (!row_ok || ix < 0 || ix >= in->w) {
                     for (i = 0; i < c; i += 4) {
                         dst[0] = 0;
                         dst[1] = 0;
-                        dst += 2 * TP_CONV_PIX;
+                        dst += TP_CONV_GW;
                     }
                 } else {
                     const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
@@ -63,37 +63,38 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
                         const int32_t x = tp_arm_read_s8x4(src + i);
                         dst[0] = __sadd16(__sxtb16(x), offp);
                         dst[1] = __sadd16(tp_arm_sxtb16_ror8(x), offp);
-                        dst += 2 * TP_CONV_PIX;
+                        dst += TP_CONV_GW;
                     }
                 }
             }
         }
     } else {
-        int32_t v[4];
-        int32_t n = 0;
+        /* any channel count (first layers: c = 1 or 3): element j of the window goes to halfword
+         * 2 * (g * GW + (r & 1)) + (r >> 1) of the pixel's groups, g = j / 4, r = j % 4 */
+        int16_t *h = (int16_t *)dst;
+        int32_t r = 0;
+        static const uint8_t pos[4] = { 0, 2, 1, 3 };
         for (ky = 0; ky < f->h; ++ky) {
             const int32_t iy = iy0 + ky * p->dilation.h;
+            const int row_ok = iy >= 0 && iy < in->h;
             for (kx = 0; kx < f->w; ++kx) {
                 const int32_t ix = ix0 + kx * p->dilation.w;
-                const int valid = !(iy < 0 || iy >= in->h || ix < 0 || ix >= in->w);
                 const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
+                const int valid = row_ok && ix >= 0 && ix < in->w;
                 for (i = 0; i < c; ++i) {
-                    v[n++] = valid ? (int32_t)src[i] + off : 0;
-                    if (n == 4) {
-                        tp_put_group(dst, v);
-                        dst += 2 * TP_CONV_PIX;
-                        n = 0;
+                    h[pos[r]] = (int16_t)(valid ? (int32_t)src[i] + off : 0);
+                    if (++r == 4) {
+                        r = 0;
+                        h += 2 * TP_CONV_GW;
                     }
                 }
             }
         }
-        if (n) {
-            for (; n < 4; ++n) {
-                v[n] = 0;
-            }
-            tp_put_group(dst, v);
+        for (; r && r < 4; ++r) {
+            h[pos[r]] = 0;
         }
     }
+    (void)k;
 }
 
 /* 1x1, stride 1, no padding: the window is the pixel itself (c % 4 == 0 not required). */
@@ -105,7 +106,7 @@ static void tp_im2col_1x1(int32_t *dst, const int8_t *src, int32_t c, int32_t of
         const int32_t x = tp_arm_read_s8x4(src + i);
         dst[0] = __sadd16(__sxtb16(x), offp);
         dst[1] = __sadd16(tp_arm_sxtb16_ror8(x), offp);
-        dst += 2 * TP_CONV_PIX;
+        dst += TP_CONV_GW;
     }
     if (i < c) {
         int32_t v[4];
@@ -113,81 +114,114 @@ static void tp_im2col_1x1(int32_t *dst, const int8_t *src, int32_t c, int32_t of
         for (n = 0; n < 4; ++n, ++i) {
             v[n] = i < c ? (int32_t)src[i] + off : 0;
         }
-        tp_put_group(dst, v);
+        dst[0] = tp_arm_pack16(v[0], v[2]);
+        dst[1] = tp_arm_pack16(v[1], v[3]);
     }
 }
 
-/* Dot products of one filter row (k int8) with the 4 interleaved im2col columns. */
-static inline void tp_row_x4(const int8_t *w, const int32_t *col, int32_t k, int32_t acc[4])
+/* The last, partial group of a filter row (k % 4 elements): the missing bytes are 0, never read. */
+static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t g = k >> 2;
-    while (g >= 2) {
-        int32_t wv = tp_arm_read_s8x4(w);
-        int32_t we = __sxtb16(wv);
-        int32_t wo = tp_arm_sxtb16_ror8(wv);
-        a0 = __smlad(col[0], we, a0);
-        a0 = __smlad(col[1], wo, a0);
-        a1 = __smlad(col[2], we, a1);
-        a1 = __smlad(col[3], wo, a1);
-        a2 = __smlad(col[4], we, a2);
-        a2 = __smlad(col[5], wo, a2);
-        a3 = __smlad(col[6], we, a3);
-        a3 = __smlad(col[7], wo, a3);
-        wv = tp_arm_read_s8x4(w + 4);
-        we = __sxtb16(wv);
-        wo = tp_arm_sxtb16_ror8(wv);
-        a0 = __smlad(col[8], we, a0);
-        a0 = __smlad(col[9], wo, a0);
-        a1 = __smlad(col[10], we, a1);
-        a1 = __smlad(col[11], wo, a1);
-        a2 = __smlad(col[12], we, a2);
-        a2 = __smlad(col[13], wo, a2);
-        a3 = __smlad(col[14], we, a3);
-        a3 = __smlad(col[15], wo, a3);
-        w += 8;
-        col += 16;
-        g -= 2;
+    int32_t wv = 0;
+    int32_t r;
+    for (r = 0; r < n; ++r) {
+        wv |= (int32_t)((uint32_t)(uint8_t)w[r] << (8 * r));
     }
-    if (g) {
-        const int32_t wv = tp_arm_read_s8x4(w);
-        const int32_t we = __sxtb16(wv);
-        const int32_t wo = tp_arm_sxtb16_ror8(wv);
-        a0 = __smlad(col[0], we, a0);
-        a0 = __smlad(col[1], wo, a0);
-        a1 = __smlad(col[2], we, a1);
-        a1 = __smlad(col[3], wo, a1);
-        a2 = __smlad(col[4], we, a2);
-        a2 = __smlad(col[5], wo, a2);
-        a3 = __smlad(col[6], we, a3);
-        a3 = __smlad(col[7], wo, a3);
-        w += 4;
-        col += 8;
+    return wv;
+}
+
+/* One group (4 filter elements) of the 2-channel x 3-pixel block, in assembly so that all 14
+ * usable registers hold the block (6 accumulators, 3 pointers, 4 unpacked weight pairs, 1 column
+ * word; GCC spills here otherwise): 2 LDR + 4 SXTB16 + 6 LDR + 12 SMLAD per 24 MACs. The column
+ * pointer advances by one group (24 bytes) with the first load. */
+#define TP_MK_GROUP_ASM                                           \
+    "ldr    %[e0], [%[w0]], #4\n\t"                               \
+    "ldr    %[e1], [%[w1]], #4\n\t"                               \
+    "sxtb16 %[o0], %[e0], ror #8\n\t"                             \
+    "sxtb16 %[e0], %[e0]\n\t"                                     \
+    "sxtb16 %[o1], %[e1], ror #8\n\t"                             \
+    "sxtb16 %[e1], %[e1]\n\t"                                     \
+    "ldr    %[c], [%[col]], #24\n\t"                              \
+    "smlad  %[a00], %[c], %[e0], %[a00]\n\t"                      \
+    "smlad  %[a10], %[c], %[e1], %[a10]\n\t"                      \
+    "ldr    %[c], [%[col], #-16]\n\t"                             \
+    "smlad  %[a01], %[c], %[e0], %[a01]\n\t"                      \
+    "smlad  %[a11], %[c], %[e1], %[a11]\n\t"                      \
+    "ldr    %[c], [%[col], #-8]\n\t"                              \
+    "smlad  %[a02], %[c], %[e0], %[a02]\n\t"                      \
+    "smlad  %[a12], %[c], %[e1], %[a12]\n\t"                      \
+    "ldr    %[c], [%[col], #-20]\n\t"                             \
+    "smlad  %[a00], %[c], %[o0], %[a00]\n\t"                      \
+    "smlad  %[a10], %[c], %[o1], %[a10]\n\t"                      \
+    "ldr    %[c], [%[col], #-12]\n\t"                             \
+    "smlad  %[a01], %[c], %[o0], %[a01]\n\t"                      \
+    "smlad  %[a11], %[c], %[o1], %[a11]\n\t"                      \
+    "ldr    %[c], [%[col], #-4]\n\t"                              \
+    "smlad  %[a02], %[c], %[o0], %[a02]\n\t"                      \
+    "smlad  %[a12], %[c], %[o1], %[a12]\n\t"
+
+#define TP_MK_OPERANDS                                                                     \
+    [a00] "+r"(a00), [a01] "+r"(a01), [a02] "+r"(a02), [a10] "+r"(a10), [a11] "+r"(a11),   \
+    [a12] "+r"(a12), [w0] "+r"(w0), [w1] "+r"(w1), [col] "+r"(col), [e0] "=&r"(e0),         \
+    [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1), [c] "=&r"(c)
+
+/* Dot products of filter rows w0, w1 (k int8 each) with the 3 interleaved columns:
+ * acc[0..2] for w0 (pixels 0..2), acc[3..5] for w1. */
+static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t acc[6])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a02 = acc[2], a10 = acc[3], a11 = acc[4], a12 = acc[5];
+    int32_t e0, o0, e1, o1, c;
+    const int32_t npair = k >> 3;
+    if (npair) {
+        /* pairs of groups; the loop end is kept in memory (no register left) */
+        volatile const int32_t *end = col + 2 * TP_CONV_GW * npair;
+        __asm__ volatile(
+            "1:\n\t" TP_MK_GROUP_ASM TP_MK_GROUP_ASM
+            "ldr    %[c], %[end]\n\t"
+            "cmp    %[col], %[c]\n\t"
+            "bne    1b\n\t"
+            : TP_MK_OPERANDS
+            : [end] "m"(end)
+            : "cc", "memory");
+    }
+    if (k & 4) {
+        __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
     }
     if (k & 3) {
-        /* last partial group: filter bytes beyond the row are taken as 0 (never read) */
-        int32_t wv = 0;
-        int32_t r;
-        for (r = 0; r < (k & 3); ++r) {
-            wv |= (int32_t)((uint32_t)(uint8_t)w[r] << (8 * r));
+        /* the last, partial group: the missing filter bytes are 0 (the columns hold 0 there) */
+        int32_t tw[2];
+        tw[0] = tp_tail_word(w0, k & 3);
+        tw[1] = tp_tail_word(w1, k & 3);
+        w0 = (const int8_t *)&tw[0];
+        w1 = (const int8_t *)&tw[1];
+        __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a02;
+    acc[3] = a10;
+    acc[4] = a11;
+    acc[5] = a12;
+}
+
+/* Requantises and stores acc[0..n-1] (pixels of one channel) to o[0], o[stride], ... */
+static inline void tp_store_channel(int8_t *o, int32_t stride, const int32_t *acc, int32_t n,
+                                    int32_t m, int32_t sh, int fast, int32_t ooff, int32_t amin, int32_t amax)
+{
+    int32_t i;
+    if (fast && sh < 0) {
+        const int32_t e = -sh, half = (int32_t)1 << (e - 1);
+        for (i = 0; i < n; ++i) {
+            int32_t v = tp_arm_smmulr(acc[i] * 2, m);
+            v = ((v + half + (v >> 31)) >> e) + ooff;
+            o[(size_t)i * stride] = (int8_t)tp_arm_clamp(v, amin, amax);
         }
-        {
-            const int32_t we = __sxtb16(wv);
-            const int32_t wo = tp_arm_sxtb16_ror8(wv);
-            a0 = __smlad(col[0], we, a0);
-            a0 = __smlad(col[1], wo, a0);
-            a1 = __smlad(col[2], we, a1);
-            a1 = __smlad(col[3], wo, a1);
-            a2 = __smlad(col[4], we, a2);
-            a2 = __smlad(col[5], wo, a2);
-            a3 = __smlad(col[6], we, a3);
-            a3 = __smlad(col[7], wo, a3);
+    } else {
+        for (i = 0; i < n; ++i) {
+            const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
+            o[(size_t)i * stride] = (int8_t)tp_arm_clamp(v, amin, amax);
         }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
 }
 
 tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
@@ -195,7 +229,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                          const tp_dims *f, const int8_t *filter, const int32_t *bias,
                          const tp_dims *out, int8_t *output)
 {
-    int32_t k, npix, pix0, oc, i, fast;
+    int32_t k, ng, npix, pix0, oc, i, fast;
     int32_t *col;
     int is_1x1;
     if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output ||
@@ -206,6 +240,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
         return TP_ERR_ARG;
     }
     k = f->h * f->w * f->c;
+    ng = (k + 3) >> 2;
     if (!ctx || !ctx->buf || ctx->size < tp_conv_s8_arm_get_buffer_size(in, f, out)) {
         return tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
     }
@@ -233,9 +268,9 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
             int32_t *dst = col + 2 * i;
             if (i >= nvalid) {
                 int32_t g;
-                for (g = 0; g < (k + 3) / 4; ++g) {
-                    dst[8 * g] = 0;
-                    dst[8 * g + 1] = 0;
+                for (g = 0; g < ng; ++g) {
+                    dst[TP_CONV_GW * g] = 0;
+                    dst[TP_CONV_GW * g + 1] = 0;
                 }
             } else if (is_1x1) {
                 tp_im2col_1x1(dst, input + (size_t)(pix0 + i) * in->c, in->c, p->input_offset);
@@ -243,43 +278,41 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 const int32_t pix = pix0 + i;
                 const int32_t b = pix / (out->h * out->w);
                 const int32_t r = pix - b * out->h * out->w;
-                tp_im2col_pixel(dst, p, in, input, f, b, r / out->w, r % out->w);
+                tp_im2col_pixel(dst, p, in, input, f, b, r / out->w, r % out->w, k);
             }
         }
         {
             const int8_t *w = filter;
             int8_t *o = output + (size_t)pix0 * out->c;
             const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
-            for (oc = 0; oc < out->c; ++oc, w += k) {
-                const int32_t qi = q->per_channel ? oc : 0;
-                const int32_t m = q->multiplier[qi], sh = q->shift[qi];
-                const int32_t b0 = bias ? bias[oc] : 0;
-                int32_t acc[4];
+            const int32_t stride = out->c;
+            for (oc = 0; oc + 2 <= out->c; oc += 2, w += 2 * k) {
+                const int32_t q0 = q->per_channel ? oc : 0, q1 = q->per_channel ? oc + 1 : 0;
+                const int32_t b0 = bias ? bias[oc] : 0, b1 = bias ? bias[oc + 1] : 0;
+                int32_t acc[6];
                 acc[0] = b0;
                 acc[1] = b0;
                 acc[2] = b0;
-                acc[3] = b0;
-                tp_row_x4(w, col, k, acc);
-                if (fast && sh < 0 && nvalid == TP_CONV_PIX) {
-                    /* common case, unrolled: SMMULR + rounding shift (tp_arm_mbqm_rshift, e > 0) */
-                    const int32_t e = -sh, half = (int32_t)1 << (e - 1);
-                    const int32_t stride = out->c;
-                    int32_t v0 = tp_arm_smmulr(acc[0] * 2, m), v1 = tp_arm_smmulr(acc[1] * 2, m);
-                    int32_t v2 = tp_arm_smmulr(acc[2] * 2, m), v3 = tp_arm_smmulr(acc[3] * 2, m);
-                    v0 = ((v0 + half + (v0 >> 31)) >> e) + ooff;
-                    v1 = ((v1 + half + (v1 >> 31)) >> e) + ooff;
-                    v2 = ((v2 + half + (v2 >> 31)) >> e) + ooff;
-                    v3 = ((v3 + half + (v3 >> 31)) >> e) + ooff;
-                    o[oc] = (int8_t)tp_arm_clamp(v0, amin, amax);
-                    o[stride + oc] = (int8_t)tp_arm_clamp(v1, amin, amax);
-                    o[2 * stride + oc] = (int8_t)tp_arm_clamp(v2, amin, amax);
-                    o[3 * stride + oc] = (int8_t)tp_arm_clamp(v3, amin, amax);
-                } else {
-                    for (i = 0; i < nvalid; ++i) {
-                        const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
-                        o[(size_t)i * out->c + oc] = (int8_t)tp_arm_clamp(v, amin, amax);
-                    }
+                acc[3] = b1;
+                acc[4] = b1;
+                acc[5] = b1;
+                tp_rows2_x3(w, w + k, col, k, acc);
+                tp_store_channel(o + oc, stride, acc, nvalid, q->multiplier[q0], q->shift[q0], fast, ooff,
+                                 amin, amax);
+                tp_store_channel(o + oc + 1, stride, acc + 3, nvalid, q->multiplier[q1], q->shift[q1], fast,
+                                 ooff, amin, amax);
+            }
+            if (oc < out->c) {
+                /* odd channel count: the last row paired with itself */
+                const int32_t q0 = q->per_channel ? oc : 0;
+                const int32_t b0 = bias ? bias[oc] : 0;
+                int32_t acc[6];
+                for (i = 0; i < 6; ++i) {
+                    acc[i] = b0;
                 }
+                tp_rows2_x3(w, w, col, k, acc);
+                tp_store_channel(o + oc, stride, acc, nvalid, q->multiplier[q0], q->shift[q0], fast, ooff,
+                                 amin, amax);
             }
         }
     }
