@@ -142,13 +142,46 @@ def compile_runner(out_dir: Path, prefix: str, build_dir: Path, flags: list[str]
     srcs += sorted((out_dir / "kernels").rglob("*.c"))
     exe = build_dir / name
     cmd = [_cc(cc), *flags, f"-I{out_dir}", f"-I{out_dir / 'kernels'}"]
+    objs: list[str] = []
+    if rep.get("cmsis_nn"):
+        objs = _cmsis_objects(Path(rep["cmsis_nn"]["path"]), build_dir / "cmsis-nn", flags, cc)
+        cmd.append(f"-I{Path(rep['cmsis_nn']['path']) / 'Include'}")
     if debug_dump:
         cmd.append(f"-D{prefix.upper()}_DEBUG_DUMP")
-    cmd += [str(s) for s in srcs] + [str(runner_c), "-o", str(exe)]
+    cmd += [str(s) for s in srcs] + [str(runner_c)] + objs + ["-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise ToolError(f"host build of the generated code failed ({' '.join(flags)}):\n{r.stderr[-4000:]}")
     return exe
+
+
+_CMSIS_CACHE: dict[tuple, str] = {}
+
+
+def _cmsis_objects(root: Path, obj_dir: Path, flags: list[str], cc: str | None) -> list[str]:
+    """Compile the CMSIS-NN sources (third-party: without -Werror/-std) with the build's optimisation
+    and sanitizer flags into a static archive, cached per process (checkout, flags, compiler)."""
+    from tinyprune.codegen.cmsis import find_cmsis_nn, sources
+    root = find_cmsis_nn(root)
+    key = (str(root), tuple(flags), _cc(cc), max((p.stat().st_mtime_ns for p in sources(root)), default=0))
+    if key in _CMSIS_CACHE and Path(_CMSIS_CACHE[key]).exists():
+        return [_CMSIS_CACHE[key]]
+    obj_dir = Path(tempfile.mkdtemp(prefix="tp-cmsis-nn-"))
+    # CMSIS-NN itself shifts negative values left (UB that UBSan reports): only ASan for its objects
+    keep = [("-fsanitize=address" if f.startswith("-fsanitize=") else f) for f in flags
+            if f.startswith(("-O", "-g", "-fsanitize=", "-fno-omit"))]
+    srcs = sources(root)
+    r = subprocess.run([_cc(cc), *keep, "-c", f"-I{root / 'Include'}", *map(str, srcs)], cwd=obj_dir,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ToolError(f"building CMSIS-NN from {root} failed:\n{r.stderr[-3000:]}")
+    lib = obj_dir / "libcmsis-nn.a"
+    r = subprocess.run(["ar", "rcs", str(lib), *sorted(str(p) for p in obj_dir.glob("*.o"))], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise ToolError(f"ar failed on the CMSIS-NN objects: {r.stderr[-2000:]}")
+    _CMSIS_CACHE[key] = str(lib)
+    return [str(lib)]
 
 
 def run_runner(exe: Path, inputs: list[np.ndarray], out_bytes: list[int], work: Path, dump_dir: Path | None = None,

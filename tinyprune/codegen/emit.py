@@ -69,6 +69,7 @@ class Layer:
     call: str           # the kernel call expression (returns tp_status)
     files: tuple[str, ...]
     out_tensor: str
+    cmsis: bool = False
 
 
 @dataclass
@@ -162,6 +163,12 @@ class _Lowering:
         if fn is None:
             raise UnsupportedModelError(f"no code generator for {op.kind} (node {self.m.op_index[op_i]})")
         pre = f"{self.p}_l{layer}"
+        if self.kernels == "cmsis-nn":
+            from tinyprune.codegen import cmsis
+            r = cmsis.lower(self, op, op_i, pre)
+            if r is not None:
+                return Layer(index=layer, op=op_i, kind=op.kind, name=op.name, defs=r[0], call=r[1], files=(),
+                             out_tensor=op.outputs[0], cmsis=True)
         defs, call = fn(op, op_i, pre)
         return Layer(index=layer, op=op_i, kind=op.kind, name=op.name, defs=defs, call=call,
                      files=KERNEL_FILES[op.kind], out_tensor=op.outputs[0])
@@ -439,8 +446,8 @@ def _tmpl(name: str) -> Template:
     return Template((TEMPLATES / name).read_text())
 
 
-def render(model: TfliteModel, prefix: str, kernels: str, plan, *, tflm_arena: int | None = None,
-           estimate_json: dict | None = None) -> tuple[dict[str, str], list[Layer], Arrays]:
+def render(model: TfliteModel, prefix: str, kernels: str, plan, *,
+           cmsis_path: Path | None = None) -> tuple[dict[str, str], list[Layer], Arrays]:
     """Return ({relative path: file text} for NAME.h/.c/_weights.c/_weights.h/Makefile, layers, arrays)."""
     check_identifier(prefix)
     g = model.graph
@@ -492,9 +499,11 @@ def render(model: TfliteModel, prefix: str, kernels: str, plan, *, tflm_arena: i
                     f"{_comment(L.name)} */")
         defs.extend(L.defs)
         out_t = L.out_tensor
-        body.append(f"    /* layer {L.index}: {L.kind} */\n"
+        cctx = "\n        cmsis_nn_context cctx;\n        cctx.buf = ctx.buf;\n        cctx.size = ctx.size;\n        (void)cctx;" \
+            if L.cmsis else ""
+        body.append(f"    /* layer {L.index}: {L.kind}{' (CMSIS-NN)' if L.cmsis else ''} */\n"
                     f"    if (hook) hook({L.index}, 0);\n"
-                    f"    {{\n        {low.ctx(L.op)}\n        (void)ctx;\n"
+                    f"    {{\n        {low.ctx(L.op)}{cctx}\n        (void)ctx;\n"
                     f"        st = {L.call};\n    }}\n"
                     f"    if (hook) hook({L.index}, 1);\n"
                     f"    if (st != TP_OK) return {P}_ERR_LAYER_BASE + {L.index} * 16 + (int)st;\n"
@@ -511,8 +520,10 @@ def render(model: TfliteModel, prefix: str, kernels: str, plan, *, tflm_arena: i
     for k, t in enumerate(outs):
         copy_out.append(f"    if ((uint8_t *)outputs[{k}] != A + {plan.offsets[t.name]}) "
                         f"memcpy(outputs[{k}], A + {plan.offsets[t.name]}, {t.nbytes});")
+    uses_cmsis = any(L.cmsis for L in layers)
     source = _tmpl("model.c.tmpl").substitute(
-        BANNER=banner_ascii, P=P, p=prefix, DEFS="\n".join(defs), BODY="\n".join(body),
+        BANNER=banner_ascii, P=P, p=prefix, DEFS="\n".join(defs),
+        EXTRA_INCLUDES='#include "arm_nnfunctions.h"\n' if uses_cmsis else "", BODY="\n".join(body),
         LAYER_NAMES=",\n".join(names), COPY_IN="\n".join(copy_in), COPY_OUT="\n".join(copy_out),
         SHAPES="\n".join(shape_arrays("input", ins) + shape_arrays("output", outs)),
         IN_LIST=", ".join(f"{prefix}_input{k}_shape" for k in range(len(ins))),
@@ -527,7 +538,15 @@ def render(model: TfliteModel, prefix: str, kernels: str, plan, *, tflm_arena: i
                                             WEIGHT_BYTES=low.arrays.nbytes())
     wc = _tmpl("weights.c.tmpl").substitute(BANNER=banner_ascii, p=prefix, DEFS="\n\n".join(wdef))
     files_used = sorted({f for L in layers for f in L.files})
-    mk = _tmpl("Makefile.tmpl").substitute(p=prefix, KERNEL_SRCS=" ".join(f"kernels/{f}" for f in files_used))
+    cmsis_mk = ""
+    if uses_cmsis:
+        from tinyprune.codegen.cmsis import SOURCE_DIRS
+        cmsis_mk = (f"# ARM CMSIS-NN (v6+): override with make CMSIS_NN_PATH=...\n"
+                    f"CMSIS_NN_PATH ?= {cmsis_path}\nCPPFLAGS += -I$(CMSIS_NN_PATH)/Include\n"
+                    f"CMSIS_SRCS = $(filter-out %_f32.c %_f16.c," + " ".join(f"$(wildcard $(CMSIS_NN_PATH)/Source/{d}/*.c)"
+                                                                 for d in SOURCE_DIRS) + ")\n")
+    mk = _tmpl("Makefile.tmpl").substitute(p=prefix, KERNEL_SRCS=" ".join(f"kernels/{f}" for f in files_used),
+                                           CMSIS=cmsis_mk)
     files = {f"{prefix}.h": header, f"{prefix}.c": source, f"{prefix}_weights.h": wh,
              f"{prefix}_weights.c": wc, "Makefile": mk}
     return files, layers, low.arrays

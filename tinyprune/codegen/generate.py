@@ -114,10 +114,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     if kernels == "portable" and board_info is not None and getattr(board_info.core, "dsp", False):
         plan_kernels = "dsp"
     est = plan_for(model, plan_kernels, overlap=overlap)
-    files, layers, arrays = emit.render(model, prefix, kernels, est.plan)
-    if kernels == "cmsis-nn":
-        from tinyprune.codegen import cmsis
-        files = cmsis.patch_files(files, prefix, cmsis_path)
+    files, layers, arrays = emit.render(model, prefix, kernels, est.plan, cmsis_path=cmsis_path)
     tflm = tflm_arena_bytes(model.data, len(model.tflite_inputs)) if tflm_arena else None
     kfiles = emit.kernel_files(layers)
     report = {
@@ -142,6 +139,10 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "layers": _layers_json(model, est, layers),
         "kernel_files": kfiles,
     }
+    if kernels == "cmsis-nn":
+        from tinyprune.codegen.cmsis import SOURCE_DIRS
+        report["cmsis_nn"] = {"path": str(cmsis_path), "source_dirs": list(SOURCE_DIRS),
+                              "layers": [L.index for L in layers if L.cmsis]}
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir) as tmp:
         for name, text in sorted(files.items()):

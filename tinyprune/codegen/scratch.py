@@ -10,11 +10,12 @@ kernels is
         CONV_2D            8 + 32 * ceil(kh*kw*in_c / 4)
         DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*4   when depth_multiplier == 1 and c % 4 == 0, else 0
         FULLY_CONNECTED    8 + 8 * ceil(in / 4)
-  * "cmsis-nn": ARM CMSIS-NN v6+ built for a DSP core (the largest of its variants, so the same
-    plan is valid for every core): arm_convolve_wrapper_s8 2 * in_c*kh*kw * 2 bytes (im2col of two
-    columns, int16), 1x1 stride-1 convs 0; arm_depthwise_conv_wrapper_s8 in_c*kh*kw*2 (int16
-    im2col of one column), 3x3 / ch_mult 1 paths 0 are not relied upon; arm_fully_connected_s8 0;
-    arm_avgpool_s8 in_c * 4 (int32 sums); others 0.
+  * "cmsis-nn": ARM CMSIS-NN v6+ (an upper bound over its plain-C and DSP builds, so one plan
+    serves every non-MVE core): arm_convolve_wrapper_s8 2 * align4(in_c*kh*kw) * 2 bytes (int16
+    im2col of two columns; covers the 1x1 and 1xN paths); arm_depthwise_conv_wrapper_s8
+    in_c*kh*kw*2 (its _opt path; the 3x3 path needs 0); arm_fully_connected_s8 0;
+    arm_avgpool_s8 in_c * 4 (int32 sums); others 0. The generated code checks CMSIS-NN's own
+    *_get_buffer_size at run time.
 This module may import only tinyprune.codegen.ir.
 """
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _dsp(op: ir.Op, graph: ir.Graph) -> int:
 def _cmsis(op: ir.Op, graph: ir.Graph) -> int:
     if op.kind == "CONV_2D":
         f = graph.tensors[op.inputs[1]].shape
-        return 2 * f[1] * f[2] * f[3] * 2
+        cols = f[1] * f[2] * f[3]
+        return 2 * (cols + (-cols) % 4) * 2
     if op.kind == "DEPTHWISE_CONV_2D":
         f = graph.tensors[op.inputs[1]].shape
         c_in = graph.tensors[op.inputs[0]].shape[-1]
