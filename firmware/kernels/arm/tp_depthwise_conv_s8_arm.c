@@ -29,13 +29,36 @@ int32_t tp_depthwise_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, cons
     return TP_ARM_ALIGN_SLACK + filter_dims->h * filter_dims->w * filter_dims->c * 2 + filter_dims->c * 4;
 }
 
+/* One tap of 4 channels: x = 4 int8 inputs, wp = their (c0,c2),(c1,c3) int16 weight pairs. */
+#define TP_DW_TAP(xv, wp)                                 \
+    do {                                                  \
+        const int32_t x_ = (xv);                          \
+        const int32_t xe_ = __sxtb16(x_);                 \
+        const int32_t xo_ = tp_arm_sxtb16_ror8(x_);       \
+        a0 = __smlabb(xe_, (wp)[0], a0);                  \
+        a2 = __smlatt(xe_, (wp)[0], a2);                  \
+        a1 = __smlabb(xo_, (wp)[1], a1);                  \
+        a3 = __smlatt(xo_, (wp)[1], a3);                  \
+    } while (0)
+
+/* Requantises 4 doubled accumulators (2 * acc, see below) of channels ch..ch+3 and stores them:
+ * SMMULR(2 acc, m) + rounding shift by e = -shift > 0 (tp_arm_mbqm_rshift), SSAT for the full
+ * int8 range, else the clamp. */
+static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
+{
+    int32_t v = tp_arm_smmulr(a2x, m);
+    const int32_t e = -sh;
+    v = ((v + ((int32_t)1 << (e - 1)) + (v >> 31)) >> e) + ooff;
+    return v;
+}
+
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *p,
                                    const tp_quant_params *q,
                                    const tp_dims *in, const int8_t *input,
                                    const tp_dims *f, const int8_t *filter, const int32_t *bias,
                                    const tp_dims *out, int8_t *output)
 {
-    int32_t c, ng, taps, g, t, b, oy, ox, fast;
+    int32_t c, ng, taps, g, t, b, oy, ox, fast, dbl, scale;
     int32_t *wexp;
     int32_t *fbias;
     int32_t offp;
@@ -58,26 +81,11 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     fbias = wexp + 2 * taps * ng;
     offp = tp_arm_pack16(p->input_offset, p->input_offset);
 
-    /* expand the filter; fold the input offset into the bias of interior pixels */
+    /* |acc| <= taps * 255 * 128 + max|bias| (the folded form sums the same terms): when below 2^30
+     * and every shift is <= 0, the accumulators are kept doubled (weights and biases times 2, exact
+     * in int16 / int32) so that the SMMULR requantisation needs no extra shift. */
     {
         int64_t wmax = 0;
-        for (g = 0; g < ng; ++g) {
-            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (t = 0; t < taps; ++t) {
-                const int8_t *w = filter + (size_t)t * c + 4 * g;
-                wexp[2 * (g * taps + t)] = tp_arm_pack16(w[0], w[2]);
-                wexp[2 * (g * taps + t) + 1] = tp_arm_pack16(w[1], w[3]);
-                s0 += w[0];
-                s1 += w[1];
-                s2 += w[2];
-                s3 += w[3];
-            }
-            fbias[4 * g] = (bias ? bias[4 * g] : 0) + p->input_offset * s0;
-            fbias[4 * g + 1] = (bias ? bias[4 * g + 1] : 0) + p->input_offset * s1;
-            fbias[4 * g + 2] = (bias ? bias[4 * g + 2] : 0) + p->input_offset * s2;
-            fbias[4 * g + 3] = (bias ? bias[4 * g + 3] : 0) + p->input_offset * s3;
-        }
-        /* |acc| <= taps * 255 * 128 + max|bias| (the folded form sums the same terms) */
         if (bias) {
             for (g = 0; g < c; ++g) {
                 const int64_t a = bias[g] < 0 ? -(int64_t)bias[g] : (int64_t)bias[g];
@@ -85,8 +93,36 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
             }
         }
         fast = (int64_t)taps * 255 * 128 + wmax < (int64_t)TP_ARM_FAST_RQ_LIMIT;
+        dbl = fast;
+        for (g = 0; g < (q->per_channel ? c : 1); ++g) {
+            dbl = dbl && q->shift[g] < 0;
+        }
+        scale = dbl ? 2 : 1;
+    }
+    /* expand the filter (times scale); fold the input offset into the bias of interior pixels */
+    for (g = 0; g < ng; ++g) {
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (t = 0; t < taps; ++t) {
+            const int8_t *w = filter + (size_t)t * c + 4 * g;
+            wexp[2 * (g * taps + t)] = tp_arm_pack16(scale * w[0], scale * w[2]);
+            wexp[2 * (g * taps + t) + 1] = tp_arm_pack16(scale * w[1], scale * w[3]);
+            s0 += w[0];
+            s1 += w[1];
+            s2 += w[2];
+            s3 += w[3];
+        }
+        fbias[4 * g] = scale * ((bias ? bias[4 * g] : 0) + p->input_offset * s0);
+        fbias[4 * g + 1] = scale * ((bias ? bias[4 * g + 1] : 0) + p->input_offset * s1);
+        fbias[4 * g + 2] = scale * ((bias ? bias[4 * g + 2] : 0) + p->input_offset * s2);
+        fbias[4 * g + 3] = scale * ((bias ? bias[4 * g + 3] : 0) + p->input_offset * s3);
     }
 
+    {
+    const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
+    const int full_range = amin == -128 && amax == 127;
+    const int32_t ps = q->per_channel ? 1 : 0;
+    const int unroll3 = f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1;
+    const int32_t rowb = in->w * c;
     for (b = 0; b < in->n; ++b) {
         const int8_t *inb = input + (size_t)b * in->h * in->w * c;
         int8_t *o = output + (size_t)b * out->h * out->w * c;
@@ -114,7 +150,25 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                     int32_t a0, a1, a2, a3, ky, kx;
                     const int32_t *wg = wexp + 2 * g * taps;
                     const int8_t *src = inb + 4 * g;
-                    if (interior) {
+                    if (interior && unroll3) {
+                        /* 3x3, dilation 1, whole window inside: 9 taps unrolled */
+                        const int8_t *r0 = src + ((size_t)iy0 * in->w + ix0) * c;
+                        const int8_t *r1 = r0 + rowb;
+                        const int8_t *r2 = r1 + rowb;
+                        a0 = fbias[4 * g];
+                        a1 = fbias[4 * g + 1];
+                        a2 = fbias[4 * g + 2];
+                        a3 = fbias[4 * g + 3];
+                        TP_DW_TAP(tp_arm_read_s8x4(r0), wg);
+                        TP_DW_TAP(tp_arm_read_s8x4(r0 + c), wg + 2);
+                        TP_DW_TAP(tp_arm_read_s8x4(r0 + 2 * c), wg + 4);
+                        TP_DW_TAP(tp_arm_read_s8x4(r1), wg + 6);
+                        TP_DW_TAP(tp_arm_read_s8x4(r1 + c), wg + 8);
+                        TP_DW_TAP(tp_arm_read_s8x4(r1 + 2 * c), wg + 10);
+                        TP_DW_TAP(tp_arm_read_s8x4(r2), wg + 12);
+                        TP_DW_TAP(tp_arm_read_s8x4(r2 + c), wg + 14);
+                        TP_DW_TAP(tp_arm_read_s8x4(r2 + 2 * c), wg + 16);
+                    } else if (interior) {
                         const int32_t *wp = wg;
                         a0 = fbias[4 * g];
                         a1 = fbias[4 * g + 1];
@@ -124,20 +178,14 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                             const int8_t *row = src + ((size_t)(iy0 + ky * p->dilation.h) * in->w + ix0) * c;
                             const int32_t step = p->dilation.w * c;
                             for (kx = 0; kx < f->w; ++kx, row += step, wp += 2) {
-                                const int32_t x = tp_arm_read_s8x4(row);
-                                const int32_t xe = __sxtb16(x);
-                                const int32_t xo = tp_arm_sxtb16_ror8(x);
-                                a0 = __smlabb(xe, wp[0], a0);
-                                a2 = __smlatt(xe, wp[0], a2);
-                                a1 = __smlabb(xo, wp[1], a1);
-                                a3 = __smlatt(xo, wp[1], a3);
+                                TP_DW_TAP(tp_arm_read_s8x4(row), wp);
                             }
                         }
                     } else {
-                        a0 = bias ? bias[4 * g] : 0;
-                        a1 = bias ? bias[4 * g + 1] : 0;
-                        a2 = bias ? bias[4 * g + 2] : 0;
-                        a3 = bias ? bias[4 * g + 3] : 0;
+                        a0 = scale * (bias ? bias[4 * g] : 0);
+                        a1 = scale * (bias ? bias[4 * g + 1] : 0);
+                        a2 = scale * (bias ? bias[4 * g + 2] : 0);
+                        a3 = scale * (bias ? bias[4 * g + 3] : 0);
                         for (ky = ky0; ky < ky1; ++ky) {
                             const int8_t *row = src + ((size_t)(iy0 + ky * p->dilation.h) * in->w +
                                                        ix0 + kx0 * p->dilation.w) * c;
@@ -155,31 +203,41 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         }
                     }
                     {
-                        const int32_t amin = p->activation.min, amax = p->activation.max;
-                        const int32_t ooff = p->output_offset;
                         const int32_t ch = 4 * g;
+                        const int32_t *mp = q->multiplier + ps * ch;
+                        const int32_t *sp = q->shift + ps * ch;
                         int32_t r0, r1, r2, r3;
-                        if (q->per_channel) {
-                            r0 = tp_arm_requant(a0, q->multiplier[ch], q->shift[ch], fast);
-                            r1 = tp_arm_requant(a1, q->multiplier[ch + 1], q->shift[ch + 1], fast);
-                            r2 = tp_arm_requant(a2, q->multiplier[ch + 2], q->shift[ch + 2], fast);
-                            r3 = tp_arm_requant(a3, q->multiplier[ch + 3], q->shift[ch + 3], fast);
+                        if (dbl) {
+                            r0 = tp_dw_rq(a0, mp[0], sp[0], ooff);
+                            r1 = tp_dw_rq(a1, mp[ps], sp[ps], ooff);
+                            r2 = tp_dw_rq(a2, mp[2 * ps], sp[2 * ps], ooff);
+                            r3 = tp_dw_rq(a3, mp[3 * ps], sp[3 * ps], ooff);
                         } else {
-                            r0 = tp_arm_requant(a0, q->multiplier[0], q->shift[0], fast);
-                            r1 = tp_arm_requant(a1, q->multiplier[0], q->shift[0], fast);
-                            r2 = tp_arm_requant(a2, q->multiplier[0], q->shift[0], fast);
-                            r3 = tp_arm_requant(a3, q->multiplier[0], q->shift[0], fast);
+                            r0 = tp_arm_requant(a0, mp[0], sp[0], fast) + ooff;
+                            r1 = tp_arm_requant(a1, mp[ps], sp[ps], fast) + ooff;
+                            r2 = tp_arm_requant(a2, mp[2 * ps], sp[2 * ps], fast) + ooff;
+                            r3 = tp_arm_requant(a3, mp[3 * ps], sp[3 * ps], fast) + ooff;
                         }
-                        r0 = tp_arm_clamp(r0 + ooff, amin, amax);
-                        r1 = tp_arm_clamp(r1 + ooff, amin, amax);
-                        r2 = tp_arm_clamp(r2 + ooff, amin, amax);
-                        r3 = tp_arm_clamp(r3 + ooff, amin, amax);
-                        tp_arm_write_s8x4(o + ch, (int32_t)((uint32_t)(r0 & 0xFF) | ((uint32_t)(r1 & 0xFF) << 8) |
-                                                           ((uint32_t)(r2 & 0xFF) << 16) | ((uint32_t)r3 << 24)));
+                        if (full_range) {
+                            r0 = __ssat(r0, 8);
+                            r1 = __ssat(r1, 8);
+                            r2 = __ssat(r2, 8);
+                            r3 = __ssat(r3, 8);
+                        } else {
+                            r0 = tp_arm_clamp(r0, amin, amax);
+                            r1 = tp_arm_clamp(r1, amin, amax);
+                            r2 = tp_arm_clamp(r2, amin, amax);
+                            r3 = tp_arm_clamp(r3, amin, amax);
+                        }
+                        o[ch] = (int8_t)r0;
+                        o[ch + 1] = (int8_t)r1;
+                        o[ch + 2] = (int8_t)r2;
+                        o[ch + 3] = (int8_t)r3;
                     }
                 }
             }
         }
+    }
     }
     return TP_OK;
 }
