@@ -123,16 +123,21 @@ class Conv1D(nn.Module):
 
 
 class FlatMLP(nn.Module):
-    """A multi-layer perceptron straight on a 2-channel 8x8 image (flatten at the input). onnx2tf takes
-    its input in an order that is not channels-last; the converter must put the fix in front."""
+    """A multi-layer perceptron straight on a 2-channel 8x8 image (flatten at the input). onnx2tf would
+    read the input buffer in NCHW order; the converter permutes the first layer's weights instead so
+    the int8 model takes channels-last input with no TRANSPOSE."""
 
-    def __init__(self):
+    def __init__(self, relu_first: bool = False):
         super().__init__()
+        self.relu_first = relu_first
         self.fc1 = nn.Linear(2 * 8 * 8, 32)
         self.fc2 = nn.Linear(32, 10)
 
     def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+        x = torch.flatten(x, 1)
+        if self.relu_first:   # an op between flatten and linear: the weight permutation does not apply
+            x = torch.relu(x)
+        return self.fc2(torch.relu(self.fc1(x)))
 
 
 def _with_shape(model: nn.Module, shape) -> nn.Module:
@@ -168,6 +173,12 @@ def make_flat_mlp() -> nn.Module:
     return _with_shape(FlatMLP(), (1, 2, 8, 8))
 
 
+def make_flat_relu_mlp() -> nn.Module:
+    """FlatMLP with a ReLU right after the flatten: the converter must compose a transpose/reshape
+    in front of onnx2tf's model to keep the channels-last input contract."""
+    return _with_shape(FlatMLP(relu_first=True), (1, 2, 8, 8))
+
+
 ARCHS = {
     "residual": (make_residual, (1, 1, 16, 16)),
     "dwsep": (make_dwsep, (1, 1, 16, 16)),
@@ -176,8 +187,8 @@ ARCHS = {
     "relu6_hswish": (make_relu6_hswish, (1, 1, 16, 16)),
     "conv1d": (make_conv1d, (1, 8, 8)),
 }
-# Not in ARCHS (its int8 model starts with a TRANSPOSE): used to test the layout fix.
-LAYOUT_ARCHS = {"flat_mlp": (make_flat_mlp, (1, 2, 8, 8))}
+# Models whose input layout the converter has to fix (flat_relu_mlp keeps a TRANSPOSE near the input).
+LAYOUT_ARCHS = {"flat_mlp": (make_flat_mlp, (1, 2, 8, 8)), "flat_relu_mlp": (make_flat_relu_mlp, (1, 2, 8, 8))}
 TRAIN_EPOCHS = 8
 
 

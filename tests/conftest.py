@@ -2,8 +2,8 @@
 
 ``converted(name)`` -> Path of a ``tinyprune convert`` output directory (model.onnx,
 model_int8.tflite, convert.json) for ``"example"`` (the bundled checkpoint) or any name in
-``archs.ARCHS`` / ``archs.LAYOUT_ARCHS`` (trained briefly on digits first). Each model is trained and converted at most once
-per pytest session (per xdist worker), and only when a test asks for it.
+``archs.ARCHS`` / ``archs.LAYOUT_ARCHS`` (trained briefly on digits first). Each model is trained
+and converted at most once per pytest session (per xdist worker), and only when a test asks for it.
 """
 from __future__ import annotations
 

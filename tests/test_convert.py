@@ -153,22 +153,60 @@ def test_conv1d_layout_is_nlc_not_ncl(converted):
     assert right >= 0.9 and wrong < right - 0.2
 
 
-def test_layout_fix_for_flatten_at_input(converted):
-    """onnx2tf does not take the flat MLP's input channels-last; the stage must fix it so that the
-    int8 model still takes x.transpose(0, 2, 3, 1) and agrees with the float model."""
+def _naive_layout_accuracy(out: Path, shape) -> float:
+    """Accuracy when the NCHW buffer is read as NHWC (what a silently permuted model would want)."""
     from tinyprune.convert import evaluate_tflite
     from tinyprune.data import load_dataset
 
+    ds = load_dataset("digits", shape)
+    n, c, h, w = ds.x_test.shape
+    naive = ds.x_test.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return evaluate_tflite(out / "model_int8.tflite", naive, ds.y_test)["accuracy"]
+
+
+def test_layout_fix_flatten_at_input_without_transpose(converted):
+    """Flatten straight after the input: onnx2tf alone would read the input in NCHW order; the stage
+    permutes the first linear layer's weights so the int8 model takes x.transpose(0, 2, 3, 1) with
+    no TRANSPOSE op, and agrees with the float model."""
     out = converted("flat_mlp")
     rep = _report(out)
     assert rep["input"]["shape"] == [1, 8, 8, 2]
-    assert rep["tflite"]["input_transpose"] is True and rep["tflite"]["notes"]
+    assert rep["tflite"]["onnx2tf_input_layout"].startswith("channels_last_weights:")
+    assert rep["tflite"]["input_transpose"] is False and "TRANSPOSE" not in rep["tflite"]["operators"]
     assert rep["evaluation"]["top1_agreement"] >= 0.98
-    ds = load_dataset("digits", (1, 2, 8, 8))
-    # the naive reading of the NCHW buffer as NHWC (what a silently permuted model would want) is wrong
-    naive = ds.x_test.reshape(len(ds.x_test), 8, 8, 2).transpose(0, 3, 1, 2)
-    bad = evaluate_tflite(out / "model_int8.tflite", naive, ds.y_test)["accuracy"]
-    assert bad < rep["evaluation"]["int8_accuracy"] - 0.2
+    assert _naive_layout_accuracy(out, (1, 2, 8, 8)) < rep["evaluation"]["int8_accuracy"] - 0.2
+
+
+def test_layout_fix_by_composing_a_transpose(converted):
+    """When the weight permutation does not apply, the detected layout is composed in front of the
+    model: the int8 model still takes channels-last and agrees with the float model."""
+    out = converted("flat_relu_mlp")
+    rep = _report(out)
+    assert rep["input"]["shape"] == [1, 8, 8, 2]
+    assert rep["tflite"]["input_transpose"] is True and rep["tflite"]["notes"]
+    assert "TRANSPOSE" in rep["tflite"]["operators"]
+    assert rep["evaluation"]["top1_agreement"] >= 0.98
+    assert _naive_layout_accuracy(out, (1, 2, 8, 8)) < rep["evaluation"]["int8_accuracy"] - 0.2
+
+
+def test_channels_last_flatten_variant_is_equivalent(tmp_path):
+    """The weight-permuted ONNX graph on x.transpose(0, 2, 3, 1) equals the original on x (onnxruntime)."""
+    import torch
+
+    from tinyprune.convert import export_onnx, load_onnx
+    from tinyprune.convert.onnx_utils import ort_run, ort_session
+    from tinyprune.convert.tflite_int8 import channels_last_flatten_variant
+
+    torch.manual_seed(0)
+    model = archs.make_flat_mlp()
+    onnx_model = load_onnx(export_onnx(model, torch.zeros(1, 2, 8, 8), tmp_path / "m.onnx"))
+    variant = channels_last_flatten_variant(onnx_model)
+    assert variant is not None
+    x = np.random.default_rng(0).random((6, 2, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(ort_run(ort_session(variant), x.transpose(0, 2, 3, 1).copy()),
+                               ort_run(ort_session(onnx_model), x), rtol=1e-5, atol=1e-5)
+    relu_first = load_onnx(export_onnx(archs.make_flat_relu_mlp(), torch.zeros(1, 2, 8, 8), tmp_path / "r.onnx"))
+    assert channels_last_flatten_variant(relu_first) is None
 
 
 def test_cli_converts_onnx_file_without_touching_it(converted, tmp_path):

@@ -111,7 +111,8 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
     tf = import_tensorflow(debug)
     calib_nhwc = np.ascontiguousarray(calib_nhwc, dtype=np.float32)
     onnx_model = load_onnx(onnx_path)
-    in_onnx = onnx_model.graph.input[0].name
+    inits = {i.name for i in onnx_model.graph.initializer}
+    in_onnx = [i.name for i in onnx_model.graph.input if i.name not in inits][0]
     rank = calib_nhwc.ndim
     nat = natural_perm(rank)
     inv_nat = _inverse(nat)
@@ -120,39 +121,38 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
     with tempfile.TemporaryDirectory(prefix="tinyprune-onnx2tf-") as work:
         work = Path(work)
         src = work / "model.onnx"
-        best_err, chosen, log = np.inf, None, ""
-        attempts = [("default", {}), ("keep_input_shape", {"keep_shape_absolutely_input_names": [in_onnx]})]
-        for k, (attempt, options) in enumerate(attempts):
-            shutil.copyfile(onnx_path, src)    # onnx2tf rewrites its input: always a fresh copy
-            saved_model = work / f"saved_model_{k}"
-            log += _run_onnx2tf(src, saved_model, debug, **options)
-            with quiet(debug):
-                loaded = tf.saved_model.load(str(saved_model))
-            sig = loaded.signatures["serving_default"]
-            in_specs = sig.structured_input_signature[1]
-            in_name = sorted(in_specs)[0]
-            tf_shape = tuple(int(d) for d in in_specs[in_name].shape)
-
-            def run_float(t):
-                outs = []
-                for i in range(len(t)):
-                    res = sig(**{in_name: tf.constant(t[i:i + 1])})
-                    outs.append(res[sorted(res)[0]].numpy())
-                return np.concatenate(outs, axis=0)
-
-            for cand in _candidates(x_check.shape, tf_shape):
-                err = _agreement_error(ref, run_float(cand.apply(x_check, tf_shape)))
-                best_err = min(best_err, err)
-                if err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
-                    chosen = cand
-                    break
-            if chosen is not None:
+        best_err, log = np.inf, ""
+        keep = {"keep_shape_absolutely_input_names": [in_onnx]}
+        plan = [("default", onnx_model, {})]
+        variant = channels_last_flatten_variant(onnx_model)
+        if variant is not None:
+            plan.append(("channels_last_weights", variant, keep))
+        plan.append(("keep_input_shape", onnx_model, keep))
+        found = None
+        for k, (attempt_name, model, options) in enumerate(plan):
+            if found is not None and attempt_name == "keep_input_shape":
+                break      # it would only give NCHW input, which needs a transpose as well
+            src.write_bytes(model.SerializeToString())   # onnx2tf rewrites its input: always a fresh copy
+            saved = work / f"saved_model_{k}"
+            log += _run_onnx2tf(src, saved, debug, **options)
+            res = _check_layouts(tf, saved, x_check, ref, debug)
+            best_err = min(best_err, res["best_err"])
+            if res["layout"] is None:
+                continue
+            res["attempt"] = attempt_name
+            if res["layout"].perm == nat:
+                found = res
                 break
-        if chosen is None:
+            if found is None:
+                found = res
+        if found is None:
             raise UnsupportedModelError(
                 f"the float TensorFlow model from onnx2tf does not agree with the ONNX model under any input "
                 f"layout (max abs error {best_err:.3g}); the model uses a construct onnx2tf converts wrongly",
                 hint="re-run with --debug for onnx2tf's log")
+        chosen, attempt, err = found["layout"], found["attempt"], found["err"]
+        saved_model, loaded, sig, in_name, tf_shape = (found[k] for k in ("saved", "loaded", "sig", "in_name",
+                                                                          "tf_shape"))
         transpose = chosen.perm != nat
         nhwc_shape = (1,) + tuple(calib_nhwc.shape[1:])
 
@@ -194,6 +194,93 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
     notes = [] if not transpose else [f"onnx2tf ({attempt}) took the input as {chosen.label} of the PyTorch "
                                       "tensor; that step was put in front of the model so it takes channels-last"]
     return Int8Conversion(out_path, f"{attempt}:{chosen.label}", transpose, float(err), log, notes)
+
+
+def _check_layouts(tf, saved: Path, x_check, ref, debug):
+    """Load onnx2tf's saved_model and find the first candidate layout under which it agrees with
+    onnxruntime (``layout`` None if none does)."""
+    with quiet(debug):
+        loaded = tf.saved_model.load(str(saved))
+    sig = loaded.signatures["serving_default"]
+    in_specs = sig.structured_input_signature[1]
+    in_name = sorted(in_specs)[0]
+    tf_shape = tuple(int(d) for d in in_specs[in_name].shape)
+
+    def run_float(t):
+        outs = []
+        for i in range(len(t)):
+            res = sig(**{in_name: tf.constant(t[i:i + 1])})
+            outs.append(res[sorted(res)[0]].numpy())
+        return np.concatenate(outs, axis=0)
+
+    out = {"saved": saved, "loaded": loaded, "sig": sig, "in_name": in_name, "tf_shape": tf_shape,
+           "layout": None, "err": np.inf, "best_err": np.inf}
+    for cand in _candidates(x_check.shape, tf_shape):
+        err = _agreement_error(ref, run_float(cand.apply(x_check, tf_shape)))
+        out["best_err"] = min(out["best_err"], err)
+        if err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
+            out.update(layout=cand, err=err)
+            break
+    return out
+
+
+def channels_last_flatten_variant(model):
+    """For a graph whose input goes straight into Flatten (or Reshape to (1, -1)) and then a
+    Gemm/MatMul with constant weights, an equivalent graph taking the input channels-last: the
+    weight rows are permuted from (C, H, W) to (H, W, C) order. Lets onnx2tf keep that input as it is,
+    so the int8 model needs no TRANSPOSE in front. None when the pattern does not apply."""
+    import copy
+
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    inp = [i for i in g.input if i.name not in inits][0]
+    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    if len(dims) not in (3, 4):
+        return None
+    users = lambda name: [n for n in g.node if name in n.input]  # noqa: E731
+    first = users(inp.name)
+    if len(first) != 1:
+        return None
+    flat = first[0]
+    if flat.op_type == "Flatten":
+        if any(a.name == "axis" and a.i != 1 for a in flat.attribute):
+            return None
+    elif flat.op_type == "Reshape":
+        target = inits.get(flat.input[1])
+        if target is None or list(numpy_helper.to_array(target)) not in ([1, -1], [1, int(np.prod(dims[1:]))]):
+            return None
+    else:
+        return None
+    nxt = users(flat.output[0])
+    if len(nxt) != 1 or nxt[0].op_type not in ("Gemm", "MatMul") or nxt[0].input[0] != flat.output[0]:
+        return None
+    mm = nxt[0]
+    w_init = inits.get(mm.input[1])
+    if w_init is None:
+        return None
+    trans_b = mm.op_type == "Gemm" and any(a.name == "transB" and a.i == 1 for a in mm.attribute)
+    if mm.op_type == "Gemm" and any(a.name == "transA" and a.i == 1 for a in mm.attribute):
+        return None
+    w = numpy_helper.to_array(w_init)
+    n_in = int(np.prod(dims[1:]))
+    if w.shape[1 if trans_b else 0] != n_in:
+        return None
+    sample_perm = tuple(a - 1 for a in natural_perm(len(dims))[1:])     # (C, H, W) -> (H, W, C)
+    idx = np.arange(n_in).reshape(dims[1:]).transpose(sample_perm).ravel()  # new position -> old feature
+    new = copy.deepcopy(model)
+    ng = new.graph
+    w_new = w[:, idx] if trans_b else w[idx, :]
+    name = mm.input[1] + "_channels_last"
+    ng.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w_new), name))
+    for n in ng.node:
+        if n.name == mm.name and list(n.input) == list(mm.input) and list(n.output) == list(mm.output):
+            n.input[1] = name
+    new_in = [i for i in ng.input if i.name == inp.name][0]
+    for d, v in zip(new_in.type.tensor_type.shape.dim, [dims[a] for a in natural_perm(len(dims))]):
+        d.dim_value = v
+    return new
 
 
 def _agreement_error(ref: np.ndarray, out: np.ndarray) -> float:
