@@ -90,10 +90,42 @@ def test_mlperf_kws_validates_bit_exact_in_qemu_with_repeatable_counts(tmp_path)
     shutil.copyfile(model, build / "model_int8.tflite")
     generate(build / "model_int8.tflite", build / "codegen")
     build_firmware(build / "codegen", "mps2-an500", build / "firmware")
-    runs = [validate(build, "sim", random=20, seed=11, out=tmp_path / f"kws{i}.json") for i in range(2)]
-    for r in runs:
-        assert r.passed and r.bit_exact and len(r.samples) == 20
-        assert r.device["input_bytes"] == 490 and r.device["output_bytes"] == 12
-    assert runs[0].counters["per_inference"] == runs[1].counters["per_inference"]
-    assert len(runs[0].layers) == runs[0].device["num_layers"] > 0
-    assert sum(x["mean"] for x in runs[0].layers) <= runs[0].counters["mean"]
+    full = validate(build, "sim", random=20, seed=11, out=tmp_path / "kws.json")
+    assert full.passed and full.bit_exact and len(full.samples) == 20
+    assert full.device["input_bytes"] == 490 and full.device["output_bytes"] == 12
+    assert len(full.layers) == full.device["num_layers"] > 0
+    assert sum(x["mean"] for x in full.layers) <= full.counters["mean"]
+    # a second run over the first samples (same seed, same inputs): identical instruction counts
+    again = validate(build, "sim", random=5, seed=11, out=tmp_path / "kws2.json")
+    assert again.counters["per_inference"] == full.counters["per_inference"][:5]
+    assert [x["mean"] for x in again.layers] != [] and again.selftest == full.selftest
+
+
+def test_board_without_qemu_machine_runs_on_its_simulation_twin(tmp_path):
+    build = fake_model.make_build(tmp_path / "nucleo", seed=0)
+    (build / "board.txt").write_text("nucleo-f746\n")
+    r = validate(build, "sim", random=3, out=tmp_path / "v.json")
+    assert r.passed and r.device["board"] == "mps2-an500"  # the Cortex-M7 twin of the STM32F746
+    fw = json.loads((build / "firmware-sim" / "firmware.json").read_text())
+    assert fw["board"] == "mps2-an500"
+
+
+@pytest.mark.slow
+def test_mlperf_ic_validates_bit_exact_in_qemu_with_repeatable_counts(tmp_path):
+    model = SHARED / "ic_resnet8_int8.tflite"
+    if not model.exists():
+        pytest.skip(f"MLPerf Tiny models not found at {SHARED}")
+    from tinyprune.codegen.generate import generate
+    from tinyprune.firmware import build_firmware
+
+    build = tmp_path / "ic"
+    build.mkdir()
+    shutil.copyfile(model, build / "model_int8.tflite")
+    generate(build / "model_int8.tflite", build / "codegen")
+    build_firmware(build / "codegen", "mps2-an500", build / "firmware")
+    full = validate(build, "sim", random=20, seed=4, out=tmp_path / "ic.json", layers=False)
+    assert full.passed and full.bit_exact and len(full.samples) == 20
+    assert full.device["input_bytes"] == 32 * 32 * 3 and full.device["output_bytes"] == 10
+    # a second run over the first samples (same seed, same inputs): identical instruction counts
+    again = validate(build, "sim", random=3, seed=4, out=tmp_path / "ic2.json", layers=False)
+    assert again.counters["per_inference"] == full.counters["per_inference"][:3]
