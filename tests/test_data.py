@@ -136,6 +136,7 @@ def _conv_linear_macs(model, shape):
     return total
 
 
+@pytest.mark.slow
 def test_training_script_is_deterministic(tmp_path):
     import subprocess
     import sys
