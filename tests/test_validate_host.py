@@ -140,3 +140,36 @@ def test_baseline_needs_comparable_labelled_data(builds, tmp_path):
         validate(builds["good"], "host", data=builds["data"], samples=10, baseline=base, out=tmp_path / "x.json")
     with pytest.raises(UserInputError, match="labelled data"):
         validate(builds["good"], "host", random=3, baseline=base, out=tmp_path / "y.json")
+
+
+def test_port_target_over_a_pyserial_url(builds, tmp_path):
+    """--port takes any pyserial URL: here the native build's TCP socket stands in for a board."""
+    import os
+    import subprocess
+
+    from tinyprune.validate.host import _read_port, _stop, build_host
+
+    exe = build_host(builds["good"] / "codegen", builds["good"] / "host")
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, TP_HOST_PORT="0"))
+    try:
+        port = _read_port(proc, 10)
+        code = run_cli([builds["good"], "--port", f"socket://127.0.0.1:{port}", "--random", "4",
+                        "-o", tmp_path / "v.json"])
+    finally:
+        _stop(proc)
+    assert code == 0
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert rep["target"] == "port" and rep["bit_exact"] and rep["samples"] == 4
+
+
+def test_help_lists_every_option():
+    from click.testing import CliRunner
+
+    from tinyprune.cli import cli
+
+    r = CliRunner().invoke(cli, ["validate", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--host", "--sim", "--port", "--baud", "--data", "--random", "--samples", "--baseline",
+                "--max-accuracy-drop", "--junit", "--output"):
+        assert opt in r.output
