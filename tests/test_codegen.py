@@ -119,6 +119,12 @@ def test_two_prefixed_models_link_into_one_program_with_makefiles(tmp_path):
 #include "ic.h"
 static int8_t in_k[KWS_INPUT_BYTES], in_i[IC_INPUT_BYTES], out_k[KWS_OUTPUT_BYTES], out_i[IC_OUTPUT_BYTES];
 static uint8_t arena[IC_ARENA_BYTES] __attribute__((aligned(16)));
+static int hook_calls, hook_last = -1, hook_bad;
+static void hook(int layer, int is_end) {
+    if (is_end ? layer != hook_last : layer != hook_last + 1) hook_bad = 1;
+    hook_last = layer;
+    hook_calls++;
+}
 int main(int argc, char **argv) {
     FILE *f;
     (void)argc;
@@ -127,7 +133,10 @@ int main(int argc, char **argv) {
     f = fopen(argv[2], "rb"); if (!f || fread(in_i, 1, sizeof in_i, f) != sizeof in_i) return 9; fclose(f);
     if (ic_set_arena(arena, sizeof arena - 1) != -1) return 7;   /* too small is refused */
     if (ic_set_arena(arena, sizeof arena) != 0) return 8;
+    kws_set_layer_hook(hook);
     if (kws_invoke(in_k, out_k) != 0 || ic_invoke(in_i, out_i) != 0) return 10;
+    if (hook_calls != 2 * KWS_NUM_LAYERS || hook_bad || hook_last != KWS_NUM_LAYERS - 1) return 12;
+    if (kws_layer_names[0][0] != '0' || ic_layer_names[IC_NUM_LAYERS - 1][0] != '1') return 13;
     fwrite(out_k, 1, sizeof out_k, stdout); fwrite(out_i, 1, sizeof out_i, stdout);
     return KWS_NUM_LAYERS == 12 && IC_NUM_LAYERS == 15 ? 0 : 11;
 }
@@ -236,3 +245,28 @@ def test_converted_architectures_bit_exact(converted, arch, tmp_path):
     model = read_model(model_path)
     r = check(out, model_path, load_inputs(model, random=20, seed=11), sanitize=(arch == "example"))
     assert r.mismatches == 0 and r.samples == 20
+
+
+def test_scratch_twin_dsp_matches_the_dsp_kernels_contract():
+    """scratch.py's "dsp" sizes are the ones the DSP kernels' helper documents (bench/scratch_dsp.py)."""
+    from tinyprune.codegen.scratch import scratch_bytes
+    try:
+        from tinyprune.bench.scratch_dsp import dsp_scratch_bytes
+    except ImportError:
+        pytest.skip("the DSP kernels' scratch twin is not in this checkout")
+    for name in ("ic", "kws"):
+        g = read_model(mlperf(name)).graph
+        sizes = [scratch_bytes(op, g, "dsp") for op in g.ops]
+        assert sizes == [dsp_scratch_bytes(op, g) for op in g.ops]
+        assert all(scratch_bytes(op, g, "portable") == 0 for op in g.ops)
+        assert max(sizes) > 0
+
+
+def test_board_with_dsp_reserves_dsp_scratch_and_stays_bit_exact(tmp_path):
+    r = generate(mlperf("kws"), tmp_path / "o", board="nucleo-f746")
+    rep = r.report
+    assert rep["plan_kernels"] == "dsp"
+    assert sum(L["scratch_bytes"] for L in rep["layers"]) > 0
+    assert "tp_context ctx = { A + " in (tmp_path / "o" / "model.c").read_text()
+    assert check(tmp_path / "o", mlperf("kws"), load_inputs(read_model(mlperf("kws")), random=5, seed=9),
+                 sanitize=False).mismatches == 0
