@@ -42,6 +42,8 @@ PIXELS_IN_FLIGHT = 2
 # (or DP_WORK / number of ops, whichever is smaller: keeps the search well under a second).
 MAX_DP_STATES = 4000
 DP_WORK = 300_000
+# Local search after the order search: at most this many extra placements (and 8x as many orders).
+ORDER_TRIALS = 48
 
 
 class PlanError(TinypruneError):
@@ -634,6 +636,53 @@ def _bounded_edges(view: _View, edges: dict[int, _Edge], life, alignment) -> dic
 # ----------------------------------------------------------------------------------------------
 # public API
 
+def _variants(view: _View, static, order, scratch, alignment):
+    """The pair sets worth trying for ``order``, each as (bound, index, name, pairs, order, pos, life)."""
+    pos = {k: p for p, k in enumerate(order)}
+    life = view.lifetimes(order)
+    edges = _edges_for_order(view, static, life, pos)
+    kinds = {e.kind for e in edges.values()}
+    variants = {"all": edges}
+    if "overlap" in kinds:
+        variants["bounded"] = _bounded_edges(view, edges, life, alignment)
+        variants["no-overlap"] = {k: e for k, e in edges.items() if e.kind != "overlap"}
+    if "concat" in kinds:
+        variants["no-concat"] = {k: e for k, e in edges.items() if e.kind != "concat"}
+    if {"overlap", "concat"} <= kinds:
+        variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind == "inplace"}
+    if edges:
+        variants["none"] = {}
+    out, seen = [], []
+    for vi, (vname, chosen) in enumerate(variants.items()):
+        if chosen not in seen:
+            seen.append(chosen)
+            out.append((_bounds(view, life, pos, scratch, chosen)[0], vi, vname, chosen, order, pos, life))
+    return out
+
+
+def _try(view, best, bound, vname, chosen, order, pos, life, scratch, alignment):
+    """Place one candidate with each ordering; return the better of it and ``best``
+    (arena, offsets, order, pairs, lifetimes, strategy, bound)."""
+    groups = _groups(view, life, chosen, scratch, pos, alignment)
+    for oname, key in _ORDERINGS.items():
+        arena, offs = _place(groups, key, alignment)
+        if best is None or arena < best[0]:
+            best = (arena, offs, order, chosen, life, f"{vname}/{oname}", bound)
+        if best[0] <= bound:
+            break
+    return best
+
+
+def _moves(view: _View, order):
+    """Topological orders that differ from ``order`` by moving one op earlier."""
+    pos = {k: p for p, k in enumerate(order)}
+    for i, k in enumerate(order):
+        first = max((pos[d] for d in view.deps[k]), default=-1) + 1
+        for j in range(i - 1, first - 1, -1):
+            yield order[:j] + [k] + order[j:i] + order[i + 1:]
+
+
+
 def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inplace: bool = True,
                 reorder: bool = True, alignment: int = 16, overlap: bool = False,
                 concat: bool = False) -> MemoryPlan:
@@ -659,40 +708,24 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
     # skip candidates whose bound cannot beat the best arena found (arena >= bound always)
     cands = []
     for oi, order in enumerate(orders):
-        pos = {k: p for p, k in enumerate(order)}
-        life = view.lifetimes(order)
-        edges = _edges_for_order(view, static, life, pos)
-        kinds = {e.kind for e in edges.values()}
-        variants = {"all": edges}
-        if "overlap" in kinds:
-            variants["bounded"] = _bounded_edges(view, edges, life, alignment)
-            variants["no-overlap"] = {k: e for k, e in edges.items() if e.kind != "overlap"}
-        if "concat" in kinds:
-            variants["no-concat"] = {k: e for k, e in edges.items() if e.kind != "concat"}
-        if {"overlap", "concat"} <= kinds:
-            variants["inplace-only"] = {k: e for k, e in edges.items() if e.kind == "inplace"}
-        if edges:
-            variants["none"] = {}
-        seen = []
-        for vi, (vname, chosen) in enumerate(variants.items()):
-            if chosen in seen:
-                continue
-            seen.append(chosen)
-            bound = _bounds(view, life, pos, scratch, chosen)[0]
-            cands.append((bound, oi, vi, vname, chosen, order, pos, life))
+        cands += [(c[0], oi, *c[1:]) for c in _variants(view, static, order, scratch, alignment)]
     cands.sort(key=lambda c: c[:3])
     best = None
     for bound, _, _, vname, chosen, order, pos, life in cands:
-        if best is not None and bound >= best[0]:
-            continue
-        groups = _groups(view, life, chosen, scratch, pos, alignment)
-        for oname, key in _ORDERINGS.items():
-            arena, offs = _place(groups, key, alignment)
-            if best is None or arena < best[0]:
-                best = (arena, offs, order, chosen, life, f"{vname}/{oname}")
-            if best[0] <= bound:
+        if best is None or bound < best[0]:
+            best = _try(view, best, bound, vname, chosen, order, pos, life, scratch, alignment)
+    if reorder:
+        # local search: move one op earlier in the best order while the arena is above its bound
+        trials, tried = 0, 0
+        for order in _moves(view, best[2]):
+            if best[0] <= best[6] or trials >= ORDER_TRIALS or tried >= 8 * ORDER_TRIALS:
                 break
-    arena, offs, order, chosen, life, strategy = best
+            tried += 1
+            for bound, _, vname, chosen, o, pos, life in _variants(view, static, order, scratch, alignment):
+                if bound < best[0]:
+                    trials += 1
+                    best = _try(view, best, bound, vname, chosen, o, pos, life, scratch, alignment)
+    arena, offs, order, chosen, life, strategy, _ = best
     pos = {k: p for p, k in enumerate(order)}
     peak, two = _bounds(view, life, pos, scratch, _edges_for_order(view, static, life, pos))
     offsets = {b: offs.get(b, 0) for b in view.bases}
