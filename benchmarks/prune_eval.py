@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--base-epochs", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per run (same for every criterion)")
+    ap.add_argument("--when", default="trained", choices=["trained", "init", "gradual"],
+                    help="init: prune the untrained base (same seed) and train --epochs from there")
     ap.add_argument("--eps", type=float, default=0.05, help="FGSM step (inputs are in [0, 1])")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", dest="write", action="store_true", default=True)
@@ -53,8 +55,11 @@ def main(argv=None) -> int:
     for arch in a.archs.split(","):
         torch.manual_seed(a.seed)
         base = ARCHS[arch](a.width)
+        untrained = ARCHS[arch](a.width)
+        untrained.load_state_dict(base.state_dict())
         Trainer(data, seed=a.seed)(base, a.base_epochs)
         base.eval()
+        start = untrained.eval() if a.when == "init" else base
         f0 = figures(base, x)
         acc0 = accuracy(base, data.x_test, data.y_test)
         adv0 = fgsm_accuracy(base, data.x_test, data.y_test, a.eps)
@@ -64,8 +69,8 @@ def main(argv=None) -> int:
             for crit in a.criteria.split(","):
                 t = time.time()
                 try:
-                    res = prune(base, x, Budget(max_macs=f0.macs // r), criterion=crit, data=data,
-                                config=PruneConfig(epochs=a.epochs, seed=a.seed))
+                    res = prune(start, x, Budget(max_macs=f0.macs // r), criterion=crit, data=data,
+                                when=a.when, config=PruneConfig(epochs=a.epochs, seed=a.seed))
                 except Exception as e:  # noqa: BLE001 - a benchmark reports failures as rows
                     rows.append((arch, crit, r, None, None, None, None, None, None, "", f"failed: {e}"))
                     print(_fmt(rows[-1]), flush=True)
@@ -94,9 +99,10 @@ def _table(rows, a, took) -> str:
            + (f" --archs {a.archs}" if a.archs != ",".join(ARCHS) else "")
            + (f" --criteria {a.criteria}" if a.criteria != ",".join(criteria.names()) else "")
            + (f" --reductions {a.reductions}" if a.reductions != "2,4,8" else "")
-           + (f" --epochs {a.epochs}" if a.epochs != 3 else "") + "`")
+           + (f" --epochs {a.epochs}" if a.epochs != 3 else "")
+           + (f" --when {a.when}" if a.when != "trained" else "") + "`")
     lines = [f"Command: {cmd} (width {a.width}, base model trained {a.base_epochs} epochs, "
-             f"{a.epochs} fine-tuning epochs per run, FGSM eps {a.eps}, seed {a.seed}; "
+             f"{a.epochs} (fine-)tuning epochs per run, when={a.when}, FGSM eps {a.eps}, seed {a.seed}; "
              f"{took / 60:.1f} min on 1 core). Test set: held-out digits (8x8).",
              "",
              "| arch | criterion | MAC reduction | accuracy | FGSM accuracy | MACs | params | est. RAM (B) | "
