@@ -13,12 +13,15 @@ known to tolerate it:
     is the smallest distance for which no output byte is written over input bytes still to be
     read, given the kernel contract in docs/memory-planning.md (output pixels written in raster
     order, at most ``PIXELS_IN_FLIGHT`` pixels in progress). See ``overlap_distance``.
+  * *Concat in place* (optional, ``concat=True``): a CONCATENATION whose inputs are contiguous
+    slices of its output gets its inputs written straight into those slices.
 
-Offsets are assigned greedily (several orderings and several subsets of the in-place/overlap
+Offsets are assigned greedily (several orderings and several subsets of the in-place/overlap/concat
 pairs are tried, the smallest arena wins). With ``reorder=True`` topological orders that lower the
 peak are searched (exact dynamic programming over the executed-op sets for small graphs, a greedy
-"free the most memory" heuristic for large ones); the original order is always a candidate, so
-reordering is never worse.
+"free the most memory" heuristic for large ones, then a short local search); the original order
+is always a candidate, so reordering is never worse. ``MemoryPlan.validate`` checks any plan
+independently of how it was made.
 
 Pure functions, no file emission, no TensorFlow. This module may import only tinyprune.errors and
 tinyprune.codegen.ir (the pruning stage calls it through codegen.estimate).
