@@ -20,6 +20,7 @@
 
 #define TP_CONV_PIX 3                    /* output pixels per block */
 #define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
+#define TP_CONV_GATHER_MAX 252           /* windows up to this many elements are gathered on the stack */
 
 int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                        const tp_dims *output_dims)
@@ -68,8 +69,51 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
                 }
             }
         }
+    } else if (k <= TP_CONV_GATHER_MAX) {
+        /* any channel count (first layers: c = 1 or 3): gather the window's bytes into a linear
+         * buffer, the padding as -input_offset (so that x + input_offset is exactly 0; it is an
+         * int8 because input_offset = -zero_point), rows of the window copied as one segment when
+         * they lie inside the input, then unpack 4 at a time like the c % 4 == 0 path */
+        int8_t lin[TP_CONV_GATHER_MAX + 4];
+        const int8_t pad = (int8_t)(-off);
+        const int32_t offp = tp_arm_pack16(off, off);
+        int8_t *d = lin;
+        for (ky = 0; ky < f->h; ++ky) {
+            const int32_t iy = iy0 + ky * p->dilation.h;
+            const int row_ok = iy >= 0 && iy < in->h;
+            if (row_ok && p->dilation.w == 1 && ix0 >= 0 && ix0 + f->w <= in->w) {
+                const int8_t *src = base + ((size_t)iy * in->w + ix0) * c;
+                const int8_t *se = src + f->w * c;
+                while (src != se) {
+                    *d++ = *src++;
+                }
+                continue;
+            }
+            for (kx = 0; kx < f->w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dilation.w;
+                if (row_ok && ix >= 0 && ix < in->w) {
+                    const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
+                    for (i = 0; i < c; ++i) {
+                        *d++ = src[i];
+                    }
+                } else {
+                    for (i = 0; i < c; ++i) {
+                        *d++ = pad;
+                    }
+                }
+            }
+        }
+        d[0] = pad;
+        d[1] = pad;
+        d[2] = pad;
+        for (i = 0; i < k; i += 4) {
+            const int32_t x = tp_arm_read_s8x4(lin + i);
+            dst[0] = __sadd16(__sxtb16(x), offp);
+            dst[1] = __sadd16(tp_arm_sxtb16_ror8(x), offp);
+            dst += TP_CONV_GW;
+        }
     } else {
-        /* any channel count (first layers: c = 1 or 3): element j of the window goes to halfword
+        /* large windows of any channel count: element j of the window goes to halfword
          * 2 * (g * GW + (r & 1)) + (r >> 1) of the pixel's groups, g = j / 4, r = j % 4 */
         int16_t *h = (int16_t *)dst;
         int32_t r = 0;
@@ -167,7 +211,8 @@ static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
 
 /* Dot products of filter rows w0, w1 (k int8 each) with the 3 interleaved columns:
  * acc[0..2] for w0 (pixels 0..2), acc[3..5] for w1. */
-static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t acc[6])
+static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t acc[6],
+                        int last_rows)
 {
     int32_t a00 = acc[0], a01 = acc[1], a02 = acc[2], a10 = acc[3], a11 = acc[4], a12 = acc[5];
     int32_t e0, o0, e1, o1, c;
@@ -188,10 +233,17 @@ static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, 
         __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
     }
     if (k & 3) {
-        /* the last, partial group: the missing filter bytes are 0 (the columns hold 0 there) */
+        /* the last, partial group: the columns hold 0 beyond k, so the filter bytes there may be
+         * anything -- the next row's first bytes, read whole, unless w1 is the filter's last row
+         * (last_rows), where they are built byte by byte so that nothing past the array is read */
         int32_t tw[2];
-        tw[0] = tp_tail_word(w0, k & 3);
-        tw[1] = tp_tail_word(w1, k & 3);
+        if (last_rows) {
+            tw[0] = tp_tail_word(w0, k & 3);
+            tw[1] = tp_tail_word(w1, k & 3);
+        } else {
+            tw[0] = tp_arm_read_s8x4(w0);
+            tw[1] = tp_arm_read_s8x4(w1);
+        }
         w0 = (const int8_t *)&tw[0];
         w1 = (const int8_t *)&tw[1];
         __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
@@ -204,13 +256,26 @@ static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, 
     acc[5] = a12;
 }
 
-/* Requantises and stores acc[0..n-1] (pixels of one channel) to o[0], o[stride], ... */
+/* Requantises and stores acc[0..n-1] (pixels of one channel) to o[0], o[stride], ...
+ * full != 0: the activation range is the whole int8 range (one SSAT instead of the clamp). */
 static inline void tp_store_channel(int8_t *o, int32_t stride, const int32_t *acc, int32_t n,
-                                    int32_t m, int32_t sh, int fast, int32_t ooff, int32_t amin, int32_t amax)
+                                    int32_t m, int32_t sh, int fast, int32_t ooff, int32_t amin, int32_t amax,
+                                    int full)
 {
     int32_t i;
     if (fast && sh < 0) {
         const int32_t e = -sh, half = (int32_t)1 << (e - 1);
+        if (n == 3 && full) {
+            int32_t v0 = tp_arm_smmulr(acc[0] * 2, m), v1 = tp_arm_smmulr(acc[1] * 2, m);
+            int32_t v2 = tp_arm_smmulr(acc[2] * 2, m);
+            v0 = ((v0 + half + (v0 >> 31)) >> e) + ooff;
+            v1 = ((v1 + half + (v1 >> 31)) >> e) + ooff;
+            v2 = ((v2 + half + (v2 >> 31)) >> e) + ooff;
+            o[0] = (int8_t)__ssat(v0, 8);
+            o[stride] = (int8_t)__ssat(v1, 8);
+            o[2 * stride] = (int8_t)__ssat(v2, 8);
+            return;
+        }
         for (i = 0; i < n; ++i) {
             int32_t v = tp_arm_smmulr(acc[i] * 2, m);
             v = ((v + half + (v >> 31)) >> e) + ooff;
@@ -286,6 +351,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
             int8_t *o = output + (size_t)pix0 * out->c;
             const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
             const int32_t stride = out->c;
+            const int full = amin == -128 && amax == 127;
             for (oc = 0; oc + 2 <= out->c; oc += 2, w += 2 * k) {
                 const int32_t q0 = q->per_channel ? oc : 0, q1 = q->per_channel ? oc + 1 : 0;
                 const int32_t b0 = bias ? bias[oc] : 0, b1 = bias ? bias[oc + 1] : 0;
@@ -296,11 +362,11 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 acc[3] = b1;
                 acc[4] = b1;
                 acc[5] = b1;
-                tp_rows2_x3(w, w + k, col, k, acc);
+                tp_rows2_x3(w, w + k, col, k, acc, oc + 2 == out->c);
                 tp_store_channel(o + oc, stride, acc, nvalid, q->multiplier[q0], q->shift[q0], fast, ooff,
-                                 amin, amax);
+                                 amin, amax, full);
                 tp_store_channel(o + oc + 1, stride, acc + 3, nvalid, q->multiplier[q1], q->shift[q1], fast,
-                                 ooff, amin, amax);
+                                 ooff, amin, amax, full);
             }
             if (oc < out->c) {
                 /* odd channel count: the last row paired with itself */
@@ -310,9 +376,9 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 for (i = 0; i < 6; ++i) {
                     acc[i] = b0;
                 }
-                tp_rows2_x3(w, w, col, k, acc);
+                tp_rows2_x3(w, w, col, k, acc, 1);
                 tp_store_channel(o + oc, stride, acc, nvalid, q->multiplier[q0], q->shift[q0], fast, ooff,
-                                 amin, amax);
+                                 amin, amax, full);
             }
         }
     }
