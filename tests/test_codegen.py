@@ -270,3 +270,18 @@ def test_board_with_dsp_reserves_dsp_scratch_and_stays_bit_exact(tmp_path):
     assert "tp_context ctx = { A + " in (tmp_path / "o" / "model.c").read_text()
     assert check(tmp_path / "o", mlperf("kws"), load_inputs(read_model(mlperf("kws")), random=5, seed=9),
                  sanitize=False).mismatches == 0
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+@pytest.mark.parametrize("cpu,dsp", [("cortex-m7", True), ("cortex-m0plus", False)])
+def test_makefile_cross_compiles_for_cortex_m_with_werror(tmp_path, cpu, dsp):
+    out = tmp_path / "o"
+    generate(mlperf("ic"), out, board="mps2-an500", tflm_arena=False)
+    flags = f"-std=c99 -O2 -mcpu={cpu} -mthumb -Wall -Wextra -Werror -DTP_USE_ARM_DSP"
+    r = subprocess.run(["make", "-s", "-C", str(out), "CC=arm-none-eabi-gcc", "AR=arm-none-eabi-ar",
+                        f"CFLAGS={flags}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    nm = subprocess.run(["arm-none-eabi-nm", str(out / "libmodel.a")], capture_output=True, text=True).stdout
+    assert " T model_invoke" in nm and " T tp_conv_s8_ref" in nm
+    # the DSP core links the arm variants behind tp_conv_s8; the M0+ build uses only the references
+    assert (" T tp_conv_s8_arm" in nm) == dsp
