@@ -32,10 +32,10 @@
 extern "C" {
 #endif
 
-/* CONV_2D: im2col of 4 output pixels at a time into int16 (input_offset added, zero for padding),
- * then for each output channel a 1-channel x 4-pixel SMLAD block; 1x1/stride-1 convolutions skip
- * the window arithmetic. Scratch: 32 bytes per 4 filter taps*channels (rounded up) + 8 (alignment):
- *   8 + 32 * ceil(kh*kw*in_c / 4). */
+/* CONV_2D: im2col of 3 output pixels at a time into int16 (input_offset added, zero for padding),
+ * then a 2-channel x 3-pixel SMLAD register block (assembly); 1x1/stride-1 convolutions skip the
+ * window arithmetic. Scratch: 24 bytes per 4 filter taps*channels (rounded up) + 8 (alignment):
+ *   8 + 24 * ceil(kh*kw*in_c / 4). */
 tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                          const tp_dims *input_dims, const int8_t *input,
                          const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,
