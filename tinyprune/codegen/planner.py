@@ -736,7 +736,7 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         offsets[a] = offsets[r]
     lifetimes = dict(life)
     lifetimes.update(view.alias_lifetimes(order))
-    return MemoryPlan(
+    plan = MemoryPlan(
         arena_bytes=arena, offsets=offsets,
         scratch_offsets={k: offs[f"scratch:{k}"] for k in scratch},
         order=list(order), aliases=dict(view.alias),
@@ -745,3 +745,5 @@ def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inpla
         overlaps={k: (e.inp, e.rels[0]) for k, e in chosen.items() if e.kind == "overlap"},
         concat_inplace={k: list(e.inps) for k, e in chosen.items() if e.kind == "concat"},
         scratch=dict(scratch), alignment=alignment, strategy=strategy)
+    plan.validate(graph)  # cheap, and a planner bug must never reach generated code
+    return plan
