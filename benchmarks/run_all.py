@@ -7,9 +7,9 @@ next to the TFLite Micro + CMSIS-NN baseline of issue 7, plus per-layer breakdow
     .venv/bin/python benchmarks/run_all.py [--board mps2-an500] [--extra MODEL.tflite ...]
         [--dsp-scratch-twin] [-o benchmarks/RESULTS.md]
 
---dsp-scratch-twin: until tinyprune/codegen/scratch.py reserves the DSP kernels' scratch
-(tinyprune/bench/scratch_dsp.py is its twin), the generated code gives the DSP kernels no scratch
-and they fall back to the reference; this flag makes the memory plan reserve it for this run.
+--dsp-scratch-twin: obsolete (kept so old command lines still run): code generation now reserves the
+DSP kernels' scratch itself for boards whose core has the DSP extension; the flag makes the plan use
+tinyprune/bench/scratch_dsp.py, which gives the same sizes.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ on {args.board} (QEMU, `-icount`, counts are executed instructions of one `model
 over 2 runs), arm-none-eabi-gcc 12.2 `-O2`. Baseline: TFLite Micro + CMSIS-NN from issue 7, same
 machine and compiler family. "reference" = tinyprune's portable C kernels on the same core (`--no-dsp`).
 Every output was bit-exact with the TFLite Micro interpreter on the bench input.
-{'' if args.dsp_scratch_twin else chr(10) + '**Note:** run without --dsp-scratch-twin: unless the code generator reserves the DSP scratch, the DSP column equals the reference.' + chr(10)}
+
 | model | MACs | instructions (DSP) | vs baseline | MACs/instr | instructions (reference) | baseline instructions | arena B | baseline arena B | text B | baseline text B | bit-exact |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n\n## Per-layer breakdown\n\n" + "\n".join(details)
