@@ -173,3 +173,12 @@ def test_help_lists_every_option():
     for opt in ("--host", "--sim", "--port", "--baud", "--data", "--random", "--samples", "--baseline",
                 "--max-accuracy-drop", "--junit", "--output"):
         assert opt in r.output
+
+
+def test_missing_serial_port_is_a_tool_error_at_once(builds, tmp_path, capsys):
+    import time
+
+    t = time.monotonic()
+    assert run_cli([builds["good"], "--port", str(tmp_path / "ttyNOPE"), "--random", "2"]) == 5
+    assert time.monotonic() - t < 5
+    assert "cannot open serial link" in capsys.readouterr().err

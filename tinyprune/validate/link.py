@@ -79,11 +79,14 @@ class Link:
 
     # -------------------------------------------------------------- opening
     @classmethod
-    def open_url(cls, url: str, baud: int = 115200, *, connect_timeout: float = 10.0, **kw) -> "Link":
-        """Open a serial port or a ``socket://host:port`` URL (retrying the connection for
-        ``connect_timeout`` seconds: QEMU and the host build need a moment to listen)."""
+    def open_url(cls, url: str, baud: int = 115200, *, connect_timeout: float | None = None, **kw) -> "Link":
+        """Open a serial port or a ``socket://host:port`` URL. Sockets are retried for
+        ``connect_timeout`` seconds (default 10: QEMU and the host build need a moment to listen);
+        a serial port that cannot be opened fails at once (default 0)."""
         import serial
 
+        if connect_timeout is None:
+            connect_timeout = 10.0 if url.startswith("socket://") else 0.0
         deadline = time.monotonic() + connect_timeout
         while True:
             try:
