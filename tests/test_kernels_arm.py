@@ -379,3 +379,13 @@ def test_cortex_m0plus_builds_with_reference_kernels(tmp_path):
                     f"-I{KERNELS}", "-c", str(KERNELS / "tp_conv_s8.c"), "-o", str(obj)], check=True)
     nm7 = subprocess.run(["arm-none-eabi-nm", str(obj)], capture_output=True, text=True, check=True).stdout
     assert re.search(r" U tp_conv_s8_arm\b", nm7)
+
+
+def test_dsp_kernels_bit_exact_without_optimisation(tmp_path, kernel_cases):
+    """-O0 builds (r7 is the frame pointer, so the conv block's 14-register asm cannot be used)
+    take the C twin of the block and stay bit-exact."""
+    src, ops = kernel_cases
+    elf = build_kernel_test("mps2-an500", tmp_path, src, opt="-O0")
+    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    assert f"TP_KERNEL_TEST cases={len(ops)} failed=0" in stdout, stdout[-3000:]
+    assert rc == 0 and len(cases) == len(ops)

@@ -209,6 +209,20 @@ static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
     [a12] "+r"(a12), [w0] "+r"(w0), [w1] "+r"(w1), [col] "+r"(col), [e0] "=&r"(e0),         \
     [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1), [c] "=&r"(c)
 
+/* The same group in C (builds without optimisation, where the asm cannot get its registers). */
+static inline void tp_mk_group_c(int32_t x0, int32_t x1, const int32_t *cp, int32_t *a00, int32_t *a01,
+                                 int32_t *a02, int32_t *a10, int32_t *a11, int32_t *a12)
+{
+    const int32_t e0 = __sxtb16(x0), e1 = __sxtb16(x1);
+    const int32_t o0 = tp_arm_sxtb16_ror8(x0), o1 = tp_arm_sxtb16_ror8(x1);
+    *a00 = __smlad(cp[1], o0, __smlad(cp[0], e0, *a00));
+    *a01 = __smlad(cp[3], o0, __smlad(cp[2], e0, *a01));
+    *a02 = __smlad(cp[5], o0, __smlad(cp[4], e0, *a02));
+    *a10 = __smlad(cp[1], o1, __smlad(cp[0], e1, *a10));
+    *a11 = __smlad(cp[3], o1, __smlad(cp[2], e1, *a11));
+    *a12 = __smlad(cp[5], o1, __smlad(cp[4], e1, *a12));
+}
+
 /* Dot products of filter rows w0, w1 (k int8 each) with the 3 interleaved columns:
  * acc[0..2] for w0 (pixels 0..2), acc[3..5] for w1. */
 static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t acc[6],
@@ -217,6 +231,8 @@ static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, 
     int32_t a00 = acc[0], a01 = acc[1], a02 = acc[2], a10 = acc[3], a11 = acc[4], a12 = acc[5];
     int32_t e0, o0, e1, o1, c;
     const int32_t npair = k >> 3;
+#if defined(__OPTIMIZE__)
+    /* the asm block needs all 14 registers: not available at -O0 (r7 is the frame pointer there) */
     if (npair) {
         /* pairs of groups; the loop end is kept in memory (no register left) */
         volatile const int32_t *end = col + 2 * TP_CONV_GW * npair;
@@ -248,6 +264,21 @@ static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, 
         w1 = (const int8_t *)&tw[1];
         __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
     }
+#else
+    {
+        int32_t g, tw[2];
+        for (g = 0; g < (k >> 2); ++g, col += TP_CONV_GW) {
+            tp_mk_group_c(tp_arm_read_s8x4(w0 + 4 * g), tp_arm_read_s8x4(w1 + 4 * g), col, &a00, &a01, &a02,
+                          &a10, &a11, &a12);
+        }
+        if (k & 3) {
+            tw[0] = tp_tail_word(w0 + 4 * g, k & 3);
+            tw[1] = tp_tail_word(w1 + 4 * g, k & 3);
+            tp_mk_group_c(tw[0], tw[1], col, &a00, &a01, &a02, &a10, &a11, &a12);
+        }
+        (void)e0; (void)o0; (void)e1; (void)o1; (void)c; (void)last_rows; (void)npair;
+    }
+#endif
     acc[0] = a00;
     acc[1] = a01;
     acc[2] = a02;
