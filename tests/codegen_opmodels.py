@@ -143,7 +143,7 @@ def pool_cases(rng):
 
 
 def layout_cases(rng):
-    """PAD, CONCATENATION, TRANSPOSE, RESHAPE."""
+    """PAD, CONCATENATION (also of differently scaled inputs), TRANSPOSE, RESHAPE."""
     import tensorflow as tf
     h, w, c = int(rng.integers(3, 7)), int(rng.integers(3, 7)), int(rng.integers(1, 5))
     pads = [[0, 0], [int(rng.integers(0, 3)), int(rng.integers(0, 3))], [int(rng.integers(0, 3)), 1], [0, 0]]
@@ -154,9 +154,10 @@ def layout_cases(rng):
         p = tf.pad(x, pads)
         a = tf.nn.conv2d(x, k1, 1, "SAME")
         cat = tf.concat([x, x], axis=3)
+        cat2 = tf.concat([a * 3.0, x], axis=3)   # different input ranges: the converter requantizes
         t = tf.nn.relu(tf.transpose(a, [0, 2, 1, 3]))
         r = tf.reshape(a, [1, -1])
-        return [p, cat, t, r]
+        return [p, cat, t, r, cat2]
     return f, [(1, h, w, c)]
 
 
