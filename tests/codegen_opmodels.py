@@ -157,7 +157,8 @@ def layout_cases(rng):
         cat2 = tf.concat([a * 3.0, x], axis=3)   # different input ranges: the converter requantizes
         t = tf.nn.relu(tf.transpose(a, [0, 2, 1, 3]))
         r = tf.reshape(a, [1, -1])
-        return [p, cat, t, r, cat2]
+        r6 = tf.nn.relu6(tf.transpose(a, [0, 2, 1, 3]))
+        return [p, cat, t, r, cat2, r6]
     return f, [(1, h, w, c)]
 
 

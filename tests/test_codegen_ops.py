@@ -27,7 +27,7 @@ FAMILIES = {
     "dense_activation_cases": {"FULLY_CONNECTED", "SOFTMAX", "LOGISTIC", "HARD_SWISH", "MUL"},
     "elementwise_cases": {"ADD", "MUL", "MEAN", "LOGISTIC", "CONV_2D"},
     "pool_cases": {"AVERAGE_POOL_2D", "MAX_POOL_2D"},
-    "layout_cases": {"PAD", "CONCATENATION", "TRANSPOSE", "RESHAPE", "RELU", "QUANTIZE"},
+    "layout_cases": {"PAD", "CONCATENATION", "TRANSPOSE", "RESHAPE", "RELU", "RELU6", "QUANTIZE"},
 }
 
 
