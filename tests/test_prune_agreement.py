@@ -20,11 +20,17 @@ def _models():
     xe = torch.zeros(INPUT_SHAPE)
     out["example"] = (ex, xe)
     x8 = torch.zeros(1, 1, 8, 8)
-    for name, m, x in (("example-pruned", ex, xe), ("res_dw-pruned", res_dw_net(8).eval(), x8),
-                       ("plain-pruned", plain_cnn(8).eval(), x8)):
+    # res_dw keeps its 8-channel trunk (min_channels=8): onnx2tf 1.29.24 fails on this architecture's
+    # depthwise conv after the residual add for every trunk width but 8 ("'/dw/Conv/kernel' is not a
+    # valid root scope name"), a convert-stage problem reported to the lead; pw, side and head are pruned
+    for name, m, x, macs, ram, cfg in (
+            ("example-pruned", ex, xe, 0.5, None, PruneConfig(epochs=0)),
+            ("res_dw-pruned", res_dw_net(8).eval(), x8, 0.6, None, PruneConfig(epochs=0, min_channels=8)),
+            ("plain-pruned", plain_cnn(8).eval(), x8, 0.5, 0.9, PruneConfig(epochs=0))):
         f = figures(m, x)
-        res = prune(m, x, Budget(max_macs=f.macs // 2, max_ram=int(f.ram_bytes * 0.9)), criterion="l1",
-                    config=PruneConfig(epochs=0))
+        budget = Budget(max_macs=int(f.macs * macs), max_ram=int(f.ram_bytes * ram) if ram else None)
+        res = prune(m, x, budget, criterion="l1", config=cfg)
+        assert res.report["after"]["macs"] < f.macs
         out[name] = (res.model, x)
     return out
 

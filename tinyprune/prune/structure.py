@@ -175,35 +175,6 @@ class Structure:
             out = torch.zeros(n)
         return out
 
-    def channel_cost(self, root: str, figures_per_layer: dict) -> float:
-        """MACs removed with one channel of the group (from per-layer MACs at current widths)."""
-        cg = self.groups[root]
-        cost = 0.0
-        seen = set()
-        for item in cg.group:
-            layer = item.dep.target.module
-            if not isinstance(layer, PRUNABLE):
-                continue
-            name = self.names[layer]
-            is_out = self.dg.is_out_channel_pruning_fn(item.dep.handler)
-            key = (name, is_out)
-            if key in seen or name not in figures_per_layer:
-                continue
-            seen.add(key)
-            macs = figures_per_layer[name]
-            if isinstance(layer, nn.Conv2d):
-                depthwise = layer.groups > 1 and layer.groups == layer.in_channels
-                width = layer.out_channels if (is_out or depthwise) else layer.in_channels
-            else:
-                width = layer.out_features if is_out else layer.in_features
-            per_channel = len(item.idxs) / max(cg.channels, 1)  # linear after flatten: H*W features per channel
-            cost += macs / max(width, 1) * per_channel
-        return cost
-
-    def params_per_channel(self, root: str) -> float:
-        ones = self.aggregate(lambda p: torch.ones_like(p), root)
-        return float(ones.mean()) if ones.numel() else 0.0
-
     # ---- pruning --------------------------------------------------------------------------------
     def remove(self, plan: dict[str, list[int]]):
         """Remove channels: {root module name: indices to remove (current numbering)}."""
