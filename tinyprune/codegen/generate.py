@@ -41,45 +41,36 @@ class CodegenResult:
     report: dict = field(default_factory=dict)
 
 
-def _c_fflush() -> None:
-    import ctypes
-    try:
-        ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError):  # pragma: no cover - non-glibc platforms
-        pass
+_TFLM_CHILD = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+interp = runtime.Interpreter.from_bytes(data)
+for i in range(int(sys.argv[2])):
+    d = interp.get_input_details(i)
+    interp.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+interp.invoke()
+interp.print_allocations()
+"""
 
 
-def tflm_arena_bytes(model_bytes: bytes, n_inputs: int = 1) -> dict | None:
-    """Run TFLite Micro once and parse print_allocations() (captured at the fd level: it prints from C++)."""
+def tflm_arena_bytes(model_bytes: bytes, n_inputs: int = 1, timeout: int = 120) -> dict | None:
+    """Run TFLite Micro once on zeros and parse its print_allocations() (printed by C++ code, so it is
+    captured at the file-descriptor level: here, from a child process, which also keeps a native
+    crash of the interpreter on a strange model away from this process). None when it fails."""
+    import subprocess
+    import sys
     import tempfile
-
-    import numpy as np
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError:
-        return None
-    interp = runtime.Interpreter.from_bytes(model_bytes)
-    for i in range(n_inputs):
-        d = interp.get_input_details(i)
-        interp.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
-    interp.invoke()
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        import sys
-        sys.stdout.flush()
-        sys.stderr.flush()
-        _c_fflush()
-        saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryDirectory(prefix="tp-tflm-") as d:
+        path = Path(d) / "model.tflite"
+        path.write_bytes(model_bytes)
         try:
-            for fd in saved:
-                os.dup2(tmp.fileno(), fd)
-            interp.print_allocations()
-            _c_fflush()
-        finally:
-            for fd, keep in saved.items():
-                os.dup2(keep, fd)
-                os.close(keep)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
+            r = subprocess.run([sys.executable, "-c", _TFLM_CHILD, str(path), str(n_inputs)], capture_output=True,
+                               text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    text = r.stdout + r.stderr
     out = {}
     for key in ("total", "head", "tail"):
         m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
