@@ -285,3 +285,26 @@ def test_makefile_cross_compiles_for_cortex_m_with_werror(tmp_path, cpu, dsp):
     assert " T model_invoke" in nm and " T tp_conv_s8_ref" in nm
     # the DSP core links the arm variants behind tp_conv_s8; the M0+ build uses only the references
     assert (" T tp_conv_s8_arm" in nm) == dsp
+
+
+def test_randomly_corrupted_flatbuffers_never_cause_internal_errors(tmp_path):
+    """Byte-level corruption either still parses (and generates code) or is refused with a
+    TinypruneError subclass -- never an unhandled exception (exit code 1 'internal error')."""
+    from tinyprune.errors import TinypruneError
+    data = mlperf("kws").read_bytes()
+    rng = np.random.default_rng(2024)
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(60):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 8))):
+            pos = int(rng.integers(0, 4000 if rng.random() < 0.7 else len(b)))
+            b[pos] = int(rng.integers(0, 256))
+        p = tmp_path / f"m{i}.tflite"
+        p.write_bytes(bytes(b))
+        try:
+            generate(p, tmp_path / f"o{i}", tflm_arena=False)
+            outcomes["ok"] += 1
+        except TinypruneError:
+            outcomes["refused"] += 1
+            assert not (tmp_path / f"o{i}").exists()
+    assert outcomes["ok"] > 0 and outcomes["refused"] > 0
