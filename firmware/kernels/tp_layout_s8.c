@@ -90,16 +90,28 @@ tp_status tp_transpose_s8_ref(const int32_t in_dims[4], const int32_t perm[4], c
 tp_status tp_pad_s8(const int32_t in_dims[4], const int32_t before[4], const int32_t after[4],
                     int8_t pad_value, const int8_t *input, int8_t *output)
 {
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_PAD_S8)
+    return tp_pad_s8_arm(in_dims, before, after, pad_value, input, output);
+#else
     return tp_pad_s8_ref(in_dims, before, after, pad_value, input, output);
+#endif
 }
 
 tp_status tp_concat_s8(const tp_requant_params *params, int32_t outer, int32_t inner,
                        int32_t out_inner, int32_t offset, const int8_t *input, int8_t *output)
 {
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONCAT_S8)
+    return tp_concat_s8_arm(params, outer, inner, out_inner, offset, input, output);
+#else
     return tp_concat_s8_ref(params, outer, inner, out_inner, offset, input, output);
+#endif
 }
 
 tp_status tp_transpose_s8(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output)
 {
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_TRANSPOSE_S8)
+    return tp_transpose_s8_arm(in_dims, perm, input, output);
+#else
     return tp_transpose_s8_ref(in_dims, perm, input, output);
+#endif
 }
