@@ -304,3 +304,28 @@ def test_ranking_plan_respects_guard_and_rounding(widths, round_to, min_channels
         assert keep == w[r] or keep % round_to == 0
     # rounding only ever keeps more than the first k of the ranking would
     assert sum(len(v) for v in plan.values()) <= k
+
+
+def test_search_gives_back_every_channel_the_budget_does_not_need(trained):
+    """After the bisection, each group keeps every channel it can: restoring one more removed channel
+    in any group breaks the (RAM-bound) budget."""
+    import copy
+    from tinyprune.prune.criteria.base import Context
+    from tinyprune.prune.search import search
+    from tinyprune.prune.structure import Structure, apply_plan
+    m = copy.deepcopy(trained)
+    st = Structure(m, X)
+    f = figures(m, X)
+    budget = Budget(max_ram=int(f.ram_bytes * 0.7), max_macs=int(f.macs * 0.8))
+    scores = criteria.get("l1").scores(Context(model=m, structure=st, example_input=X))
+    plan, fig, _ = search(st, scores, budget)
+    assert budget.fits(fig) and plan
+    assert figures(apply_plan(m, X, plan, st.ignored), X).as_dict() == fig.as_dict()
+    for root, idxs in plan.items():
+        trial = dict(plan)
+        trial[root] = idxs[1:]
+        if not trial[root]:
+            trial.pop(root)
+        assert not budget.fits(figures(apply_plan(m, X, trial, st.ignored), X)), root
+    plain_plan, plain_fig, _ = search(st, scores, budget, refine=False)
+    assert sum(map(len, plan.values())) <= sum(map(len, plain_plan.values()))

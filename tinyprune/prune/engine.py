@@ -46,6 +46,7 @@ class PruneConfig:
     compute_aware: bool = True
     normalize: str = "group"        # score normalisation before the global ranking: "group" | "sum" | "global"
     cost_exponent: float = 0.0      # importance / cost**exponent (0: by importance only, 1: per unit removed)
+    refine: bool = True             # after the bisection, restore channels the budget did not need
     distill: bool = False           # distil from the unpruned model during (fine-)tuning
     lr: float = 2e-3
     batch_size: int = 64
@@ -227,7 +228,7 @@ def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
     scores = crit.scores(ctx)
     plan, _, ranking = search(st, scores, step_budget, min_channels=cfg.min_channels, round_to=cfg.round_to,
                               compute_aware=cfg.compute_aware, normalize=cfg.normalize,
-                              cost_exponent=cfg.cost_exponent, fig=fig, stats=stats)
+                              cost_exponent=cfg.cost_exponent, refine=cfg.refine, fig=fig, stats=stats)
     st.remove(plan)
     crit.after_step(ctx, plan)
     return set(ranking.clamped) if ranking is not None else set()

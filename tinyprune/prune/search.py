@@ -146,7 +146,7 @@ def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBu
 
 
 def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1, round_to=1,
-           compute_aware=True, normalize="group", cost_exponent=0.0, fig: Figures | None = None,
+           compute_aware=True, normalize="group", cost_exponent=0.0, refine=True, fig: Figures | None = None,
            stats: dict | None = None):
     """Return (plan, figures of the pruned model, ranking) for the least pruning meeting ``budget``."""
     model, x = structure.model, structure.example_input
@@ -158,13 +158,16 @@ def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1
              compute_aware=compute_aware, normalize=normalize, cost_exponent=cost_exponent)
     cache = {}
 
-    def probe(k):
-        plan = r.plan(k)
+    def probe_plan(plan):
         key = tuple(sorted((a, tuple(b)) for a, b in plan.items()))
         if key not in cache:
             stats["probes"] = stats.get("probes", 0) + 1
             cache[key] = figures(apply_plan(model, x, plan, structure.ignored), x)
-        return plan, cache[key]
+        return cache[key]
+
+    def probe(k):
+        plan = r.plan(k)
+        return plan, probe_plan(plan)
 
     hi = r.removable
     plan_hi, fig_hi = probe(hi)
@@ -181,4 +184,41 @@ def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1
             lo = mid
     k, plan, f = best
     r.plan(k)  # leaves r.clamped for this k
+    if refine:
+        plan, f = _give_back(r, plan, f, budget, lambda p: probe_plan(p))
     return plan, f, r
+
+
+def _give_back(r: Ranking, plan: dict, fig: Figures, budget: Budget, probe):
+    """The bisection stops at the first prefix of the ranking that fits; channels removed on the way
+    that the binding limit did not need (e.g. groups that do not touch the RAM peak) are restored,
+    most important first, group by group, as long as the budget still holds (binary search per
+    group on how many to restore, keeping widths multiples of round_to)."""
+    pos = {rc: i for i, rc in enumerate(r.order)}
+    roots = sorted(plan, key=lambda g: -max(pos[(g, i)] for i in plan[g]))
+    for root in roots:
+        rem = sorted(plan[root], key=lambda i: pos[(root, i)])   # least important first
+        c = r.widths[root]
+
+        def valid(t):
+            keep = c - (len(rem) - t)
+            return keep == c or r.round_to <= 1 or keep % r.round_to == 0
+        options = [t for t in range(1, len(rem) + 1) if valid(t)]
+        lo, hi, best = 0, len(options) - 1, None
+        while lo <= hi:  # largest restorable count that still fits
+            mid = (lo + hi) // 2
+            t = options[mid]
+            trial = dict(plan)
+            left = rem[:len(rem) - t]
+            if left:
+                trial[root] = sorted(left)
+            else:
+                trial.pop(root)
+            f = probe(trial)
+            if budget.fits(f):
+                best, lo = (trial, f), mid + 1
+            else:
+                hi = mid - 1
+        if best is not None:
+            plan, fig = best
+    return plan, fig
