@@ -72,6 +72,7 @@ def test_mlperf_arena_not_larger_than_tflm_and_matches_estimate(generated, name)
     header = (out / "model.h").read_text()
     assert f"#define MODEL_ARENA_BYTES {rep['arena_bytes']}\n" in header
     assert f'#define MODEL_HASH "{read_model(mlperf(name)).sha256}"' in header
+    assert '#define MODEL_KERNEL_BACKEND "portable"' in header
 
 
 @pytest.mark.parametrize("name", ["ic", "kws"])

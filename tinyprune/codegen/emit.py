@@ -490,7 +490,7 @@ def render(model: TfliteModel, prefix: str, kernels: str, plan, *,
         BANNER=banner_ascii, P=P, p=prefix, NUM_IN=len(ins), NUM_OUT=len(outs), NUM_LAYERS=max(len(layers), 1),
         ARENA=max(plan.arena_bytes, 1), HASH=model.sha256, IO_DEFINES="\n".join(io_defines),
         SHAPE_DECLS="\n".join(shape_decls("input", ins) + shape_decls("output", outs)),
-        IN_BYTES=ins[0].nbytes, OUT_BYTES=outs[0].nbytes)
+        IN_BYTES=ins[0].nbytes, OUT_BYTES=outs[0].nbytes, BACKEND=kernels)
     # ---- model.c ----
     defs, body, names = [], [], []
     for L in layers:
