@@ -110,3 +110,20 @@ def test_float_model_is_refused(tmp_path):
         generate(p, tmp_path / "out")
     assert "tinyprune convert" in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_multi_input_model_check_with_npz_data(op_model, tmp_path):
+    path = op_model("elementwise_cases", 0)
+    model = read_model(path)
+    assert len(model.graph.inputs) == 2 and len(model.graph.outputs) >= 5
+    rng = np.random.default_rng(4)
+    shapes = [model.graph.tensors[t].shape[1:] for t in model.graph.inputs]
+    xs = {f"x{k}": rng.integers(-128, 128, (7,) + tuple(s), dtype=np.int8) for k, s in enumerate(shapes)}
+    np.savez(tmp_path / "d.npz", **xs)
+    loaded = load_inputs(model, data=tmp_path / "d.npz")
+    assert [a.shape[0] for a in loaded] == [7, 7] and np.array_equal(loaded[1], xs["x1"])
+    generate(path, tmp_path / "cg", tflm_arena=False)
+    assert check(tmp_path / "cg", path, loaded, sanitize=False).mismatches == 0
+    np.savez(tmp_path / "bad.npz", x=xs["x0"])
+    with pytest.raises(UserInputError, match="needs arrays x0, x1"):
+        load_inputs(model, data=tmp_path / "bad.npz")

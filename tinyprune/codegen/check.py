@@ -10,9 +10,10 @@ NAME_DEBUG_DUMP, dumps every layer's output for the first failing sample, runs T
 kPreserveAllTensors and names the first layer that differs (positions and values).
 
 ``inputs``: int8 array [N, *input0 shape] (the model's int8 input layout, NHWC), or a list with
-one such array per model input. ``load_inputs(data, model)`` reads an .npz (key ``x``: int8 in that
-layout, or float32 -- then it is quantized with the model's input scale/zero point; float NCHW
-from the convert stage is transposed to NHWC when the shape says so) or makes N seeded random ones.
+one such array per model input. ``load_inputs(data, model)`` reads an .npz (key ``x``, or ``x0``,
+``x1``, ... for several inputs: int8 in that layout, or float -- then quantized with the input's
+scale/zero point; float NCHW from the convert stage is transposed to NHWC when the shape says so)
+or makes N seeded random ones.
 
 This module may import tinyprune.codegen (reader), tinyprune._fs and tinyprune.errors.
 """
@@ -75,11 +76,26 @@ def load_inputs(model: TfliteModel, data: str | os.PathLike | None = None, rando
         z = np.load(data)
     except (OSError, ValueError) as e:
         raise UserInputError(f"cannot read --data {data}: {e}") from None
-    keys = [k for k in ("x", "inputs", "x_test") if k in z] or list(z.keys())[:1]
-    if not keys:
-        raise UserInputError(f"--data {data} holds no arrays (expected key 'x')")
-    x = np.asarray(z[keys[0]])
-    t = g.tensors[g.inputs[0]]
+    if not hasattr(z, "files"):
+        raise UserInputError(f"--data {data} is not an .npz archive (np.savez(path, x=...))")
+    if len(g.inputs) > 1:
+        keys = [f"x{k}" for k in range(len(g.inputs))]
+        if not all(k in z for k in keys):
+            raise UserInputError(f"--data {data}: a model with {len(g.inputs)} inputs needs arrays "
+                                 f"{', '.join(keys)} (one per input, same number of samples)")
+    else:
+        keys = ([k for k in ("x", "x0", "inputs", "x_test") if k in z] or list(z.keys()))[:1]
+        if not keys:
+            raise UserInputError(f"--data {data} holds no arrays (expected key 'x')")
+    out = []
+    for k, key in enumerate(keys):
+        out.append(_prepare_input(np.asarray(z[key]), g.tensors[g.inputs[k]], data))
+    if len({len(a) for a in out}) != 1:
+        raise UserInputError(f"--data {data}: the input arrays hold different numbers of samples")
+    return out
+
+
+def _prepare_input(x: np.ndarray, t, data) -> np.ndarray:
     s = tuple(t.shape[1:]) if t.shape and t.shape[0] == 1 else tuple(t.shape)
     if x.shape[1:] != s and len(s) == 3 and x.ndim == 4 and x.shape[1:] == (s[2], s[0], s[1]):
         x = x.transpose(0, 2, 3, 1)  # float NCHW (convert's layout) -> NHWC
@@ -89,9 +105,7 @@ def load_inputs(model: TfliteModel, data: str | os.PathLike | None = None, rando
     if x.dtype != np.int8:
         scale, zp = t.quant.scales[0], t.quant.zero_points[0]
         x = np.clip(np.round(x.astype(np.float32) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
-    if len(g.inputs) != 1:
-        raise UserInputError("--data supports single-input models; use --random for several inputs")
-    return [x]
+    return x
 
 
 def tflm_outputs(model: TfliteModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
