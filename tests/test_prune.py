@@ -180,6 +180,7 @@ def test_train_fn_hook_is_called_on_the_pruned_model(trained, budget):
 
     res = prune(trained, X, budget, criterion="l1", train_fn=train_fn, config=PruneConfig(epochs=3))
     assert calls == [(res.model.head.in_channels, 3, True)]
+    assert res.report["training"] == {"epochs": 3, "by": "train_fn"}
 
 
 def test_budget_from_board_and_scaling():

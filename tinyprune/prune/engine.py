@@ -172,7 +172,10 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     stats = {"probes": 0}
     report = {"criterion": criterion, "when": when, "granularity": cfg.granularity, "budget": budget.as_dict(),
               "config": {k: v for k, v in cfg.__dict__.items() if k != "criterion_options"},
-              "criterion_options": dict(cfg.criterion_options)}
+              "criterion_options": dict(cfg.criterion_options),
+              "training": {"epochs": cfg.epochs,
+                           "by": "train_fn" if train_fn is not None else ("built-in" if trainer is not None else
+                                                                           "none (no data, no train_fn)")}}
 
     if cfg.granularity == "weight":
         from tinyprune.prune.unstructured import prune_weights
