@@ -453,6 +453,7 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
         summary["message"] = e.message
     summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
     summary["stage_status"] = dict(prog.status)
+    summary["stage_order"] = list(prog.status)
     summary["total_seconds"] = round(time.monotonic() - start, 2)
     write_json(pipe.dir / "summary.json", summary)
     from tinyprune.report import write_reports

@@ -96,13 +96,15 @@ def render_html(s: dict) -> str:
                                         int(cg.get("steps", 1)), int(cg.get("arena_bytes", 0))))
         parts.append("</section>")
     if cg.get("layers"):
-        names = [l.get("name") or l.get("kind", "?") for l in cg["layers"]]
+        names = [f"{i} {l.get('kind', '?')}" for i, l in enumerate(cg["layers"])]
         parts.append("<section id=\"layers\"><h2>Layers of the int8 model</h2>")
         parts.append(svg.grouped_bars("int8-layer-macs", "MACs per int8 layer", names,
                                       {"MACs": [l.get("macs", 0) for l in cg["layers"]]}))
         parts.append("<table><tr><th>#</th><th>layer</th><th>op</th><th>MACs</th><th>output bytes</th></tr>")
         for i, l in enumerate(cg["layers"]):
-            parts.append(f"<tr><td>{i}</td><td>{escape(str(l.get('name', '')))}</td><td>{escape(str(l.get('kind', '')))}"
+            full = str(l.get("name", ""))
+            short = full if len(full) <= 60 else full[:28] + "..." + full[-28:]
+            parts.append(f"<tr><td>{i}</td><td title=\"{escape(full)}\">{escape(short)}</td><td>{escape(str(l.get('kind', '')))}"
                          f"</td><td>{_b(l.get('macs'))}</td><td>{_b(l.get('output_bytes'))}</td></tr>")
         parts.append("</table></section>")
 
@@ -123,16 +125,21 @@ def render_html(s: dict) -> str:
         parts.append("<section id=\"accuracy\"><h2>Accuracy</h2>")
         parts.append(svg.grouped_bars("accuracy", "Top-1 accuracy: float, int8 and on the device", [k for k, _ in acc],
                                       {"accuracy %": [100.0 * float(v) for _, v in acc]}, unit="%"))
-        conf_src = next((va[t] for t in ("device", "sim", "host") if va.get(t) and va[t].get("confusion")), None)
-        if conf_src:
+        with_conf = [t for t in ("device", "sim", "host") if va.get(t) and va[t].get("confusion")]
+        if with_conf:
+            t = max(with_conf, key=lambda k: va[k].get("samples") or 0)   # the largest sample wins
+            conf_src = va[t]
             labels = [str(c) for c in conf_src.get("classes") or range(len(conf_src["confusion"]))]
-            parts.append(svg.heatmap("confusion", "Confusion matrix (device)", conf_src["confusion"], labels))
+            parts.append(svg.heatmap("confusion", f"Confusion matrix ({t}, {conf_src.get('samples')} samples)",
+                                     conf_src["confusion"], labels))
         parts.append("</section>")
 
     timings = s.get("timings") or {}
     if timings:
         parts.append("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>seconds</th></tr>")
-        for name, t in timings.items():
+        order = s.get("stage_order") or list(timings)
+        for name in order:
+            t = timings.get(name, 0.0)
             parts.append(f"<tr><td>{escape(name)}</td><td>{escape(str((s.get('stage_status') or {}).get(name, '')))}</td>"
                          f"<td>{float(t):.1f}</td></tr>")
         parts.append("</table></section>")

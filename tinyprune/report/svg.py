@@ -32,7 +32,7 @@ def grouped_bars(chart: str, title: str, labels: list[str], series: dict[str, li
     n, k = max(len(labels), 1), max(len(series), 1)
     group_w = max(18 * k + 8, 36)
     left, top, plot_h = 60, 40, 180
-    width = left + n * group_w + 20
+    width = max(left + n * group_w + 20, 420)
     height = top + plot_h + 110
     vmax = max([max(v) for v in series.values() if v] + [1])
     out = _open(chart, width, height, title)
