@@ -28,7 +28,9 @@
 static tp_rx rx;
 static uint8_t tx_frame[TP_MAX_FRAME];
 static uint8_t tx_enc[TP_MAX_ENCODED + 1];
-static uint8_t reply[TP_MAX_PAYLOAD];
+/* Replies are assembled in place in the outgoing frame (tp_frame_build's copy is then a no-op):
+ * saves a second payload-sized buffer. */
+#define reply (tx_frame + TP_HEADER_BYTES)
 static int8_t input[MODEL_INPUT_BYTES] __attribute__((aligned(16)));
 static int8_t output[MODEL_OUTPUT_BYTES] __attribute__((aligned(16)));
 static uint32_t layer_counts[TP_LAYERS];
