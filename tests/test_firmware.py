@@ -354,9 +354,7 @@ def test_missing_toolchain_is_a_tool_error(tmp_path, monkeypatch):
     assert e.value.exit_code == 5
 
 
-def test_board_without_bsp_and_bad_folder(tmp_path):
-    with pytest.raises(UserInputError, match="no board support package"):
-        build_firmware(None, "rpi-pico", tmp_path / "fw", harness_dir="selftest")
+def test_bad_folder(tmp_path):
     with pytest.raises(UserInputError, match="not a codegen output folder"):
         build_firmware(tmp_path, "mps2-an500", tmp_path / "fw", harness_dir="selftest")
 
@@ -376,3 +374,21 @@ def test_cli_builds_and_prints_figures(fake_codegen, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"flash: {flash:>10,} B used of  4,194,304 B" in out
     assert f"RAM:   {ram:>10,} B used of  4,194,304 B" in out and "arena 96 B" in out
+
+
+def test_board_without_bsp_builds_size_check_image(fake_codegen, tmp_path):
+    """Catalog boards without a BSP (here the Cortex-M0+ rpi-pico and the M4 nucleo-f401re) still get
+    exact flash/RAM figures from a real link for their core and memory map, marked not runnable."""
+    import json
+
+    from tinyprune.firmware.elf import Elf
+    for board in ("rpi-pico", "nucleo-f401re"):
+        b = load_board(board)
+        res = build_firmware(fake_codegen, board, tmp_path / board)
+        assert res.runnable is False and res.bsp == "bsp_sizeonly.c"
+        elf = Elf(res.elf)
+        text = next(s for s in elf.sections if s.name == ".text")
+        assert b.text_region.origin <= text.addr < b.text_region.origin + b.text_region.length
+        assert res.flash_limit == b.memory.flash_bytes and 0 < res.flash_used < res.flash_limit
+        data = json.loads((tmp_path / board / "firmware.json").read_text())
+        assert data["runnable"] is False and data["flash_used"] == res.flash_used

@@ -42,6 +42,20 @@ void tp_fault_report(uint32_t *frame, uint32_t exc_return);
  * EXC_RETURN to the C reporter. Naked so that no prologue moves the stack first. */
 __attribute__((naked)) static void Fault_Handler(void)
 {
+#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
+    /* ARMv6-M / v8-M baseline: no IT blocks and no TST with an immediate */
+    __asm volatile(
+        "movs r0, #4       \n"
+        "mov r1, lr        \n"
+        "tst r0, r1        \n"
+        "bne 1f            \n"
+        "mrs r0, msp       \n"
+        "b 2f              \n"
+        "1: mrs r0, psp    \n"
+        "2: mov r1, lr     \n"
+        "ldr r2, =tp_fault_report \n"
+        "bx r2             \n");
+#else
     __asm volatile(
         "tst lr, #4        \n"
         "ite eq            \n"
@@ -49,6 +63,7 @@ __attribute__((naked)) static void Fault_Handler(void)
         "mrsne r0, psp     \n"
         "mov r1, lr        \n"
         "b tp_fault_report \n");
+#endif
 }
 
 void NMI_Handler(void) __attribute__((weak, alias("Fault_Handler")));

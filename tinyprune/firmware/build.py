@@ -42,6 +42,7 @@ class BspSpec:
     source: str            # file in firmware/bsp
     defines: tuple[str, ...]
     num_irqs: int
+    runnable: bool = True  # False: bsp_sizeonly.c, exact flash/RAM figures but no clock/UART driver
 
 
 def bsp_for_board(board) -> BspSpec:
@@ -55,11 +56,13 @@ def bsp_for_board(board) -> BspSpec:
         return BspSpec("bsp_mps3.c", (uart, shift), 96)
     if board.mcu.upper().startswith(("STM32F74", "STM32F75")):
         return BspSpec("bsp_stm32f7.c", (), 98)
-    raise UserInputError(
-        f"board {board.name}: no board support package for {board.mcu!r}"
-        f"{' (QEMU ' + machine + ')' if machine else ''}",
-        hint="firmware can be built for mps2-an500, mps2-an386, mps3-an547 and STM32F74x/F75x boards "
-             "(nucleo-f746); see docs/firmware.md to add a BSP")
+    if machine:
+        raise UserInputError(
+            f"board {board.name}: no board support package for QEMU machine {machine!r}",
+            hint="simulation firmware can be built for mps2-an500, mps2-an386 and mps3-an547")
+    # A catalog board without a BSP: link everything for its core and memory map so that the
+    # flash/RAM check is exact, with a BSP that drives nothing (the image is not runnable).
+    return BspSpec("bsp_sizeonly.c", (), 16, runnable=False)
 
 
 def resolve_board(board):
@@ -103,6 +106,8 @@ class FirmwareResult:
     sections: dict[str, SectionInfo] = field(default_factory=dict)
     cflags: list[str] = field(default_factory=list)
     size_source: str = SIZE_SOURCE
+    bsp: str = ""                 # BSP source used
+    runnable: bool = True         # False when built with bsp_sizeonly.c (flash/RAM check only)
 
     @property
     def flash_headroom(self) -> int:
@@ -121,7 +126,8 @@ class FirmwareResult:
         return d
 
     def summary(self) -> str:
-        return (f"firmware for {self.board}: flash {self.flash_used:,} / {self.flash_limit:,} B "
+        return (("SIZE CHECK ONLY (no board support package: not runnable) - " if not self.runnable else "") +
+                f"firmware for {self.board}: flash {self.flash_used:,} / {self.flash_limit:,} B "
                 f"({100.0 * self.flash_used / self.flash_limit:.1f}%, {self.flash_headroom:,} B free), "
                 f"RAM {self.ram_used:,} / {self.ram_limit:,} B "
                 f"({100.0 * self.ram_used / self.ram_limit:.1f}%, {self.ram_headroom:,} B free; "
@@ -470,6 +476,6 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             flash_limit=board.memory.flash_bytes, ram_limit=board.memory.ram_bytes, stack_bytes=stack,
             arena_bytes=_arena_bytes(cg, tmp / "firmware.elf"), entry=entry,
             bin_bytes=(tmp / "firmware.bin").stat().st_size, sections=sections,
-            cflags=plan.cflags)
+            cflags=plan.cflags, bsp=spec.source, runnable=spec.runnable)
         write_json(tmp / "firmware.json", result.to_dict())
     return result

@@ -65,6 +65,10 @@ def command(build_dir, board, out, harness, opt, defines):
     res = build_firmware(build_dir, board, out or default_out_dir(build_dir), harness_dir=harness_dir,
                          defines=_parse_defines(defines), opt=opt)
     harness_name = {"harness": "serial-protocol harness", "selftest": "selftest"}.get(res.harness, res.harness)
+    if not res.runnable:
+        click.echo(f"note: tinyprune has no board support package for {res.board} yet: this image is built for its "
+                   "exact core and memory map to check flash/RAM, but it drives no clock or UART and is not "
+                   "meant to run (validate on the board's QEMU twin; docs/firmware.md)", err=True)
     click.echo(f"wrote {res.out_dir}/firmware.elf, .bin, .hex, .map, Makefile ({harness_name}; board {res.board})")
     click.echo(f"flash: {res.flash_used:>10,} B used of {res.flash_limit:>10,} B  "
                f"({100.0 * res.flash_used / res.flash_limit:5.1f}%, {res.flash_headroom:,} B free)")

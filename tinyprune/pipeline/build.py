@@ -279,10 +279,12 @@ class _Pipeline:
                 hit = {"firmware": {"board": board.name, "flash_used": fw.flash_used, "flash_limit": fw.flash_limit,
                                     "ram_used": fw.ram_used, "ram_limit": fw.ram_limit,
                                     "stack_bytes": fw.stack_bytes, "arena_bytes": fw.arena_bytes,
-                                    "elf": str(fw.elf)}}
+                                    "elf": str(fw.elf), "runnable": fw.runnable, "bsp": fw.bsp}}
                 self.cache.store(name, key, [out], hit)
                 h.set_status("done", f"flash {fw.flash_used:,}/{fw.flash_limit:,} B, "
-                                     f"RAM {fw.ram_used:,}/{fw.ram_limit:,} B")
+                                     f"RAM {fw.ram_used:,}/{fw.ram_limit:,} B" +
+                             ("" if fw.runnable else f" (size check only: no board support package for "
+                                                     f"{board.name} yet, the image is not runnable)"))
             return hit["firmware"]
 
     def stage_validate(self, target: str, build_dir: Path, samples: int) -> dict:
