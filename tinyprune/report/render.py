@@ -41,7 +41,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
          f"before pruning {_b(pr.get('macs_before'))}" if pr.get("applied") else "no pruning"),
         ("parameters", _b(pr.get("params_after") or pr.get("params_before")),
          f"before pruning {_b(pr.get('params_before'))}" if pr.get("applied") else ""),
-        ("flash used", _b(fw.get("flash_used")), f"of {_b(fw.get('flash_limit'))} B"),
+        ("flash used", _b(fw.get("flash_used")), f"of {_b(fw.get('flash_limit'))} B" +
+         ("" if fw.get("runnable", True) else " (size-check image: no board support package yet)")),
         ("RAM used", _b(fw.get("ram_used")), f"of {_b(fw.get('ram_limit'))} B (arena {_b(cg.get('arena_bytes'))} B)"),
         ("float accuracy", _pct(cv.get("float_accuracy")), ""),
         ("int8 accuracy", _pct(cv.get("int8_accuracy")), f"top-1 agreement {_pct(cv.get('agreement'))}"),
