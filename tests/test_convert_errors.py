@@ -151,6 +151,14 @@ def test_factory_that_raises(tmp_path, capfd, bad_models):
     assert_clean_failure(code, err, out, "make_broken() failed: ValueError: boom")
 
 
+def test_input_shape_that_does_not_fit_the_model(tmp_path, capfd):
+    out = tmp_path / "out"
+    code, err = run(["example", "--input-shape", "1,3,16,16", "-o", out], capfd)
+    assert_clean_failure(code, err, out, "does not run on an input of shape (1, 3, 16, 16)", "--input-shape")
+    code, err = run(["example", "--input-shape", "16,16", "-o", out], capfd)
+    assert_clean_failure(code, err, out, "is not (1, C, H, W) or (1, C, L)")
+
+
 def test_missing_y_key(tmp_path, capfd):
     d = tmp_path / "d.npz"
     np.savez(d, x=np.zeros((10, 1, 16, 16), np.float32), labels=np.zeros(10, np.int64))

@@ -98,6 +98,14 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         onnx_path = tmp / ONNX_NAME
         if module is not None:
             import torch
+            try:
+                with torch.no_grad():
+                    module(torch.zeros(shape))
+            except Exception as e:  # noqa: BLE001 - user code
+                msg = " ".join(str(e).split())[:300]
+                raise UserInputError(f"the model does not run on an input of shape {shape}: {type(e).__name__}: "
+                                     f"{msg}", hint="pass the model's input shape with --input-shape 1,C,H,W "
+                                                    "(PyTorch layout, batch 1)") from e
             with tempfile.TemporaryDirectory(prefix="tinyprune-export-") as work:
                 raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx", debug=debug)
                 onnx_model = onnx_utils.load_onnx(raw)

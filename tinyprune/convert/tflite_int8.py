@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +104,11 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
     ``onnx_path`` is never modified (onnx2tf works on a copy in a temporary directory).
 
     The float TF model onnx2tf writes is checked against onnxruntime on calibration samples under each
-    candidate input layout (natural channels-last first); if onnx2tf took the input in another order,
-    that order is composed in front of the model so the int8 model still takes channels-last. When no
-    layout agrees, onnx2tf is re-run keeping the input's ONNX shape (``keep_shape_absolutely_input_names``)."""
+    candidate input layout (natural channels-last first). If onnx2tf took the input in another order:
+    for input -> Flatten -> Gemm/MatMul graphs the weights are permuted to take channels-last input
+    (``channels_last_flatten_variant``); otherwise the order found is composed in front of the model,
+    so the int8 model still takes channels-last. When no layout agrees, onnx2tf is re-run keeping the
+    input's ONNX shape (``keep_shape_absolutely_input_names``)."""
     tf = import_tensorflow(debug)
     calib_nhwc = np.ascontiguousarray(calib_nhwc, dtype=np.float32)
     onnx_model = load_onnx(onnx_path)
