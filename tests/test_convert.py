@@ -227,3 +227,22 @@ def test_cli_converts_onnx_file_without_touching_it(converted, tmp_path):
     assert rep["input"]["shape"] == [1, 16, 16, 1]
     assert rep["evaluation"]["top1_agreement"] >= 0.98
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "user.onnx"]
+
+
+def test_node_names_are_made_tensorflow_safe():
+    """onnx2tf turns ONNX node names into TF variable scopes, which may not start with '/' (torch's
+    module-path names do): the convert stage renames nodes, keeping them unique."""
+    import onnx
+    from onnx import helper
+
+    from tinyprune.convert.onnx_utils import sanitize_node_names
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="/dw/Conv"),
+             helper.make_node("Relu", ["a"], ["b"], name="/dw/Conv"),
+             helper.make_node("Relu", ["b"], ["c"], name=""),
+             helper.make_node("Relu", ["c"], ["y"], name="/0/Add:1")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    m = sanitize_node_names(helper.make_model(g))
+    names = [n.name for n in m.graph.node]
+    assert names == ["dw_Conv", "dw_Conv_1", "Relu_2", "n0_Add_1"]
+    assert [list(n.output) for n in m.graph.node] == [["a"], ["b"], ["c"], ["y"]]   # edges untouched

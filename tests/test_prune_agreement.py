@@ -20,12 +20,11 @@ def _models():
     xe = torch.zeros(INPUT_SHAPE)
     out["example"] = (ex, xe)
     x8 = torch.zeros(1, 1, 8, 8)
-    # res_dw keeps its 8-channel trunk (min_channels=8): onnx2tf 1.29.24 fails on this architecture's
-    # depthwise conv after the residual add for every trunk width but 8 ("'/dw/Conv/kernel' is not a
-    # valid root scope name"), a convert-stage problem reported to the lead; pw, side and head are pruned
+    # res_dw's trunk is pruned too: onnx2tf used to fail on it for trunk widths other than 8 ("'/dw/Conv/kernel'
+    # is not a valid root scope name") until the convert stage sanitised ONNX node names
     for name, m, x, macs, ram, cfg in (
             ("example-pruned", ex, xe, 0.5, None, PruneConfig(epochs=0)),
-            ("res_dw-pruned", res_dw_net(8).eval(), x8, 0.6, None, PruneConfig(epochs=0, min_channels=8)),
+            ("res_dw-pruned", res_dw_net(8).eval(), x8, 0.6, None, PruneConfig(epochs=0)),
             ("plain-pruned", plain_cnn(8).eval(), x8, 0.5, 0.9, PruneConfig(epochs=0))):
         f = figures(m, x)
         budget = Budget(max_macs=int(f.macs * macs), max_ram=int(f.ram_bytes * ram) if ram else None)
@@ -54,3 +53,22 @@ def test_estimate_matches_codegen_of_converted_model(which, models, tmp_path):
     assert real.macs == mine.macs
     assert abs(real.arena_bytes - mine.ram_bytes) <= 0.01 * real.arena_bytes, (real.arena_bytes, mine.ram_bytes)
     assert abs(real.flash_bytes - mine.flash_bytes) <= 0.01 * real.flash_bytes, (real.flash_bytes, mine.flash_bytes)
+
+
+def test_pruned_depthwise_as_grouped_conv_is_bit_exact(models, tmp_path):
+    """onnx2tf emits some pruned depthwise layers as grouped CONV_2D (one input channel per group);
+    codegen runs them as DEPTHWISE_CONV_2D and must stay bit-exact with TFLite Micro."""
+    convert = pytest.importorskip("tinyprune.convert").convert
+    from tinyprune.codegen.check import check, load_inputs
+    from tinyprune.codegen.generate import generate
+    from tinyprune.codegen.tflite_reader import read_model
+    model, x = models["res_dw-pruned"]
+    res = convert(model, tmp_path / "c", data="digits", input_shape=tuple(x.shape), calib_samples=16)
+    m = read_model(res.tflite_path)
+    kinds = [op.kind for op in m.graph.ops]
+    assert "DEPTHWISE_CONV_2D" in kinds
+    generate(res.tflite_path, tmp_path / "g", tflm_arena=False)
+    result = check(tmp_path / "g", res.tflite_path, load_inputs(m, random=10), sanitize=False,
+                   raise_on_mismatch=False)
+    assert result.samples == 10 and result.elements > 0
+    assert result.mismatches == 0, result.first_mismatch

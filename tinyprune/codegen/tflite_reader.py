@@ -225,6 +225,12 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
         op_index.append(i)
     for k, op in enumerate(ops):
         _check_op(op, tensors, f"operator {op_index[k]} ({op.kind}, output {op.outputs[0]!r})", label)
+    # tensors _check_op derived (re-laid-out filters) get indices after the flatbuffer's own
+    next_index = max(tensor_index.values(), default=-1) + 1
+    for name in tensors:
+        if name not in tensor_index:
+            tensor_index[name] = next_index
+            next_index += 1
 
     graph = ir.Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs,
                      name=(sg.Name() or b"model").decode(errors="replace") or "model")
@@ -304,10 +310,24 @@ def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) 
             raise UnsupportedModelError(f"{where}: expects 4-D input and filter, got {inp.shape} and {w.shape}")
         if w.dtype != "int8" or w.quant is None or any(z != 0 for z in w.quant.zero_points):
             raise UnsupportedModelError(f"{where}: filter must be int8 with zero point 0 (TFLite int8 spec)")
+        if k == "CONV_2D" and w.shape[3] == 1 and inp.shape[3] > 1 and out.shape[3] % inp.shape[3] == 0 \
+                and w.data is not None:
+            # A grouped CONV_2D with one input channel per group is a depthwise convolution (output
+            # channel o reads input channel o // m, m = out_c / in_c); converters emit it for some widths
+            # of depthwise layers (e.g. pruned ones). Rewrite it as DEPTHWISE_CONV_2D: same integer sums,
+            # same per-channel requantisation, so the same bit-exact results.
+            dw_name = f"{op.inputs[1]}/as_depthwise"
+            tensors[dw_name] = ir.Tensor(
+                name=dw_name, shape=(1, w.shape[1], w.shape[2], w.shape[0]), dtype=w.dtype,
+                quant=ir.Quant(list(w.quant.scales), list(w.quant.zero_points), axis=3),
+                data=w.data.transpose(3, 1, 2, 0).copy(), is_const=True)
+            op.inputs[1] = dw_name
+            op.kind = k = "DEPTHWISE_CONV_2D"
         if k == "CONV_2D" and w.shape[3] != inp.shape[3]:
             raise UnsupportedModelError(f"{where}: grouped convolution (filter in_c {w.shape[3]} != input "
                                         f"channels {inp.shape[3]}) is not supported")
         if k == "DEPTHWISE_CONV_2D":
+            w = tensors[op.inputs[1]]
             if w.shape[3] % inp.shape[3] or out.shape[3] != w.shape[3]:
                 raise UnsupportedModelError(f"{where}: filter channels {w.shape[3]} not a multiple of input "
                                             f"channels {inp.shape[3]}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -131,6 +132,30 @@ def simplify(model):
         return simplified if ok else model
     except Exception:  # noqa: BLE001 - best effort
         return model
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def sanitize_node_names(model):
+    """Give every node a name TensorFlow accepts as a variable scope.
+
+    torch.onnx names nodes after module paths ("/dw/Conv"); onnx2tf turns node names into TF
+    variable names, and TF rejects a name that starts with "/" ("'/dw/Conv/kernel' is not a valid
+    root scope name"), which happens for some layer widths (e.g. pruned models). Names are made
+    from [A-Za-z0-9_.] only, start with a letter, and stay unique; tensor names (the graph's
+    edges) are left alone."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        base = _SAFE_NAME.sub("_", node.name.strip("/")).strip("_") or f"{node.op_type}_{i}"
+        if not base[0].isalpha():
+            base = f"n{base}"
+        name, k = base, 1
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        node.name = name
+    return model
 
 
 def fuse_hardswish(model):
