@@ -57,6 +57,7 @@ class BuildConfig:
     sim_samples: int = 20
     force: bool = False
     seed: int = 0
+    debug: bool = False                   # show converter logs (tinyprune --debug build ...)
 
 
 @dataclass
@@ -125,7 +126,7 @@ class _Pipeline:
             "board": {"name": self.board.name, "mcu": self.board.mcu, "core": self.board.core.cpu,
                       "flash_bytes": self.board.memory.flash_bytes, "ram_bytes": self.board.memory.ram_bytes,
                       "model_ram_budget": self.board.model_ram_budget, "sim_twin": self.board.sim_twin or None},
-            "options": {k: v for k, v in asdict(cfg).items() if k not in ("force",)},
+            "options": {k: v for k, v in asdict(cfg).items() if k not in ("force", "debug")},
             "status": "running",
         }
         self.keys: dict[str, str] = {}
@@ -232,10 +233,11 @@ class _Pipeline:
                     module = torch.load(pruned, weights_only=False)
                     from tinyprune.convert.loader import torch_input_shape
                     shape = torch_input_shape(module, cfg.model, cfg.input_shape)
-                    res = convert(module, out, data=cfg.data, input_shape=shape, calib_samples=cfg.calib_samples)
+                    res = convert(module, out, data=cfg.data, input_shape=shape, calib_samples=cfg.calib_samples,
+                                  debug=cfg.debug)
                 else:
                     res = convert(cfg.model, out, data=cfg.data, weights=cfg.weights, input_shape=cfg.input_shape,
-                                  calib_samples=cfg.calib_samples)
+                                  calib_samples=cfg.calib_samples, debug=cfg.debug)
                 ev = res.report["evaluation"]
                 hit = {"conversion": {"float_accuracy": ev["float_accuracy"], "int8_accuracy": ev["int8_accuracy"],
                                       "agreement": ev["top1_agreement"], "samples": ev["samples"],

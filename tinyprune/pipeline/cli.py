@@ -48,7 +48,8 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--force", is_flag=True, help="re-run every stage (ignore the cache)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
 @click.option("-o", "--out", default="build", show_default=True, help="output folder (artifacts in OUT/BOARD/)")
-def command(model, board, boards_dir, data, weights, input_shape, prune_mode, no_prune, criterion, when, max_macs,
+@click.pass_context
+def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mode, no_prune, criterion, when, max_macs,
             max_ram, max_flash, epochs, round_to, calib_samples, kernels, cmsis_nn, samples, sim, sim_samples, force,
             as_json, out):
     """Model -> pruned -> int8 -> C -> firmware -> validated, with a report.
@@ -61,7 +62,8 @@ def command(model, board, boards_dir, data, weights, input_shape, prune_mode, no
                       boards_dir=boards_dir, prune="never" if no_prune else prune_mode, criterion=criterion,
                       when=when, max_macs=max_macs, max_ram=max_ram, max_flash=max_flash, epochs=epochs,
                       round_to=int(round_to), calib_samples=calib_samples, kernels=kernels, cmsis_nn=cmsis_nn,
-                      samples=samples, sim=sim, sim_samples=sim_samples, force=force)
+                      samples=samples, sim=sim, sim_samples=sim_samples, force=force,
+                      debug=bool((ctx.obj or {}).get("debug")))
     try:
         result = build(config=cfg, progress=True)
         summary, build_dir = result.summary, result.build_dir
