@@ -38,7 +38,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     va = s.get("validation") or {}
     rows = [
         ("MACs", _b(pr.get("macs_after") or cg.get("macs")),
-         f"before pruning {_b(pr.get('macs_before'))}" if pr.get("applied") else "no pruning"),
+         f"before pruning {_b(pr.get('macs_before'))}" if pr.get("applied") else
+         f"not pruned: {pr.get('reason', 'pruning off')}"),
         ("parameters", _b(pr.get("params_after") or pr.get("params_before")),
          f"before pruning {_b(pr.get('params_before'))}" if pr.get("applied") else ""),
         ("flash used", _b(fw.get("flash_used")), f"of {_b(fw.get('flash_limit'))} B" +
