@@ -389,3 +389,135 @@ def test_dsp_kernels_bit_exact_without_optimisation(tmp_path, kernel_cases):
     rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
     assert f"TP_KERNEL_TEST cases={len(ops)} failed=0" in stdout, stdout[-3000:]
     assert rc == 0 and len(cases) == len(ops)
+
+
+# ----------------------------------------------------------------------------- overlap (issue 7)
+# The planner may place a window op's output D bytes below its dying input (overlap=True), D from
+# tinyprune.codegen.planner.overlap_distance. Each DSP kernel runs here with input and output in ONE
+# buffer at that distance (the reference on separate buffers); outputs must be identical. The
+# kernels' documented pixels in flight (tp_nn_arm.h) are 0 (conv) and 1 (depthwise, pools), so they
+# are checked at the distance for pixels_in_flight=1 (the tightest the contract defines) and at the
+# planner's default.
+
+def _same_pad(n_in, n_out, stride, k, dil):
+    return max((n_out - 1) * stride + (k - 1) * dil + 1 - n_in, 0) // 2
+
+
+def gen_overlap(rng, i: int, kind: str, flight: int) -> tuple[str, str, int]:
+    from tinyprune.codegen import ir
+    from tinyprune.codegen.planner import overlap_distance
+    n = int(rng.choice([1, 1, 2]))
+    h, w = int(rng.integers(2, 12)), int(rng.integers(2, 12))
+    if kind == "conv":
+        cin, cout = int(rng.choice([1, 3, 4, 8, 16, 5])), int(rng.integers(1, 24))
+    else:
+        cin = int(rng.choice([4, 8, 16, 32, 64]))
+        cout = cin
+    kh, kw = [(3, 3), (1, 1), (3, 3), (2, 2), (3, 2), (5, 5)][int(rng.integers(0, 6))]
+    stride = int(rng.choice([1, 1, 2]))
+    dil = 1 if kind == "avgpool" or rng.random() < 0.8 else 2
+    padding = "SAME" if rng.random() < 0.6 else "VALID"
+    eh, ew = (kh - 1) * dil + 1, (kw - 1) * dil + 1
+    if padding == "VALID" and (h < eh or w < ew):
+        padding = "SAME"
+    if padding == "SAME":
+        oh, ow = -(-h // stride), -(-w // stride)
+        ph, pw = _same_pad(h, oh, stride, kh, dil), _same_pad(w, ow, stride, kw, dil)
+    else:
+        oh, ow, ph, pw = (h - eh) // stride + 1, (w - ew) // stride + 1, 0, 0
+    opts = dict(stride_h=stride, stride_w=stride, dilation_h=dil, dilation_w=dil, padding=padding)
+    t = {"x": ir.Tensor("x", (n, h, w, cin)), "y": ir.Tensor("y", (n, oh, ow, cout))}
+    if kind == "avgpool":
+        op = ir.Op("AVERAGE_POOL_2D", ["x"], ["y"], dict(opts, filter_h=kh, filter_w=kw))
+    else:
+        fshape = (cout, kh, kw, cin) if kind == "conv" else (1, kh, kw, cout)
+        t["w"] = ir.Tensor("w", fshape, is_const=True)
+        op = ir.Op("CONV_2D" if kind == "conv" else "DEPTHWISE_CONV_2D", ["x", "w"], ["y"],
+                   dict(opts, depth_multiplier=1) if kind == "depthwise_conv" else opts)
+    g = ir.Graph(t, [op], ["x"], ["y"])
+    d = overlap_distance(op, g, pixels_in_flight=flight)
+    assert d is not None
+    nin, nout = n * h * w * cin, n * oh * ow * cout
+    p = f"c{i}_"
+    x = rng.integers(-128, 128, size=nin)
+    amin, amax = _act(rng)
+    data = _arr("int8_t", p + "x", x)
+    share = f"int8_t *xs = tp_test_share({p}x, {nin}, {d});\nif (!xs) {{ r->n = 0; return; }}\n"
+    if kind == "avgpool":
+        body = (f"tp_pool_params prm = {{{{{stride}, {stride}}}, {{{ph}, {pw}}}, {{{kh}, {kw}}}, "
+                f"{{{amin}, {amax}}}}};\n"
+                f"tp_dims id = {{{n}, {h}, {w}, {cin}}};\ntp_dims od = {{{n}, {oh}, {ow}, {cout}}};\n"
+                f"tp_test_prefill({nout});\nr->op = \"overlap_avgpool\"; r->n = {nout};\n"
+                f"TP_TIME(r->ref_insns, r->st_ref = tp_avgpool_s8_ref(&prm, &id, {p}x, &od, out_ref));\n"
+                + share +
+                "TP_TIME(r->arm_insns, r->st_arm = tp_avgpool_s8_arm(&prm, &id, xs, &od, (int8_t *)shared_buf));\n"
+                f"tp_test_unshare({nout});\n")
+        return data, body, d
+    k = kh * kw * (cin if kind == "conv" else 1)
+    fil = rng.integers(-127, 128, size=(cout * k) if kind == "conv" else kh * kw * cout)
+    mult, shift = _quant(rng, cout, k, True)
+    bias = rng.integers(-20000, 20000, size=cout)
+    in_off, out_off = int(rng.integers(-127, 129)), int(rng.integers(-128, 128))
+    data += _arr("int8_t", p + "f", fil) + _arr("int32_t", p + "m", mult) + _arr("int32_t", p + "s", shift) + \
+        _arr("int32_t", p + "b", bias)
+    if kind == "conv":
+        params = (f"tp_conv_params prm = {{{in_off}, {out_off}, {{{stride}, {stride}}}, {{{ph}, {pw}}}, "
+                  f"{{{dil}, {dil}}}, {{{amin}, {amax}}}}};\n")
+        fd = f"tp_dims fd = {{{cout}, {kh}, {kw}, {cin}}};\n"
+    else:
+        params = (f"tp_dw_conv_params prm = {{{in_off}, {out_off}, 1, {{{stride}, {stride}}}, {{{ph}, {pw}}}, "
+                  f"{{{dil}, {dil}}}, {{{amin}, {amax}}}}};\n")
+        fd = f"tp_dims fd = {{1, {kh}, {kw}, {cout}}};\n"
+    body = (params + f"tp_quant_params q = {{{p}m, {p}s, 1}};\n"
+            f"tp_dims id = {{{n}, {h}, {w}, {cin}}};\n" + fd + f"tp_dims od = {{{n}, {oh}, {ow}, {cout}}};\n"
+            + _ctx_code("exact", f"tp_{kind}_s8_get_buffer_size(&id, &fd, &od)") +
+            f"tp_test_prefill({nout});\nr->op = \"overlap_{kind}\"; r->n = {nout};\n"
+            f"TP_TIME(r->ref_insns, r->st_ref = tp_{kind}_s8_ref(&ctx, &prm, &q, &id, {p}x, &fd, {p}f, {p}b, "
+            f"&od, out_ref));\n" + share +
+            f"TP_TIME(r->arm_insns, r->st_arm = tp_{kind}_s8_arm(&ctx, &prm, &q, &id, xs, &fd, {p}f, {p}b, "
+            f"&od, (int8_t *)shared_buf));\n"
+            f"tp_test_unshare({nout});\n")
+    return data, body, d
+
+
+def generate_overlap_cases(seed: int, per_kind: int = 12, shift_by: int = 0) -> tuple[str, list[str]]:
+    rng = np.random.default_rng(seed)
+    parts, names, ops = [], [], []
+    i = 0
+    for kind in ("conv", "depthwise_conv", "avgpool"):
+        for j in range(per_kind):
+            data, body, d = gen_overlap(rng, i, kind, flight=1 if j % 2 == 0 else 2)
+            parts.append(data + f"static void case_{i}(tp_case_result *r)\n{{\n" + body + "}\n")
+            names.append(f"case_{i}")
+            ops.append(kind)
+            i += 1
+    table = "static void (*const tp_cases[])(tp_case_result *) = {" + ", ".join(names) + "};\n"
+    return "".join(parts) + f"#define TP_NUM_CASES {i}\n" + table, ops
+
+
+@pytest.mark.parametrize("board,machine", [("mps2-an500", "mps2-an500"), ("mps2-an386", "mps2-an386")])
+def test_dsp_kernels_bit_exact_with_output_overlapping_input(tmp_path, board, machine):
+    src, ops = generate_overlap_cases(SEED + 7)
+    elf = build_kernel_test(board, tmp_path, src)
+    rc, stdout, cases = run_kernel_test(elf, machine)
+    assert f"TP_KERNEL_TEST cases={len(ops)} failed=0" in stdout, stdout[-3000:]
+    assert rc == 0 and len(cases) == len(ops)
+    assert all(c[3] == "0" and c[4] == "0" and int(c[2]) > 0 for c in cases), cases
+    for kind in ("conv", "depthwise_conv", "avgpool"):
+        assert sum(c[1] == f"overlap_{kind}" for c in cases) == 12
+
+
+def test_overlap_test_detects_a_too_close_output(tmp_path):
+    """The overlap harness can fail: a conv whose output sits far closer than the planner's
+    distance (half of it, when that is at least a whole output pixel) corrupts its own input."""
+    rng = np.random.default_rng(3)
+    data, body, d = gen_overlap(rng, 0, "conv", flight=1)
+    while d < 8:
+        data, body, d = gen_overlap(rng, 0, "conv", flight=1)
+    body = body.replace(f", {d});\nif (!xs)", f", {d // 4});\nif (!xs)")
+    src = data + "static void case_0(tp_case_result *r)\n{\n" + body + "}\n" + \
+        "#define TP_NUM_CASES 1\nstatic void (*const tp_cases[])(tp_case_result *) = {case_0};\n"
+    elf = build_kernel_test("mps2-an500", tmp_path, src)
+    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    assert "TP_KERNEL_TEST cases=1 failed=1" in stdout, stdout[-2000:]
+    assert int(cases[0][5]) > 0

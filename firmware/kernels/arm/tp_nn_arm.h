@@ -13,6 +13,19 @@
  * Built only for cores with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, M55); on other
  * cores (Cortex-M0+), or with -DTP_NO_ARM_DSP (to measure the references on a DSP core), this header
  * declares nothing and the references are used.
+ *
+ * Memory overlap (planner overlap=True, docs/memory-planning.md): every variant writes its output
+ * pixels in raster order (N, H, W) and, once it has written any byte of output pixel q, reads input
+ * only inside the windows of pixels >= q ("pixels in flight" = output pixels written before all of
+ * their own input reads are done):
+ *   CONV_2D            0 -- a block of 3 pixels is copied (im2col) to scratch before any of its
+ *                         outputs is written; the 1x1 path likewise;
+ *   DEPTHWISE_CONV_2D  1 -- pixel by pixel, 4 channels at a time (channels 0-3 of pixel q are
+ *                         written before channels 4.. of q's window are read);
+ *   AVERAGE_POOL_2D    1 -- as depthwise;
+ *   (FULLY_CONNECTED and ADD are not overlap ops; ADD may run in place.)
+ * So overlap_distance(op, graph, pixels_in_flight=1) -- and the planner's default 2 -- is safe;
+ * tests/test_kernels_arm.py runs each variant in one shared buffer at that distance in QEMU.
  * The sources in this folder may include only ../tp_nn.h, ../tp_nn_support.h, tp_arm_support.h,
  * <arm_acle.h>, <stdint.h> and <string.h>. */
 #ifndef TP_NN_ARM_H

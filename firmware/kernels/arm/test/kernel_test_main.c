@@ -74,6 +74,36 @@ static void tp_test_prefill(int32_t n)
     }
 }
 
+/* One buffer shared by input and output (overlap cases): the input is copied to shared_buf + d,
+ * the bytes below it are filled with 0xAA, the kernel reads shared_buf + d and writes shared_buf
+ * (the planner's overlap placement: output d bytes below its dying input); tp_test_unshare copies
+ * the result to out_arm for the comparison with the reference run on separate buffers. */
+#define TP_TEST_SHARED_MAX 65536
+static int8_t shared_buf[TP_TEST_SHARED_MAX];
+
+__attribute__((unused)) static int8_t *tp_test_share(const int8_t *x, int32_t n, int32_t d)
+{
+    int32_t i;
+    if (n + d > TP_TEST_SHARED_MAX) {
+        return NULL;
+    }
+    for (i = 0; i < d; ++i) {
+        shared_buf[i] = (int8_t)0xAA;
+    }
+    for (i = 0; i < n; ++i) {
+        shared_buf[d + i] = x[i];
+    }
+    return shared_buf + d;
+}
+
+__attribute__((unused)) static void tp_test_unshare(int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n && i < TP_TEST_SHARED_MAX; ++i) {
+        out_arm[i] = shared_buf[i];
+    }
+}
+
 #define TP_TIME(res_field, call)                     \
     do {                                             \
         uint32_t t0_ = bsp_counter_read();           \
