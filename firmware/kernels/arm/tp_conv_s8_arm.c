@@ -141,6 +141,69 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
     (void)k;
 }
 
+/* n groups of 4 int8 from src (contiguous) to the column layout at dst (stride TP_CONV_GW words):
+ * LDR, 2 SXTB16, 2 SADD16 and one doubleword store per group. Returns the advanced dst. */
+static inline int32_t *tp_im2col_run(int32_t *dst, const int8_t *src, int32_t n, int32_t offp)
+{
+    while (n >= 2) {
+        const int32_t x0 = tp_arm_read_s8x4(src), x1 = tp_arm_read_s8x4(src + 4);
+        dst[0] = __sadd16(__sxtb16(x0), offp);
+        dst[1] = __sadd16(tp_arm_sxtb16_ror8(x0), offp);
+        dst[TP_CONV_GW] = __sadd16(__sxtb16(x1), offp);
+        dst[TP_CONV_GW + 1] = __sadd16(tp_arm_sxtb16_ror8(x1), offp);
+        dst += 2 * TP_CONV_GW;
+        src += 8;
+        n -= 2;
+    }
+    if (n) {
+        const int32_t x0 = tp_arm_read_s8x4(src);
+        dst[0] = __sadd16(__sxtb16(x0), offp);
+        dst[1] = __sadd16(tp_arm_sxtb16_ror8(x0), offp);
+        dst += TP_CONV_GW;
+    }
+    return dst;
+}
+
+/* n groups of zeros (padding: x + input_offset is 0 there). */
+static inline int32_t *tp_im2col_zero(int32_t *dst, int32_t n)
+{
+    while (n--) {
+        dst[0] = 0;
+        dst[1] = 0;
+        dst += TP_CONV_GW;
+    }
+    return dst;
+}
+
+/* im2col of one pixel when in_c % 4 == 0: window rows that lie inside the input with dilation.w 1
+ * are one contiguous run of kw * c bytes. */
+static void tp_im2col_c4(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *base,
+                         const tp_dims *f, int32_t iy0, int32_t ix0)
+{
+    const int32_t c = in->c, cg = c >> 2;
+    const int32_t offp = tp_arm_pack16(p->input_offset, p->input_offset);
+    const int32_t dh = p->dilation.h, dw = p->dilation.w;
+    const int row_inside = dw == 1 && ix0 >= 0 && ix0 + f->w <= in->w;
+    int32_t ky, kx;
+    for (ky = 0; ky < f->h; ++ky) {
+        const int32_t iy = iy0 + ky * dh;
+        if (iy < 0 || iy >= in->h) {
+            dst = tp_im2col_zero(dst, cg * f->w);
+        } else if (row_inside) {
+            dst = tp_im2col_run(dst, base + ((size_t)iy * in->w + ix0) * c, cg * f->w, offp);
+        } else {
+            for (kx = 0; kx < f->w; ++kx) {
+                const int32_t ix = ix0 + kx * dw;
+                if (ix < 0 || ix >= in->w) {
+                    dst = tp_im2col_zero(dst, cg);
+                } else {
+                    dst = tp_im2col_run(dst, base + ((size_t)iy * in->w + ix) * c, cg, offp);
+                }
+            }
+        }
+    }
+}
+
 /* 1x1, stride 1, no padding: the window is the pixel itself (c % 4 == 0 not required). */
 static void tp_im2col_1x1(int32_t *dst, const int8_t *src, int32_t c, int32_t off)
 {
@@ -225,7 +288,7 @@ static inline void tp_mk_group_c(int32_t x0, int32_t x1, const int32_t *cp, int3
 
 /* Dot products of filter rows w0, w1 (k int8 each) with the 3 interleaved columns:
  * acc[0..2] for w0 (pixels 0..2), acc[3..5] for w1. */
-static void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t acc[6],
+static inline __attribute__((always_inline)) void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t *acc,
                         int last_rows)
 {
     int32_t a00 = acc[0], a01 = acc[1], a02 = acc[2], a10 = acc[3], a11 = acc[4], a12 = acc[5];
@@ -320,6 +383,84 @@ static inline void tp_store_channel(int8_t *o, int32_t stride, const int32_t *ac
     }
 }
 
+/* Everything one block of 3 pixels needs besides its columns (constant over the call). */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias;
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t k, cout, per_channel, fast, full, ooff, amin, amax;
+} tp_conv_job;
+
+/* Requantises one accumulator, e = -shift >= 1, |acc| < 2^30 (see tp_arm_mbqm_rshift), and
+ * saturates to int8 (full activation range). */
+static inline int32_t tp_rq3(int32_t acc, int32_t m, int32_t e, int32_t half, int32_t ooff)
+{
+    int32_t v = tp_arm_smmulr(acc * 2, m);
+    return __ssat(((v + half + (v >> 31)) >> e) + ooff, 8);
+}
+
+/* All output channels of one block of 3 pixels (nvalid of them real): channel pairs through the
+ * 2 x 3 register block, the accumulators requantised straight from registers (the common case:
+ * fast requantisation, right shift, full int8 range, 3 pixels) -- no accumulator array, no call
+ * per pair. Other cases store through tp_store_channel. */
+static void tp_store_pair(int8_t *o, int32_t cout, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t a4,
+                          int32_t a5, int32_t nvalid, int pair, const tp_conv_job *j, int32_t q0, int32_t q1);
+
+static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *o,
+                                                    int32_t nvalid)
+{
+    const int32_t k = j->k, cout = j->cout, ooff = j->ooff;
+    const int simple = j->fast && j->full && nvalid == 3;
+    const int8_t *w = j->filter;
+    int32_t oc;
+    for (oc = 0; oc < cout; oc += 2, w += 2 * k) {
+        const int pair = oc + 1 < cout;
+        const int32_t q0 = j->per_channel ? oc : 0, q1 = j->per_channel ? oc + pair : 0;
+        const int32_t b0 = j->bias ? j->bias[oc] : 0, b1 = j->bias ? j->bias[oc + pair] : 0;
+        int32_t acc[6];   /* scalarised by the compiler (only copied out on the slow path) */
+        int32_t s0, s1;
+        acc[0] = b0;
+        acc[1] = b0;
+        acc[2] = b0;
+        acc[3] = b1;
+        acc[4] = b1;
+        acc[5] = b1;
+        tp_rows2_x3(w, pair ? w + k : w, col, k, acc, oc + 2 >= cout);
+        s0 = j->shift[q0];
+        s1 = j->shift[q1];
+        if (simple && s0 < 0 && s1 < 0) {
+            const int32_t e0 = -s0, h0 = (int32_t)1 << (e0 - 1), m0 = j->mult[q0];
+            int8_t *op = o + oc;
+            op[0] = (int8_t)tp_rq3(acc[0], m0, e0, h0, ooff);
+            op[cout] = (int8_t)tp_rq3(acc[1], m0, e0, h0, ooff);
+            op[2 * cout] = (int8_t)tp_rq3(acc[2], m0, e0, h0, ooff);
+            if (pair) {
+                const int32_t e1 = -s1, h1 = (int32_t)1 << (e1 - 1), m1 = j->mult[q1];
+                op[1] = (int8_t)tp_rq3(acc[3], m1, e1, h1, ooff);
+                op[cout + 1] = (int8_t)tp_rq3(acc[4], m1, e1, h1, ooff);
+                op[2 * cout + 1] = (int8_t)tp_rq3(acc[5], m1, e1, h1, ooff);
+            }
+        } else {
+            tp_store_pair(o + oc, cout, acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], nvalid, pair, j,
+                          q0, q1);
+        }
+    }
+}
+
+/* The general stores of one channel pair (out of line: keeps tp_conv_block's registers free). */
+static void __attribute__((noinline)) tp_store_pair(int8_t *o, int32_t cout, int32_t a0, int32_t a1, int32_t a2,
+                                                    int32_t a3, int32_t a4, int32_t a5, int32_t nvalid, int pair,
+                                                    const tp_conv_job *j, int32_t q0, int32_t q1)
+{
+    const int32_t acc[6] = { a0, a1, a2, a3, a4, a5 };
+    tp_store_channel(o, cout, acc, nvalid, j->mult[q0], j->shift[q0], j->fast, j->ooff, j->amin, j->amax, j->full);
+    if (pair) {
+        tp_store_channel(o + 1, cout, acc + 3, nvalid, j->mult[q1], j->shift[q1], j->fast, j->ooff, j->amin,
+                         j->amax, j->full);
+    }
+}
+
 tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
                          const tp_dims *in, const int8_t *input,
                          const tp_dims *f, const int8_t *filter, const int32_t *bias,
@@ -328,6 +469,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     int32_t k, ng, npix, pix0, oc, i, fast;
     int32_t *col;
     int is_1x1;
+    tp_conv_job job;
     if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output ||
         in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0 || f->n <= 0 || f->h <= 0 || f->w <= 0 ||
         out->h <= 0 || out->w <= 0 || p->stride.h <= 0 || p->stride.w <= 0 || p->dilation.h <= 0 ||
@@ -357,6 +499,19 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     is_1x1 = f->h == 1 && f->w == 1 && p->stride.h == 1 && p->stride.w == 1 && p->padding.h == 0 &&
              p->padding.w == 0 && out->h == in->h && out->w == in->w;
 
+    job.filter = filter;
+    job.bias = bias;
+    job.mult = q->multiplier;
+    job.shift = q->shift;
+    job.k = k;
+    job.cout = out->c;
+    job.per_channel = q->per_channel;
+    job.fast = fast;
+    job.full = p->activation.min == -128 && p->activation.max == 127;
+    job.ooff = p->output_offset;
+    job.amin = p->activation.min;
+    job.amax = p->activation.max;
+
     npix = out->n * out->h * out->w;
     for (pix0 = 0; pix0 < npix; pix0 += TP_CONV_PIX) {
         const int32_t nvalid = npix - pix0 < TP_CONV_PIX ? npix - pix0 : TP_CONV_PIX;
@@ -370,6 +525,13 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 }
             } else if (is_1x1) {
                 tp_im2col_1x1(dst, input + (size_t)(pix0 + i) * in->c, in->c, p->input_offset);
+            } else if ((in->c & 3) == 0) {
+                const int32_t pix = pix0 + i;
+                const int32_t b = pix / (out->h * out->w);
+                const int32_t r = pix - b * out->h * out->w;
+                const int32_t oy = r / out->w, ox = r - oy * out->w;
+                tp_im2col_c4(dst, p, in, input + (size_t)b * in->h * in->w * in->c, f,
+                             oy * p->stride.h - p->padding.h, ox * p->stride.w - p->padding.w);
             } else {
                 const int32_t pix = pix0 + i;
                 const int32_t b = pix / (out->h * out->w);
@@ -377,41 +539,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 tp_im2col_pixel(dst, p, in, input, f, b, r / out->w, r % out->w, k);
             }
         }
-        {
-            const int8_t *w = filter;
-            int8_t *o = output + (size_t)pix0 * out->c;
-            const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
-            const int32_t stride = out->c;
-            const int full = amin == -128 && amax == 127;
-            for (oc = 0; oc + 2 <= out->c; oc += 2, w += 2 * k) {
-                const int32_t q0 = q->per_channel ? oc : 0, q1 = q->per_channel ? oc + 1 : 0;
-                const int32_t b0 = bias ? bias[oc] : 0, b1 = bias ? bias[oc + 1] : 0;
-                int32_t acc[6];
-                acc[0] = b0;
-                acc[1] = b0;
-                acc[2] = b0;
-                acc[3] = b1;
-                acc[4] = b1;
-                acc[5] = b1;
-                tp_rows2_x3(w, w + k, col, k, acc, oc + 2 == out->c);
-                tp_store_channel(o + oc, stride, acc, nvalid, q->multiplier[q0], q->shift[q0], fast, ooff,
-                                 amin, amax, full);
-                tp_store_channel(o + oc + 1, stride, acc + 3, nvalid, q->multiplier[q1], q->shift[q1], fast,
-                                 ooff, amin, amax, full);
-            }
-            if (oc < out->c) {
-                /* odd channel count: the last row paired with itself */
-                const int32_t q0 = q->per_channel ? oc : 0;
-                const int32_t b0 = bias ? bias[oc] : 0;
-                int32_t acc[6];
-                for (i = 0; i < 6; ++i) {
-                    acc[i] = b0;
-                }
-                tp_rows2_x3(w, w, col, k, acc, 1);
-                tp_store_channel(o + oc, stride, acc, nvalid, q->multiplier[q0], q->shift[q0], fast, ooff,
-                                 amin, amax, full);
-            }
-        }
+        tp_conv_block(&job, col, output + (size_t)pix0 * out->c, nvalid);
     }
     return TP_OK;
 }
