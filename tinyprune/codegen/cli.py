@@ -16,7 +16,9 @@ import click
 @click.option("--cmsis-nn", "cmsis_nn", default=None, type=click.Path(file_okay=False),
               help="CMSIS-NN checkout for --kernels cmsis-nn (default: $CMSIS_NN_PATH).")
 @click.option("--prefix", default="model", show_default=True, help="C symbol prefix (NAME).")
-@click.option("--overlap", is_flag=True, help="Let window ops write over their dying input (smaller arena).")
+@click.option("--overlap/--no-overlap", default=None,
+              help="Let window ops write over their dying input (smaller arena). Default: on, except with "
+                   "--kernels cmsis-nn.")
 @click.option("--check", "do_check", is_flag=True,
               help="Compile on the host (-Werror, and with sanitizers) and compare with TFLite Micro.")
 @click.option("--data", default=None, type=click.Path(dir_okay=False),

@@ -20,6 +20,13 @@ from tinyprune.errors import UserInputError
 OVERLAP_UNSAFE_KERNELS = frozenset({"cmsis-nn"})
 
 
+def default_overlap(kernels: str) -> bool:
+    """Overlap is on by default wherever the kernels keep the raster-order contract: the portable
+    reference kernels and the Cortex-M DSP variants (firmware/kernels/arm/tp_nn_arm.h documents the
+    pixels each keeps in flight, all within planner.PIXELS_IN_FLIGHT); off for CMSIS-NN."""
+    return kernels not in OVERLAP_UNSAFE_KERNELS
+
+
 @dataclass
 class Estimate:
     arena_bytes: int                 # plan.arena_bytes
@@ -62,10 +69,13 @@ def _params(op: ir.Op, graph: ir.Graph) -> int:
 
 
 def estimate(graph: ir.Graph, kernels: str = "portable", *, inplace: bool = True, reorder: bool = True,
-             alignment: int = 16, overlap: bool = False, concat: bool = False) -> Estimate:
+             alignment: int = 16, overlap: bool | None = None, concat: bool = False) -> Estimate:
     """Plan memory (scratch from codegen.scratch for ``kernels``) and count flash and MACs.
-    Keyword options are passed to plan_memory; codegen and pruning must use the same ones."""
+    Keyword options are passed to plan_memory; codegen and pruning must use the same ones.
+    ``overlap=None`` means default_overlap(kernels)."""
     check_kernels(kernels)
+    if overlap is None:
+        overlap = default_overlap(kernels)
     if overlap and kernels in OVERLAP_UNSAFE_KERNELS:
         raise UserInputError(
             f"overlap cannot be used with the {kernels} kernels: their matrix kernels (1x1 convolution, "

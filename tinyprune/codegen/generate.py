@@ -3,7 +3,7 @@
 The stage's Python API (the CLI and the pipeline call this):
 
     generate(model_path, out_dir, *, prefix="model", kernels="portable", cmsis_nn=None, board=None,
-             overlap=False, tflm_arena=True) -> CodegenResult
+             overlap=None, tflm_arena=True) -> CodegenResult
 
 Memory plan and figures come from ``codegen.estimate.estimate`` (the same function the pruning stage
 calls), so codegen.json's arena/flash equal the pruning stage's estimates for the same graph.
@@ -79,14 +79,14 @@ def tflm_arena_bytes(model_bytes: bytes, n_inputs: int = 1, timeout: int = 120) 
     return out or None
 
 
-def plan_for(model: TfliteModel, kernels: str, overlap: bool = False):
+def plan_for(model: TfliteModel, kernels: str, overlap: bool | None = None):
     from tinyprune.codegen.estimate import estimate
     return estimate(model.graph, kernels, overlap=overlap)
 
 
 def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefix: str = "model",
              kernels: str = "portable", cmsis_nn: str | os.PathLike | None = None, board: str | None = None,
-             overlap: bool = False, tflm_arena: bool = True) -> CodegenResult:
+             overlap: bool | None = None, tflm_arena: bool = True) -> CodegenResult:
     if kernels not in KERNEL_CHOICES:
         raise UserInputError(f"--kernels must be one of {', '.join(KERNEL_CHOICES)}, got {kernels!r}")
     emit.check_identifier(prefix)
@@ -104,6 +104,9 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     plan_kernels = kernels
     if kernels == "portable" and board_info is not None and getattr(board_info.core, "dsp", False):
         plan_kernels = "dsp"
+    if overlap is None:  # on wherever the kernels keep the raster-order contract (not CMSIS-NN)
+        from tinyprune.codegen.estimate import default_overlap
+        overlap = default_overlap(plan_kernels)
     est = plan_for(model, plan_kernels, overlap=overlap)
     files, layers, arrays = emit.render(model, prefix, kernels, est.plan, cmsis_path=cmsis_path)
     tflm = tflm_arena_bytes(model.data, len(model.tflite_inputs)) if tflm_arena else None
