@@ -508,13 +508,13 @@ def test_dsp_kernels_bit_exact_with_output_overlapping_input(tmp_path, board, ma
 
 
 def test_overlap_test_detects_a_too_close_output(tmp_path):
-    """The overlap harness can fail: a conv whose output sits far closer than the planner's
-    distance (half of it, when that is at least a whole output pixel) corrupts its own input."""
+    """The overlap harness can fail: a conv whose planner distance is large (>= 64 bytes), run in
+    place (distance 0), corrupts its own input."""
     rng = np.random.default_rng(3)
     data, body, d = gen_overlap(rng, 0, "conv", flight=1)
-    while d < 8:
+    while d < 64:
         data, body, d = gen_overlap(rng, 0, "conv", flight=1)
-    body = body.replace(f", {d});\nif (!xs)", f", {d // 4});\nif (!xs)")
+    body = body.replace(f", {d});\nif (!xs)", ", 0);\nif (!xs)")
     src = data + "static void case_0(tp_case_result *r)\n{\n" + body + "}\n" + \
         "#define TP_NUM_CASES 1\nstatic void (*const tp_cases[])(tp_case_result *) = {case_0};\n"
     elf = build_kernel_test("mps2-an500", tmp_path, src)

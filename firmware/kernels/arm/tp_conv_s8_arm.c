@@ -1,24 +1,28 @@
 /* CONV_2D int8, Cortex-M4/M7 DSP variant: bit-exact with tp_conv_s8_ref.
  *
- * Scheme: output pixels are taken TP_CONV_PIX (3) at a time (over batch, row and column). Their
+ * Scheme: output pixels are taken TP_CONV_PIX (6) at a time (over batch, row and column). Their
  * receptive fields are copied ("im2col") into scratch as int16 values x + input_offset (0 where
  * the window lies in the padding), interleaved so that one group of 4 consecutive filter elements
- * of one pixel is two words in the order (k0, k2 | k1, k3) -- the order in which SXTB16 /
- * SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 3 pixels' groups are adjacent:
- *   col[g * 6 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
- * Output channels are then taken two at a time (register block of 2 channels x 3 pixels, 6
- * accumulators): per group of 4 filter elements 2 LDR + 4 SXTB16 for the weights, 6 LDR of the
- * columns, each feeding 2 SMLAD (24 MACs in 24 instructions; the previous 1 x 4 block needed 19
- * instructions for 16 MACs). The im2col is done once per block and reused by every channel.
- * Accumulators are exact in int32 (see tp_nn.h: K <= 65,000 terms of |x| <= 255, |w| <= 127).
- * Requantisation uses SMMULR (tp_arm_mbqm_rshift) when the per-call bound |acc| < 2^30 holds and
- * the channel's shift is <= 0, else tp_mbqm; SSAT when the activation range is the full int8. */
+ * of one pixel is two adjacent words in the order (k0, k2 | k1, k3) -- the order in which SXTB16 /
+ * SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 6 pixels' groups are adjacent:
+ *   col[g * 12 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
+ * Output channels are then taken one at a time against the 6 pixels (register block 1 x 6, 6
+ * accumulators): per group of 4 filter elements 1 LDR + 2 SXTB16 for the weights, then per pixel
+ * one LDRD of its two column words and 2 SMLAD (24 MACs in 21 instructions; the 2-channel x
+ * 3-pixel block of round 2 needed 24: with two weight rows no register was left for LDRD). The
+ * im2col is done once per block and reused by every channel. Interior window rows (dilation.w 1)
+ * are copied as one contiguous run. Accumulators are exact in int32 (see tp_nn.h: K <= 65,000
+ * terms of |x| <= 255, |w| <= 127). Requantisation straight from the registers with SMMULR
+ * (tp_arm_mbqm_rshift) + SSAT when the per-call bound |acc| < 2^30 holds, the channel's shift is
+ * < 0 and the activation range is the full int8; otherwise tp_mbqm and the clamp.
+ * Overlap (see tp_nn_arm.h): the whole block's windows are copied before any output of the
+ * block is written, so 0 output pixels are in flight. */
 #include "../tp_nn.h"
 
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
 #include "tp_arm_support.h"
 
-#define TP_CONV_PIX 3                    /* output pixels per block */
+#define TP_CONV_PIX 6                    /* output pixels per block */
 #define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
 #define TP_CONV_GATHER_MAX 252           /* windows up to this many elements are gathered on the stack */
 
@@ -237,153 +241,108 @@ static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
     return wv;
 }
 
-/* One group (4 filter elements) of the 2-channel x 3-pixel block, in assembly so that all 14
- * usable registers hold the block (6 accumulators, 3 pointers, 4 unpacked weight pairs, 1 column
- * word; GCC spills here otherwise): 2 LDR + 4 SXTB16 + 6 LDR + 12 SMLAD per 24 MACs. The column
- * pointer advances by one group (24 bytes) with the first load. */
-#define TP_MK_GROUP_ASM                                           \
-    "ldr    %[e0], [%[w0]], #4\n\t"                               \
-    "ldr    %[e1], [%[w1]], #4\n\t"                               \
-    "sxtb16 %[o0], %[e0], ror #8\n\t"                             \
-    "sxtb16 %[e0], %[e0]\n\t"                                     \
-    "sxtb16 %[o1], %[e1], ror #8\n\t"                             \
-    "sxtb16 %[e1], %[e1]\n\t"                                     \
-    "ldr    %[c], [%[col]], #24\n\t"                              \
-    "smlad  %[a00], %[c], %[e0], %[a00]\n\t"                      \
-    "smlad  %[a10], %[c], %[e1], %[a10]\n\t"                      \
-    "ldr    %[c], [%[col], #-16]\n\t"                             \
-    "smlad  %[a01], %[c], %[e0], %[a01]\n\t"                      \
-    "smlad  %[a11], %[c], %[e1], %[a11]\n\t"                      \
-    "ldr    %[c], [%[col], #-8]\n\t"                              \
-    "smlad  %[a02], %[c], %[e0], %[a02]\n\t"                      \
-    "smlad  %[a12], %[c], %[e1], %[a12]\n\t"                      \
-    "ldr    %[c], [%[col], #-20]\n\t"                             \
-    "smlad  %[a00], %[c], %[o0], %[a00]\n\t"                      \
-    "smlad  %[a10], %[c], %[o1], %[a10]\n\t"                      \
-    "ldr    %[c], [%[col], #-12]\n\t"                             \
-    "smlad  %[a01], %[c], %[o0], %[a01]\n\t"                      \
-    "smlad  %[a11], %[c], %[o1], %[a11]\n\t"                      \
-    "ldr    %[c], [%[col], #-4]\n\t"                              \
-    "smlad  %[a02], %[c], %[o0], %[a02]\n\t"                      \
-    "smlad  %[a12], %[c], %[o1], %[a12]\n\t"
+/* One group (4 filter elements) of one filter row against the 6 pixels' columns, in assembly:
+ * LDR + 2 SXTB16 for the weights, then per pixel one LDRD of its (k0,k2 | k1,k3) column words and
+ * 2 SMLAD: 21 instructions per 24 MACs (the previous 2-channel x 3-pixel block needed 24, because
+ * two weight rows left no register for LDRD). The column pointer advances one group (48 bytes)
+ * with the first load. Registers: 6 accumulators, w, col, end, e, o, c0, c1 (13). */
+#define TP_R6_GROUP_ASM                                           \
+    "ldr    %[e], [%[w]], #4\n\t"                                 \
+    "ldrd   %[c0], %[c1], [%[col]], #48\n\t"                      \
+    "sxtb16 %[o], %[e], ror #8\n\t"                               \
+    "sxtb16 %[e], %[e]\n\t"                                       \
+    "smlad  %[a0], %[c0], %[e], %[a0]\n\t"                        \
+    "smlad  %[a0], %[c1], %[o], %[a0]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-40]\n\t"                     \
+    "smlad  %[a1], %[c0], %[e], %[a1]\n\t"                        \
+    "smlad  %[a1], %[c1], %[o], %[a1]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-32]\n\t"                     \
+    "smlad  %[a2], %[c0], %[e], %[a2]\n\t"                        \
+    "smlad  %[a2], %[c1], %[o], %[a2]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-24]\n\t"                     \
+    "smlad  %[a3], %[c0], %[e], %[a3]\n\t"                        \
+    "smlad  %[a3], %[c1], %[o], %[a3]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-16]\n\t"                     \
+    "smlad  %[a4], %[c0], %[e], %[a4]\n\t"                        \
+    "smlad  %[a4], %[c1], %[o], %[a4]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-8]\n\t"                      \
+    "smlad  %[a5], %[c0], %[e], %[a5]\n\t"                        \
+    "smlad  %[a5], %[c1], %[o], %[a5]\n\t"
 
-#define TP_MK_OPERANDS                                                                     \
-    [a00] "+r"(a00), [a01] "+r"(a01), [a02] "+r"(a02), [a10] "+r"(a10), [a11] "+r"(a11),   \
-    [a12] "+r"(a12), [w0] "+r"(w0), [w1] "+r"(w1), [col] "+r"(col), [e0] "=&r"(e0),         \
-    [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1), [c] "=&r"(c)
+#define TP_R6_OPERANDS                                                                     \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [a5] "+r"(a5), \
+    [w] "+r"(w), [col] "+r"(col), [e] "=&r"(e), [o] "=&r"(o), [c0] "=&r"(c0), [c1] "=&r"(c1)
 
 /* The same group in C (builds without optimisation, where the asm cannot get its registers). */
-static inline void tp_mk_group_c(int32_t x0, int32_t x1, const int32_t *cp, int32_t *a00, int32_t *a01,
-                                 int32_t *a02, int32_t *a10, int32_t *a11, int32_t *a12)
+static inline void tp_r6_group_c(int32_t x, const int32_t *cp, int32_t *a)
 {
-    const int32_t e0 = __sxtb16(x0), e1 = __sxtb16(x1);
-    const int32_t o0 = tp_arm_sxtb16_ror8(x0), o1 = tp_arm_sxtb16_ror8(x1);
-    *a00 = __smlad(cp[1], o0, __smlad(cp[0], e0, *a00));
-    *a01 = __smlad(cp[3], o0, __smlad(cp[2], e0, *a01));
-    *a02 = __smlad(cp[5], o0, __smlad(cp[4], e0, *a02));
-    *a10 = __smlad(cp[1], o1, __smlad(cp[0], e1, *a10));
-    *a11 = __smlad(cp[3], o1, __smlad(cp[2], e1, *a11));
-    *a12 = __smlad(cp[5], o1, __smlad(cp[4], e1, *a12));
+    const int32_t e = __sxtb16(x), o = tp_arm_sxtb16_ror8(x);
+    int32_t i;
+    for (i = 0; i < TP_CONV_PIX; ++i) {
+        a[i] = __smlad(cp[2 * i + 1], o, __smlad(cp[2 * i], e, a[i]));
+    }
 }
 
-/* Dot products of filter rows w0, w1 (k int8 each) with the 3 interleaved columns:
- * acc[0..2] for w0 (pixels 0..2), acc[3..5] for w1. */
-static inline __attribute__((always_inline)) void tp_rows2_x3(const int8_t *w0, const int8_t *w1, const int32_t *col, int32_t k, int32_t *acc,
-                        int last_rows)
+/* Dot products of filter row w (k int8) with the 6 interleaved columns, added to a[0..5].
+ * last_row: w is the filter's last row (its partial last group is then read byte by byte, so that
+ * nothing past the array is read; otherwise the next row's bytes are read and meet zero columns). */
+static inline __attribute__((always_inline)) void tp_row1_x6(const int8_t *w, const int32_t *col, int32_t k,
+                                                             int last_row, int32_t *acc)
 {
-    int32_t a00 = acc[0], a01 = acc[1], a02 = acc[2], a10 = acc[3], a11 = acc[4], a12 = acc[5];
-    int32_t e0, o0, e1, o1, c;
-    const int32_t npair = k >> 3;
+    int32_t tw;
 #if defined(__OPTIMIZE__)
-    /* the asm block needs all 14 registers: not available at -O0 (r7 is the frame pointer there) */
-    if (npair) {
-        /* pairs of groups; the loop end is kept in memory (no register left) */
-        volatile const int32_t *end = col + 2 * TP_CONV_GW * npair;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5];
+    int32_t e, o, c0, c1;
+    if (k >> 3) {
+        const int32_t *end = col + 2 * TP_CONV_GW * (k >> 3);
         __asm__ volatile(
-            "1:\n\t" TP_MK_GROUP_ASM TP_MK_GROUP_ASM
-            "ldr    %[c], %[end]\n\t"
-            "cmp    %[col], %[c]\n\t"
+            "1:\n\t" TP_R6_GROUP_ASM TP_R6_GROUP_ASM
+            "cmp    %[col], %[end]\n\t"
             "bne    1b\n\t"
-            : TP_MK_OPERANDS
-            : [end] "m"(end)
+            : TP_R6_OPERANDS
+            : [end] "r"(end)
             : "cc", "memory");
     }
     if (k & 4) {
-        __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
+        __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");
     }
     if (k & 3) {
-        /* the last, partial group: the columns hold 0 beyond k, so the filter bytes there may be
-         * anything -- the next row's first bytes, read whole, unless w1 is the filter's last row
-         * (last_rows), where they are built byte by byte so that nothing past the array is read */
-        int32_t tw[2];
-        if (last_rows) {
-            tw[0] = tp_tail_word(w0, k & 3);
-            tw[1] = tp_tail_word(w1, k & 3);
-        } else {
-            tw[0] = tp_arm_read_s8x4(w0);
-            tw[1] = tp_arm_read_s8x4(w1);
-        }
-        w0 = (const int8_t *)&tw[0];
-        w1 = (const int8_t *)&tw[1];
-        __asm__ volatile(TP_MK_GROUP_ASM : TP_MK_OPERANDS : : "memory");
+        tw = last_row ? tp_tail_word(w, k & 3) : tp_arm_read_s8x4(w);
+        w = (const int8_t *)&tw;
+        __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");
     }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = a4;
+    acc[5] = a5;
 #else
-    {
-        int32_t g, tw[2];
-        for (g = 0; g < (k >> 2); ++g, col += TP_CONV_GW) {
-            tp_mk_group_c(tp_arm_read_s8x4(w0 + 4 * g), tp_arm_read_s8x4(w1 + 4 * g), col, &a00, &a01, &a02,
-                          &a10, &a11, &a12);
-        }
-        if (k & 3) {
-            tw[0] = tp_tail_word(w0 + 4 * g, k & 3);
-            tw[1] = tp_tail_word(w1 + 4 * g, k & 3);
-            tp_mk_group_c(tw[0], tw[1], col, &a00, &a01, &a02, &a10, &a11, &a12);
-        }
-        (void)e0; (void)o0; (void)e1; (void)o1; (void)c; (void)last_rows; (void)npair;
+    int32_t g;
+    for (g = 0; g < (k >> 2); ++g, col += TP_CONV_GW) {
+        tp_r6_group_c(tp_arm_read_s8x4(w + 4 * g), col, acc);
     }
+    if (k & 3) {
+        tw = tp_tail_word(w + 4 * g, k & 3);
+        tp_r6_group_c(tw, col, acc);
+    }
+    (void)last_row;
 #endif
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a02;
-    acc[3] = a10;
-    acc[4] = a11;
-    acc[5] = a12;
 }
 
 /* Requantises and stores acc[0..n-1] (pixels of one channel) to o[0], o[stride], ...
  * full != 0: the activation range is the whole int8 range (one SSAT instead of the clamp). */
-static inline void tp_store_channel(int8_t *o, int32_t stride, const int32_t *acc, int32_t n,
-                                    int32_t m, int32_t sh, int fast, int32_t ooff, int32_t amin, int32_t amax,
-                                    int full)
+static void tp_store_channel(int8_t *o, int32_t stride, const int32_t *acc, int32_t n,
+                             int32_t m, int32_t sh, int fast, int32_t ooff, int32_t amin, int32_t amax)
 {
     int32_t i;
-    if (fast && sh < 0) {
-        const int32_t e = -sh, half = (int32_t)1 << (e - 1);
-        if (n == 3 && full) {
-            int32_t v0 = tp_arm_smmulr(acc[0] * 2, m), v1 = tp_arm_smmulr(acc[1] * 2, m);
-            int32_t v2 = tp_arm_smmulr(acc[2] * 2, m);
-            v0 = ((v0 + half + (v0 >> 31)) >> e) + ooff;
-            v1 = ((v1 + half + (v1 >> 31)) >> e) + ooff;
-            v2 = ((v2 + half + (v2 >> 31)) >> e) + ooff;
-            o[0] = (int8_t)__ssat(v0, 8);
-            o[stride] = (int8_t)__ssat(v1, 8);
-            o[2 * stride] = (int8_t)__ssat(v2, 8);
-            return;
-        }
-        for (i = 0; i < n; ++i) {
-            int32_t v = tp_arm_smmulr(acc[i] * 2, m);
-            v = ((v + half + (v >> 31)) >> e) + ooff;
-            o[(size_t)i * stride] = (int8_t)tp_arm_clamp(v, amin, amax);
-        }
-    } else {
-        for (i = 0; i < n; ++i) {
-            const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
-            o[(size_t)i * stride] = (int8_t)tp_arm_clamp(v, amin, amax);
-        }
+    for (i = 0; i < n; ++i) {
+        const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
+        o[(size_t)i * stride] = (int8_t)tp_arm_clamp(v, amin, amax);
     }
 }
 
-/* Everything one block of 3 pixels needs besides its columns (constant over the call). */
+/* Everything one block of pixels needs besides its columns (constant over the call). */
 typedef struct {
     const int8_t *filter;
     const int32_t *bias;
@@ -394,70 +353,52 @@ typedef struct {
 
 /* Requantises one accumulator, e = -shift >= 1, |acc| < 2^30 (see tp_arm_mbqm_rshift), and
  * saturates to int8 (full activation range). */
-static inline int32_t tp_rq3(int32_t acc, int32_t m, int32_t e, int32_t half, int32_t ooff)
+static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t half, int32_t ooff)
 {
     int32_t v = tp_arm_smmulr(acc * 2, m);
     return __ssat(((v + half + (v >> 31)) >> e) + ooff, 8);
 }
 
-/* All output channels of one block of 3 pixels (nvalid of them real): channel pairs through the
- * 2 x 3 register block, the accumulators requantised straight from registers (the common case:
- * fast requantisation, right shift, full int8 range, 3 pixels) -- no accumulator array, no call
- * per pair. Other cases store through tp_store_channel. */
-static void tp_store_pair(int8_t *o, int32_t cout, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t a4,
-                          int32_t a5, int32_t nvalid, int pair, const tp_conv_job *j, int32_t q0, int32_t q1);
-
+/* All output channels of one block of TP_CONV_PIX pixels (nvalid of them real), channel by
+ * channel through the 1 x 6 register block; the accumulators are requantised straight from
+ * registers in the common case (fast requantisation, right shift, full int8 range, a whole
+ * block), else through tp_store_channel. */
 static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *o,
                                                     int32_t nvalid)
 {
     const int32_t k = j->k, cout = j->cout, ooff = j->ooff;
-    const int simple = j->fast && j->full && nvalid == 3;
+    const int simple = j->fast && j->full && nvalid == TP_CONV_PIX;
     const int8_t *w = j->filter;
     int32_t oc;
-    for (oc = 0; oc < cout; oc += 2, w += 2 * k) {
-        const int pair = oc + 1 < cout;
-        const int32_t q0 = j->per_channel ? oc : 0, q1 = j->per_channel ? oc + pair : 0;
-        const int32_t b0 = j->bias ? j->bias[oc] : 0, b1 = j->bias ? j->bias[oc + pair] : 0;
-        int32_t acc[6];   /* scalarised by the compiler (only copied out on the slow path) */
-        int32_t s0, s1;
-        acc[0] = b0;
-        acc[1] = b0;
-        acc[2] = b0;
-        acc[3] = b1;
-        acc[4] = b1;
-        acc[5] = b1;
-        tp_rows2_x3(w, pair ? w + k : w, col, k, acc, oc + 2 >= cout);
-        s0 = j->shift[q0];
-        s1 = j->shift[q1];
-        if (simple && s0 < 0 && s1 < 0) {
-            const int32_t e0 = -s0, h0 = (int32_t)1 << (e0 - 1), m0 = j->mult[q0];
+    for (oc = 0; oc < cout; ++oc, w += k) {
+        const int32_t qi = j->per_channel ? oc : 0;
+        const int32_t b = j->bias ? j->bias[oc] : 0;
+        const int32_t sh = j->shift[qi];
+        int32_t acc[TP_CONV_PIX];   /* scalarised by the compiler */
+        acc[0] = b;
+        acc[1] = b;
+        acc[2] = b;
+        acc[3] = b;
+        acc[4] = b;
+        acc[5] = b;
+        tp_row1_x6(w, col, k, oc + 1 == cout, acc);
+        if (simple && sh < 0) {
+            const int32_t e = -sh, h = (int32_t)1 << (e - 1), m = j->mult[qi];
             int8_t *op = o + oc;
-            op[0] = (int8_t)tp_rq3(acc[0], m0, e0, h0, ooff);
-            op[cout] = (int8_t)tp_rq3(acc[1], m0, e0, h0, ooff);
-            op[2 * cout] = (int8_t)tp_rq3(acc[2], m0, e0, h0, ooff);
-            if (pair) {
-                const int32_t e1 = -s1, h1 = (int32_t)1 << (e1 - 1), m1 = j->mult[q1];
-                op[1] = (int8_t)tp_rq3(acc[3], m1, e1, h1, ooff);
-                op[cout + 1] = (int8_t)tp_rq3(acc[4], m1, e1, h1, ooff);
-                op[2 * cout + 1] = (int8_t)tp_rq3(acc[5], m1, e1, h1, ooff);
-            }
+            op[0] = (int8_t)tp_rq_sat(acc[0], m, e, h, ooff);
+            op[cout] = (int8_t)tp_rq_sat(acc[1], m, e, h, ooff);
+            op[2 * cout] = (int8_t)tp_rq_sat(acc[2], m, e, h, ooff);
+            op[3 * cout] = (int8_t)tp_rq_sat(acc[3], m, e, h, ooff);
+            op[4 * cout] = (int8_t)tp_rq_sat(acc[4], m, e, h, ooff);
+            op[5 * cout] = (int8_t)tp_rq_sat(acc[5], m, e, h, ooff);
         } else {
-            tp_store_pair(o + oc, cout, acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], nvalid, pair, j,
-                          q0, q1);
+            int32_t copy[TP_CONV_PIX];
+            int32_t i;
+            for (i = 0; i < TP_CONV_PIX; ++i) {
+                copy[i] = acc[i];
+            }
+            tp_store_channel(o + oc, cout, copy, nvalid, j->mult[qi], sh, j->fast, ooff, j->amin, j->amax);
         }
-    }
-}
-
-/* The general stores of one channel pair (out of line: keeps tp_conv_block's registers free). */
-static void __attribute__((noinline)) tp_store_pair(int8_t *o, int32_t cout, int32_t a0, int32_t a1, int32_t a2,
-                                                    int32_t a3, int32_t a4, int32_t a5, int32_t nvalid, int pair,
-                                                    const tp_conv_job *j, int32_t q0, int32_t q1)
-{
-    const int32_t acc[6] = { a0, a1, a2, a3, a4, a5 };
-    tp_store_channel(o, cout, acc, nvalid, j->mult[q0], j->shift[q0], j->fast, j->ooff, j->amin, j->amax, j->full);
-    if (pair) {
-        tp_store_channel(o + 1, cout, acc + 3, nvalid, j->mult[q1], j->shift[q1], j->fast, j->ooff, j->amin,
-                         j->amax, j->full);
     }
 }
 
