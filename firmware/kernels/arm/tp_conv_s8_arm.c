@@ -271,7 +271,7 @@ static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
 
 #define TP_R6_OPERANDS                                                                     \
     [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [a5] "+r"(a5), \
-    [w] "+r"(w), [col] "+r"(col), [e] "=&r"(e), [o] "=&r"(o), [c0] "=&r"(c0), [c1] "=&r"(c1)
+    [w] "+r"(wq_), [col] "+r"(cq_), [e] "=&r"(e), [o] "=&r"(o), [c0] "=&r"(c0), [c1] "=&r"(c1)
 
 /* The same group in C (builds without optimisation, where the asm cannot get its registers). */
 static inline void tp_r6_group_c(int32_t x, const int32_t *cp, int32_t *a)
@@ -283,52 +283,51 @@ static inline void tp_r6_group_c(int32_t x, const int32_t *cp, int32_t *a)
     }
 }
 
-/* Dot products of filter row w (k int8) with the 6 interleaved columns, added to a[0..5].
- * last_row: w is the filter's last row (its partial last group is then read byte by byte, so that
- * nothing past the array is read; otherwise the next row's bytes are read and meet zero columns). */
-static inline __attribute__((always_inline)) void tp_row1_x6(const int8_t *w, const int32_t *col, int32_t k,
-                                                             int last_row, int32_t *acc)
-{
-    int32_t tw;
+/* Dot products of filter row w_ (k_ int8) with the 6 interleaved columns col_, added to the
+ * scalars a0..a5 of the caller (a macro, not a function: an array or pointers would be forced to
+ * memory around the asm's memory clobber). last_row_: w_ is the filter's last row (its partial
+ * last group is then read byte by byte, so that nothing past the array is read; otherwise the next
+ * row's bytes are read and meet zero columns). Uses the caller's e, o, c0, c1, tw. */
 #if defined(__OPTIMIZE__)
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5];
-    int32_t e, o, c0, c1;
-    if (k >> 3) {
-        const int32_t *end = col + 2 * TP_CONV_GW * (k >> 3);
-        __asm__ volatile(
-            "1:\n\t" TP_R6_GROUP_ASM TP_R6_GROUP_ASM
-            "cmp    %[col], %[end]\n\t"
-            "bne    1b\n\t"
-            : TP_R6_OPERANDS
-            : [end] "r"(end)
-            : "cc", "memory");
-    }
-    if (k & 4) {
-        __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");
-    }
-    if (k & 3) {
-        tw = last_row ? tp_tail_word(w, k & 3) : tp_arm_read_s8x4(w);
-        w = (const int8_t *)&tw;
-        __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-    acc[4] = a4;
-    acc[5] = a5;
+#define TP_ROW1_X6(w_, col_, k_, last_row_)                                                     \
+    do {                                                                                       \
+        const int8_t *wq_ = (w_);                                                              \
+        const int32_t *cq_ = (col_);                                                           \
+        if ((k_) >> 3) {                                                                       \
+            const int32_t *end = cq_ + 2 * TP_CONV_GW * ((k_) >> 3);                           \
+            __asm__ volatile("1:\n\t" TP_R6_GROUP_ASM TP_R6_GROUP_ASM                          \
+                             "cmp    %[col], %[end]\n\t"                                       \
+                             "bne    1b\n\t"                                                   \
+                             : TP_R6_OPERANDS                                                  \
+                             : [end] "r"(end)                                                  \
+                             : "cc", "memory");                                                \
+        }                                                                                      \
+        if ((k_) & 4) {                                                                        \
+            __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");                   \
+        }                                                                                      \
+        if ((k_) & 3) {                                                                        \
+            tw = (last_row_) ? tp_tail_word(wq_, (k_) & 3) : tp_arm_read_s8x4(wq_);            \
+            wq_ = (const int8_t *)&tw;                                                         \
+            __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");                   \
+        }                                                                                      \
+    } while (0)
 #else
-    int32_t g;
-    for (g = 0; g < (k >> 2); ++g, col += TP_CONV_GW) {
-        tp_r6_group_c(tp_arm_read_s8x4(w + 4 * g), col, acc);
-    }
-    if (k & 3) {
-        tw = tp_tail_word(w + 4 * g, k & 3);
-        tp_r6_group_c(tw, col, acc);
-    }
-    (void)last_row;
+#define TP_ROW1_X6(w_, col_, k_, last_row_)                                                     \
+    do {                                                                                       \
+        int32_t acc_[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5 };                                \
+        const int32_t *cq_ = (col_);                                                           \
+        int32_t g;                                                                             \
+        for (g = 0; g < ((k_) >> 2); ++g, cq_ += TP_CONV_GW) {                                 \
+            tp_r6_group_c(tp_arm_read_s8x4((w_) + 4 * g), cq_, acc_);                          \
+        }                                                                                      \
+        if ((k_) & 3) {                                                                        \
+            tw = tp_tail_word((w_) + 4 * g, (k_) & 3);                                         \
+            tp_r6_group_c(tw, cq_, acc_);                                                      \
+        }                                                                                      \
+        a0 = acc_[0]; a1 = acc_[1]; a2 = acc_[2]; a3 = acc_[3]; a4 = acc_[4]; a5 = acc_[5];    \
+        (void)e; (void)o; (void)c0; (void)c1; (void)(last_row_);                               \
+    } while (0)
 #endif
-}
 
 /* Requantises and stores acc[0..n-1] (pixels of one channel) to o[0], o[stride], ...
  * full != 0: the activation range is the whole int8 range (one SSAT instead of the clamp). */
@@ -363,7 +362,7 @@ static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t half,
  * channel through the 1 x 6 register block; the accumulators are requantised straight from
  * registers in the common case (fast requantisation, right shift, full int8 range, a whole
  * block), else through tp_store_channel. */
-static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *o,
+static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *out,
                                                     int32_t nvalid)
 {
     const int32_t k = j->k, cout = j->cout, ooff = j->ooff;
@@ -374,30 +373,21 @@ static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const 
         const int32_t qi = j->per_channel ? oc : 0;
         const int32_t b = j->bias ? j->bias[oc] : 0;
         const int32_t sh = j->shift[qi];
-        int32_t acc[TP_CONV_PIX];   /* scalarised by the compiler */
-        acc[0] = b;
-        acc[1] = b;
-        acc[2] = b;
-        acc[3] = b;
-        acc[4] = b;
-        acc[5] = b;
-        tp_row1_x6(w, col, k, oc + 1 == cout, acc);
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b;
+        int32_t e, o, c0, c1, tw;
+        TP_ROW1_X6(w, col, k, oc + 1 == cout);
         if (simple && sh < 0) {
-            const int32_t e = -sh, h = (int32_t)1 << (e - 1), m = j->mult[qi];
-            int8_t *op = o + oc;
-            op[0] = (int8_t)tp_rq_sat(acc[0], m, e, h, ooff);
-            op[cout] = (int8_t)tp_rq_sat(acc[1], m, e, h, ooff);
-            op[2 * cout] = (int8_t)tp_rq_sat(acc[2], m, e, h, ooff);
-            op[3 * cout] = (int8_t)tp_rq_sat(acc[3], m, e, h, ooff);
-            op[4 * cout] = (int8_t)tp_rq_sat(acc[4], m, e, h, ooff);
-            op[5 * cout] = (int8_t)tp_rq_sat(acc[5], m, e, h, ooff);
+            const int32_t ee = -sh, h = (int32_t)1 << (ee - 1), m = j->mult[qi];
+            int8_t *op = out + oc;
+            op[0] = (int8_t)tp_rq_sat(a0, m, ee, h, ooff);
+            op[cout] = (int8_t)tp_rq_sat(a1, m, ee, h, ooff);
+            op[2 * cout] = (int8_t)tp_rq_sat(a2, m, ee, h, ooff);
+            op[3 * cout] = (int8_t)tp_rq_sat(a3, m, ee, h, ooff);
+            op[4 * cout] = (int8_t)tp_rq_sat(a4, m, ee, h, ooff);
+            op[5 * cout] = (int8_t)tp_rq_sat(a5, m, ee, h, ooff);
         } else {
-            int32_t copy[TP_CONV_PIX];
-            int32_t i;
-            for (i = 0; i < TP_CONV_PIX; ++i) {
-                copy[i] = acc[i];
-            }
-            tp_store_channel(o + oc, cout, copy, nvalid, j->mult[qi], sh, j->fast, ooff, j->amin, j->amax);
+            const int32_t copy[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5 };
+            tp_store_channel(out + oc, cout, copy, nvalid, j->mult[qi], sh, j->fast, ooff, j->amin, j->amax);
         }
     }
 }
