@@ -26,6 +26,18 @@
 #define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
 #define TP_CONV_GATHER_MAX 252           /* windows up to this many elements are gathered on the stack */
 
+/* Per output channel, prepared once per call in scratch after the columns: the bias and the
+ * requantisation in the form the block needs. e > 0: fast path, out = SSAT8((SMMULR(2 acc, m) +
+ * hb + sign) >> e) with hb = 2^(e-1) + output_offset * 2^e (the output offset folded into the
+ * rounding constant: exact, see tp_conv_s8_arm); e == 0: the general path (tp_store_channel). */
+typedef struct {
+    int32_t bias, m, e, hb;
+} tp_conv_chan;
+
+/* Largest right shift for which hb and the sum in the fast requantisation fit in int32
+ * (|SMMULR| < 2^30, 2^(e-1) + 128 * 2^e < 2^30). */
+#define TP_CONV_MAX_FAST_E 22
+
 int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                        const tp_dims *output_dims)
 {
@@ -36,7 +48,7 @@ int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims 
         return 0;
     }
     k = filter_dims->h * filter_dims->w * filter_dims->c;
-    return TP_ARM_ALIGN_SLACK + 4 * TP_CONV_GW * ((k + 3) / 4);
+    return TP_ARM_ALIGN_SLACK + 4 * TP_CONV_GW * ((k + 3) / 4) + (int32_t)sizeof(tp_conv_chan) * filter_dims->n;
 }
 
 /* im2col of one pixel into groups starting at dst (words), dst advancing TP_CONV_GW per group. */
@@ -347,15 +359,16 @@ typedef struct {
     const int32_t *bias;
     const int32_t *mult;
     const int32_t *shift;
+    const tp_conv_chan *chan;
     int32_t k, cout, per_channel, fast, full, ooff, amin, amax;
 } tp_conv_job;
 
 /* Requantises one accumulator, e = -shift >= 1, |acc| < 2^30 (see tp_arm_mbqm_rshift), and
  * saturates to int8 (full activation range). */
-static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t half, int32_t ooff)
+static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t hb)
 {
     int32_t v = tp_arm_smmulr(acc * 2, m);
-    return __ssat(((v + half + (v >> 31)) >> e) + ooff, 8);
+    return __ssat((v + hb + (v >> 31)) >> e, 8);
 }
 
 /* All output channels of one block of TP_CONV_PIX pixels (nvalid of them real), channel by
@@ -365,29 +378,29 @@ static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t half,
 static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *out,
                                                     int32_t nvalid)
 {
-    const int32_t k = j->k, cout = j->cout, ooff = j->ooff;
-    const int simple = j->fast && j->full && nvalid == TP_CONV_PIX;
+    const int32_t k = j->k, cout = j->cout;
+    const int whole = nvalid == TP_CONV_PIX;
     const int8_t *w = j->filter;
+    const tp_conv_chan *ch = j->chan;
     int32_t oc;
-    for (oc = 0; oc < cout; ++oc, w += k) {
-        const int32_t qi = j->per_channel ? oc : 0;
-        const int32_t b = j->bias ? j->bias[oc] : 0;
-        const int32_t sh = j->shift[qi];
+    for (oc = 0; oc < cout; ++oc, w += k, ++ch) {
+        const int32_t b = ch->bias;
         int32_t a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b;
         int32_t e, o, c0, c1, tw;
         TP_ROW1_X6(w, col, k, oc + 1 == cout);
-        if (simple && sh < 0) {
-            const int32_t ee = -sh, h = (int32_t)1 << (ee - 1), m = j->mult[qi];
+        if (whole && ch->e) {
+            const int32_t ee = ch->e, hb = ch->hb, m = ch->m;
             int8_t *op = out + oc;
-            op[0] = (int8_t)tp_rq_sat(a0, m, ee, h, ooff);
-            op[cout] = (int8_t)tp_rq_sat(a1, m, ee, h, ooff);
-            op[2 * cout] = (int8_t)tp_rq_sat(a2, m, ee, h, ooff);
-            op[3 * cout] = (int8_t)tp_rq_sat(a3, m, ee, h, ooff);
-            op[4 * cout] = (int8_t)tp_rq_sat(a4, m, ee, h, ooff);
-            op[5 * cout] = (int8_t)tp_rq_sat(a5, m, ee, h, ooff);
+            op[0] = (int8_t)tp_rq_sat(a0, m, ee, hb);
+            op[cout] = (int8_t)tp_rq_sat(a1, m, ee, hb);
+            op[2 * cout] = (int8_t)tp_rq_sat(a2, m, ee, hb);
+            op[3 * cout] = (int8_t)tp_rq_sat(a3, m, ee, hb);
+            op[4 * cout] = (int8_t)tp_rq_sat(a4, m, ee, hb);
+            op[5 * cout] = (int8_t)tp_rq_sat(a5, m, ee, hb);
         } else {
             const int32_t copy[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5 };
-            tp_store_channel(out + oc, cout, copy, nvalid, j->mult[qi], sh, j->fast, ooff, j->amin, j->amax);
+            const int32_t sh = j->shift[j->per_channel ? oc : 0];
+            tp_store_channel(out + oc, cout, copy, nvalid, ch->m, sh, j->fast, j->ooff, j->amin, j->amax);
         }
     }
 }
@@ -430,6 +443,25 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     is_1x1 = f->h == 1 && f->w == 1 && p->stride.h == 1 && p->stride.w == 1 && p->padding.h == 0 &&
              p->padding.w == 0 && out->h == in->h && out->w == in->w;
 
+    {
+        /* per-channel table (see tp_conv_chan) after the columns */
+        tp_conv_chan *chan = (tp_conv_chan *)(col + TP_CONV_GW * ng);
+        const int full = p->activation.min == -128 && p->activation.max == 127;
+        for (oc = 0; oc < out->c; ++oc) {
+            const int32_t qi = q->per_channel ? oc : 0;
+            const int32_t sh = q->shift[qi];
+            chan[oc].bias = bias ? bias[oc] : 0;
+            chan[oc].m = q->multiplier[qi];
+            if (fast && full && sh < 0 && -sh <= TP_CONV_MAX_FAST_E) {
+                chan[oc].e = -sh;
+                chan[oc].hb = ((int32_t)1 << (-sh - 1)) + p->output_offset * ((int32_t)1 << -sh);
+            } else {
+                chan[oc].e = 0;
+                chan[oc].hb = 0;
+            }
+        }
+        job.chan = chan;
+    }
     job.filter = filter;
     job.bias = bias;
     job.mult = q->multiplier;

@@ -48,7 +48,8 @@ extern "C" {
 /* CONV_2D: im2col of 6 output pixels at a time into int16 (input_offset added, zero for padding),
  * then a 1-channel x 6-pixel SMLAD register block (assembly, LDRD of the columns); 1x1/stride-1
  * convolutions skip the window arithmetic. Scratch: 48 bytes per 4 filter taps*channels (rounded
- * up) + 8 (alignment):  8 + 48 * ceil(kh*kw*in_c / 4). */
+ * up), 16 per output channel (bias + requantisation constants) + 8 (alignment):
+ *   8 + 48 * ceil(kh*kw*in_c / 4) + 16 * out_c. */
 tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                          const tp_dims *input_dims, const int8_t *input,
                          const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,
