@@ -38,6 +38,9 @@ typedef struct {
  * (|SMMULR| < 2^30, 2^(e-1) + 128 * 2^e < 2^30). */
 #define TP_CONV_MAX_FAST_E 22
 
+/* Largest K whose filter rows are summed with 16-bit SIMD halves (K / 4 * 2 * 128 < 2^15). */
+#define TP_CONV_FOLD_MAX_K 1020
+
 int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                        const tp_dims *output_dims)
 {
@@ -180,44 +183,91 @@ static inline int32_t *tp_im2col_run(int32_t *dst, const int8_t *src, int32_t n,
     return dst;
 }
 
-/* n groups of zeros (padding: x + input_offset is 0 there). */
-static inline int32_t *tp_im2col_zero(int32_t *dst, int32_t n)
+/* Two words to dst[0], dst[1] in one STRD. */
+static inline void tp_arm_store2(int32_t *dst, int32_t a, int32_t b)
+{
+    __asm__ volatile("strd %1, %2, [%0]" : : "r"(dst), "r"(a), "r"(b) : "memory");
+}
+
+/* As tp_im2col_run without the input offset (folded into the biases): LDR, 2 SXTB16, STRD. */
+static inline int32_t *tp_im2col_run_raw(int32_t *dst, const int8_t *src, int32_t n)
+{
+    while (n >= 2) {
+        const int32_t x0 = tp_arm_read_s8x4(src), x1 = tp_arm_read_s8x4(src + 4);
+        tp_arm_store2(dst, __sxtb16(x0), tp_arm_sxtb16_ror8(x0));
+        tp_arm_store2(dst + TP_CONV_GW, __sxtb16(x1), tp_arm_sxtb16_ror8(x1));
+        dst += 2 * TP_CONV_GW;
+        src += 8;
+        n -= 2;
+    }
+    if (n) {
+        const int32_t x0 = tp_arm_read_s8x4(src);
+        tp_arm_store2(dst, __sxtb16(x0), tp_arm_sxtb16_ror8(x0));
+        dst += TP_CONV_GW;
+    }
+    return dst;
+}
+
+/* n groups of padding: the word v in both halves-pairs (0 when the offset is added to x, so that
+ * x + input_offset is 0; -input_offset in each half when the offset is folded into the biases). */
+static inline int32_t *tp_im2col_fill(int32_t *dst, int32_t n, int32_t v)
 {
     while (n--) {
-        dst[0] = 0;
-        dst[1] = 0;
+        dst[0] = v;
+        dst[1] = v;
         dst += TP_CONV_GW;
     }
     return dst;
 }
 
 /* im2col of one pixel when in_c % 4 == 0: window rows that lie inside the input with dilation.w 1
- * are one contiguous run of kw * c bytes. */
+ * are one contiguous run of kw * c bytes. fold: the input offset is in the biases (see
+ * tp_conv_s8_arm), so the columns hold x itself and the padding -input_offset. */
 static void tp_im2col_c4(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *base,
-                         const tp_dims *f, int32_t iy0, int32_t ix0)
+                         const tp_dims *f, int32_t iy0, int32_t ix0, int fold)
 {
     const int32_t c = in->c, cg = c >> 2;
     const int32_t offp = tp_arm_pack16(p->input_offset, p->input_offset);
+    const int32_t padw = fold ? tp_arm_pack16(-p->input_offset, -p->input_offset) : 0;
     const int32_t dh = p->dilation.h, dw = p->dilation.w;
     const int row_inside = dw == 1 && ix0 >= 0 && ix0 + f->w <= in->w;
     int32_t ky, kx;
     for (ky = 0; ky < f->h; ++ky) {
         const int32_t iy = iy0 + ky * dh;
         if (iy < 0 || iy >= in->h) {
-            dst = tp_im2col_zero(dst, cg * f->w);
+            dst = tp_im2col_fill(dst, cg * f->w, padw);
         } else if (row_inside) {
-            dst = tp_im2col_run(dst, base + ((size_t)iy * in->w + ix0) * c, cg * f->w, offp);
+            const int8_t *src = base + ((size_t)iy * in->w + ix0) * c;
+            dst = fold ? tp_im2col_run_raw(dst, src, cg * f->w) : tp_im2col_run(dst, src, cg * f->w, offp);
         } else {
             for (kx = 0; kx < f->w; ++kx) {
                 const int32_t ix = ix0 + kx * dw;
                 if (ix < 0 || ix >= in->w) {
-                    dst = tp_im2col_zero(dst, cg);
+                    dst = tp_im2col_fill(dst, cg, padw);
                 } else {
-                    dst = tp_im2col_run(dst, base + ((size_t)iy * in->w + ix) * c, cg, offp);
+                    const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
+                    dst = fold ? tp_im2col_run_raw(dst, src, cg) : tp_im2col_run(dst, src, cg, offp);
                 }
             }
         }
     }
+}
+
+/* Sum of the k int8 of w (k <= TP_CONV_FOLD_MAX_K: the 16-bit partial sums cannot overflow). */
+static int32_t tp_row_sum(const int8_t *w, int32_t k)
+{
+    int32_t se = 0, so = 0, i, r = 0;
+    for (i = 0; i + 4 <= k; i += 4) {
+        const int32_t x = tp_arm_read_s8x4(w + i);
+        int32_t t;
+        se = __sxtab16(se, x);
+        __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(t) : "r"(so), "r"(x));
+        so = t;
+    }
+    for (; i < k; ++i) {
+        r += w[i];
+    }
+    return r + (int16_t)se + (se >> 16) + (int16_t)so + (so >> 16);
 }
 
 /* 1x1, stride 1, no padding: the window is the pixel itself (c % 4 == 0 not required). */
@@ -412,7 +462,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
 {
     int32_t k, ng, npix, pix0, oc, i, fast;
     int32_t *col;
-    int is_1x1;
+    int is_1x1, fold;
     tp_conv_job job;
     if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output ||
         in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0 || f->n <= 0 || f->h <= 0 || f->w <= 0 ||
@@ -443,6 +493,11 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     is_1x1 = f->h == 1 && f->w == 1 && p->stride.h == 1 && p->stride.w == 1 && p->padding.h == 0 &&
              p->padding.w == 0 && out->h == in->h && out->w == in->w;
 
+    /* fold the input offset into the biases (bias + input_offset * sum(w) per channel: the
+     * columns then need no SADD16, 2 instructions per group and pixel) when that saves more than
+     * summing the filter costs (about 3 instructions per group and channel) */
+    fold = !is_1x1 && (in->c & 3) == 0 && k <= TP_CONV_FOLD_MAX_K &&
+           2 * (int64_t)out->n * out->h * out->w > 3 * (int64_t)out->c;
     {
         /* per-channel table (see tp_conv_chan) after the columns */
         tp_conv_chan *chan = (tp_conv_chan *)(col + TP_CONV_GW * ng);
@@ -450,7 +505,8 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
         for (oc = 0; oc < out->c; ++oc) {
             const int32_t qi = q->per_channel ? oc : 0;
             const int32_t sh = q->shift[qi];
-            chan[oc].bias = bias ? bias[oc] : 0;
+            chan[oc].bias = (bias ? bias[oc] : 0) +
+                            (fold ? p->input_offset * tp_row_sum(filter + (size_t)oc * k, k) : 0);
             chan[oc].m = q->multiplier[qi];
             if (fast && full && sh < 0 && -sh <= TP_CONV_MAX_FAST_E) {
                 chan[oc].e = -sh;
@@ -494,7 +550,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 const int32_t r = pix - b * out->h * out->w;
                 const int32_t oy = r / out->w, ox = r - oy * out->w;
                 tp_im2col_c4(dst, p, in, input + (size_t)b * in->h * in->w * in->c, f,
-                             oy * p->stride.h - p->padding.h, ox * p->stride.w - p->padding.w);
+                             oy * p->stride.h - p->padding.h, ox * p->stride.w - p->padding.w, fold);
             } else {
                 const int32_t pix = pix0 + i;
                 const int32_t b = pix / (out->h * out->w);
