@@ -7,7 +7,7 @@ when the firmware is built with TP_USE_ARM_DSP for a core with the DSP extension
 The memory plan must reserve these bytes for each op when the generated code may be compiled for a
 Cortex-M4/M7 (tinyprune/codegen/scratch.py, kernels "dsp"); a DSP kernel given less scratch runs the
 reference kernel instead (correct, but not faster). Formulas (8 = alignment slack):
-    CONV_2D            8 + 48 * ceil(kh*kw*in_c / 4) + 16 * out_c
+    CONV_2D            8 + 64 * ceil(kh*kw*in_c / 4) + 16 * out_c
     DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*4   when depth_multiplier == 1 and c % 4 == 0, else 0
     FULLY_CONNECTED    8 + 8 * ceil(in / 4)
     others             0
@@ -26,7 +26,7 @@ def dsp_scratch_bytes(op: ir.Op, graph: ir.Graph) -> int:
     if op.kind == "CONV_2D":
         f = graph.tensors[op.inputs[1]].shape          # [out_c, kh, kw, in_c]
         k = f[1] * f[2] * f[3]
-        return ALIGN_SLACK + 48 * ((k + 3) // 4) + 16 * f[0]
+        return ALIGN_SLACK + 64 * ((k + 3) // 4) + 16 * f[0]
     if op.kind == "DEPTHWISE_CONV_2D":
         x = graph.tensors[op.inputs[0]].shape          # [n, h, w, c]
         f = graph.tensors[op.inputs[1]].shape          # [1, kh, kw, c * ch_mult]

@@ -1,15 +1,16 @@
 /* CONV_2D int8, Cortex-M4/M7 DSP variant: bit-exact with tp_conv_s8_ref.
  *
- * Scheme: output pixels are taken TP_CONV_PIX (6) at a time (over batch, row and column). Their
+ * Scheme: output pixels are taken TP_CONV_PIX (8) at a time (over batch, row and column). Their
  * receptive fields are copied ("im2col") into scratch as int16 values x + input_offset (0 where
  * the window lies in the padding), interleaved so that one group of 4 consecutive filter elements
  * of one pixel is two adjacent words in the order (k0, k2 | k1, k3) -- the order in which SXTB16 /
- * SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 6 pixels' groups are adjacent:
- *   col[g * 12 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
- * Output channels are then taken one at a time against the 6 pixels (register block 1 x 6, 6
+ * SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 8 pixels' groups are adjacent:
+ *   col[g * 16 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
+ * Output channels are then taken one at a time against the 8 pixels (register block 1 x 8, 8
  * accumulators): per group of 4 filter elements 1 LDR + 2 SXTB16 for the weights, then per pixel
- * one LDRD of its two column words and 2 SMLAD (24 MACs in 21 instructions; the 2-channel x
- * 3-pixel block of round 2 needed 24: with two weight rows no register was left for LDRD). The
+ * one LDRD of its two column words and 2 SMLAD (32 MACs in 27 instructions; the 2-channel x
+ * 3-pixel block of round 2 needed 32 for 32 MACs: with two weight rows no register was left for
+ * LDRD). The
  * im2col is done once per block and reused by every channel. Interior window rows (dilation.w 1)
  * are copied as one contiguous run. Accumulators are exact in int32 (see tp_nn.h: K <= 65,000
  * terms of |x| <= 255, |w| <= 127). Requantisation straight from the registers with SMMULR
@@ -22,7 +23,7 @@
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
 #include "tp_arm_support.h"
 
-#define TP_CONV_PIX 6                    /* output pixels per block */
+#define TP_CONV_PIX 8                    /* output pixels per block */
 #define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
 #define TP_CONV_GATHER_MAX 252           /* windows up to this many elements are gathered on the stack */
 
@@ -303,40 +304,48 @@ static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
     return wv;
 }
 
-/* One group (4 filter elements) of one filter row against the 6 pixels' columns, in assembly:
+/* One group (4 filter elements) of one filter row against the 8 pixels' columns, in assembly:
  * LDR + 2 SXTB16 for the weights, then per pixel one LDRD of its (k0,k2 | k1,k3) column words and
- * 2 SMLAD: 21 instructions per 24 MACs (the previous 2-channel x 3-pixel block needed 24, because
- * two weight rows left no register for LDRD). The column pointer advances one group (48 bytes)
- * with the first load. Registers: 6 accumulators, w, col, end, e, o, c0, c1 (13). */
-#define TP_R6_GROUP_ASM                                           \
+ * 2 SMLAD: 27 instructions per 32 MACs (the previous 2-channel x 3-pixel block needed 24 per 24,
+ * because two weight rows left no register for LDRD). The column pointer advances one group
+ * (64 bytes) with the first load. Registers: 8 accumulators, w, col, e, o, c0, c1 (14; the loop
+ * end stays in memory). */
+#define TP_RN_GROUP_ASM                                           \
     "ldr    %[e], [%[w]], #4\n\t"                                 \
-    "ldrd   %[c0], %[c1], [%[col]], #48\n\t"                      \
+    "ldrd   %[c0], %[c1], [%[col]], #64\n\t"                      \
     "sxtb16 %[o], %[e], ror #8\n\t"                               \
     "sxtb16 %[e], %[e]\n\t"                                       \
     "smlad  %[a0], %[c0], %[e], %[a0]\n\t"                        \
     "smlad  %[a0], %[c1], %[o], %[a0]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-40]\n\t"                     \
+    "ldrd   %[c0], %[c1], [%[col], #-56]\n\t"                     \
     "smlad  %[a1], %[c0], %[e], %[a1]\n\t"                        \
     "smlad  %[a1], %[c1], %[o], %[a1]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-32]\n\t"                     \
+    "ldrd   %[c0], %[c1], [%[col], #-48]\n\t"                     \
     "smlad  %[a2], %[c0], %[e], %[a2]\n\t"                        \
     "smlad  %[a2], %[c1], %[o], %[a2]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-24]\n\t"                     \
+    "ldrd   %[c0], %[c1], [%[col], #-40]\n\t"                     \
     "smlad  %[a3], %[c0], %[e], %[a3]\n\t"                        \
     "smlad  %[a3], %[c1], %[o], %[a3]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-16]\n\t"                     \
+    "ldrd   %[c0], %[c1], [%[col], #-32]\n\t"                     \
     "smlad  %[a4], %[c0], %[e], %[a4]\n\t"                        \
     "smlad  %[a4], %[c1], %[o], %[a4]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-8]\n\t"                      \
+    "ldrd   %[c0], %[c1], [%[col], #-24]\n\t"                     \
     "smlad  %[a5], %[c0], %[e], %[a5]\n\t"                        \
-    "smlad  %[a5], %[c1], %[o], %[a5]\n\t"
+    "smlad  %[a5], %[c1], %[o], %[a5]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-16]\n\t"                     \
+    "smlad  %[a6], %[c0], %[e], %[a6]\n\t"                        \
+    "smlad  %[a6], %[c1], %[o], %[a6]\n\t"                        \
+    "ldrd   %[c0], %[c1], [%[col], #-8]\n\t"                     \
+    "smlad  %[a7], %[c0], %[e], %[a7]\n\t"                        \
+    "smlad  %[a7], %[c1], %[o], %[a7]\n\t"
 
-#define TP_R6_OPERANDS                                                                     \
+#define TP_RN_OPERANDS                                                                     \
     [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [a5] "+r"(a5), \
+    [a6] "+r"(a6), [a7] "+r"(a7),                                                           \
     [w] "+r"(wq_), [col] "+r"(cq_), [e] "=&r"(e), [o] "=&r"(o), [c0] "=&r"(c0), [c1] "=&r"(c1)
 
 /* The same group in C (builds without optimisation, where the asm cannot get its registers). */
-static inline void tp_r6_group_c(int32_t x, const int32_t *cp, int32_t *a)
+static inline void tp_rn_group_c(int32_t x, const int32_t *cp, int32_t *a)
 {
     const int32_t e = __sxtb16(x), o = tp_arm_sxtb16_ror8(x);
     int32_t i;
@@ -345,48 +354,50 @@ static inline void tp_r6_group_c(int32_t x, const int32_t *cp, int32_t *a)
     }
 }
 
-/* Dot products of filter row w_ (k_ int8) with the 6 interleaved columns col_, added to the
- * scalars a0..a5 of the caller (a macro, not a function: an array or pointers would be forced to
+/* Dot products of filter row w_ (k_ int8) with the 8 interleaved columns col_, added to the
+ * scalars a0..a7 of the caller (a macro, not a function: an array or pointers would be forced to
  * memory around the asm's memory clobber). last_row_: w_ is the filter's last row (its partial
  * last group is then read byte by byte, so that nothing past the array is read; otherwise the next
  * row's bytes are read and meet zero columns). Uses the caller's e, o, c0, c1, tw. */
 #if defined(__OPTIMIZE__)
-#define TP_ROW1_X6(w_, col_, k_, last_row_)                                                     \
+#define TP_ROW1_XN(w_, col_, k_, last_row_)                                                     \
     do {                                                                                       \
         const int8_t *wq_ = (w_);                                                              \
         const int32_t *cq_ = (col_);                                                           \
         if ((k_) >> 3) {                                                                       \
-            const int32_t *end = cq_ + 2 * TP_CONV_GW * ((k_) >> 3);                           \
-            __asm__ volatile("1:\n\t" TP_R6_GROUP_ASM TP_R6_GROUP_ASM                          \
-                             "cmp    %[col], %[end]\n\t"                                       \
+            volatile const int32_t *end = cq_ + 2 * TP_CONV_GW * ((k_) >> 3);                  \
+            __asm__ volatile("1:\n\t" TP_RN_GROUP_ASM TP_RN_GROUP_ASM                          \
+                             "ldr    %[c0], %[end]\n\t"                                        \
+                             "cmp    %[col], %[c0]\n\t"                                        \
                              "bne    1b\n\t"                                                   \
-                             : TP_R6_OPERANDS                                                  \
-                             : [end] "r"(end)                                                  \
+                             : TP_RN_OPERANDS                                                  \
+                             : [end] "m"(end)                                                  \
                              : "cc", "memory");                                                \
         }                                                                                      \
         if ((k_) & 4) {                                                                        \
-            __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");                   \
+            __asm__ volatile(TP_RN_GROUP_ASM : TP_RN_OPERANDS : : "memory");                   \
         }                                                                                      \
         if ((k_) & 3) {                                                                        \
             tw = (last_row_) ? tp_tail_word(wq_, (k_) & 3) : tp_arm_read_s8x4(wq_);            \
             wq_ = (const int8_t *)&tw;                                                         \
-            __asm__ volatile(TP_R6_GROUP_ASM : TP_R6_OPERANDS : : "memory");                   \
+            __asm__ volatile(TP_RN_GROUP_ASM : TP_RN_OPERANDS : : "memory");                   \
         }                                                                                      \
     } while (0)
 #else
-#define TP_ROW1_X6(w_, col_, k_, last_row_)                                                     \
+#define TP_ROW1_XN(w_, col_, k_, last_row_)                                                     \
     do {                                                                                       \
-        int32_t acc_[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5 };                                \
+        int32_t acc_[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5, a6, a7 };                        \
         const int32_t *cq_ = (col_);                                                           \
         int32_t g;                                                                             \
         for (g = 0; g < ((k_) >> 2); ++g, cq_ += TP_CONV_GW) {                                 \
-            tp_r6_group_c(tp_arm_read_s8x4((w_) + 4 * g), cq_, acc_);                          \
+            tp_rn_group_c(tp_arm_read_s8x4((w_) + 4 * g), cq_, acc_);                          \
         }                                                                                      \
         if ((k_) & 3) {                                                                        \
             tw = tp_tail_word((w_) + 4 * g, (k_) & 3);                                         \
-            tp_r6_group_c(tw, cq_, acc_);                                                      \
+            tp_rn_group_c(tw, cq_, acc_);                                                      \
         }                                                                                      \
         a0 = acc_[0]; a1 = acc_[1]; a2 = acc_[2]; a3 = acc_[3]; a4 = acc_[4]; a5 = acc_[5];    \
+        a6 = acc_[6]; a7 = acc_[7];                                                            \
         (void)e; (void)o; (void)c0; (void)c1; (void)(last_row_);                               \
     } while (0)
 #endif
@@ -422,7 +433,7 @@ static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t hb)
 }
 
 /* All output channels of one block of TP_CONV_PIX pixels (nvalid of them real), channel by
- * channel through the 1 x 6 register block; the accumulators are requantised straight from
+ * channel through the 1 x 8 register block; the accumulators are requantised straight from
  * registers in the common case (fast requantisation, right shift, full int8 range, a whole
  * block), else through tp_store_channel. */
 static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *out,
@@ -435,9 +446,9 @@ static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const 
     int32_t oc;
     for (oc = 0; oc < cout; ++oc, w += k, ++ch) {
         const int32_t b = ch->bias;
-        int32_t a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b;
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
         int32_t e, o, c0, c1, tw;
-        TP_ROW1_X6(w, col, k, oc + 1 == cout);
+        TP_ROW1_XN(w, col, k, oc + 1 == cout);
         if (whole && ch->e) {
             const int32_t ee = ch->e, hb = ch->hb, m = ch->m;
             int8_t *op = out + oc;
@@ -447,8 +458,10 @@ static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const 
             op[3 * cout] = (int8_t)tp_rq_sat(a3, m, ee, hb);
             op[4 * cout] = (int8_t)tp_rq_sat(a4, m, ee, hb);
             op[5 * cout] = (int8_t)tp_rq_sat(a5, m, ee, hb);
+            op[6 * cout] = (int8_t)tp_rq_sat(a6, m, ee, hb);
+            op[7 * cout] = (int8_t)tp_rq_sat(a7, m, ee, hb);
         } else {
-            const int32_t copy[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5 };
+            const int32_t copy[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5, a6, a7 };
             const int32_t sh = j->shift[j->per_channel ? oc : 0];
             tp_store_channel(out + oc, cout, copy, nvalid, ch->m, sh, j->fast, j->ooff, j->amin, j->amax);
         }
