@@ -57,7 +57,7 @@ def measure(model: Path, kernels: str = "portable", tflm: bool = True) -> dict:
     from tinyprune.codegen.tflite_reader import read_tflite
 
     graph = read_tflite(model)
-    plain = estimate(graph, kernels)
+    plain = estimate(graph, kernels, overlap=False)
     # CMSIS-NN breaks the overlap contract (estimate refuses it): no overlap figures then
     ov = estimate(graph, kernels, overlap=True) if kernels not in OVERLAP_UNSAFE_KERNELS else None
     for e in (plain, ov):

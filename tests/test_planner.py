@@ -91,8 +91,8 @@ def test_residual_add_in_place_over_dying_input_not_model_input():
     assert p.offsets["y"] == p.offsets["b"]
     assert p.lifetimes == {"x": (0, 2), "a": (0, 1), "b": (1, 2), "y": (2, 2)}
     assert p.arena_bytes == 3 * 256 and p.peak_lower_bound == 768
-    # equal sizes: earliest first, then by name; the {b, y} pair goes above a and x
-    assert p.offsets == {"a": 0, "x": 256, "b": 512, "y": 512}
+    # equal sizes: earliest first, then by first use (never by name); the {b, y} pair goes above x and a
+    assert p.offsets == {"x": 0, "a": 256, "b": 512, "y": 512}
     q = plan_ok(g, inplace=False)
     assert q.inplace == {} and q.offsets["y"] != q.offsets["b"] and q.arena_bytes == 768
 
@@ -219,6 +219,20 @@ def test_validate_detects_overlaps_and_bad_orders():
         replace(p, arena_bytes=p.arena_bytes - 1).validate(g)
     with pytest.raises(PlanError, match="lifetime"):
         replace(p, lifetimes={**p.lifetimes, "a": (0, 0)}).validate(g)
+
+
+def test_plan_does_not_depend_on_tensor_names():
+    """The pruning stage builds the converter's graph with other tensor names: same structure, same plan."""
+    g = residual()
+    ren = {"x": "zz_in", "a": "m", "b": "aa", "y": "0out"}
+    h = ir.Graph(tensors={ren[n]: ir.Tensor(ren[n], t.shape, t.dtype) for n, t in reversed(list(g.tensors.items()))},
+                 ops=[ir.Op(op.kind, [ren[i] for i in op.inputs], [ren[o] for o in op.outputs], dict(op.options))
+                      for op in g.ops],
+                 inputs=[ren[i] for i in g.inputs], outputs=[ren[o] for o in g.outputs])
+    p, q = plan_ok(g), plan_ok(h)
+    assert q.arena_bytes == p.arena_bytes
+    assert {ren[n]: off for n, off in p.offsets.items()} == q.offsets
+    assert {k: ren[v] for k, v in p.inplace.items()} == q.inplace
 
 
 def test_malformed_graphs_are_rejected():

@@ -28,6 +28,7 @@ tinyprune.codegen.ir (the pruning stage calls it through codegen.estimate).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from math import prod
 
@@ -689,6 +690,92 @@ def _moves(view: _View, order):
 def plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inplace: bool = True,
                 reorder: bool = True, alignment: int = 16, overlap: bool = False,
                 concat: bool = False) -> MemoryPlan:
+    """Plan the arena for ``graph`` (see _plan_memory). The plan depends only on the graph's
+    structure, never on its tensor names or the order of its tensor table: the pruning stage builds
+    the same graph from PyTorch with other names than the converter's, and its estimate must equal
+    the code generator's plan byte for byte (ties in the placement heuristics used to break by name)."""
+    names = {t for op in graph.ops for t in (*op.inputs, *op.outputs) if t} | set(graph.inputs) | set(graph.outputs)
+    if not names <= set(graph.tensors):
+        return _plan_memory(graph, scratch)  # raises the error naming the unknown tensor
+    canon, back, perm = _canonical(graph, reorder)
+    inv = {k: i for i, k in enumerate(perm)}
+    cscratch = {inv[int(k)]: v for k, v in (scratch or {}).items() if 0 <= int(k) < len(graph.ops)}
+    if scratch and len(cscratch) != len(scratch):
+        return _plan_memory(graph, scratch)  # raises the error naming the bad scratch entry
+    plan = _plan_memory(canon, cscratch, inplace=inplace, reorder=reorder, alignment=alignment,
+                        overlap=overlap, concat=concat)
+    plan = _renamed(plan, back, perm)
+    plan.validate(graph)
+    return plan
+
+
+def _canonical_op_order(graph: ir.Graph) -> list[int]:
+    """A topological order of graph.ops that depends only on structure: Kahn's algorithm taking,
+    among the ready ops, the one whose inputs were produced earliest, then by kind, shapes and
+    options (converters and the PyTorch tracer list independent branches in different orders)."""
+    producer = {t: k for k, op in enumerate(graph.ops) for t in op.outputs}
+    pos: dict[str, int] = {t: -1 - i for i, t in enumerate(graph.inputs)}
+    deps = {k: {producer[t] for t in op.inputs if t and t in producer} for k, op in enumerate(graph.ops)}
+    done: list[int] = []
+    left = set(range(len(graph.ops)))
+
+    def key(k):
+        op = graph.ops[k]
+        t = graph.tensors
+        return (sorted(pos.get(i, len(graph.ops)) for i in op.inputs if i and not t[i].is_const), op.kind,
+                [t[o].shape for o in op.outputs], [t[i].shape for i in op.inputs if i and t[i].is_const],
+                repr(sorted(op.options.items())))
+    while left:
+        ready = [k for k in left if deps[k] <= set(done)]
+        if not ready:  # a cycle: keep the given order, _plan_memory reports it
+            return list(range(len(graph.ops)))
+        k = min(ready, key=lambda j: (key(j), j))
+        for o in graph.ops[k].outputs:
+            pos[o] = len(done)
+        done.append(k)
+        left.discard(k)
+    return done
+
+
+def _canonical(graph: ir.Graph, reorder: bool = True) -> tuple[ir.Graph, dict[str, str], list[int]]:
+    """The graph with ops in canonical order (only when the planner may reorder: otherwise the given
+    order is the schedule) and tensors named by first use (model inputs, then op by op)
+    -> (graph, tensor back-map, perm) where canonical op i is original op perm[i]."""
+    perm = _canonical_op_order(graph) if reorder else list(range(len(graph.ops)))
+    order: list[str] = []
+    seen: set[str] = set()
+    for n in [*graph.inputs, *(t for k in perm for t in (*graph.ops[k].inputs, *graph.ops[k].outputs)),
+              *graph.outputs, *graph.tensors]:
+        if n and n not in seen:
+            seen.add(n)
+            order.append(n)
+    fwd = {n: f"t{i:06d}" for i, n in enumerate(order)}
+    tensors = {fwd[n]: dataclasses.replace(graph.tensors[n], name=fwd[n]) for n in order}
+    ops = [ir.Op(kind=op.kind, inputs=[fwd[t] if t else "" for t in op.inputs], outputs=[fwd[t] for t in op.outputs],
+                 options=dict(op.options), name=op.name) for op in (graph.ops[k] for k in perm)]
+    canon = ir.Graph(tensors=tensors, ops=ops, inputs=[fwd[t] for t in graph.inputs],
+                     outputs=[fwd[t] for t in graph.outputs], name=graph.name)
+    return canon, {v: k for k, v in fwd.items()}, perm
+
+
+def _renamed(plan: MemoryPlan, back: dict[str, str], perm: list[int]) -> MemoryPlan:
+    def r(n):
+        return back.get(n, n)
+    return dataclasses.replace(
+        plan, offsets={r(k): v for k, v in plan.offsets.items()},
+        scratch_offsets={perm[k]: v for k, v in plan.scratch_offsets.items()},
+        order=[perm[k] for k in plan.order],
+        aliases={r(k): r(v) for k, v in plan.aliases.items()},
+        inplace={perm[k]: r(v) for k, v in plan.inplace.items()},
+        lifetimes={r(k): v for k, v in plan.lifetimes.items()},
+        overlaps={perm[k]: (r(v[0]), v[1]) for k, v in plan.overlaps.items()},
+        concat_inplace={perm[k]: [r(x) for x in v] for k, v in plan.concat_inplace.items()},
+        scratch={perm[k]: v for k, v in plan.scratch.items()})
+
+
+def _plan_memory(graph: ir.Graph, scratch: dict[int, int] | None = None, *, inplace: bool = True,
+                 reorder: bool = True, alignment: int = 16, overlap: bool = False,
+                 concat: bool = False) -> MemoryPlan:
     """Plan the arena for ``graph``. ``scratch`` maps op index -> scratch bytes (None: no scratch;
     codegen.estimate fills it from codegen.scratch). ``overlap`` lets window ops write over their
     dying input (only for kernels that honour the raster-order contract; see docs). ``concat``
