@@ -55,9 +55,15 @@ int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims 
     return TP_ARM_ALIGN_SLACK + 4 * TP_CONV_GW * ((k + 3) / 4) + (int32_t)sizeof(tp_conv_chan) * filter_dims->n;
 }
 
+/* Two words to dst[0], dst[1] in one STRD. */
+static inline void tp_arm_store2(int32_t *dst, int32_t a, int32_t b)
+{
+    __asm__ volatile("strd %1, %2, [%0]" : : "r"(dst), "r"(a), "r"(b) : "memory");
+}
+
 /* im2col of one pixel into groups starting at dst (words), dst advancing TP_CONV_GW per group. */
 static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *input,
-                            const tp_dims *f, int32_t b, int32_t oy, int32_t ox, int32_t k)
+                            const tp_dims *f, int32_t b, int32_t oy, int32_t ox, int32_t k, int fold)
 {
     const int32_t c = in->c;
     const int32_t iy0 = oy * p->stride.h - p->padding.h;
@@ -123,6 +129,19 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
                 }
             }
         }
+        if (fold) {
+            /* offset in the biases: columns = x, padding -offset, beyond k 0 (the weights there
+             * are not part of the row) */
+            d[0] = 0;
+            d[1] = 0;
+            d[2] = 0;
+            for (i = 0; i < k; i += 4) {
+                const int32_t x = tp_arm_read_s8x4(lin + i);
+                tp_arm_store2(dst, __sxtb16(x), tp_arm_sxtb16_ror8(x));
+                dst += TP_CONV_GW;
+            }
+            return;
+        }
         d[0] = pad;
         d[1] = pad;
         d[2] = pad;
@@ -182,12 +201,6 @@ static inline int32_t *tp_im2col_run(int32_t *dst, const int8_t *src, int32_t n,
         dst += TP_CONV_GW;
     }
     return dst;
-}
-
-/* Two words to dst[0], dst[1] in one STRD. */
-static inline void tp_arm_store2(int32_t *dst, int32_t a, int32_t b)
-{
-    __asm__ volatile("strd %1, %2, [%0]" : : "r"(dst), "r"(a), "r"(b) : "memory");
 }
 
 /* As tp_im2col_run without the input offset (folded into the biases): LDR, 2 SXTB16, STRD. */
@@ -509,7 +522,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     /* fold the input offset into the biases (bias + input_offset * sum(w) per channel: the
      * columns then need no SADD16, 2 instructions per group and pixel) when that saves more than
      * summing the filter costs (about 3 instructions per group and channel) */
-    fold = !is_1x1 && (in->c & 3) == 0 && k <= TP_CONV_FOLD_MAX_K &&
+    fold = !is_1x1 && ((in->c & 3) == 0 || k <= TP_CONV_GATHER_MAX) && k <= TP_CONV_FOLD_MAX_K &&
            2 * (int64_t)out->n * out->h * out->w > 3 * (int64_t)out->c;
     {
         /* per-channel table (see tp_conv_chan) after the columns */
@@ -568,7 +581,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 const int32_t pix = pix0 + i;
                 const int32_t b = pix / (out->h * out->w);
                 const int32_t r = pix - b * out->h * out->w;
-                tp_im2col_pixel(dst, p, in, input, f, b, r / out->w, r % out->w, k);
+                tp_im2col_pixel(dst, p, in, input, f, b, r / out->w, r % out->w, k, fold);
             }
         }
         tp_conv_block(&job, col, output + (size_t)pix0 * out->c, nvalid);
