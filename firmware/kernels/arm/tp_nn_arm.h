@@ -77,7 +77,9 @@ tp_status tp_fully_connected_s8_arm(const tp_context *ctx, const tp_fc_params *p
                                     int8_t *output);
 int32_t tp_fully_connected_s8_arm_get_buffer_size(int32_t accum_depth, int32_t out_depth);
 
-/* ADD without broadcasting (else the reference): requantisation by SMMULR; in place allowed. */
+/* ADD without broadcasting (else the reference): requantisation by SMMULR; in place allowed. From
+ * 512 elements on, each input's scaled value comes from a 256-entry table built per call on the
+ * stack (2 x 1 KB of stack, no scratch). */
 tp_status tp_add_s8_arm(const tp_add_params *params, const tp_broadcast *bcast, int32_t size,
                         const int8_t *input1, const int8_t *input2, int8_t *output);
 
