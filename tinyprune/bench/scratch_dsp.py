@@ -8,7 +8,7 @@ The memory plan must reserve these bytes for each op when the generated code may
 Cortex-M4/M7 (tinyprune/codegen/scratch.py, kernels "dsp"); a DSP kernel given less scratch runs the
 reference kernel instead (correct, but not faster). Formulas (8 = alignment slack):
     CONV_2D            8 + 64 * ceil(kh*kw*in_c / 4) + 16 * out_c
-    DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*4   when depth_multiplier == 1 and c % 4 == 0, else 0
+    DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*16  when depth_multiplier == 1 and c % 4 == 0, else 0
     FULLY_CONNECTED    8 + 8 * ceil(in / 4)
     others             0
 This module may import only tinyprune.codegen.ir.
@@ -33,7 +33,7 @@ def dsp_scratch_bytes(op: ir.Op, graph: ir.Graph) -> int:
         c_in, c_out = x[-1], f[3]
         if c_out != c_in or c_out % 4:
             return 0
-        return ALIGN_SLACK + f[1] * f[2] * c_out * 2 + c_out * 4
+        return ALIGN_SLACK + f[1] * f[2] * c_out * 2 + c_out * 16
     if op.kind == "FULLY_CONNECTED":
         w = graph.tensors[op.inputs[1]].shape          # [out, in]
         depth = w[-1] if len(w) >= 2 else prod(w)

@@ -26,7 +26,7 @@ int32_t tp_depthwise_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, cons
     if (!input_dims || !filter_dims || (filter_dims->c & 3) != 0 || filter_dims->c != input_dims->c) {
         return 0;   /* ch_mult != 1 or channels % 4 != 0: the reference, no scratch */
     }
-    return TP_ARM_ALIGN_SLACK + filter_dims->h * filter_dims->w * filter_dims->c * 2 + filter_dims->c * 4;
+    return TP_ARM_ALIGN_SLACK + filter_dims->h * filter_dims->w * filter_dims->c * 2 + filter_dims->c * 16;
 }
 
 /* One tap of 4 channels: x = 4 int8 inputs, wp = their (c0,c2),(c1,c3) int16 weight pairs. */
@@ -121,6 +121,19 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
     const int full_range = amin == -128 && amax == 127;
     const int32_t ps = q->per_channel ? 1 : 0;
+    /* per-channel requantisation table after the folded biases: (m, e, hb) with e = -shift and
+     * hb = 2^(e-1) + output_offset * 2^e (the output offset folded into the rounding constant,
+     * exact for e <= 22: |SMMULR| < 2^30), used when every channel takes the doubled SMMULR path
+     * and the activation range is the full int8 */
+    int32_t *rqt = fbias + c;
+    int tab = dbl && full_range;
+    for (g = 0; g < c && tab; ++g) {
+        const int32_t e = -q->shift[ps * g];
+        tab = e <= 22;
+        rqt[3 * g] = q->multiplier[ps * g];
+        rqt[3 * g + 1] = e;
+        rqt[3 * g + 2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+    }
     const int unroll3 = f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1;
     const int32_t rowb = in->w * c;
     for (b = 0; b < in->n; ++b) {
@@ -207,6 +220,23 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         const int32_t *mp = q->multiplier + ps * ch;
                         const int32_t *sp = q->shift + ps * ch;
                         int32_t r0, r1, r2, r3;
+                        if (tab) {
+                            const int32_t *t = rqt + 3 * ch;
+                            int32_t v;
+                            v = tp_arm_smmulr(a0, t[0]);
+                            r0 = __ssat((v + t[2] + (v >> 31)) >> t[1], 8);
+                            v = tp_arm_smmulr(a1, t[3]);
+                            r1 = __ssat((v + t[5] + (v >> 31)) >> t[4], 8);
+                            v = tp_arm_smmulr(a2, t[6]);
+                            r2 = __ssat((v + t[8] + (v >> 31)) >> t[7], 8);
+                            v = tp_arm_smmulr(a3, t[9]);
+                            r3 = __ssat((v + t[11] + (v >> 31)) >> t[10], 8);
+                            o[ch] = (int8_t)r0;
+                            o[ch + 1] = (int8_t)r1;
+                            o[ch + 2] = (int8_t)r2;
+                            o[ch + 3] = (int8_t)r3;
+                            continue;
+                        }
                         if (dbl) {
                             r0 = tp_dw_rq(a0, mp[0], sp[0], ooff);
                             r1 = tp_dw_rq(a1, mp[ps], sp[ps], ooff);

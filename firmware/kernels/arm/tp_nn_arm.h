@@ -59,7 +59,8 @@ int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims 
 
 /* DEPTHWISE_CONV_2D with ch_mult == 1 and channels % 4 == 0 (else the reference): 4 channels per
  * SIMD word, weights expanded once per call to int16 pairs, input offset folded into the bias of
- * interior pixels. Scratch: 8 + kh*kw*c*2 (weights) + c*4 (folded biases); 0 when the fast path
+ * interior pixels. Scratch: 8 + kh*kw*c*2 (weights) + c*4 (folded biases) + c*12 (requantisation
+ * table: multiplier, shift, rounding constant with the output offset); 0 when the fast path
  * does not apply. */
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *params,
                                    const tp_quant_params *quant,
