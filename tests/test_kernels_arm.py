@@ -521,3 +521,44 @@ def test_overlap_test_detects_a_too_close_output(tmp_path):
     rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
     assert "TP_KERNEL_TEST cases=1 failed=1" in stdout, stdout[-2000:]
     assert int(cases[0][5]) > 0
+
+
+def test_depthwise_3x3_borders_bit_exact(tmp_path):
+    """3x3 depthwise (the border pixels take the gathered-window path with -input_offset padding):
+    SAME padding, strides 1 and 2, input offsets at the int8 extremes, full and clamped ranges."""
+    rng = np.random.default_rng(11)
+    parts, names = [], []
+    i = 0
+    for in_off in (128, -127, 0, 37):
+        for stride, (h, w, c) in ((1, (5, 4, 8)), (2, (7, 6, 64)), (1, (25, 5, 16))):
+            oh, ow = -(-h // stride), -(-w // stride)
+            ph, pw = _same_pad(h, oh, stride, 3, 1), _same_pad(w, ow, stride, 3, 1)
+            p = f"c{i}_"
+            x = rng.integers(-128, 128, size=h * w * c)
+            fil = rng.integers(-127, 128, size=9 * c)
+            mult, shift = _quant(rng, c, 9, True)
+            shift = np.minimum(shift, -1)
+            bias = rng.integers(-20000, 20000, size=c)
+            amin, amax = (-128, 127) if i % 2 == 0 else (-20, 100)
+            data = _arr("int8_t", p + "x", x) + _arr("int8_t", p + "f", fil) + _arr("int32_t", p + "m", mult) + \
+                _arr("int32_t", p + "s", shift) + _arr("int32_t", p + "b", bias)
+            args = f"&prm, &q, &id, {p}x, &fd, {p}f, {p}b, &od, "
+            body = (f"tp_dw_conv_params prm = {{{in_off}, {int(rng.integers(-128, 128))}, 1, {{{stride}, {stride}}}, "
+                    f"{{{ph}, {pw}}}, {{1, 1}}, {{{amin}, {amax}}}}};\n"
+                    f"tp_quant_params q = {{{p}m, {p}s, 1}};\ntp_dims id = {{1, {h}, {w}, {c}}};\n"
+                    f"tp_dims fd = {{1, 3, 3, {c}}};\ntp_dims od = {{1, {oh}, {ow}, {c}}};\n"
+                    + _ctx_code("exact", "tp_depthwise_conv_s8_get_buffer_size(&id, &fd, &od)") +
+                    f"tp_test_prefill({oh * ow * c});\nr->op = \"dw3x3\"; r->n = {oh * ow * c};\n"
+                    f"TP_TIME(r->ref_insns, r->st_ref = tp_depthwise_conv_s8_ref(&ctx, {args}out_ref));\n"
+                    f"TP_TIME(r->arm_insns, r->st_arm = tp_depthwise_conv_s8_arm(&ctx, {args}out_arm));\n")
+            parts.append(data + f"static void case_{i}(tp_case_result *r)\n{{\n" + body + "}\n")
+            names.append(f"case_{i}")
+            i += 1
+    src = "".join(parts) + f"#define TP_NUM_CASES {i}\nstatic void (*const tp_cases[])(tp_case_result *) = " \
+        f"{{{', '.join(names)}}};\n"
+    elf = build_kernel_test("mps2-an500", tmp_path, src)
+    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    assert f"TP_KERNEL_TEST cases={i} failed=0" in stdout, stdout[-3000:]
+    assert rc == 0 and all(c[3] == "0" and c[4] == "0" for c in cases)
+    # the DSP path ran (much fewer instructions than the reference on the large cases)
+    assert all(int(c[7]) < int(c[6]) for c in cases if int(c[2]) >= 1000)

@@ -135,6 +135,10 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
         rqt[3 * g + 2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
     }
     const int unroll3 = f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1;
+    /* border pixels of a 3x3 filter through the unrolled taps when -input_offset is an int8 */
+    const int pad3 = unroll3 && p->input_offset >= -127 && p->input_offset <= 128;
+    const int32_t padw = (int32_t)((uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u);
+    int32_t toff[9];
     const int32_t rowb = in->w * c;
     for (b = 0; b < in->n; ++b) {
         const int8_t *inb = input + (size_t)b * in->h * in->w * c;
@@ -159,6 +163,17 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                     --kx1;
                 }
                 interior = ky0 == 0 && ky1 == f->h && kx0 == 0 && kx1 == f->w;
+                if (!interior && pad3) {
+                    /* 3x3 border pixel: byte offsets of the 9 taps in the input, -1 in the padding
+                     * (the taps then read -input_offset, so the folded bias stays exact) */
+                    int32_t ky, kx;
+                    for (ky = 0; ky < 3; ++ky) {
+                        for (kx = 0; kx < 3; ++kx) {
+                            toff[3 * ky + kx] = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
+                                                    ? ((iy0 + ky) * in->w + ix0 + kx) * c : -1;
+                        }
+                    }
+                }
                 for (g = 0; g < ng; ++g) {
                     int32_t a0, a1, a2, a3, ky, kx;
                     const int32_t *wg = wexp + 2 * g * taps;
@@ -181,6 +196,26 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         TP_DW_TAP(tp_arm_read_s8x4(r2), wg + 12);
                         TP_DW_TAP(tp_arm_read_s8x4(r2 + c), wg + 14);
                         TP_DW_TAP(tp_arm_read_s8x4(r2 + 2 * c), wg + 16);
+                    } else if (pad3) {
+                        /* 3x3 border: the window's words gathered with padding words, then the
+                         * interior's unrolled taps and folded bias */
+                        int32_t win[9], t;
+                        for (t = 0; t < 9; ++t) {
+                            win[t] = toff[t] >= 0 ? tp_arm_read_s8x4(src + toff[t]) : padw;
+                        }
+                        a0 = fbias[4 * g];
+                        a1 = fbias[4 * g + 1];
+                        a2 = fbias[4 * g + 2];
+                        a3 = fbias[4 * g + 3];
+                        TP_DW_TAP(win[0], wg);
+                        TP_DW_TAP(win[1], wg + 2);
+                        TP_DW_TAP(win[2], wg + 4);
+                        TP_DW_TAP(win[3], wg + 6);
+                        TP_DW_TAP(win[4], wg + 8);
+                        TP_DW_TAP(win[5], wg + 10);
+                        TP_DW_TAP(win[6], wg + 12);
+                        TP_DW_TAP(win[7], wg + 14);
+                        TP_DW_TAP(win[8], wg + 16);
                     } else if (interior) {
                         const int32_t *wp = wg;
                         a0 = fbias[4 * g];
