@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         dsp = bench(m, args.board, runs=2, dsp=True)
         ref = bench(m, args.board, runs=2, dsp=False)
         name, b_instr, b_arena, b_text = BASELINE.get(m.name, (m.name, None, None, None))
-        ratio = f"{dsp.instructions / b_instr:.2f}x" if b_instr else "-"
+        ratio = f"{dsp.instructions / b_instr:.4f}x" if b_instr else "-"
         rows.append(f"| {name} | {dsp.macs:,} | {dsp.instructions:,} | {ratio} | {dsp.macs_per_instruction:.3f} | "
                     f"{ref.instructions:,} | {b_instr and f'{b_instr:,}' or '-'} | {dsp.arena_bytes:,} "
                     f"({dsp.scratch_bytes:,} scratch) | {b_arena and f'{b_arena:,}' or '-'} | {dsp.text_bytes:,} | "
