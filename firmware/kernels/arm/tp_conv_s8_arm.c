@@ -486,7 +486,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                          const tp_dims *f, const int8_t *filter, const int32_t *bias,
                          const tp_dims *out, int8_t *output)
 {
-    int32_t k, ng, npix, pix0, oc, i, fast;
+    int32_t k, ng, npix, pix0, oc, i, fast, cb, cy, cx;
     int32_t *col;
     int is_1x1, fold;
     tp_conv_job job;
@@ -558,6 +558,10 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     job.amax = p->activation.max;
 
     npix = out->n * out->h * out->w;
+    /* (cb, cy, cx): batch, row and column of the next pixel, advanced in raster order */
+    cb = 0;
+    cy = 0;
+    cx = 0;
     for (pix0 = 0; pix0 < npix; pix0 += TP_CONV_PIX) {
         const int32_t nvalid = npix - pix0 < TP_CONV_PIX ? npix - pix0 : TP_CONV_PIX;
         for (i = 0; i < TP_CONV_PIX; ++i) {
@@ -570,18 +574,20 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 }
             } else if (is_1x1) {
                 tp_im2col_1x1(dst, input + (size_t)(pix0 + i) * in->c, in->c, p->input_offset);
-            } else if ((in->c & 3) == 0) {
-                const int32_t pix = pix0 + i;
-                const int32_t b = pix / (out->h * out->w);
-                const int32_t r = pix - b * out->h * out->w;
-                const int32_t oy = r / out->w, ox = r - oy * out->w;
-                tp_im2col_c4(dst, p, in, input + (size_t)b * in->h * in->w * in->c, f,
-                             oy * p->stride.h - p->padding.h, ox * p->stride.w - p->padding.w, fold);
             } else {
-                const int32_t pix = pix0 + i;
-                const int32_t b = pix / (out->h * out->w);
-                const int32_t r = pix - b * out->h * out->w;
-                tp_im2col_pixel(dst, p, in, input, f, b, r / out->w, r % out->w, k, fold);
+                if ((in->c & 3) == 0) {
+                    tp_im2col_c4(dst, p, in, input + (size_t)cb * in->h * in->w * in->c, f,
+                                 cy * p->stride.h - p->padding.h, cx * p->stride.w - p->padding.w, fold);
+                } else {
+                    tp_im2col_pixel(dst, p, in, input, f, cb, cy, cx, k, fold);
+                }
+                if (++cx == out->w) {
+                    cx = 0;
+                    if (++cy == out->h) {
+                        cy = 0;
+                        ++cb;
+                    }
+                }
             }
         }
         tp_conv_block(&job, col, output + (size_t)pix0 * out->c, nvalid);
