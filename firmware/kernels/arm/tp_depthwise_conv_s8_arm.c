@@ -52,6 +52,42 @@ static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
     return v;
 }
 
+/* One table-requantised channel: SSAT8((SMMULR(a, m) + hb + sign) >> e), t = {m, e, hb}. */
+static inline int32_t tp_dw_rq_tab(int32_t a, const int32_t *t)
+{
+    const int32_t v = tp_arm_smmulr(a, t[0]);
+    return __ssat((v + t[2] + (v >> 31)) >> t[1], 8);
+}
+
+/* All channel groups of one 3x3 pixel whose 9 input words of group 0 are at src + tap[t] (the
+ * group g words 4g bytes further; tap[t] < 0: the padding word padw), with the requantisation
+ * table (see tp_depthwise_conv_s8_arm). Out of line so that its few live values stay in
+ * registers. */
+static void __attribute__((noinline)) tp_dw3x3_pixel(const int8_t *src, const int32_t *tap, int32_t padw,
+                                                     const int32_t *wg, const int32_t *fb, const int32_t *rqt,
+                                                     int8_t *o, int32_t ng)
+{
+    int32_t g;
+    const int32_t t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6],
+                  t7 = tap[7], t8 = tap[8];
+    for (g = 0; g < ng; ++g, src += 4, wg += 18, fb += 4, rqt += 12, o += 4) {
+        int32_t a0 = fb[0], a1 = fb[1], a2 = fb[2], a3 = fb[3];
+        TP_DW_TAP(t0 >= 0 ? tp_arm_read_s8x4(src + t0) : padw, wg);
+        TP_DW_TAP(t1 >= 0 ? tp_arm_read_s8x4(src + t1) : padw, wg + 2);
+        TP_DW_TAP(t2 >= 0 ? tp_arm_read_s8x4(src + t2) : padw, wg + 4);
+        TP_DW_TAP(t3 >= 0 ? tp_arm_read_s8x4(src + t3) : padw, wg + 6);
+        TP_DW_TAP(t4 >= 0 ? tp_arm_read_s8x4(src + t4) : padw, wg + 8);
+        TP_DW_TAP(t5 >= 0 ? tp_arm_read_s8x4(src + t5) : padw, wg + 10);
+        TP_DW_TAP(t6 >= 0 ? tp_arm_read_s8x4(src + t6) : padw, wg + 12);
+        TP_DW_TAP(t7 >= 0 ? tp_arm_read_s8x4(src + t7) : padw, wg + 14);
+        TP_DW_TAP(t8 >= 0 ? tp_arm_read_s8x4(src + t8) : padw, wg + 16);
+        o[0] = (int8_t)tp_dw_rq_tab(a0, rqt);
+        o[1] = (int8_t)tp_dw_rq_tab(a1, rqt + 3);
+        o[2] = (int8_t)tp_dw_rq_tab(a2, rqt + 6);
+        o[3] = (int8_t)tp_dw_rq_tab(a3, rqt + 9);
+    }
+}
+
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *p,
                                    const tp_quant_params *q,
                                    const tp_dims *in, const int8_t *input,
@@ -163,6 +199,18 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                     --kx1;
                 }
                 interior = ky0 == 0 && ky1 == f->h && kx0 == 0 && kx1 == f->w;
+                if (pad3 && tab) {
+                    /* the whole pixel out of line (interior: every tap inside) */
+                    int32_t ky, kx;
+                    for (ky = 0; ky < 3; ++ky) {
+                        for (kx = 0; kx < 3; ++kx) {
+                            toff[3 * ky + kx] = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
+                                                    ? ((iy0 + ky) * in->w + ix0 + kx) * c : -1;
+                        }
+                    }
+                    tp_dw3x3_pixel(inb, toff, padw, wexp, fbias, rqt, o, ng);
+                    continue;
+                }
                 if (!interior && pad3) {
                     /* 3x3 border pixel: byte offsets of the 9 taps in the input, -1 in the padding
                      * (the taps then read -input_offset, so the folded bias stays exact) */
