@@ -270,7 +270,7 @@ def build_kernel_test(board_name: str, out: Path, cases_src: str, opt: str = "-O
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernel_cases.inc").write_text(cases_src)
     (out / "test.ld").write_text(render_linker_script(board))
-    srcs = [BSP / "startup_cm.c", BSP / "bsp_mps2.c", ARM / "test" / "kernel_test_main.c",
+    srcs = [BSP / "startup_cm.c", BSP / "bsp_mps2.c", BSP / "bsp_qemu_cmsdk.c", ARM / "test" / "kernel_test_main.c",
             *sorted(KERNELS.glob("*.c")), *sorted(ARM.glob("*.c"))]
     cmd = ["arm-none-eabi-gcc", *board.gcc_flags, opt, "-std=gnu11", "-Wall", "-Wextra", "-Werror",
            "-Wno-unused-parameter", "-ffunction-sections", "-fdata-sections",

@@ -20,9 +20,11 @@
  *
  * Exit: Arm semihosting SYS_EXIT_EXTENDED (0x20) with {ADP_Stopped_ApplicationExit=0x20026,
  * status} via BKPT 0xAB; QEMU (-semihosting-config enable=on) exits with status & 0xFF.
- * May only include bsp.h and compiler headers. */
+ * UART, bsp_uart_*, bsp_exit: bsp_qemu_cmsdk.c. May only include bsp.h, bsp_qemu_cmsdk.h and
+ * compiler headers. */
 #include <stdint.h>
 #include "bsp.h"
+#include "bsp_qemu_cmsdk.h"
 
 #ifndef TP_BOARD_NAME
 #define TP_BOARD_NAME "mps2-an500"
@@ -36,17 +38,6 @@
 
 #define REG32(a) (*(volatile uint32_t *)(a))
 
-#ifndef TP_UART_BASE
-#define TP_UART_BASE   0x40004000u      /* the build passes serial.base_address of the board file */
-#endif
-#define UART0_BASE     TP_UART_BASE
-#define UART_DATA      (UART0_BASE + 0x00u)
-#define UART_STATE     (UART0_BASE + 0x04u)
-#define UART_CTRL      (UART0_BASE + 0x08u)
-#define UART_BAUDDIV   (UART0_BASE + 0x10u)
-#define UART_STATE_TXFULL 0x1u
-#define UART_STATE_RXFULL 0x2u
-
 #define TIMER0_BASE    0x40000000u
 #define TIMER_CTRL     (TIMER0_BASE + 0x00u)
 #define TIMER_VALUE    (TIMER0_BASE + 0x04u)
@@ -59,8 +50,7 @@ static uint32_t last_value;
 
 void bsp_init(void)
 {
-    REG32(UART_BAUDDIV) = 25000000u / 115200u;
-    REG32(UART_CTRL) = 0x3u;                 /* TX and RX enable */
+    tp_cmsdk_uart_init();
     REG32(TIMER_CTRL) = 0u;
     REG32(TIMER_RELOAD) = 0xFFFFFFFFu;
     REG32(TIMER_VALUE) = 0xFFFFFFFFu;
@@ -69,48 +59,10 @@ void bsp_init(void)
     REG32(TIMER_CTRL) = 0x1u;                /* enable, no interrupt, internal clock */
 }
 
-void bsp_uart_write(const uint8_t *buf, size_t n)
-{
-    if ((REG32(UART_CTRL) & 0x1u) == 0u) REG32(UART_CTRL) = 0x3u;  /* usable before bsp_init (faults) */
-    for (size_t i = 0; i < n; i++) {
-        while (REG32(UART_STATE) & UART_STATE_TXFULL) {
-        }
-        REG32(UART_DATA) = buf[i];
-    }
-}
-
 uint32_t bsp_counter_read(void)
 {
     uint32_t v = REG32(TIMER_VALUE);
     tick_total += (uint32_t)(last_value - v);  /* down counter: elapsed ticks modulo 2^32 */
     last_value = v;
     return (uint32_t)((tick_total * TIMER_NS_PER_TICK + (1u << (TP_ICOUNT_SHIFT - 1))) >> TP_ICOUNT_SHIFT);
-}
-
-const char *bsp_counter_unit(void) { return "instructions"; }
-
-int bsp_uart_getc(uint32_t timeout_ms)
-{
-    /* 1 ms of virtual time = 1e6 / 2^shift instructions. */
-    uint32_t budget = (uint32_t)(((uint64_t)timeout_ms * 1000000u) >> TP_ICOUNT_SHIFT);
-    uint32_t start = bsp_counter_read();
-    for (;;) {
-        if (REG32(UART_STATE) & UART_STATE_RXFULL) return (int)(REG32(UART_DATA) & 0xFFu);
-        if (timeout_ms == 0u || (uint32_t)(bsp_counter_read() - start) >= budget) return -1;
-    }
-}
-
-const char *bsp_board_name(void) { return TP_BOARD_NAME; }
-
-void bsp_exit(int status)
-{
-    /* Wait until the UART has accepted the last byte (QEMU transmits immediately). */
-    while (REG32(UART_STATE) & UART_STATE_TXFULL) {
-    }
-    volatile uint32_t block[2] = {0x20026u, (uint32_t)status};
-    register uint32_t r0 __asm("r0") = 0x20u;            /* SYS_EXIT_EXTENDED */
-    register volatile uint32_t *r1 __asm("r1") = block;
-    __asm volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
-    for (;;) {
-    }
 }

@@ -19,9 +19,11 @@
  * counter does not wrap in practice; bsp_counter_read returns the low 32 bits of the count
  * (deltas exact modulo 2^32).
  *
- * Exit: semihosting SYS_EXIT_EXTENDED (as bsp_mps2.c). May only include bsp.h and compiler headers. */
+ * Exit: semihosting SYS_EXIT_EXTENDED (bsp_qemu_cmsdk.c, shared with bsp_mps2.c). May only include
+ * bsp.h, bsp_qemu_cmsdk.h and compiler headers. */
 #include <stdint.h>
 #include "bsp.h"
+#include "bsp_qemu_cmsdk.h"
 
 #ifndef TP_BOARD_NAME
 #define TP_BOARD_NAME "mps3-an547"
@@ -32,18 +34,8 @@
 #if TP_ICOUNT_SHIFT < 6
 #error "TP_ICOUNT_SHIFT must be >= 6 so that one instruction spans >= 2 counter ticks (exact counts)"
 #endif
-#ifndef TP_UART_BASE
-#define TP_UART_BASE 0x49303000u   /* the build passes serial.base_address of the board file */
-#endif
 
 #define REG32(a) (*(volatile uint32_t *)(a))
-
-#define UART_DATA      (TP_UART_BASE + 0x00u)
-#define UART_STATE     (TP_UART_BASE + 0x04u)
-#define UART_CTRL      (TP_UART_BASE + 0x08u)
-#define UART_BAUDDIV   (TP_UART_BASE + 0x10u)
-#define UART_STATE_TXFULL 0x1u
-#define UART_STATE_RXFULL 0x2u
 
 #define CNTCONTROL_BASE 0x58100000u
 #define CNTCR          (CNTCONTROL_BASE + 0x000u)
@@ -68,20 +60,9 @@ static uint64_t read_ticks(void)
 
 void bsp_init(void)
 {
-    REG32(UART_BAUDDIV) = 25000000u / 115200u;
-    REG32(UART_CTRL) = 0x3u;                  /* TX and RX enable */
+    tp_cmsdk_uart_init();
     REG32(CNTCR) = REG32(CNTCR) | 0x1u;       /* EN, no scaling */
     start_ticks = read_ticks();
-}
-
-void bsp_uart_write(const uint8_t *buf, size_t n)
-{
-    if ((REG32(UART_CTRL) & 0x1u) == 0u) REG32(UART_CTRL) = 0x3u;  /* usable before bsp_init (faults) */
-    for (size_t i = 0; i < n; i++) {
-        while (REG32(UART_STATE) & UART_STATE_TXFULL) {
-        }
-        REG32(UART_DATA) = buf[i];
-    }
 }
 
 uint32_t bsp_counter_read(void)
@@ -89,30 +70,4 @@ uint32_t bsp_counter_read(void)
     uint64_t t = read_ticks() - start_ticks;
     const unsigned shift = TP_ICOUNT_SHIFT + TICK_NS_DEN_LOG2;
     return (uint32_t)((t * TICK_NS_NUM + (1u << (shift - 1u))) >> shift);
-}
-
-const char *bsp_counter_unit(void) { return "instructions"; }
-
-int bsp_uart_getc(uint32_t timeout_ms)
-{
-    uint32_t budget = (uint32_t)(((uint64_t)timeout_ms * 1000000u) >> TP_ICOUNT_SHIFT);
-    uint32_t start = bsp_counter_read();
-    for (;;) {
-        if (REG32(UART_STATE) & UART_STATE_RXFULL) return (int)(REG32(UART_DATA) & 0xFFu);
-        if (timeout_ms == 0u || (uint32_t)(bsp_counter_read() - start) >= budget) return -1;
-    }
-}
-
-const char *bsp_board_name(void) { return TP_BOARD_NAME; }
-
-void bsp_exit(int status)
-{
-    while (REG32(UART_STATE) & UART_STATE_TXFULL) {
-    }
-    volatile uint32_t block[2] = {0x20026u, (uint32_t)status};
-    register uint32_t r0 __asm("r0") = 0x20u;            /* SYS_EXIT_EXTENDED */
-    register volatile uint32_t *r1 __asm("r1") = block;
-    __asm volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
-    for (;;) {
-    }
 }

@@ -10,7 +10,7 @@ Public API (lazy, so ``import tinyprune.firmware`` stays cheap)::
     Elf(path)                            (tinyprune.firmware.elf: sections, symbols, read(addr, n))
     ICOUNT_SHIFT                         QEMU ``-icount shift=`` the QEMU BSPs' counters assume
 
-C sources live in firmware/bsp (startup_cm.c, bsp_mps2.c, bsp_mps3.c, bsp_stm32f7.c,
+C sources live in firmware/bsp (startup_cm.c, bsp_mps2.c, bsp_mps3.c + bsp_qemu_cmsdk.c, bsp_stm32f7.c,
 selftest_main.c); see docs/firmware.md.
 """
 

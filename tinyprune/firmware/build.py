@@ -43,6 +43,10 @@ class BspSpec:
     defines: tuple[str, ...]
     num_irqs: int
     runnable: bool = True  # False: bsp_sizeonly.c, exact flash/RAM figures but no clock/UART driver
+    extra: tuple[str, ...] = ()  # further files of firmware/bsp the BSP needs
+
+
+QEMU_CMSDK = ("bsp_qemu_cmsdk.h", "bsp_qemu_cmsdk.c")  # CMSDK UART + semihosting exit of the QEMU boards
 
 
 def bsp_for_board(board) -> BspSpec:
@@ -51,9 +55,9 @@ def bsp_for_board(board) -> BspSpec:
     uart = f"-DTP_UART_BASE={board.serial.base_address:#x}u"
     shift = f"-DTP_ICOUNT_SHIFT={ICOUNT_SHIFT}"
     if machine in ("mps2-an500", "mps2-an386", "mps2-an385", "mps2-an511"):
-        return BspSpec("bsp_mps2.c", (uart, shift), 32)
+        return BspSpec("bsp_mps2.c", (uart, shift), 32, extra=QEMU_CMSDK)
     if machine == "mps3-an547":
-        return BspSpec("bsp_mps3.c", (uart, shift), 96)
+        return BspSpec("bsp_mps3.c", (uart, shift), 96, extra=QEMU_CMSDK)
     if board.mcu.upper().startswith(("STM32F74", "STM32F75")):
         return BspSpec("bsp_stm32f7.c", (), 98)
     if machine:
@@ -408,7 +412,7 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
     with atomic_output_dir(out_dir) as tmp:
         copied: list[str] = []
         include_dirs = ["src/bsp"]
-        for name in ("bsp.h", "startup_cm.c", spec.source):
+        for name in ("bsp.h", "startup_cm.c", spec.source, *spec.extra):
             dst = tmp / "src/bsp" / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bsp_dir / name, dst)
