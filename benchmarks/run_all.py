@@ -5,11 +5,10 @@ kernel variants and with the reference C kernels, and write benchmarks/RESULTS.m
 next to the TFLite Micro + CMSIS-NN baseline of issue 7, plus per-layer breakdowns.
 
     .venv/bin/python benchmarks/run_all.py [--board mps2-an500] [--extra MODEL.tflite ...]
-        [--dsp-scratch-twin] [-o benchmarks/RESULTS.md]
+        [-o benchmarks/RESULTS.md]
 
---dsp-scratch-twin: obsolete (kept so old command lines still run): code generation now reserves the
-DSP kernels' scratch itself for boards whose core has the DSP extension; the flag makes the plan use
-tinyprune/bench/scratch_dsp.py, which gives the same sizes.
+Code generation reserves the DSP kernels' scratch itself (tinyprune/codegen/scratch.py, "dsp") for
+boards whose core has the DSP extension.
 """
 from __future__ import annotations
 
@@ -29,14 +28,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--board", default="mps2-an500")
     ap.add_argument("--extra", nargs="*", default=[], help="more int8 .tflite models")
-    ap.add_argument("--dsp-scratch-twin", action="store_true")
     ap.add_argument("-o", "--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = ap.parse_args(argv)
 
-    if args.dsp_scratch_twin:
-        import tinyprune.codegen.scratch as scratch
-        from tinyprune.bench.scratch_dsp import dsp_scratch_bytes
-        scratch.scratch_bytes = lambda op, graph, kernels="portable": dsp_scratch_bytes(op, graph)
     from tinyprune.bench import bench
 
     models = [MODELS / m for m in BASELINE if (MODELS / m).is_file()] + [Path(p) for p in args.extra]
@@ -56,7 +50,7 @@ def main(argv=None) -> int:
         details.append(f"### {name} (DSP variants)\n\n```\n{dsp.render()}\n```\n\n"
                        f"### {name} (reference C kernels, `--no-dsp`)\n\n```\n{ref.render()}\n```\n")
         print(f"{name}: DSP {dsp.instructions:,} / reference {ref.instructions:,} instructions", file=sys.stderr)
-    cmd = "  .venv/bin/python benchmarks/run_all.py" + (" --dsp-scratch-twin" if args.dsp_scratch_twin else "") + \
+    cmd = "  .venv/bin/python benchmarks/run_all.py" + \
         (f" --board {args.board}" if args.board != "mps2-an500" else "")
     text = f"""# tinyprune benchmark results
 

@@ -248,21 +248,6 @@ def test_converted_architectures_bit_exact(converted, arch, tmp_path):
     assert r.mismatches == 0 and r.samples == 20
 
 
-def test_scratch_twin_dsp_matches_the_dsp_kernels_contract():
-    """scratch.py's "dsp" sizes are the ones the DSP kernels' helper documents (bench/scratch_dsp.py)."""
-    from tinyprune.codegen.scratch import scratch_bytes
-    try:
-        from tinyprune.bench.scratch_dsp import dsp_scratch_bytes
-    except ImportError:
-        pytest.skip("the DSP kernels' scratch twin is not in this checkout")
-    for name in ("ic", "kws"):
-        g = read_model(mlperf(name)).graph
-        sizes = [scratch_bytes(op, g, "dsp") for op in g.ops]
-        assert sizes == [dsp_scratch_bytes(op, g) for op in g.ops]
-        assert all(scratch_bytes(op, g, "portable") == 0 for op in g.ops)
-        assert max(sizes) > 0
-
-
 def test_board_with_dsp_reserves_dsp_scratch_and_stays_bit_exact(tmp_path):
     r = generate(mlperf("kws"), tmp_path / "o", board="nucleo-f746")
     rep = r.report

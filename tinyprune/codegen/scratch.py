@@ -8,7 +8,8 @@ kernels is
   * "dsp": the Cortex-M4/M7 variants (firmware/kernels/arm, selected by TP_USE_ARM_DSP), whose
     ``tp_<op>_s8_arm_get_buffer_size`` are (8 bytes of alignment slack each):
         CONV_2D            8 + 64 * ceil(kh*kw*in_c / 4) + 16 * out_c
-        DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*16  when depth_multiplier == 1 and c % 4 == 0, else 0
+        DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*16 + c  when depth_multiplier == 1 and c % 4 == 0, else 0
+                           (int16 filter, folded biases + requantisation table, a padding row)
         FULLY_CONNECTED    8 + 8 * ceil(in / 4)
   * "cmsis-nn": ARM CMSIS-NN v6+ (an upper bound over its plain-C and DSP builds, so one plan
     serves every non-MVE core): arm_convolve_wrapper_s8 2 * align4(in_c*kh*kw) * 2 bytes (int16
@@ -36,7 +37,7 @@ def _dsp(op: ir.Op, graph: ir.Graph) -> int:
         f = graph.tensors[op.inputs[1]].shape          # [1, kh, kw, c * ch_mult]
         if f[3] != c_in or f[3] % 4:
             return 0
-        return ALIGN_SLACK + f[1] * f[2] * f[3] * 2 + f[3] * 16
+        return ALIGN_SLACK + f[1] * f[2] * f[3] * 2 + f[3] * 16 + f[3]
     if op.kind == "FULLY_CONNECTED":
         w = graph.tensors[op.inputs[1]].shape          # [out, in]
         depth = w[-1] if len(w) >= 2 else prod(w)
