@@ -1,36 +1,47 @@
 /* CONV_2D int8, Cortex-M4/M7 DSP variant: bit-exact with tp_conv_s8_ref.
  *
- * Scheme: output pixels are taken TP_CONV_PIX (8) at a time (over batch, row and column). Their
- * receptive fields are copied ("im2col") into scratch as int16 values x + input_offset (0 where
- * the window lies in the padding), interleaved so that one group of 4 consecutive filter elements
- * of one pixel is two adjacent words in the order (k0, k2 | k1, k3) -- the order in which SXTB16 /
- * SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 8 pixels' groups are adjacent:
- *   col[g * 16 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
- * Output channels are then taken one at a time against the 8 pixels (register block 1 x 8, 8
- * accumulators): per group of 4 filter elements 1 LDR + 2 SXTB16 for the weights, then per pixel
- * one LDRD of its two column words and 2 SMLAD (32 MACs in 27 instructions; the 2-channel x
- * 3-pixel block of round 2 needed 32 for 32 MACs: with two weight rows no register was left for
- * LDRD). The
- * im2col is done once per block and reused by every channel. Interior window rows (dilation.w 1)
- * are copied as one contiguous run. Accumulators are exact in int32 (see tp_nn.h: K <= 65,000
- * terms of |x| <= 255, |w| <= 127). Requantisation straight from the registers with SMMULR
- * (tp_arm_mbqm_rshift) + SSAT when the per-call bound |acc| < 2^30 holds, the channel's shift is
- * < 0 and the activation range is the full int8; otherwise tp_mbqm and the clamp.
- * Overlap (see tp_nn_arm.h): the whole block's windows are copied before any output of the
- * block is written, so 0 output pixels are in flight. */
+ * Scheme: output pixels are taken TP_CONV_PIX (6) at a time (over batch, row and column). Their
+ * receptive fields are copied ("im2col") into scratch as int16 values 2 * (x + input_offset) (0
+ * where the window lies in the padding), interleaved so that one group of 4 consecutive filter
+ * elements of one pixel is two adjacent words in the order (k0, k2 | k1, k3) -- the order in which
+ * SXTB16 / SXTB16-ROR8 unpack 4 int8 filter bytes -- and the 6 pixels' groups are adjacent:
+ *   col[g * 12 + 2 * pixel + {0: (k0,k2), 1: (k1,k3)}].
+ * Output channels are then taken one at a time against the 6 pixels (register block 1 x 6, six
+ * accumulators): per group of 4 filter elements LDR + 2 SXTB16 for the weights, 3 LDM of two
+ * pixels' column words each and 12 SMLAD (24 MACs in 18 instructions). The im2col is done once
+ * per block and reused by every channel.
+ *
+ * The accumulators are kept doubled (columns and biases times 2) so that the requantisation is
+ * SMMLAR + 3 instructions (see tp_conv_rq below); this needs |2 acc| < 2^31, which the kernel
+ * checks once per call from K and the biases (|acc| <= K * 255 * 128 + max|bias| < 2^30; else the
+ * whole call runs the reference). Accumulators are exact in int32 (see tp_nn.h: K <= 65,000 terms).
+ *
+ * The input offset is folded into the biases (bias + input_offset * sum(w)) when that saves more
+ * than summing the filter costs: the columns then hold 2x and the padding -2 * input_offset.
+ *
+ * The channel loop of a whole block is one assembly function (tp_conv_rows6) when every channel
+ * takes the fast requantisation (right shift 1..22, multiplier >= 0) and the activation range is
+ * the full int8 range; otherwise, and when the call has fewer than 6 pixels, plain C
+ * (tp_conv_block_c). The last, partial block of a call re-computes the previous block's last
+ * pixels (their columns are moved, not re-read) so that it is a whole block too; the re-written
+ * outputs get the values they already hold.
+ *
+ * Overlap (see tp_nn_arm.h): a block's windows are all copied before any output of the block is
+ * written, and outputs are written in raster order, so 0 output pixels are in flight. */
 #include "../tp_nn.h"
 
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
 #include "tp_arm_support.h"
 
-#define TP_CONV_PIX 8                    /* output pixels per block */
+#define TP_CONV_PIX 6                    /* output pixels per block */
 #define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
 #define TP_CONV_GATHER_MAX 252           /* windows up to this many elements are gathered on the stack */
 
-/* Per output channel, prepared once per call in scratch after the columns: the bias and the
- * requantisation in the form the block needs. e > 0: fast path, out = SSAT8((SMMULR(2 acc, m) +
- * hb + sign) >> e) with hb = 2^(e-1) + output_offset * 2^e (the output offset folded into the
- * rounding constant: exact, see tp_conv_s8_arm); e == 0: the general path (tp_store_channel). */
+/* Per output channel, prepared once per call in scratch after the columns: the doubled bias and
+ * the requantisation in the form the block needs. e > 0: fast path, out = SSAT8((SMMULR(2 acc, m)
+ * + hb + sign(acc)) >> e) with hb = 2^(e-1) + output_offset * 2^e (the output offset folded into
+ * the rounding constant: exact, see tp_conv_rq); e == 0: the general path (tp_conv_store_c). The
+ * layout (4 words: bias, m, e, hb) is read by tp_conv_rows6 with one LDM. */
 typedef struct {
     int32_t bias, m, e, hb;
 } tp_conv_chan;
@@ -61,7 +72,28 @@ static inline void tp_arm_store2(int32_t *dst, int32_t a, int32_t b)
     __asm__ volatile("strd %1, %2, [%0]" : : "r"(dst), "r"(a), "r"(b) : "memory");
 }
 
-/* im2col of one pixel into groups starting at dst (words), dst advancing TP_CONV_GW per group. */
+/* 2 * (each int16 half of v): SADD16 of v with itself. */
+static inline int32_t tp_dbl16(int32_t v)
+{
+    return __sadd16(v, v);
+}
+
+/* (x0 + off, x2 + off) and (x1 + off, x3 + off) of 4 int8, doubled, to dst[0], dst[1]. */
+static inline void tp_col_word(int32_t *dst, int32_t x, int32_t offp)
+{
+    int32_t o;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(o) : "r"(offp), "r"(x));
+    tp_arm_store2(dst, tp_dbl16(__sxtab16(offp, x)), tp_dbl16(o));
+}
+
+/* The same without the offset (folded into the biases). */
+static inline void tp_col_word_raw(int32_t *dst, int32_t x)
+{
+    tp_arm_store2(dst, tp_dbl16(__sxtb16(x)), tp_dbl16(tp_arm_sxtb16_ror8(x)));
+}
+
+/* im2col of one pixel whose channel count is not a multiple of 4, into groups starting at dst
+ * (words), dst advancing TP_CONV_GW per group. */
 static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *input,
                             const tp_dims *f, int32_t b, int32_t oy, int32_t ox, int32_t k, int fold)
 {
@@ -71,35 +103,10 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
     const int32_t off = p->input_offset;
     const int8_t *base = input + (size_t)b * in->h * in->w * c;
     int32_t ky, kx, i;
-    if ((c & 3) == 0) {
-        const int32_t offp = tp_arm_pack16(off, off);
-        for (ky = 0; ky < f->h; ++ky) {
-            const int32_t iy = iy0 + ky * p->dilation.h;
-            const int row_ok = iy >= 0 && iy < in->h;
-            for (kx = 0; kx < f->w; ++kx) {
-                const int32_t ix = ix0 + kx * p->dilation.w;
-                if (!row_ok || ix < 0 || ix >= in->w) {
-                    for (i = 0; i < c; i += 4) {
-                        dst[0] = 0;
-                        dst[1] = 0;
-                        dst += TP_CONV_GW;
-                    }
-                } else {
-                    const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
-                    for (i = 0; i < c; i += 4) {
-                        const int32_t x = tp_arm_read_s8x4(src + i);
-                        dst[0] = __sadd16(__sxtb16(x), offp);
-                        dst[1] = __sadd16(tp_arm_sxtb16_ror8(x), offp);
-                        dst += TP_CONV_GW;
-                    }
-                }
-            }
-        }
-    } else if (k <= TP_CONV_GATHER_MAX) {
-        /* any channel count (first layers: c = 1 or 3): gather the window's bytes into a linear
-         * buffer, the padding as -input_offset (so that x + input_offset is exactly 0; it is an
-         * int8 because input_offset = -zero_point), rows of the window copied as one segment when
-         * they lie inside the input, then unpack 4 at a time like the c % 4 == 0 path */
+    if (k <= TP_CONV_GATHER_MAX) {
+        /* gather the window's bytes into a linear buffer, the padding as -input_offset (so that
+         * x + input_offset is exactly 0; it is an int8 because input_offset = -zero_point), rows of
+         * the window copied as one segment when they lie inside the input, then unpack 4 at a time */
         int8_t lin[TP_CONV_GATHER_MAX + 4];
         const int8_t pad = (int8_t)(-off);
         const int32_t offp = tp_arm_pack16(off, off);
@@ -130,30 +137,25 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
             }
         }
         if (fold) {
-            /* offset in the biases: columns = x, padding -offset, beyond k 0 (the weights there
-             * are not part of the row) */
+            /* offset in the biases: columns = 2x, padding -2 offset, beyond k 0 (the weights
+             * there are not part of the row) */
             d[0] = 0;
             d[1] = 0;
             d[2] = 0;
-            for (i = 0; i < k; i += 4) {
-                const int32_t x = tp_arm_read_s8x4(lin + i);
-                tp_arm_store2(dst, __sxtb16(x), tp_arm_sxtb16_ror8(x));
-                dst += TP_CONV_GW;
+            for (i = 0; i < k; i += 4, dst += TP_CONV_GW) {
+                tp_col_word_raw(dst, tp_arm_read_s8x4(lin + i));
             }
             return;
         }
         d[0] = pad;
         d[1] = pad;
         d[2] = pad;
-        for (i = 0; i < k; i += 4) {
-            const int32_t x = tp_arm_read_s8x4(lin + i);
-            dst[0] = __sadd16(__sxtb16(x), offp);
-            dst[1] = __sadd16(tp_arm_sxtb16_ror8(x), offp);
-            dst += TP_CONV_GW;
+        for (i = 0; i < k; i += 4, dst += TP_CONV_GW) {
+            tp_col_word(dst, tp_arm_read_s8x4(lin + i), offp);
         }
     } else {
-        /* large windows of any channel count: element j of the window goes to halfword
-         * 2 * (g * GW + (r & 1)) + (r >> 1) of the pixel's groups, g = j / 4, r = j % 4 */
+        /* large windows: element j of the window goes to halfword 2 * (g * GW + (r & 1)) + (r >> 1)
+         * of the pixel's groups, g = j / 4, r = j % 4 */
         int16_t *h = (int16_t *)dst;
         int32_t r = 0;
         static const uint8_t pos[4] = { 0, 2, 1, 3 };
@@ -165,7 +167,7 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
                 const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
                 const int valid = row_ok && ix >= 0 && ix < in->w;
                 for (i = 0; i < c; ++i) {
-                    h[pos[r]] = (int16_t)(valid ? (int32_t)src[i] + off : 0);
+                    h[pos[r]] = (int16_t)(valid ? 2 * ((int32_t)src[i] + off) : 0);
                     if (++r == 4) {
                         r = 0;
                         h += 2 * TP_CONV_GW;
@@ -177,72 +179,45 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
             h[pos[r]] = 0;
         }
     }
-    (void)k;
 }
 
-/* n groups of 4 int8 from src (contiguous) to the column layout at dst (stride TP_CONV_GW words):
- * LDR, 2 SXTB16, 2 SADD16 and one doubleword store per group. Returns the advanced dst. */
+/* n groups of 4 int8 from src (contiguous) to the column layout at dst (stride TP_CONV_GW words).
+ * Returns the advanced dst. */
 static inline int32_t *tp_im2col_run(int32_t *dst, const int8_t *src, int32_t n, int32_t offp)
 {
-    while (n >= 2) {
-        const int32_t x0 = tp_arm_read_s8x4(src), x1 = tp_arm_read_s8x4(src + 4);
-        dst[0] = __sadd16(__sxtb16(x0), offp);
-        dst[1] = __sadd16(tp_arm_sxtb16_ror8(x0), offp);
-        dst[TP_CONV_GW] = __sadd16(__sxtb16(x1), offp);
-        dst[TP_CONV_GW + 1] = __sadd16(tp_arm_sxtb16_ror8(x1), offp);
-        dst += 2 * TP_CONV_GW;
-        src += 8;
-        n -= 2;
-    }
-    if (n) {
-        const int32_t x0 = tp_arm_read_s8x4(src);
-        dst[0] = __sadd16(__sxtb16(x0), offp);
-        dst[1] = __sadd16(tp_arm_sxtb16_ror8(x0), offp);
-        dst += TP_CONV_GW;
+    for (; n > 0; --n, src += 4, dst += TP_CONV_GW) {
+        tp_col_word(dst, tp_arm_read_s8x4(src), offp);
     }
     return dst;
 }
 
-/* As tp_im2col_run without the input offset (folded into the biases): LDR, 2 SXTB16, STRD. */
+/* As tp_im2col_run without the input offset (folded into the biases). */
 static inline int32_t *tp_im2col_run_raw(int32_t *dst, const int8_t *src, int32_t n)
 {
-    while (n >= 2) {
-        const int32_t x0 = tp_arm_read_s8x4(src), x1 = tp_arm_read_s8x4(src + 4);
-        tp_arm_store2(dst, __sxtb16(x0), tp_arm_sxtb16_ror8(x0));
-        tp_arm_store2(dst + TP_CONV_GW, __sxtb16(x1), tp_arm_sxtb16_ror8(x1));
-        dst += 2 * TP_CONV_GW;
-        src += 8;
-        n -= 2;
-    }
-    if (n) {
-        const int32_t x0 = tp_arm_read_s8x4(src);
-        tp_arm_store2(dst, __sxtb16(x0), tp_arm_sxtb16_ror8(x0));
-        dst += TP_CONV_GW;
+    for (; n > 0; --n, src += 4, dst += TP_CONV_GW) {
+        tp_col_word_raw(dst, tp_arm_read_s8x4(src));
     }
     return dst;
 }
 
-/* n groups of padding: the word v in both halves-pairs (0 when the offset is added to x, so that
- * x + input_offset is 0; -input_offset in each half when the offset is folded into the biases). */
+/* n groups of padding: the word v in both words of each group. */
 static inline int32_t *tp_im2col_fill(int32_t *dst, int32_t n, int32_t v)
 {
-    while (n--) {
-        dst[0] = v;
-        dst[1] = v;
-        dst += TP_CONV_GW;
+    for (; n > 0; --n, dst += TP_CONV_GW) {
+        tp_arm_store2(dst, v, v);
     }
     return dst;
 }
 
 /* im2col of one pixel when in_c % 4 == 0: window rows that lie inside the input with dilation.w 1
- * are one contiguous run of kw * c bytes. fold: the input offset is in the biases (see
- * tp_conv_s8_arm), so the columns hold x itself and the padding -input_offset. */
+ * are one contiguous run of kw * c bytes. fold: the input offset is in the biases, so the columns
+ * hold 2x and the padding -2 * input_offset; else 2 * (x + input_offset) and 0. */
 static void tp_im2col_c4(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *base,
                          const tp_dims *f, int32_t iy0, int32_t ix0, int fold)
 {
     const int32_t c = in->c, cg = c >> 2;
     const int32_t offp = tp_arm_pack16(p->input_offset, p->input_offset);
-    const int32_t padw = fold ? tp_arm_pack16(-p->input_offset, -p->input_offset) : 0;
+    const int32_t padw = fold ? tp_arm_pack16(-2 * p->input_offset, -2 * p->input_offset) : 0;
     const int32_t dh = p->dilation.h, dw = p->dilation.w;
     const int row_inside = dw == 1 && ix0 >= 0 && ix0 + f->w <= in->w;
     int32_t ky, kx;
@@ -289,20 +264,16 @@ static void tp_im2col_1x1(int32_t *dst, const int8_t *src, int32_t c, int32_t of
 {
     const int32_t offp = tp_arm_pack16(off, off);
     int32_t i;
-    for (i = 0; i + 4 <= c; i += 4) {
-        const int32_t x = tp_arm_read_s8x4(src + i);
-        dst[0] = __sadd16(__sxtb16(x), offp);
-        dst[1] = __sadd16(tp_arm_sxtb16_ror8(x), offp);
-        dst += TP_CONV_GW;
+    for (i = 0; i + 4 <= c; i += 4, dst += TP_CONV_GW) {
+        tp_col_word(dst, tp_arm_read_s8x4(src + i), offp);
     }
     if (i < c) {
         int32_t v[4];
         int32_t n;
         for (n = 0; n < 4; ++n, ++i) {
-            v[n] = i < c ? (int32_t)src[i] + off : 0;
+            v[n] = i < c ? 2 * ((int32_t)src[i] + off) : 0;
         }
-        dst[0] = tp_arm_pack16(v[0], v[2]);
-        dst[1] = tp_arm_pack16(v[1], v[3]);
+        tp_arm_store2(dst, tp_arm_pack16(v[0], v[2]), tp_arm_pack16(v[1], v[3]));
     }
 }
 
@@ -317,167 +288,191 @@ static inline int32_t tp_tail_word(const int8_t *w, int32_t n)
     return wv;
 }
 
-/* One group (4 filter elements) of one filter row against the 8 pixels' columns, in assembly:
- * LDR + 2 SXTB16 for the weights, then per pixel one LDRD of its (k0,k2 | k1,k3) column words and
- * 2 SMLAD: 27 instructions per 32 MACs (the previous 2-channel x 3-pixel block needed 24 per 24,
- * because two weight rows left no register for LDRD). The column pointer advances one group
- * (64 bytes) with the first load. Registers: 8 accumulators, w, col, e, o, c0, c1 (14; the loop
- * end stays in memory). */
-#define TP_RN_GROUP_ASM                                           \
-    "ldr    %[e], [%[w]], #4\n\t"                                 \
-    "ldrd   %[c0], %[c1], [%[col]], #64\n\t"                      \
-    "sxtb16 %[o], %[e], ror #8\n\t"                               \
-    "sxtb16 %[e], %[e]\n\t"                                       \
-    "smlad  %[a0], %[c0], %[e], %[a0]\n\t"                        \
-    "smlad  %[a0], %[c1], %[o], %[a0]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-56]\n\t"                     \
-    "smlad  %[a1], %[c0], %[e], %[a1]\n\t"                        \
-    "smlad  %[a1], %[c1], %[o], %[a1]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-48]\n\t"                     \
-    "smlad  %[a2], %[c0], %[e], %[a2]\n\t"                        \
-    "smlad  %[a2], %[c1], %[o], %[a2]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-40]\n\t"                     \
-    "smlad  %[a3], %[c0], %[e], %[a3]\n\t"                        \
-    "smlad  %[a3], %[c1], %[o], %[a3]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-32]\n\t"                     \
-    "smlad  %[a4], %[c0], %[e], %[a4]\n\t"                        \
-    "smlad  %[a4], %[c1], %[o], %[a4]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-24]\n\t"                     \
-    "smlad  %[a5], %[c0], %[e], %[a5]\n\t"                        \
-    "smlad  %[a5], %[c1], %[o], %[a5]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-16]\n\t"                     \
-    "smlad  %[a6], %[c0], %[e], %[a6]\n\t"                        \
-    "smlad  %[a6], %[c1], %[o], %[a6]\n\t"                        \
-    "ldrd   %[c0], %[c1], [%[col], #-8]\n\t"                     \
-    "smlad  %[a7], %[c0], %[e], %[a7]\n\t"                        \
-    "smlad  %[a7], %[c1], %[o], %[a7]\n\t"
-
-#define TP_RN_OPERANDS                                                                     \
-    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [a5] "+r"(a5), \
-    [a6] "+r"(a6), [a7] "+r"(a7),                                                           \
-    [w] "+r"(wq_), [col] "+r"(cq_), [e] "=&r"(e), [o] "=&r"(o), [c0] "=&r"(c0), [c1] "=&r"(c1)
-
-/* The same group in C (builds without optimisation, where the asm cannot get its registers). */
-static inline void tp_rn_group_c(int32_t x, const int32_t *cp, int32_t *a)
+/* Fast requantisation of a doubled accumulator a2 = 2 acc (|a2| < 2^31) for e = -shift in 1..22,
+ * 0 <= m < 2^31, full int8 range:
+ *   SSAT8((SMMULR(a2, m) + hb + (a2 < 0 ? -1 : 0)) >> e),  hb = 2^(e-1) + output_offset * 2^e.
+ * SMMULR(2 acc, m) is gemmlowp's SaturatingRoundingDoublingHighMul (tp_arm_support.h); the
+ * rounding division by 2^e subtracts 1 for a negative product v, and using the sign of the
+ * accumulator instead is the same: they differ only when v == 0 > acc, where
+ * (hb - 1) >> e == hb >> e == output_offset. SMMLAR adds hb for free. */
+static inline int32_t tp_conv_rq(int32_t a2, int32_t m, int32_t e, int32_t hb)
 {
-    const int32_t e = __sxtb16(x), o = tp_arm_sxtb16_ror8(x);
-    int32_t i;
-    for (i = 0; i < TP_CONV_PIX; ++i) {
-        a[i] = __smlad(cp[2 * i + 1], o, __smlad(cp[2 * i], e, a[i]));
-    }
-}
-
-/* Dot products of filter row w_ (k_ int8) with the 8 interleaved columns col_, added to the
- * scalars a0..a7 of the caller (a macro, not a function: an array or pointers would be forced to
- * memory around the asm's memory clobber). last_row_: w_ is the filter's last row (its partial
- * last group is then read byte by byte, so that nothing past the array is read; otherwise the next
- * row's bytes are read and meet zero columns). Uses the caller's e, o, c0, c1, tw. */
-#if defined(__OPTIMIZE__)
-#define TP_ROW1_XN(w_, col_, k_, last_row_)                                                     \
-    do {                                                                                       \
-        const int8_t *wq_ = (w_);                                                              \
-        const int32_t *cq_ = (col_);                                                           \
-        if ((k_) >> 3) {                                                                       \
-            volatile const int32_t *end = cq_ + 2 * TP_CONV_GW * ((k_) >> 3);                  \
-            __asm__ volatile("1:\n\t" TP_RN_GROUP_ASM TP_RN_GROUP_ASM                          \
-                             "ldr    %[c0], %[end]\n\t"                                        \
-                             "cmp    %[col], %[c0]\n\t"                                        \
-                             "bne    1b\n\t"                                                   \
-                             : TP_RN_OPERANDS                                                  \
-                             : [end] "m"(end)                                                  \
-                             : "cc", "memory");                                                \
-        }                                                                                      \
-        if ((k_) & 4) {                                                                        \
-            __asm__ volatile(TP_RN_GROUP_ASM : TP_RN_OPERANDS : : "memory");                   \
-        }                                                                                      \
-        if ((k_) & 3) {                                                                        \
-            tw = (last_row_) ? tp_tail_word(wq_, (k_) & 3) : tp_arm_read_s8x4(wq_);            \
-            wq_ = (const int8_t *)&tw;                                                         \
-            __asm__ volatile(TP_RN_GROUP_ASM : TP_RN_OPERANDS : : "memory");                   \
-        }                                                                                      \
-    } while (0)
-#else
-#define TP_ROW1_XN(w_, col_, k_, last_row_)                                                     \
-    do {                                                                                       \
-        int32_t acc_[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5, a6, a7 };                        \
-        const int32_t *cq_ = (col_);                                                           \
-        int32_t g;                                                                             \
-        for (g = 0; g < ((k_) >> 2); ++g, cq_ += TP_CONV_GW) {                                 \
-            tp_rn_group_c(tp_arm_read_s8x4((w_) + 4 * g), cq_, acc_);                          \
-        }                                                                                      \
-        if ((k_) & 3) {                                                                        \
-            tw = tp_tail_word((w_) + 4 * g, (k_) & 3);                                         \
-            tp_rn_group_c(tw, cq_, acc_);                                                      \
-        }                                                                                      \
-        a0 = acc_[0]; a1 = acc_[1]; a2 = acc_[2]; a3 = acc_[3]; a4 = acc_[4]; a5 = acc_[5];    \
-        a6 = acc_[6]; a7 = acc_[7];                                                            \
-        (void)e; (void)o; (void)c0; (void)c1; (void)(last_row_);                               \
-    } while (0)
-#endif
-
-/* Requantises and stores acc[0..n-1] (pixels of one channel) to o[0], o[stride], ...
- * full != 0: the activation range is the whole int8 range (one SSAT instead of the clamp). */
-static void tp_store_channel(int8_t *o, int32_t stride, const int32_t *acc, int32_t n,
-                             int32_t m, int32_t sh, int fast, int32_t ooff, int32_t amin, int32_t amax)
-{
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        const int32_t v = tp_arm_requant(acc[i], m, sh, fast) + ooff;
-        o[(size_t)i * stride] = (int8_t)tp_arm_clamp(v, amin, amax);
-    }
+    int32_t v;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(v) : "r"(a2), "r"(m), "r"(hb));
+    return __ssat((v + (a2 >> 31)) >> e, 8);
 }
 
 /* Everything one block of pixels needs besides its columns (constant over the call). */
 typedef struct {
     const int8_t *filter;
-    const int32_t *bias;
-    const int32_t *mult;
     const int32_t *shift;
     const tp_conv_chan *chan;
-    int32_t k, cout, per_channel, fast, full, ooff, amin, amax;
+    int32_t k, cout, per_channel, ooff, amin, amax, full;
 } tp_conv_job;
 
-/* Requantises one accumulator, e = -shift >= 1, |acc| < 2^30 (see tp_arm_mbqm_rshift), and
- * saturates to int8 (full activation range). */
-static inline int32_t tp_rq_sat(int32_t acc, int32_t m, int32_t e, int32_t hb)
+/* Channels [oc0, oc1) of one block of TP_CONV_PIX pixels (nvalid of them real), in C: the general
+ * requantisation (any shift, any activation range) and blocks of fewer than 6 pixels. */
+static void tp_conv_block_c(const tp_conv_job *j, const int32_t *col, int8_t *out, int32_t nvalid,
+                            int32_t oc0, int32_t oc1)
 {
-    int32_t v = tp_arm_smmulr(acc * 2, m);
-    return __ssat((v + hb + (v >> 31)) >> e, 8);
+    const int32_t k = j->k, ng = (k + 3) >> 2, cout = j->cout;
+    int32_t oc, g, i;
+    for (oc = oc0; oc < oc1; ++oc) {
+        const int8_t *w = j->filter + (size_t)oc * k;
+        const tp_conv_chan *ch = j->chan + oc;
+        int32_t acc[TP_CONV_PIX];
+        for (i = 0; i < TP_CONV_PIX; ++i) {
+            acc[i] = ch->bias;
+        }
+        for (g = 0; g < ng; ++g) {
+            const int32_t x = (g + 1 == ng && (k & 3)) ? tp_tail_word(w + 4 * g, k & 3) : tp_arm_read_s8x4(w + 4 * g);
+            const int32_t e = __sxtb16(x), o = tp_arm_sxtb16_ror8(x);
+            const int32_t *cp = col + TP_CONV_GW * g;
+            for (i = 0; i < TP_CONV_PIX; ++i) {
+                acc[i] = __smlad(cp[2 * i + 1], o, __smlad(cp[2 * i], e, acc[i]));
+            }
+        }
+        for (i = 0; i < nvalid; ++i) {
+            int32_t v;
+            if (ch->e) {
+                v = tp_conv_rq(acc[i], ch->m, ch->e, ch->hb);
+            } else {
+                /* acc[i] is even (doubled columns and bias) */
+                v = tp_arm_requant(acc[i] >> 1, ch->m, j->shift[j->per_channel ? oc : 0], 1) + j->ooff;
+                v = j->full ? __ssat(v, 8) : tp_arm_clamp(v, j->amin, j->amax);
+            }
+            out[(size_t)i * cout + oc] = (int8_t)v;
+        }
+    }
 }
 
-/* All output channels of one block of TP_CONV_PIX pixels (nvalid of them real), channel by
- * channel through the 1 x 8 register block; the accumulators are requantised straight from
- * registers in the common case (fast requantisation, right shift, full int8 range, a whole
- * block), else through tp_store_channel. */
-static void __attribute__((noinline)) tp_conv_block(const tp_conv_job *j, const int32_t *col, int8_t *out,
-                                                    int32_t nvalid)
+/* What tp_conv_rows6 reads (its offsets are hard-coded there: keep the order). */
+typedef struct {
+    const int32_t *col;            /* [0]  columns of the block (8-byte aligned) */
+    const int32_t *col_end;        /* [4]  col + TP_CONV_GW * ng */
+    const int8_t *w;               /* [8]  filter row of the first channel */
+    const tp_conv_chan *chan;      /* [12] table entry of the first channel */
+    const tp_conv_chan *chan_end;  /* [16] one past the last channel's entry */
+    int8_t *out;                   /* [20] output byte of pixel 0, first channel */
+    int32_t cout;                  /* [24] bytes from one pixel's output to the next */
+    int32_t entry;                 /* [28] (-ng) & 3: groups skipped in the first pass of the 4x loop */
+    int32_t wpad;                  /* [32] 4 * ng - k: bytes a row pointer over-advances */
+} tp_conv_rows;
+
+/* One group of 4 filter elements against the 6 pixels: the weights' word (LDR, post-increment)
+ * unpacked by SXTB16 / SXTB16-ROR8 into (k0,k2) r8 and (k1,k3) r9; two pixels' column words per
+ * LDM (r10, r11 | r12, lr); 12 SMLAD into r0-r5. 18 instructions, all 32-bit encodings (the
+ * TBB table below counts on fixed sizes). */
+#define TP_CV6_GROUP                                  \
+    "ldr.w    r8, [r6], #4\n\t"                       \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
+    "sxtb16   r9, r8, ror #8\n\t"                     \
+    "sxtb16   r8, r8\n\t"                             \
+    "smlad    r0, r10, r8, r0\n\t"                    \
+    "smlad    r0, r11, r9, r0\n\t"                    \
+    "smlad    r1, r12, r8, r1\n\t"                    \
+    "smlad    r1, lr, r9, r1\n\t"                     \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
+    "smlad    r2, r10, r8, r2\n\t"                    \
+    "smlad    r2, r11, r9, r2\n\t"                    \
+    "smlad    r3, r12, r8, r3\n\t"                    \
+    "smlad    r3, lr, r9, r3\n\t"                     \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
+    "smlad    r4, r10, r8, r4\n\t"                    \
+    "smlad    r4, r11, r9, r4\n\t"                    \
+    "smlad    r5, r12, r8, r5\n\t"                    \
+    "smlad    r5, lr, r9, r5\n\t"
+
+/* Requantises accumulator a (see tp_conv_rq; r9 = m, r10 = e, r11 = hb) into r8 and stores it. */
+#define TP_CV6_RQ(a, store)                           \
+    "smmlar   r8, " a ", r9, r11\n\t"                 \
+    "add.w    r8, r8, " a ", asr #31\n\t"             \
+    "asr.w    r8, r8, r10\n\t"                        \
+    "ssat     r8, #8, r8\n\t"                         \
+    store "\n\t"
+
+/* Every channel of r->chan .. r->chan_end against one whole block of 6 pixels, fast
+ * requantisation (every entry's e in 1..22): per channel the 6 accumulators start at the doubled
+ * bias, the groups run through a 4x unrolled loop entered by TBB at group (-ng) & 3, then the 6
+ * outputs are requantised from registers and stored (pixel stride cout). The descriptor is copied
+ * to the stack (9 words) and read from there; r6 (filter row) runs through the rows. */
+__attribute__((naked, noinline)) static void tp_conv_rows6(const tp_conv_rows *r)
 {
-    const int32_t k = j->k, cout = j->cout;
-    const int whole = nvalid == TP_CONV_PIX;
-    const int8_t *w = j->filter;
-    const tp_conv_chan *ch = j->chan;
-    int32_t oc;
-    for (oc = 0; oc < cout; ++oc, w += k, ++ch) {
-        const int32_t b = ch->bias;
-        int32_t a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
-        int32_t e, o, c0, c1, tw;
-        TP_ROW1_XN(w, col, k, oc + 1 == cout);
-        if (whole && ch->e) {
-            const int32_t ee = ch->e, hb = ch->hb, m = ch->m;
-            int8_t *op = out + oc;
-            op[0] = (int8_t)tp_rq_sat(a0, m, ee, hb);
-            op[cout] = (int8_t)tp_rq_sat(a1, m, ee, hb);
-            op[2 * cout] = (int8_t)tp_rq_sat(a2, m, ee, hb);
-            op[3 * cout] = (int8_t)tp_rq_sat(a3, m, ee, hb);
-            op[4 * cout] = (int8_t)tp_rq_sat(a4, m, ee, hb);
-            op[5 * cout] = (int8_t)tp_rq_sat(a5, m, ee, hb);
-            op[6 * cout] = (int8_t)tp_rq_sat(a6, m, ee, hb);
-            op[7 * cout] = (int8_t)tp_rq_sat(a7, m, ee, hb);
-        } else {
-            const int32_t copy[TP_CONV_PIX] = { a0, a1, a2, a3, a4, a5, a6, a7 };
-            const int32_t sh = j->shift[j->per_channel ? oc : 0];
-            tp_store_channel(out + oc, cout, copy, nvalid, ch->m, sh, j->fast, j->ooff, j->amin, j->amax);
-        }
+    __asm__ volatile(
+        "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "ldmia.w  r0, {r1, r2, r3, r4, r5, r6, r7, r8, r9}\n\t"
+        "push     {r1, r2, r3, r4, r5, r6, r7, r8, r9}\n\t"
+        "mov      r6, r3\n\t"                      /* filter row */
+        "mov      r7, r4\n\t"                      /* channel entry */
+        ".Ltp_cv6_chan:\n\t"
+        "ldr      r0, [r7]\n\t"
+        "mov      r1, r0\n\t"
+        "mov      r2, r0\n\t"
+        "mov      r3, r0\n\t"
+        "mov      r4, r0\n\t"
+        "mov      r5, r0\n\t"
+        "ldr      r7, [sp, #0]\n\t"
+        "ldr      r8, [sp, #28]\n\t"
+        "tbb      [pc, r8]\n\t"
+        ".Ltp_cv6_tab:\n\t"
+        ".byte    (.Ltp_cv6_g0 - .Ltp_cv6_tab) / 2\n\t"
+        ".byte    (.Ltp_cv6_g1 - .Ltp_cv6_tab) / 2\n\t"
+        ".byte    (.Ltp_cv6_g2 - .Ltp_cv6_tab) / 2\n\t"
+        ".byte    (.Ltp_cv6_g3 - .Ltp_cv6_tab) / 2\n\t"
+        ".Ltp_cv6_g0:\n\t" TP_CV6_GROUP
+        ".Ltp_cv6_g1:\n\t" TP_CV6_GROUP
+        ".Ltp_cv6_g2:\n\t" TP_CV6_GROUP
+        ".Ltp_cv6_g3:\n\t" TP_CV6_GROUP
+        "ldr      r8, [sp, #4]\n\t"
+        "cmp      r7, r8\n\t"
+        "bne      .Ltp_cv6_g0\n\t"
+        "ldr      r8, [sp, #32]\n\t"
+        "sub      r6, r6, r8\n\t"
+        "ldr      r7, [sp, #12]\n\t"
+        "ldmia.w  r7!, {r8, r9, r10, r11}\n\t"     /* bias (unused), m, e, hb */
+        "str      r7, [sp, #12]\n\t"
+        "ldr      r12, [sp, #20]\n\t"
+        "ldr      lr, [sp, #24]\n\t"
+        TP_CV6_RQ("r0", "strb     r8, [r12]")
+        TP_CV6_RQ("r1", "strb     r8, [r12, lr]")
+        "add.w    r12, r12, lr, lsl #1\n\t"
+        TP_CV6_RQ("r2", "strb     r8, [r12]")
+        TP_CV6_RQ("r3", "strb     r8, [r12, lr]")
+        "add.w    r12, r12, lr, lsl #1\n\t"
+        TP_CV6_RQ("r4", "strb     r8, [r12]")
+        TP_CV6_RQ("r5", "strb     r8, [r12, lr]")
+        "ldr      r12, [sp, #20]\n\t"
+        "add      r12, r12, #1\n\t"
+        "str      r12, [sp, #20]\n\t"
+        "ldr      r8, [sp, #16]\n\t"
+        "cmp      r7, r8\n\t"
+        "bne      .Ltp_cv6_chan\n\t"
+        "add      sp, sp, #36\n\t"
+        "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+
+/* One whole block (6 pixels, columns at col, outputs from out): channels through the assembly
+ * loop (all of them when k % 4 == 0; all but the last otherwise, whose last weight word would be
+ * read past the filter array) and the rest in C. */
+static void tp_conv_block_fast(const tp_conv_job *j, const int32_t *col, int8_t *out)
+{
+    const int32_t ng = (j->k + 3) >> 2;
+    const int32_t nasm = (j->k & 3) ? j->cout - 1 : j->cout;
+    if (nasm > 0) {
+        tp_conv_rows r;
+        r.col = col;
+        r.col_end = col + TP_CONV_GW * ng;
+        r.w = j->filter;
+        r.chan = j->chan;
+        r.chan_end = j->chan + nasm;
+        r.out = out;
+        r.cout = j->cout;
+        r.entry = (-ng) & 3;
+        r.wpad = 4 * ng - j->k;
+        tp_conv_rows6(&r);
+    }
+    if (nasm < j->cout) {
+        tp_conv_block_c(j, col, out, TP_CONV_PIX, nasm, j->cout);
     }
 }
 
@@ -486,9 +481,9 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                          const tp_dims *f, const int8_t *filter, const int32_t *bias,
                          const tp_dims *out, int8_t *output)
 {
-    int32_t k, ng, npix, pix0, oc, i, fast, cb, cy, cx;
+    int32_t k, ng, npix, pix0, oc, i, cb, cy, cx;
     int32_t *col;
-    int is_1x1, fold;
+    int is_1x1, fold, all_fast;
     tp_conv_job job;
     if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output ||
         in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0 || f->n <= 0 || f->h <= 0 || f->w <= 0 ||
@@ -502,11 +497,9 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     if (!ctx || !ctx->buf || ctx->size < tp_conv_s8_arm_get_buffer_size(in, f, out)) {
         return tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
     }
-    col = (int32_t *)tp_arm_align8(ctx->buf);
-
-    /* |acc| <= k * 255 * 128 + max|bias|: decides once whether the SMMULR requantisation applies. */
+    /* |acc| <= k * 255 * 128 + max|bias| must be < 2^30 for the doubled accumulators (always so for
+     * real models; biases near 2^30 run the reference) */
     {
-        int64_t bound = (int64_t)k * 255 * 128;
         int64_t bmax = 0;
         if (bias) {
             for (oc = 0; oc < out->c; ++oc) {
@@ -514,66 +507,74 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 bmax = a > bmax ? a : bmax;
             }
         }
-        fast = bound + bmax < (int64_t)TP_ARM_FAST_RQ_LIMIT;
+        if ((int64_t)k * 255 * 128 + bmax >= (int64_t)TP_ARM_FAST_RQ_LIMIT) {
+            return tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
+        }
     }
+    col = (int32_t *)tp_arm_align8(ctx->buf);
     is_1x1 = f->h == 1 && f->w == 1 && p->stride.h == 1 && p->stride.w == 1 && p->padding.h == 0 &&
              p->padding.w == 0 && out->h == in->h && out->w == in->w;
 
     /* fold the input offset into the biases (bias + input_offset * sum(w) per channel: the
-     * columns then need no SADD16, 2 instructions per group and pixel) when that saves more than
-     * summing the filter costs (about 3 instructions per group and channel) */
+     * columns then need no offset and the padding is -offset) when that saves more than summing
+     * the filter costs (about 3 instructions per group and channel) */
     fold = !is_1x1 && ((in->c & 3) == 0 || k <= TP_CONV_GATHER_MAX) && k <= TP_CONV_FOLD_MAX_K &&
            2 * (int64_t)out->n * out->h * out->w > 3 * (int64_t)out->c;
+    job.full = p->activation.min == -128 && p->activation.max == 127;
+    all_fast = job.full;
     {
         /* per-channel table (see tp_conv_chan) after the columns */
         tp_conv_chan *chan = (tp_conv_chan *)(col + TP_CONV_GW * ng);
-        const int full = p->activation.min == -128 && p->activation.max == 127;
         for (oc = 0; oc < out->c; ++oc) {
             const int32_t qi = q->per_channel ? oc : 0;
             const int32_t sh = q->shift[qi];
-            chan[oc].bias = (bias ? bias[oc] : 0) +
-                            (fold ? p->input_offset * tp_row_sum(filter + (size_t)oc * k, k) : 0);
+            chan[oc].bias = 2 * ((bias ? bias[oc] : 0) +
+                                 (fold ? p->input_offset * tp_row_sum(filter + (size_t)oc * k, k) : 0));
             chan[oc].m = q->multiplier[qi];
-            if (fast && full && sh < 0 && -sh <= TP_CONV_MAX_FAST_E) {
+            if (job.full && sh < 0 && -sh <= TP_CONV_MAX_FAST_E && q->multiplier[qi] >= 0) {
                 chan[oc].e = -sh;
                 chan[oc].hb = ((int32_t)1 << (-sh - 1)) + p->output_offset * ((int32_t)1 << -sh);
             } else {
                 chan[oc].e = 0;
                 chan[oc].hb = 0;
+                all_fast = 0;
             }
         }
         job.chan = chan;
     }
     job.filter = filter;
-    job.bias = bias;
-    job.mult = q->multiplier;
     job.shift = q->shift;
     job.k = k;
     job.cout = out->c;
     job.per_channel = q->per_channel;
-    job.fast = fast;
-    job.full = p->activation.min == -128 && p->activation.max == 127;
     job.ooff = p->output_offset;
     job.amin = p->activation.min;
     job.amax = p->activation.max;
 
     npix = out->n * out->h * out->w;
+    all_fast = all_fast && npix >= TP_CONV_PIX;
     /* (cb, cy, cx): batch, row and column of the next pixel, advanced in raster order */
     cb = 0;
     cy = 0;
     cx = 0;
     for (pix0 = 0; pix0 < npix; pix0 += TP_CONV_PIX) {
         const int32_t nvalid = npix - pix0 < TP_CONV_PIX ? npix - pix0 : TP_CONV_PIX;
-        for (i = 0; i < TP_CONV_PIX; ++i) {
+        /* slot of the first new pixel: a partial last block of the fast path keeps the previous
+         * block's last 6 - nvalid pixels (moved to the front) and ends at the last pixel */
+        const int32_t first = all_fast ? TP_CONV_PIX - nvalid : 0;
+        int32_t g;
+        for (i = 0; i < first; ++i) {
+            for (g = 0; g < ng; ++g) {
+                int32_t *gp = col + TP_CONV_GW * g;
+                tp_arm_store2(gp + 2 * i, gp[2 * (i + nvalid)], gp[2 * (i + nvalid) + 1]);
+            }
+        }
+        for (i = first; i < TP_CONV_PIX; ++i) {
             int32_t *dst = col + 2 * i;
-            if (i >= nvalid) {
-                int32_t g;
-                for (g = 0; g < ng; ++g) {
-                    dst[TP_CONV_GW * g] = 0;
-                    dst[TP_CONV_GW * g + 1] = 0;
-                }
+            if (i - first >= nvalid) {
+                tp_im2col_fill(dst, ng, 0);
             } else if (is_1x1) {
-                tp_im2col_1x1(dst, input + (size_t)(pix0 + i) * in->c, in->c, p->input_offset);
+                tp_im2col_1x1(dst, input + (size_t)(pix0 + i - first) * in->c, in->c, p->input_offset);
             } else {
                 if ((in->c & 3) == 0) {
                     tp_im2col_c4(dst, p, in, input + (size_t)cb * in->h * in->w * in->c, f,
@@ -590,7 +591,11 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                 }
             }
         }
-        tp_conv_block(&job, col, output + (size_t)pix0 * out->c, nvalid);
+        if (all_fast) {
+            tp_conv_block_fast(&job, col, output + (size_t)(pix0 - first) * out->c);
+        } else {
+            tp_conv_block_c(&job, col, output + (size_t)pix0 * out->c, nvalid, 0, out->c);
+        }
     }
     return TP_OK;
 }

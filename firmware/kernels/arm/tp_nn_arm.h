@@ -18,7 +18,7 @@
  * pixels in raster order (N, H, W) and, once it has written any byte of output pixel q, reads input
  * only inside the windows of pixels >= q ("pixels in flight" = output pixels written before all of
  * their own input reads are done):
- *   CONV_2D            0 -- a block of 8 pixels is copied (im2col) to scratch before any of its
+ *   CONV_2D            0 -- a block of 6 pixels is copied (im2col) to scratch before any of its
  *                         outputs is written; the 1x1 path likewise;
  *   DEPTHWISE_CONV_2D  1 -- pixel by pixel, 4 channels at a time (channels 0-3 of pixel q are
  *                         written before channels 4.. of q's window are read);
@@ -45,11 +45,12 @@
 extern "C" {
 #endif
 
-/* CONV_2D: im2col of 8 output pixels at a time into int16 (input_offset added, zero for padding),
- * then a 1-channel x 8-pixel SMLAD register block (assembly, LDRD of the columns); 1x1/stride-1
- * convolutions skip the window arithmetic. Scratch: 64 bytes per 4 filter taps*channels (rounded
- * up), 16 per output channel (bias + requantisation constants) + 8 (alignment):
- *   8 + 64 * ceil(kh*kw*in_c / 4) + 16 * out_c. */
+/* CONV_2D: im2col of 6 output pixels at a time into doubled int16, then a 1-channel x 6-pixel
+ * SMLAD register block (assembly: LDM of the columns, the whole channel loop with its
+ * requantisation); 1x1/stride-1 convolutions skip the window arithmetic. Scratch: 48 bytes per 4
+ * filter taps*channels (rounded up), 16 per output channel (bias + requantisation constants) + 8
+ * (alignment):
+ *   8 + 48 * ceil(kh*kw*in_c / 4) + 16 * out_c. */
 tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                          const tp_dims *input_dims, const int8_t *input,
                          const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,
