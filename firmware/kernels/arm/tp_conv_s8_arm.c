@@ -92,6 +92,33 @@ static inline void tp_col_word_raw(int32_t *dst, int32_t x)
     tp_arm_store2(dst, tp_dbl16(__sxtb16(x)), tp_dbl16(tp_arm_sxtb16_ror8(x)));
 }
 
+/* n bytes of the word v's bytes at d (word stores; up to 3 bytes past d + n are written too: the
+ * caller's buffer has room). Returns d + n. */
+static inline int8_t *tp_fill_bytes(int8_t *d, int32_t n, int32_t v)
+{
+    int32_t i;
+    for (i = 0; i < n; i += 4) {
+        __asm__("" : "+r"(i));   /* keeps GCC from turning the loop into a memset call */
+        tp_arm_write_s8x4(d + i, v);
+    }
+    return d + n;
+}
+
+/* n bytes from s to d: words while 4 remain (never reading past s + n), then bytes. Returns d + n. */
+static inline int8_t *tp_copy_bytes(int8_t *d, const int8_t *s, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i + 4 <= n; i += 4) {
+        __asm__("" : "+r"(i));   /* keeps GCC from turning the loops into memcpy calls */
+        tp_arm_write_s8x4(d + i, tp_arm_read_s8x4(s + i));
+    }
+    for (; i < n; ++i) {
+        __asm__("" : "+r"(i));
+        d[i] = s[i];
+    }
+    return d + n;
+}
+
 /* im2col of one pixel whose channel count is not a multiple of 4, into groups starting at dst
  * (words), dst advancing TP_CONV_GW per group. */
 static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims *in, const int8_t *input,
@@ -105,34 +132,43 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
     int32_t ky, kx, i;
     if (k <= TP_CONV_GATHER_MAX) {
         /* gather the window's bytes into a linear buffer, the padding as -input_offset (so that
-         * x + input_offset is exactly 0; it is an int8 because input_offset = -zero_point), rows of
-         * the window copied as one segment when they lie inside the input, then unpack 4 at a time */
+         * x + input_offset is exactly 0; it is an int8 because input_offset = -zero_point): per
+         * window row (dilation.w 1) the padding on the left, the inside as one segment, the
+         * padding on the right; then unpack 4 at a time */
         int8_t lin[TP_CONV_GATHER_MAX + 4];
         const int8_t pad = (int8_t)(-off);
+        const int32_t padw = (int32_t)((uint32_t)(uint8_t)pad * 0x01010101u);
         const int32_t offp = tp_arm_pack16(off, off);
+        const int32_t rowb = f->w * c;
         int8_t *d = lin;
-        for (ky = 0; ky < f->h; ++ky) {
-            const int32_t iy = iy0 + ky * p->dilation.h;
-            const int row_ok = iy >= 0 && iy < in->h;
-            if (row_ok && p->dilation.w == 1 && ix0 >= 0 && ix0 + f->w <= in->w) {
-                const int8_t *src = base + ((size_t)iy * in->w + ix0) * c;
-                const int8_t *se = src + f->w * c;
-                while (src != se) {
-                    *d++ = *src++;
+        if (p->dilation.w == 1) {
+            /* the window columns kx0..kx1-1 lie inside the input (the same for every row) */
+            const int32_t kx0 = ix0 < 0 ? (-ix0 < f->w ? -ix0 : f->w) : 0;
+            int32_t kx1 = in->w - ix0 < f->w ? in->w - ix0 : f->w;
+            kx1 = kx1 < kx0 ? kx0 : kx1;
+            {
+                const int32_t lpad = kx0 * c, mid = (kx1 - kx0) * c, rpad = (f->w - kx1) * c;
+                const int32_t step = p->dilation.h * in->w * c;
+                int32_t soff = (iy0 * in->w + ix0 + kx0) * c;    /* of the row's first inside byte */
+                for (ky = 0; ky < f->h; ++ky, soff += step) {
+                    const int32_t iy = iy0 + ky * p->dilation.h;
+                    if (iy < 0 || iy >= in->h) {
+                        d = tp_fill_bytes(d, rowb, padw);
+                    } else {
+                        d = tp_fill_bytes(d, lpad, padw);
+                        d = tp_copy_bytes(d, base + soff, mid);
+                        d = tp_fill_bytes(d, rpad, padw);
+                    }
                 }
-                continue;
             }
-            for (kx = 0; kx < f->w; ++kx) {
-                const int32_t ix = ix0 + kx * p->dilation.w;
-                if (row_ok && ix >= 0 && ix < in->w) {
-                    const int8_t *src = base + ((size_t)iy * in->w + ix) * c;
-                    for (i = 0; i < c; ++i) {
-                        *d++ = src[i];
-                    }
-                } else {
-                    for (i = 0; i < c; ++i) {
-                        *d++ = pad;
-                    }
+        } else {
+            for (ky = 0; ky < f->h; ++ky) {
+                const int32_t iy = iy0 + ky * p->dilation.h;
+                for (kx = 0; kx < f->w; ++kx) {
+                    const int32_t ix = ix0 + kx * p->dilation.w;
+                    d = iy >= 0 && iy < in->h && ix >= 0 && ix < in->w
+                            ? tp_copy_bytes(d, base + ((size_t)iy * in->w + ix) * c, c)
+                            : tp_fill_bytes(d, c, padw);
                 }
             }
         }
