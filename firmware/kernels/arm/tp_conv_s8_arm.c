@@ -432,7 +432,7 @@ typedef struct {
  * bias, the groups run through a 4x unrolled loop entered by TBB at group (-ng) & 3, then the 6
  * outputs are requantised from registers and stored (pixel stride cout). The descriptor is copied
  * to the stack (9 words) and read from there; r6 (filter row) runs through the rows. */
-__attribute__((naked, noinline)) static void tp_conv_rows6(const tp_conv_rows *r)
+__attribute__((naked, noinline)) static void tp_conv_rows6(__attribute__((unused)) const tp_conv_rows *r)
 {
     __asm__ volatile(
         "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
