@@ -20,23 +20,33 @@ static int tp_conv_args_ok(const tp_conv_params *p, const tp_quant_params *q, co
     return f->h * f->w * f->c <= TP_MAX_ACC_TERMS;
 }
 
-tp_status tp_conv_s8_ref(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
-                         const tp_dims *in, const int8_t *input,
-                         const tp_dims *f, const int8_t *filter, const int32_t *bias,
-                         const tp_dims *out, int8_t *output)
+/* Filter element j of a row: from the int8 filter (rbase = oc * K), or (f16 != 0) from the fast-
+ * weights layout (tp_nn.h: groups of 4 as (k0, k2, k1, k3); rbase = oc * ceil(K / 4)). */
+static inline int32_t tp_conv_w(const int8_t *f8, const int16_t *f16, int32_t rbase, int32_t j)
+{
+    static const uint8_t pos[4] = { 0, 2, 1, 3 };
+    if (f16) {
+        return f16[(size_t)rbase * 4 + (size_t)(j & ~3) + pos[j & 3]];
+    }
+    return f8[(size_t)rbase + j];
+}
+
+/* The reference loop for both filter layouts; always inlined so that each caller gets its own
+ * copy with the layout test folded away. */
+static inline __attribute__((always_inline)) tp_status
+tp_conv_ref_impl(const tp_conv_params *p, const tp_quant_params *q, const tp_dims *in, const int8_t *input,
+                 const tp_dims *f, const int8_t *f8, const int16_t *f16, const int32_t *bias,
+                 const tp_dims *out, int8_t *output)
 {
     int32_t b, oy, ox, oc, ky, kx, ic;
-    (void)ctx;
-    if (!tp_conv_args_ok(p, q, in, input, f, filter, out, output)) {
-        return TP_ERR_ARG;
-    }
+    const int32_t k = f->h * f->w * f->c;
+    const int32_t row = f16 ? (k + 3) >> 2 : k;     /* see tp_conv_w's rbase */
     for (b = 0; b < in->n; ++b) {
         for (oy = 0; oy < out->h; ++oy) {
             const int32_t iy0 = oy * p->stride.h - p->padding.h;
             for (ox = 0; ox < out->w; ++ox) {
                 const int32_t ix0 = ox * p->stride.w - p->padding.w;
                 for (oc = 0; oc < out->c; ++oc) {
-                    const int8_t *fil = filter + (size_t)oc * f->h * f->w * f->c;
                     int32_t acc = 0;
                     const int32_t qi = q->per_channel ? oc : 0;
                     for (ky = 0; ky < f->h; ++ky) {
@@ -47,14 +57,13 @@ tp_status tp_conv_s8_ref(const tp_context *ctx, const tp_conv_params *p, const t
                         for (kx = 0; kx < f->w; ++kx) {
                             const int32_t ix = ix0 + p->dilation.w * kx;
                             const int8_t *px;
-                            const int8_t *pw;
+                            const int32_t j0 = (ky * f->w + kx) * f->c;
                             if (ix < 0 || ix >= in->w) {
                                 continue;
                             }
                             px = input + (((size_t)b * in->h + iy) * in->w + ix) * in->c;
-                            pw = fil + ((size_t)ky * f->w + kx) * f->c;
                             for (ic = 0; ic < in->c; ++ic) {
-                                acc += (int32_t)pw[ic] * ((int32_t)px[ic] + p->input_offset);
+                                acc += tp_conv_w(f8, f16, oc * row, j0 + ic) * ((int32_t)px[ic] + p->input_offset);
                             }
                         }
                     }
@@ -70,6 +79,30 @@ tp_status tp_conv_s8_ref(const tp_context *ctx, const tp_conv_params *p, const t
         }
     }
     return TP_OK;
+}
+
+tp_status tp_conv_s8_ref(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                         const tp_dims *in, const int8_t *input,
+                         const tp_dims *f, const int8_t *filter, const int32_t *bias,
+                         const tp_dims *out, int8_t *output)
+{
+    (void)ctx;
+    if (!tp_conv_args_ok(p, q, in, input, f, filter, out, output)) {
+        return TP_ERR_ARG;
+    }
+    return tp_conv_ref_impl(p, q, in, input, f, filter, 0, bias, out, output);
+}
+
+tp_status tp_conv_s8_x16_ref(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                             const tp_dims *in, const int8_t *input,
+                             const tp_dims *f, const int16_t *filter16, const int32_t *bias,
+                             const tp_dims *out, int8_t *output)
+{
+    (void)ctx;
+    if (!tp_conv_args_ok(p, q, in, input, f, (const int8_t *)filter16, out, output)) {
+        return TP_ERR_ARG;
+    }
+    return tp_conv_ref_impl(p, q, in, input, f, 0, filter16, bias, out, output);
 }
 
 int32_t tp_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
@@ -94,5 +127,19 @@ tp_status tp_conv_s8(const tp_context *ctx, const tp_conv_params *params, const 
     return tp_conv_s8_arm(ctx, params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
 #else
     return tp_conv_s8_ref(ctx, params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
+#endif
+}
+
+tp_status tp_conv_s8_x16(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
+                         const tp_dims *input_dims, const int8_t *input,
+                         const tp_dims *filter_dims, const int16_t *filter16, const int32_t *bias,
+                         const tp_dims *output_dims, int8_t *output)
+{
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+    return tp_conv_s8_arm_x16(ctx, params, quant, input_dims, input, filter_dims, filter16, bias, output_dims,
+                              output);
+#else
+    return tp_conv_s8_x16_ref(ctx, params, quant, input_dims, input, filter_dims, filter16, bias, output_dims,
+                              output);
 #endif
 }

@@ -64,6 +64,8 @@ class BenchResult:
     bit_exact: bool
     layers: list[LayerCount] = field(default_factory=list)
     run_totals: list[int] = field(default_factory=list)
+    fast_weights: bool = False      # CONV_2D filters pre-expanded to int16 (codegen --fast-weights)
+    weight_bytes: int = 0           # model constants emitted into flash (codegen.json emitted_weight_bytes)
 
     @property
     def macs_per_instruction(self) -> float:
@@ -78,7 +80,8 @@ class BenchResult:
 
     def render(self) -> str:
         lines = [f"model {self.model} (sha256 {self.model_sha256[:12]}) on {self.board}, kernels {self.kernels}"
-                 f"{' + DSP variants' if self.dsp else ' (reference C only)'}",
+                 f"{' + DSP variants' if self.dsp else ' (reference C only)'}"
+                 f"{', fast weights (int16 conv filters)' if self.fast_weights else ''}",
                  f"instructions per inference: {self.instructions:,}  ({self.runs} runs, "
                  f"{'identical' if self.deterministic else 'DIFFERENT'}; output "
                  f"{'bit-exact with TFLite Micro' if self.bit_exact else 'DIFFERS from TFLite Micro'})",
@@ -86,7 +89,7 @@ class BenchResult:
                  f"arena: {self.arena_bytes:,} B (scratch {self.scratch_bytes:,} B)"
                  + (f"; TFLite Micro arena {self.tflm_arena_bytes:,} B" if self.tflm_arena_bytes else ""),
                  f"firmware: text {self.text_bytes:,} B, data {self.data_bytes:,} B, bss {self.bss_bytes:,} B "
-                 f"(flash {self.flash_bytes:,} B)",
+                 f"(flash {self.flash_bytes:,} B, of which model constants {self.weight_bytes:,} B)",
                  "",
                  f"{'layer':>5}  {'kind':<20} {'MACs':>11} {'instructions':>13} {'MAC/instr':>9} {'share':>6}"]
         total_layers = sum(L.instructions for L in self.layers) or 1
@@ -111,7 +114,7 @@ def _section_sizes(sections: dict) -> tuple[int, int, int]:
 
 
 def bench(model, board: str = "mps2-an500", kernels: str = "portable", *, runs: int = 2, dsp: bool = True,
-          seed: int = 0, work_dir=None) -> BenchResult:
+          seed: int = 0, work_dir=None, fast_weights: bool = False) -> BenchResult:
     from tinyprune.boards import load_board
     from tinyprune.codegen.generate import generate
     from tinyprune.firmware.build import build_firmware
@@ -141,7 +144,9 @@ def bench(model, board: str = "mps2-an500", kernels: str = "portable", *, runs: 
         work_dir = tmp.name
     work = Path(work_dir)
     try:
-        cg = generate(model, work / "codegen", kernels=kernels, board=b.name)
+        if fast_weights and not dsp:
+            raise UserInputError("--fast-weights needs the DSP kernels", hint="drop --no-dsp or --fast-weights")
+        cg = generate(model, work / "codegen", kernels=kernels, board=b.name, fast_weights=fast_weights)
         report = cg.report
         defines = None if dsp else {"TP_NO_ARM_DSP": 1}
         fw = build_firmware(work / "codegen", b, work / "firmware", defines=defines)
@@ -171,7 +176,8 @@ def bench(model, board: str = "mps2-an500", kernels: str = "portable", *, runs: 
                       scratch_bytes=sum(int(m.get("scratch_bytes", 0)) for m in layers_meta),
                       tflm_arena_bytes=report.get("tflm_arena_bytes"), text_bytes=text, data_bytes=data,
                       bss_bytes=bss, flash_bytes=fw.flash_used, runs=runs, deterministic=deterministic,
-                      bit_exact=exact, layers=layers, run_totals=totals)
+                      bit_exact=exact, layers=layers, run_totals=totals, fast_weights=fast_weights,
+                      weight_bytes=int(report.get("emitted_weight_bytes", 0)))
     if not deterministic:
         raise ValidationFailed(f"instruction counts differ between runs: totals {totals}",
                                hint="QEMU must run with -icount shift=N (not auto); report this as a bug")

@@ -10,17 +10,20 @@ import click
 @click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True)
 @click.option("--dsp/--no-dsp", default=True, show_default=True,
               help="Use the Cortex-M DSP kernel variants when the core has them (--no-dsp: reference C).")
+@click.option("--fast-weights", is_flag=True,
+              help="Convolution filters pre-expanded to int16 at generation time: fewer instructions, "
+                   "about twice the weights' flash (DSP cores).")
 @click.option("--runs", type=int, default=2, show_default=True, help="QEMU runs; counts must be identical.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-o", "--out", type=click.Path(), default=None, help="Also write the JSON result to this file.")
-def command(model, board, kernels, dsp, runs, as_json, out):
+def command(model, board, kernels, dsp, fast_weights, runs, as_json, out):
     """Instructions per inference (total and per layer), MACs/instruction, arena, scratch and
     firmware sizes of MODEL's generated code, measured in QEMU with -icount (deterministic)."""
     from pathlib import Path
 
     from tinyprune.bench import bench, to_json
 
-    res = bench(model, board, kernels, runs=runs, dsp=dsp)
+    res = bench(model, board, kernels, runs=runs, dsp=dsp, fast_weights=fast_weights)
     text = to_json(res)
     if out:
         Path(out).write_text(text + "\n")

@@ -8,7 +8,9 @@ Layout contract (the emitter in codegen must keep to it, or update this module i
     entry per output channel (requantisation multiplier and shift): 8 B per output channel;
   * constants that only parameterise an op (RESHAPE/SQUEEZE shapes, MEAN/SUM axes, TRANSPOSE perm,
     PAD paddings) are folded into the generated code and cost no array (``PARAMETER_INPUTS``);
-  * each array is padded to a multiple of ``ARRAY_ALIGN`` (4) bytes.
+  * each array is padded to a multiple of ``ARRAY_ALIGN`` (4) bytes;
+  * with fast weights (``fast_weights=True``, the DSP kernels only) a CONV_2D filter is emitted as
+    int16 rows of 4 * ceil(K / 4) elements (tinyprune/codegen/relayout.py): ``conv_x16_bytes``.
 
 This module may import only tinyprune.errors and tinyprune.codegen.ir.
 """
@@ -59,10 +61,17 @@ def check_kernels(kernels: str) -> None:
                              hint=f"use one of: {', '.join(KERNEL_VARIANTS)}")
 
 
-def flash_bytes(graph: ir.Graph, kernels: str = "portable") -> FlashBreakdown:
+def conv_x16_bytes(shape) -> int:
+    """Bytes of a CONV_2D filter [out_c, kh, kw, in_c] in the fast-weights int16 layout."""
+    k = int(shape[1]) * int(shape[2]) * int(shape[3])
+    return int(shape[0]) * 4 * (-(-k // 4)) * 2
+
+
+def flash_bytes(graph: ir.Graph, kernels: str = "portable", *, fast_weights: bool = False) -> FlashBreakdown:
     """Exact flash bytes of the model data codegen emits for ``graph`` (code excluded)."""
     check_kernels(kernels)
     role: dict[str, str] = {}  # const tensor -> "weights" | "biases" | "other" (first role wins)
+    x16: set[str] = set()      # CONV_2D filters emitted in the fast-weights layout
     quant = 0
     for i, op in enumerate(graph.ops):
         params = PARAMETER_INPUTS.get(op.kind, frozenset())
@@ -75,6 +84,8 @@ def flash_bytes(graph: ir.Graph, kernels: str = "portable") -> FlashBreakdown:
                 continue
             if op.kind in PER_CHANNEL_OPS and j == 1:
                 role.setdefault(t, "weights")
+                if fast_weights and op.kind == "CONV_2D":
+                    x16.add(t)
             elif op.kind in PER_CHANNEL_OPS and j == 2:
                 role.setdefault(t, "biases")
             else:
@@ -86,5 +97,13 @@ def flash_bytes(graph: ir.Graph, kernels: str = "portable") -> FlashBreakdown:
     sums = {"weights": 0, "biases": 0, "other": 0}
     for t, r in role.items():
         sums[r] += padded(graph.tensors[t].nbytes)
+        if t in x16:     # emitted as its int16 re-layout (as well, when another op reads it as int8)
+            sums[r] += padded(conv_x16_bytes(graph.tensors[t].shape)) - \
+                (0 if _int8_reader(graph, t) else padded(graph.tensors[t].nbytes))
     return FlashBreakdown(weights=sums["weights"], biases=sums["biases"], quant_params=quant,
                           total=sums["weights"] + sums["biases"] + quant + sums["other"], other=sums["other"])
+
+
+def _int8_reader(graph: ir.Graph, t: str) -> bool:
+    """Does any op other than a CONV_2D (as its filter) read constant t (so its int8 array stays)?"""
+    return any(t in op.inputs and not (op.kind == "CONV_2D" and op.inputs.index(t) == 1) for op in graph.ops)

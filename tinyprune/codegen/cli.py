@@ -19,13 +19,16 @@ import click
 @click.option("--overlap/--no-overlap", default=None,
               help="Let window ops write over their dying input (smaller arena). Default: on, except with "
                    "--kernels cmsis-nn.")
+@click.option("--fast-weights", is_flag=True,
+              help="Emit convolution filters pre-expanded to int16 for the DSP kernels: fewer instructions "
+                   "per MAC, about twice the weights' flash (cores with the DSP extension).")
 @click.option("--check", "do_check", is_flag=True,
               help="Compile on the host (-Werror, and with sanitizers) and compare with TFLite Micro.")
 @click.option("--data", default=None, type=click.Path(dir_okay=False),
               help="With --check: .npz with x (int8 NHWC in the model's input layout, or float NCHW/NHWC).")
 @click.option("--random", "random_n", default=None, type=int, help="With --check: N seeded random int8 inputs (default 10).")
 @click.option("--seed", default=0, show_default=True, help="Seed of --random.")
-def command(model, out, board, kernels, cmsis_nn, prefix, overlap, do_check, data, random_n, seed):
+def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights, do_check, data, random_n, seed):
     """Generate a self-contained C99 module from an int8 TFLite MODEL."""
     from tinyprune.codegen.generate import generate
     from tinyprune.errors import UserInputError
@@ -35,7 +38,8 @@ def command(model, out, board, kernels, cmsis_nn, prefix, overlap, do_check, dat
         raise UserInputError("give either --data or --random, not both")
     if not os.path.exists(model):
         raise UserInputError(f"model file {model} does not exist")
-    r = generate(model, out, prefix=prefix, kernels=kernels, cmsis_nn=cmsis_nn, board=board, overlap=overlap)
+    r = generate(model, out, prefix=prefix, kernels=kernels, cmsis_nn=cmsis_nn, board=board, overlap=overlap,
+                 fast_weights=fast_weights)
     tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
     click.echo(f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")

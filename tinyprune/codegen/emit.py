@@ -8,7 +8,7 @@ checked against C reserved words. Output is deterministic (sorted, no timestamps
 Lowering of each op to one kernel call is in ``_lower_<kind>``; each returns a ``Layer`` with its
 static parameter definitions, the call, and the kernel files it needs.
 
-This module may import tinyprune.codegen (ir, quant, tflite_reader, planner types), tinyprune._paths
+This module may import tinyprune.codegen (ir, quant, relayout, tflite_reader, planner types), tinyprune._paths
 and tinyprune.errors; not the CLI, the pipeline or TensorFlow.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from tinyprune import __version__
 from tinyprune._paths import KERNELS_DIR
-from tinyprune.codegen import ir, quant
+from tinyprune.codegen import ir, quant, relayout
 from tinyprune.codegen.accounting import ARRAY_ALIGN
 from tinyprune.codegen.tflite_reader import TfliteModel
 from tinyprune.errors import UnsupportedModelError, UserInputError
@@ -124,7 +124,8 @@ def _comment(s: str) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: TfliteModel, prefix: str, plan, kernels: str):
+    def __init__(self, model: TfliteModel, prefix: str, plan, kernels: str, fast_weights: bool = False):
+        self.fast_weights = fast_weights
         self.m = model
         self.g = model.graph
         self.p = prefix
@@ -193,7 +194,10 @@ class _Lowering:
 
     def _weights(self, op):
         w = self.g.tensors[op.inputs[1]]
-        wname = self.arrays.add(f"{self.p}_t{self.tid(op.inputs[1])}", "int8_t", w.data, w.name)
+        if self.fast_weights and op.kind == "CONV_2D":
+            wname = None     # emitted as its int16 re-layout by _lower_conv_2d
+        else:
+            wname = self.arrays.add(f"{self.p}_t{self.tid(op.inputs[1])}", "int8_t", w.data, w.name)
         bname = "0"
         if len(op.inputs) > 2 and op.inputs[2]:
             b = self.g.tensors[op.inputs[2]]
@@ -231,6 +235,12 @@ class _Lowering:
             defs.append(f"static const tp_conv_params {pre}_params = {{ {-in_zp}, {out_zp}, "
                         f"{{ {sh}, {sw} }}, {{ {ph}, {pw} }}, {{ {dh}, {dw} }}, {{ {lo}, {hi} }} }};")
             fn = "tp_conv_s8"
+            if self.fast_weights:
+                # the filter re-laid-out as int16 for the DSP kernel (tp_nn.h, tp_conv_s8_x16)
+                wt = self.g.tensors[op.inputs[1]]
+                wname = self.arrays.add(f"{self.p}_t{self.tid(op.inputs[1])}_x16", "int16_t",
+                                        relayout.conv_filter_x16(wt.data), f"{wt.name} (fast weights)")
+                fn = "tp_conv_s8_x16"
         call = (f"{fn}(&ctx, &{pre}_params, &{pre}_quant, &{pre}_in, {self.ptr(op.inputs[0])}, "
                 f"&{pre}_filter, {wname}, {bname}, &{pre}_out, {self.ptr(op.outputs[0], False)})")
         return defs, call
@@ -447,11 +457,11 @@ def _tmpl(name: str) -> Template:
 
 
 def render(model: TfliteModel, prefix: str, kernels: str, plan, *,
-           cmsis_path: Path | None = None) -> tuple[dict[str, str], list[Layer], Arrays]:
+           cmsis_path: Path | None = None, fast_weights: bool = False) -> tuple[dict[str, str], list[Layer], Arrays]:
     """Return ({relative path: file text} for NAME.h/.c/_weights.c/_weights.h/Makefile, layers, arrays)."""
     check_identifier(prefix)
     g = model.graph
-    low = _Lowering(model, prefix, plan, kernels)
+    low = _Lowering(model, prefix, plan, kernels, fast_weights)
     layers: list[Layer] = []
     for op_i in plan.order:
         if g.ops[op_i].kind in ALIAS_OPS:

@@ -69,10 +69,12 @@ def _params(op: ir.Op, graph: ir.Graph) -> int:
 
 
 def estimate(graph: ir.Graph, kernels: str = "portable", *, inplace: bool = True, reorder: bool = True,
-             alignment: int = 16, overlap: bool | None = None, concat: bool = False) -> Estimate:
+             alignment: int = 16, overlap: bool | None = None, concat: bool = False,
+             fast_weights: bool = False) -> Estimate:
     """Plan memory (scratch from codegen.scratch for ``kernels``) and count flash and MACs.
     Keyword options are passed to plan_memory; codegen and pruning must use the same ones.
-    ``overlap=None`` means default_overlap(kernels)."""
+    ``overlap=None`` means default_overlap(kernels). ``fast_weights``: CONV_2D filters counted in
+    the int16 layout of the DSP kernels (codegen's --fast-weights)."""
     check_kernels(kernels)
     if overlap is None:
         overlap = default_overlap(kernels)
@@ -86,7 +88,7 @@ def estimate(graph: ir.Graph, kernels: str = "portable", *, inplace: bool = True
     scratch = {i: int(scratch_bytes(op, graph, kernels)) for i, op in enumerate(graph.ops)}
     plan = plan_memory(graph, {i: s for i, s in scratch.items() if s}, inplace=inplace, reorder=reorder,
                        alignment=alignment, overlap=overlap, concat=concat)
-    flash = flash_bytes(graph, kernels)
+    flash = flash_bytes(graph, kernels, fast_weights=fast_weights)
     per_layer = []
     for i, op in enumerate(graph.ops):
         per_layer.append({"op": i, "kind": op.kind, "name": op.name, "macs": macs(op, graph),

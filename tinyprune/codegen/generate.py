@@ -79,16 +79,19 @@ def tflm_arena_bytes(model_bytes: bytes, n_inputs: int = 1, timeout: int = 120) 
     return out or None
 
 
-def plan_for(model: TfliteModel, kernels: str, overlap: bool | None = None):
+def plan_for(model: TfliteModel, kernels: str, overlap: bool | None = None, fast_weights: bool = False):
     from tinyprune.codegen.estimate import estimate
-    return estimate(model.graph, kernels, overlap=overlap)
+    return estimate(model.graph, kernels, overlap=overlap, fast_weights=fast_weights)
 
 
 def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefix: str = "model",
              kernels: str = "portable", cmsis_nn: str | os.PathLike | None = None, board: str | None = None,
-             overlap: bool | None = None, tflm_arena: bool = True) -> CodegenResult:
+             overlap: bool | None = None, tflm_arena: bool = True, fast_weights: bool = False) -> CodegenResult:
     if kernels not in KERNEL_CHOICES:
         raise UserInputError(f"--kernels must be one of {', '.join(KERNEL_CHOICES)}, got {kernels!r}")
+    if fast_weights and kernels != "portable":
+        raise UserInputError(f"--fast-weights is a layout of tinyprune's own DSP kernels, not of {kernels}",
+                             hint="drop --fast-weights, or use --kernels portable")
     emit.check_identifier(prefix)
     cmsis_path = None
     if kernels == "cmsis-nn":
@@ -104,11 +107,17 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     plan_kernels = kernels
     if kernels == "portable" and board_info is not None and getattr(board_info.core, "dsp", False):
         plan_kernels = "dsp"
+    if fast_weights and board_info is not None and plan_kernels != "dsp":
+        raise UserInputError(f"--fast-weights needs a core with the DSP extension; {board_info.name} "
+                             f"({board_info.core.cpu}) has none, and its reference kernels would only be "
+                             "slower and twice as large in flash",
+                             hint="drop --fast-weights for this board")
     if overlap is None:  # on wherever the kernels keep the raster-order contract (not CMSIS-NN)
         from tinyprune.codegen.estimate import default_overlap
         overlap = default_overlap(plan_kernels)
-    est = plan_for(model, plan_kernels, overlap=overlap)
-    files, layers, arrays = emit.render(model, prefix, kernels, est.plan, cmsis_path=cmsis_path)
+    est = plan_for(model, plan_kernels, overlap=overlap, fast_weights=fast_weights)
+    files, layers, arrays = emit.render(model, prefix, kernels, est.plan, cmsis_path=cmsis_path,
+                                        fast_weights=fast_weights)
     tflm = tflm_arena_bytes(model.data, len(model.tflite_inputs)) if tflm_arena else None
     kfiles = emit.kernel_files(layers)
     report = {
@@ -117,6 +126,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "prefix": prefix,
         "kernels": kernels,
         "plan_kernels": plan_kernels,
+        "fast_weights": fast_weights,
         "board": board,
         "arena_bytes": est.arena_bytes,
         "peak_bytes": est.plan.peak_lower_bound,

@@ -295,6 +295,18 @@ static int32_t tp_row_sum(const int8_t *w, int32_t k)
     return r + (int16_t)se + (se >> 16) + (int16_t)so + (so >> 16);
 }
 
+/* Sum of one fast-weights row (ng groups of 4 int16, zero-padded): SMLAD of each word with
+ * (1, 1) adds its two halves. */
+static int32_t tp_row_sum16(const int16_t *w16, int32_t ng)
+{
+    const int32_t *w = (const int32_t *)(const void *)w16;
+    int32_t i, acc = 0;
+    for (i = 0; i < 2 * ng; ++i) {
+        acc = __smlad(w[i], 0x00010001, acc);
+    }
+    return acc;
+}
+
 /* 1x1, stride 1, no padding: the window is the pixel itself (c % 4 == 0 not required). */
 static void tp_im2col_1x1(int32_t *dst, const int8_t *src, int32_t c, int32_t off)
 {
@@ -340,7 +352,8 @@ static inline int32_t tp_conv_rq(int32_t a2, int32_t m, int32_t e, int32_t hb)
 
 /* Everything one block of pixels needs besides its columns (constant over the call). */
 typedef struct {
-    const int8_t *filter;
+    const int8_t *filter;       /* int8 rows of k bytes, or NULL when filter16 is used */
+    const int16_t *filter16;    /* fast-weights rows (tp_nn.h: 4 * ceil(k / 4) int16 each) or NULL */
     const int32_t *shift;
     const tp_conv_chan *chan;
     int32_t k, cout, per_channel, ooff, amin, amax, full;
@@ -354,16 +367,25 @@ static void tp_conv_block_c(const tp_conv_job *j, const int32_t *col, int8_t *ou
     const int32_t k = j->k, ng = (k + 3) >> 2, cout = j->cout;
     int32_t oc, g, i;
     for (oc = oc0; oc < oc1; ++oc) {
-        const int8_t *w = j->filter + (size_t)oc * k;
+        const int8_t *w = j->filter ? j->filter + (size_t)oc * k : 0;
+        const int32_t *w16 = j->filter16 ? (const int32_t *)(const void *)(j->filter16 + (size_t)oc * 4 * ng) : 0;
         const tp_conv_chan *ch = j->chan + oc;
         int32_t acc[TP_CONV_PIX];
         for (i = 0; i < TP_CONV_PIX; ++i) {
             acc[i] = ch->bias;
         }
         for (g = 0; g < ng; ++g) {
-            const int32_t x = (g + 1 == ng && (k & 3)) ? tp_tail_word(w + 4 * g, k & 3) : tp_arm_read_s8x4(w + 4 * g);
-            const int32_t e = __sxtb16(x), o = tp_arm_sxtb16_ror8(x);
+            int32_t e, o;
             const int32_t *cp = col + TP_CONV_GW * g;
+            if (w16) {
+                e = w16[2 * g];
+                o = w16[2 * g + 1];
+            } else {
+                const int32_t x = (g + 1 == ng && (k & 3)) ? tp_tail_word(w + 4 * g, k & 3)
+                                                           : tp_arm_read_s8x4(w + 4 * g);
+                e = __sxtb16(x);
+                o = tp_arm_sxtb16_ror8(x);
+            }
             for (i = 0; i < TP_CONV_PIX; ++i) {
                 acc[i] = __smlad(cp[2 * i + 1], o, __smlad(cp[2 * i], e, acc[i]));
             }
@@ -382,28 +404,33 @@ static void tp_conv_block_c(const tp_conv_job *j, const int32_t *col, int8_t *ou
     }
 }
 
-/* What tp_conv_rows6 reads (its offsets are hard-coded there: keep the order). */
+/* What tp_conv_rows6 / tp_conv_rows6_x16 read (their offsets are hard-coded there: keep the order). */
 typedef struct {
     const int32_t *col;            /* [0]  columns of the block (8-byte aligned) */
     const int32_t *col_end;        /* [4]  col + TP_CONV_GW * ng */
-    const int8_t *w;               /* [8]  filter row of the first channel */
+    const void *w;                 /* [8]  filter row of the first channel (int8, or x16 rows) */
     const tp_conv_chan *chan;      /* [12] table entry of the first channel */
     const tp_conv_chan *chan_end;  /* [16] one past the last channel's entry */
     int8_t *out;                   /* [20] output byte of pixel 0, first channel */
     int32_t cout;                  /* [24] bytes from one pixel's output to the next */
     int32_t entry;                 /* [28] (-ng) & 3: groups skipped in the first pass of the 4x loop */
-    int32_t wpad;                  /* [32] 4 * ng - k: bytes a row pointer over-advances */
+    int32_t wpad;                  /* [32] bytes a row pointer over-advances (int8 rows: 4 * ng - k) */
 } tp_conv_rows;
 
-/* One group of 4 filter elements against the 6 pixels: the weights' word (LDR, post-increment)
- * unpacked by SXTB16 / SXTB16-ROR8 into (k0,k2) r8 and (k1,k3) r9; two pixels' column words per
- * LDM (r10, r11 | r12, lr); 12 SMLAD into r0-r5. 18 instructions, all 32-bit encodings (the
- * TBB table below counts on fixed sizes). */
-#define TP_CV6_GROUP                                  \
+/* The weights of one group into r8 = (k0,k2), r9 = (k1,k3): from int8 (LDR, post-increment, and
+ * SXTB16 / SXTB16-ROR8) or from the fast-weights rows (one LDRD). */
+#define TP_CV6_W8                                     \
     "ldr.w    r8, [r6], #4\n\t"                       \
-    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
     "sxtb16   r9, r8, ror #8\n\t"                     \
-    "sxtb16   r8, r8\n\t"                             \
+    "sxtb16   r8, r8\n\t"
+#define TP_CV6_W16                                    \
+    "ldrd     r8, r9, [r6], #8\n\t"
+
+/* One group of 4 filter elements against the 6 pixels after the weights: two pixels' column words
+ * per LDM (r10, r11 | r12, lr); 12 SMLAD into r0-r5. All 32-bit encodings (the TBB table below
+ * counts on fixed sizes). */
+#define TP_CV6_MACS                                   \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
     "smlad    r0, r10, r8, r0\n\t"                    \
     "smlad    r0, r11, r9, r0\n\t"                    \
     "smlad    r1, r12, r8, r1\n\t"                    \
@@ -431,97 +458,118 @@ typedef struct {
  * requantisation (every entry's e in 1..22): per channel the 6 accumulators start at the doubled
  * bias, the groups run through a 4x unrolled loop entered by TBB at group (-ng) & 3, then the 6
  * outputs are requantised from registers and stored (pixel stride cout). The descriptor is copied
- * to the stack (9 words) and read from there; r6 (filter row) runs through the rows. */
-__attribute__((naked, noinline)) static void tp_conv_rows6(__attribute__((unused)) const tp_conv_rows *r)
-{
-    __asm__ volatile(
-        "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-        "ldmia.w  r0, {r1, r2, r3, r4, r5, r6, r7, r8, r9}\n\t"
-        "push     {r1, r2, r3, r4, r5, r6, r7, r8, r9}\n\t"
-        "mov      r6, r3\n\t"                      /* filter row */
-        "mov      r7, r4\n\t"                      /* channel entry */
-        ".Ltp_cv6_chan:\n\t"
-        "ldr      r0, [r7]\n\t"
-        "mov      r1, r0\n\t"
-        "mov      r2, r0\n\t"
-        "mov      r3, r0\n\t"
-        "mov      r4, r0\n\t"
-        "mov      r5, r0\n\t"
-        "ldr      r7, [sp, #0]\n\t"
-        "ldr      r8, [sp, #28]\n\t"
-        "tbb      [pc, r8]\n\t"
-        ".Ltp_cv6_tab:\n\t"
-        ".byte    (.Ltp_cv6_g0 - .Ltp_cv6_tab) / 2\n\t"
-        ".byte    (.Ltp_cv6_g1 - .Ltp_cv6_tab) / 2\n\t"
-        ".byte    (.Ltp_cv6_g2 - .Ltp_cv6_tab) / 2\n\t"
-        ".byte    (.Ltp_cv6_g3 - .Ltp_cv6_tab) / 2\n\t"
-        ".Ltp_cv6_g0:\n\t" TP_CV6_GROUP
-        ".Ltp_cv6_g1:\n\t" TP_CV6_GROUP
-        ".Ltp_cv6_g2:\n\t" TP_CV6_GROUP
-        ".Ltp_cv6_g3:\n\t" TP_CV6_GROUP
-        "ldr      r8, [sp, #4]\n\t"
-        "cmp      r7, r8\n\t"
-        "bne      .Ltp_cv6_g0\n\t"
-        "ldr      r8, [sp, #32]\n\t"
-        "sub      r6, r6, r8\n\t"
-        "ldr      r7, [sp, #12]\n\t"
-        "ldmia.w  r7!, {r8, r9, r10, r11}\n\t"     /* bias (unused), m, e, hb */
-        "str      r7, [sp, #12]\n\t"
-        "ldr      r12, [sp, #20]\n\t"
-        "ldr      lr, [sp, #24]\n\t"
-        TP_CV6_RQ("r0", "strb     r8, [r12]")
-        TP_CV6_RQ("r1", "strb     r8, [r12, lr]")
-        "add.w    r12, r12, lr, lsl #1\n\t"
-        TP_CV6_RQ("r2", "strb     r8, [r12]")
-        TP_CV6_RQ("r3", "strb     r8, [r12, lr]")
-        "add.w    r12, r12, lr, lsl #1\n\t"
-        TP_CV6_RQ("r4", "strb     r8, [r12]")
-        TP_CV6_RQ("r5", "strb     r8, [r12, lr]")
-        "ldr      r12, [sp, #20]\n\t"
-        "add      r12, r12, #1\n\t"
-        "str      r12, [sp, #20]\n\t"
-        "ldr      r8, [sp, #16]\n\t"
-        "cmp      r7, r8\n\t"
-        "bne      .Ltp_cv6_chan\n\t"
-        "add      sp, sp, #36\n\t"
-        "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
-}
+ * to the stack (9 words) and read from there; r6 (filter row) runs through the rows. L: a label
+ * prefix, W: the weights' instructions (TP_CV6_W8 / TP_CV6_W16). 18 (int8) or 16 (x16)
+ * instructions per group of 24 MACs. */
+#define TP_CONV_ROWS6(name, L, W)                                                             \
+    __attribute__((naked, noinline)) static void name(__attribute__((unused)) const tp_conv_rows *r) \
+    {                                                                                         \
+        __asm__ volatile(                                                                     \
+            "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                             \
+            "ldmia.w  r0, {r1, r2, r3, r4, r5, r6, r7, r8, r9}\n\t"                           \
+            "push     {r1, r2, r3, r4, r5, r6, r7, r8, r9}\n\t"                               \
+            "mov      r6, r3\n\t"                      /* filter row */                      \
+            "mov      r7, r4\n\t"                      /* channel entry */                   \
+            L "chan:\n\t"                                                                     \
+            "ldr      r0, [r7]\n\t"                                                           \
+            "mov      r1, r0\n\t"                                                             \
+            "mov      r2, r0\n\t"                                                             \
+            "mov      r3, r0\n\t"                                                             \
+            "mov      r4, r0\n\t"                                                             \
+            "mov      r5, r0\n\t"                                                             \
+            "ldr      r7, [sp, #0]\n\t"                                                       \
+            "ldr      r8, [sp, #28]\n\t"                                                      \
+            "tbb      [pc, r8]\n\t"                                                           \
+            L "tab:\n\t"                                                                      \
+            ".byte    (" L "g0 - " L "tab) / 2\n\t"                                           \
+            ".byte    (" L "g1 - " L "tab) / 2\n\t"                                           \
+            ".byte    (" L "g2 - " L "tab) / 2\n\t"                                           \
+            ".byte    (" L "g3 - " L "tab) / 2\n\t"                                           \
+            L "g0:\n\t" W TP_CV6_MACS                                                         \
+            L "g1:\n\t" W TP_CV6_MACS                                                         \
+            L "g2:\n\t" W TP_CV6_MACS                                                         \
+            L "g3:\n\t" W TP_CV6_MACS                                                         \
+            "ldr      r8, [sp, #4]\n\t"                                                       \
+            "cmp      r7, r8\n\t"                                                             \
+            "bne      " L "g0\n\t"                                                            \
+            "ldr      r8, [sp, #32]\n\t"                                                      \
+            "sub      r6, r6, r8\n\t"                                                         \
+            "ldr      r7, [sp, #12]\n\t"                                                      \
+            "ldmia.w  r7!, {r8, r9, r10, r11}\n\t"     /* bias (unused), m, e, hb */          \
+            "str      r7, [sp, #12]\n\t"                                                      \
+            "ldr      r12, [sp, #20]\n\t"                                                     \
+            "ldr      lr, [sp, #24]\n\t"                                                      \
+            TP_CV6_RQ("r0", "strb     r8, [r12]")                                             \
+            TP_CV6_RQ("r1", "strb     r8, [r12, lr]")                                         \
+            "add.w    r12, r12, lr, lsl #1\n\t"                                               \
+            TP_CV6_RQ("r2", "strb     r8, [r12]")                                             \
+            TP_CV6_RQ("r3", "strb     r8, [r12, lr]")                                         \
+            "add.w    r12, r12, lr, lsl #1\n\t"                                               \
+            TP_CV6_RQ("r4", "strb     r8, [r12]")                                             \
+            TP_CV6_RQ("r5", "strb     r8, [r12, lr]")                                         \
+            "ldr      r12, [sp, #20]\n\t"                                                     \
+            "add      r12, r12, #1\n\t"                                                       \
+            "str      r12, [sp, #20]\n\t"                                                     \
+            "ldr      r8, [sp, #16]\n\t"                                                      \
+            "cmp      r7, r8\n\t"                                                             \
+            "bne      " L "chan\n\t"                                                          \
+            "add      sp, sp, #36\n\t"                                                        \
+            "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                           \
+    }
+
+TP_CONV_ROWS6(tp_conv_rows6, ".Ltp_cv6_", TP_CV6_W8)
+TP_CONV_ROWS6(tp_conv_rows6_x16, ".Ltp_cv6x_", TP_CV6_W16)
 
 /* One whole block (6 pixels, columns at col, outputs from out): channels through the assembly
  * loop (all of them when k % 4 == 0; all but the last otherwise, whose last weight word would be
- * read past the filter array) and the rest in C. */
+ * read past the filter array; fast-weights rows are padded) and the rest in C. */
 static void tp_conv_block_fast(const tp_conv_job *j, const int32_t *col, int8_t *out)
 {
     const int32_t ng = (j->k + 3) >> 2;
-    const int32_t nasm = (j->k & 3) ? j->cout - 1 : j->cout;
+    const int32_t nasm = (j->k & 3) && !j->filter16 ? j->cout - 1 : j->cout;
     if (nasm > 0) {
         tp_conv_rows r;
         r.col = col;
         r.col_end = col + TP_CONV_GW * ng;
-        r.w = j->filter;
+        r.w = j->filter16 ? (const void *)j->filter16 : (const void *)j->filter;
         r.chan = j->chan;
         r.chan_end = j->chan + nasm;
         r.out = out;
         r.cout = j->cout;
         r.entry = (-ng) & 3;
-        r.wpad = 4 * ng - j->k;
-        tp_conv_rows6(&r);
+        r.wpad = j->filter16 ? 0 : 4 * ng - j->k;
+        if (j->filter16) {
+            tp_conv_rows6_x16(&r);
+        } else {
+            tp_conv_rows6(&r);
+        }
     }
     if (nasm < j->cout) {
         tp_conv_block_c(j, col, out, TP_CONV_PIX, nasm, j->cout);
     }
 }
 
-tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
-                         const tp_dims *in, const int8_t *input,
-                         const tp_dims *f, const int8_t *filter, const int32_t *bias,
-                         const tp_dims *out, int8_t *output)
+/* The reference for the filter layout at hand (fallback of tp_conv_arm). */
+static tp_status tp_conv_fallback(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                                  const tp_dims *in, const int8_t *input, const tp_dims *f, const int8_t *filter,
+                                  const int16_t *filter16, const int32_t *bias, const tp_dims *out, int8_t *output)
+{
+    return filter16 ? tp_conv_s8_x16_ref(ctx, p, q, in, input, f, filter16, bias, out, output)
+                    : tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
+}
+
+/* The filter of either layout: exactly one of filter (int8 rows) and filter16 (fast weights) is
+ * given. */
+static inline __attribute__((always_inline)) tp_status
+tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+            const tp_dims *in, const int8_t *input, const tp_dims *f, const int8_t *filter,
+            const int16_t *filter16, const int32_t *bias, const tp_dims *out, int8_t *output)
 {
     int32_t k, ng, npix, pix0, oc, i, cb, cy, cx;
     int32_t *col;
     int is_1x1, fold, all_fast;
     tp_conv_job job;
-    if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output ||
+    if (!p || !q || !q->multiplier || !q->shift || !in || !input || (!filter && !filter16) || !out || !output ||
         in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0 || f->n <= 0 || f->h <= 0 || f->w <= 0 ||
         out->h <= 0 || out->w <= 0 || p->stride.h <= 0 || p->stride.w <= 0 || p->dilation.h <= 0 ||
         p->dilation.w <= 0 || f->c != in->c || out->c != f->n || out->n != in->n ||
@@ -531,7 +579,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
     k = f->h * f->w * f->c;
     ng = (k + 3) >> 2;
     if (!ctx || !ctx->buf || ctx->size < tp_conv_s8_arm_get_buffer_size(in, f, out)) {
-        return tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
+        return tp_conv_fallback(ctx, p, q, in, input, f, filter, filter16, bias, out, output);
     }
     /* |acc| <= k * 255 * 128 + max|bias| must be < 2^30 for the doubled accumulators (always so for
      * real models; biases near 2^30 run the reference) */
@@ -544,7 +592,7 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
             }
         }
         if ((int64_t)k * 255 * 128 + bmax >= (int64_t)TP_ARM_FAST_RQ_LIMIT) {
-            return tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
+            return tp_conv_fallback(ctx, p, q, in, input, f, filter, filter16, bias, out, output);
         }
     }
     col = (int32_t *)tp_arm_align8(ctx->buf);
@@ -564,8 +612,9 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
         for (oc = 0; oc < out->c; ++oc) {
             const int32_t qi = q->per_channel ? oc : 0;
             const int32_t sh = q->shift[qi];
-            chan[oc].bias = 2 * ((bias ? bias[oc] : 0) +
-                                 (fold ? p->input_offset * tp_row_sum(filter + (size_t)oc * k, k) : 0));
+            const int32_t rs = !fold ? 0 : filter16 ? tp_row_sum16(filter16 + (size_t)oc * 4 * ng, ng)
+                                                    : tp_row_sum(filter + (size_t)oc * k, k);
+            chan[oc].bias = 2 * ((bias ? bias[oc] : 0) + p->input_offset * rs);
             chan[oc].m = q->multiplier[qi];
             if (job.full && sh < 0 && -sh <= TP_CONV_MAX_FAST_E && q->multiplier[qi] >= 0) {
                 chan[oc].e = -sh;
@@ -578,7 +627,8 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
         }
         job.chan = chan;
     }
-    job.filter = filter;
+    job.filter = filter16 ? 0 : filter;
+    job.filter16 = filter16;
     job.shift = q->shift;
     job.k = k;
     job.cout = out->c;
@@ -634,6 +684,28 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
         }
     }
     return TP_OK;
+}
+
+tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                         const tp_dims *in, const int8_t *input,
+                         const tp_dims *f, const int8_t *filter, const int32_t *bias,
+                         const tp_dims *out, int8_t *output)
+{
+    if (!filter) {
+        return TP_ERR_ARG;
+    }
+    return tp_conv_arm(ctx, p, q, in, input, f, filter, 0, bias, out, output);
+}
+
+tp_status tp_conv_s8_arm_x16(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                             const tp_dims *in, const int8_t *input,
+                             const tp_dims *f, const int16_t *filter16, const int32_t *bias,
+                             const tp_dims *out, int8_t *output)
+{
+    if (!filter16) {
+        return TP_ERR_ARG;
+    }
+    return tp_conv_arm(ctx, p, q, in, input, f, 0, filter16, bias, out, output);
 }
 
 #endif /* TP_USE_ARM_DSP && TP_ARM_HAS_CONV_S8 */

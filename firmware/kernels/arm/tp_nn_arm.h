@@ -57,6 +57,12 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *params, co
                          const tp_dims *output_dims, int8_t *output);
 int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                        const tp_dims *output_dims);
+/* The same with the fast-weights filter layout of tp_conv_s8_x16 (tp_nn.h): one LDRD per group of
+ * 4 weights instead of LDR + 2 SXTB16. Same scratch. */
+tp_status tp_conv_s8_arm_x16(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
+                             const tp_dims *input_dims, const int8_t *input,
+                             const tp_dims *filter_dims, const int16_t *filter16, const int32_t *bias,
+                             const tp_dims *output_dims, int8_t *output);
 
 /* DEPTHWISE_CONV_2D with ch_mult == 1 and channels % 4 == 0 (else the reference): 4 channels per
  * SIMD word, weights expanded once per call to int16 pairs, input offset folded into the bias of
