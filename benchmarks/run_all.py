@@ -37,19 +37,28 @@ def main(argv=None) -> int:
     if not models:
         print(f"no models found in {MODELS}", file=sys.stderr)
         return 2
-    rows, details = [], []
+    rows, fw_rows, details = [], [], []
     for m in models:
         dsp = bench(m, args.board, runs=2, dsp=True)
+        fw = bench(m, args.board, runs=2, dsp=True, fast_weights=True)
         ref = bench(m, args.board, runs=2, dsp=False)
         name, b_instr, b_arena, b_text = BASELINE.get(m.name, (m.name, None, None, None))
-        ratio = f"{dsp.instructions / b_instr:.4f}x" if b_instr else "-"
-        rows.append(f"| {name} | {dsp.macs:,} | {dsp.instructions:,} | {ratio} | {dsp.macs_per_instruction:.3f} | "
-                    f"{ref.instructions:,} | {b_instr and f'{b_instr:,}' or '-'} | {dsp.arena_bytes:,} "
-                    f"({dsp.scratch_bytes:,} scratch) | {b_arena and f'{b_arena:,}' or '-'} | {dsp.text_bytes:,} | "
-                    f"{b_text and f'{b_text:,}' or '-'} | {'yes' if dsp.bit_exact and ref.bit_exact else 'NO'} |")
+
+        def ratio(v, base):
+            return f"{v / base:.3f}x" if base else "-"
+        rows.append(f"| {name} | {dsp.macs:,} | {dsp.instructions:,} | {ratio(dsp.instructions, b_instr)} | "
+                    f"{dsp.macs_per_instruction:.3f} | {ref.instructions:,} | {b_instr and f'{b_instr:,}' or '-'} | "
+                    f"{dsp.arena_bytes:,} ({ratio(dsp.arena_bytes, b_arena)}) | {b_arena and f'{b_arena:,}' or '-'} | "
+                    f"{dsp.text_bytes:,} ({ratio(dsp.text_bytes, b_text)}) | {b_text and f'{b_text:,}' or '-'} | "
+                    f"{'yes' if dsp.bit_exact and ref.bit_exact else 'NO'} |")
+        fw_rows.append(f"| {name} | {fw.instructions:,} ({ratio(fw.instructions, b_instr)}) | "
+                       f"{fw.macs_per_instruction:.3f} | {fw.weight_bytes:,} (default {dsp.weight_bytes:,}) | "
+                       f"{fw.text_bytes:,} ({ratio(fw.text_bytes, b_text)}) | {'yes' if fw.bit_exact else 'NO'} |")
         details.append(f"### {name} (DSP variants)\n\n```\n{dsp.render()}\n```\n\n"
+                       f"### {name} (DSP variants, `--fast-weights`)\n\n```\n{fw.render()}\n```\n\n"
                        f"### {name} (reference C kernels, `--no-dsp`)\n\n```\n{ref.render()}\n```\n")
-        print(f"{name}: DSP {dsp.instructions:,} / reference {ref.instructions:,} instructions", file=sys.stderr)
+        print(f"{name}: DSP {dsp.instructions:,} / fast weights {fw.instructions:,} / reference "
+              f"{ref.instructions:,} instructions", file=sys.stderr)
     cmd = "  .venv/bin/python benchmarks/run_all.py" + \
         (f" --board {args.board}" if args.board != "mps2-an500" else "")
     text = f"""# tinyprune benchmark results
@@ -65,9 +74,19 @@ over 2 runs), arm-none-eabi-gcc 12.2 `-O2`. Baseline: TFLite Micro + CMSIS-NN fr
 machine and compiler family. "reference" = tinyprune's portable C kernels on the same core (`--no-dsp`).
 Every output was bit-exact with the TFLite Micro interpreter on the bench input.
 
+Default code generation (int8 weights in flash):
+
 | model | MACs | instructions (DSP) | vs baseline | MACs/instr | instructions (reference) | baseline instructions | arena B | baseline arena B | text B | baseline text B | bit-exact |
 |---|---|---|---|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + "\n\n## Per-layer breakdown\n\n" + "\n".join(details)
+""" + "\n".join(rows) + """
+
+With `--fast-weights` (`tinyprune codegen/bench --fast-weights`: convolution filters pre-expanded to
+int16 at generation time, one LDRD per 4 weights in the inner loop instead of LDR + 2 SXTB16;
+trades flash for speed; arena unchanged):
+
+| model | instructions (vs baseline) | MACs/instr | model constants B | text B (vs baseline) | bit-exact |
+|---|---|---|---|---|---|
+""" + "\n".join(fw_rows) + "\n\n## Per-layer breakdown\n\n" + "\n".join(details)
     Path(args.out).write_text(text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
