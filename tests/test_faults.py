@@ -194,7 +194,7 @@ def test_noisy_line_to_qemu_validation_completes_bit_exact(build, tmp_path):
     build_firmware(sim / "codegen", "mps2-an500", sim / "firmware")
     proxy = FaultyProxy(42, corrupt=0.0015, drop=0.0015, garbage=0.002, duplicate=0.1, delay=0.2)
     try:
-        r = validate(sim, "sim", random=10, out=tmp_path / "v.json", link_kw={**FAST_LINK, "timeout": 0.5},
+        r = validate(sim, "sim", random=10, out=tmp_path / "v.json", link_kw={**FAST_LINK, "timeout": 0.5, "infer_timeout": 2.0},
                      proxy=proxy)
     finally:
         proxy.close()
