@@ -413,7 +413,8 @@ typedef struct {
     const tp_conv_chan *chan_end;  /* [16] one past the last channel's entry */
     int8_t *out;                   /* [20] output byte of pixel 0, first channel */
     int32_t cout;                  /* [24] bytes from one pixel's output to the next */
-    int32_t entry;                 /* [28] (-ng) & 3: groups skipped in the first pass of the 4x loop */
+    int32_t entry;                 /* [28] groups after the first: (-(ng - 1)) & 3 skipped in the first
+                                    *      pass of the 4x loop; 4 when ng == 1 (no loop) */
     int32_t wpad;                  /* [32] bytes a row pointer over-advances (int8 rows: 4 * ng - k) */
 } tp_conv_rows;
 
@@ -446,6 +447,25 @@ typedef struct {
     "smlad    r5, r12, r8, r5\n\t"                    \
     "smlad    r5, lr, r9, r5\n\t"
 
+/* The first group of a channel: as TP_CV6_MACS, each pixel's first SMLAD adding the bias (in r5,
+ * which is the last pixel's accumulator) instead of its accumulator. */
+#define TP_CV6_MACS_FIRST                             \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
+    "smlad    r0, r10, r8, r5\n\t"                    \
+    "smlad    r0, r11, r9, r0\n\t"                    \
+    "smlad    r1, r12, r8, r5\n\t"                    \
+    "smlad    r1, lr, r9, r1\n\t"                     \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
+    "smlad    r2, r10, r8, r5\n\t"                    \
+    "smlad    r2, r11, r9, r2\n\t"                    \
+    "smlad    r3, r12, r8, r5\n\t"                    \
+    "smlad    r3, lr, r9, r3\n\t"                     \
+    "ldmia.w  r7!, {r10, r11, r12, lr}\n\t"           \
+    "smlad    r4, r10, r8, r5\n\t"                    \
+    "smlad    r4, r11, r9, r4\n\t"                    \
+    "smlad    r5, r12, r8, r5\n\t"                    \
+    "smlad    r5, lr, r9, r5\n\t"
+
 /* Requantises accumulator a (see tp_conv_rq; r9 = m, r10 = e, r11 = hb) into r8 and stores it. */
 #define TP_CV6_RQ(a, store)                           \
     "smmlar   r8, " a ", r9, r11\n\t"                 \
@@ -455,8 +475,8 @@ typedef struct {
     store "\n\t"
 
 /* Every channel of r->chan .. r->chan_end against one whole block of 6 pixels, fast
- * requantisation (every entry's e in 1..22): per channel the 6 accumulators start at the doubled
- * bias, the groups run through a 4x unrolled loop entered by TBB at group (-ng) & 3, then the 6
+ * requantisation (every entry's e in 1..22): per channel the first group adds the doubled bias,
+ * the others run through a 4x unrolled loop entered by TBB at group (1 - ng) & 3, then the 6
  * outputs are requantised from registers and stored (pixel stride cout). The descriptor is copied
  * to the stack (9 words) and read from there; r6 (filter row) runs through the rows. L: a label
  * prefix, W: the weights' instructions (TP_CV6_W8 / TP_CV6_W16). 18 (int8) or 16 (x16)
@@ -471,13 +491,9 @@ typedef struct {
             "mov      r6, r3\n\t"                      /* filter row */                      \
             "mov      r7, r4\n\t"                      /* channel entry */                   \
             L "chan:\n\t"                                                                     \
-            "ldr      r0, [r7]\n\t"                                                           \
-            "mov      r1, r0\n\t"                                                             \
-            "mov      r2, r0\n\t"                                                             \
-            "mov      r3, r0\n\t"                                                             \
-            "mov      r4, r0\n\t"                                                             \
-            "mov      r5, r0\n\t"                                                             \
+            "ldr      r5, [r7]\n\t"                                                           \
             "ldr      r7, [sp, #0]\n\t"                                                       \
+            W TP_CV6_MACS_FIRST                                                               \
             "ldr      r8, [sp, #28]\n\t"                                                      \
             "tbb      [pc, r8]\n\t"                                                           \
             L "tab:\n\t"                                                                      \
@@ -485,6 +501,8 @@ typedef struct {
             ".byte    (" L "g1 - " L "tab) / 2\n\t"                                           \
             ".byte    (" L "g2 - " L "tab) / 2\n\t"                                           \
             ".byte    (" L "g3 - " L "tab) / 2\n\t"                                           \
+            ".byte    (" L "done - " L "tab) / 2\n\t"                                         \
+            ".p2align 1\n\t"                                                                  \
             L "g0:\n\t" W TP_CV6_MACS                                                         \
             L "g1:\n\t" W TP_CV6_MACS                                                         \
             L "g2:\n\t" W TP_CV6_MACS                                                         \
@@ -492,6 +510,7 @@ typedef struct {
             "ldr      r8, [sp, #4]\n\t"                                                       \
             "cmp      r7, r8\n\t"                                                             \
             "bne      " L "g0\n\t"                                                            \
+            L "done:\n\t"                                                                     \
             "ldr      r8, [sp, #32]\n\t"                                                      \
             "sub      r6, r6, r8\n\t"                                                         \
             "ldr      r7, [sp, #12]\n\t"                                                      \
@@ -536,7 +555,7 @@ static void tp_conv_block_fast(const tp_conv_job *j, const int32_t *col, int8_t 
         r.chan_end = j->chan + nasm;
         r.out = out;
         r.cout = j->cout;
-        r.entry = (-ng) & 3;
+        r.entry = ng == 1 ? 4 : (1 - ng) & 3;
         r.wpad = j->filter16 ? 0 : 4 * ng - j->k;
         if (j->filter16) {
             tp_conv_rows6_x16(&r);
