@@ -14,6 +14,10 @@
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_DEPTHWISE_CONV_S8)
 #include "tp_arm_support.h"
 
+/* Scratch words per group of 4 channels: 4 folded biases, 2 weight words per tap, 12 words of
+ * requantisation table ({m, e, hb} per channel). */
+#define TP_DW_GROUP_WORDS(taps) (16 + 2 * (taps))
+
 static int tp_dw_fast_ok(const tp_dw_conv_params *p, const tp_dims *in)
 {
     return p->ch_mult == 1 && (in->c & 3) == 0;
@@ -26,7 +30,9 @@ int32_t tp_depthwise_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, cons
     if (!input_dims || !filter_dims || (filter_dims->c & 3) != 0 || filter_dims->c != input_dims->c) {
         return 0;   /* ch_mult != 1 or channels % 4 != 0: the reference, no scratch */
     }
-    return TP_ARM_ALIGN_SLACK + filter_dims->h * filter_dims->w * filter_dims->c * 2 + filter_dims->c * 16;
+    /* per group of 4 channels TP_DW_GROUP_WORDS(taps) words, then the padding row of c bytes */
+    return TP_ARM_ALIGN_SLACK + filter_dims->h * filter_dims->w * filter_dims->c * 2 + filter_dims->c * 16 +
+           filter_dims->c;
 }
 
 /* One tap of 4 channels: x = 4 int8 inputs, wp = their (c0,c2),(c1,c3) int16 weight pairs. */
@@ -52,40 +58,71 @@ static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
     return v;
 }
 
-/* One table-requantised channel: SSAT8((SMMULR(a, m) + hb + sign) >> e), t = {m, e, hb}. */
-static inline int32_t tp_dw_rq_tab(int32_t a, const int32_t *t)
-{
-    const int32_t v = tp_arm_smmulr(a, t[0]);
-    return __ssat((v + t[2] + (v >> 31)) >> t[1], 8);
-}
+/* The 3x3 fast path: all channel groups of one output pixel in assembly.
+ *
+ * Scratch holds, per group of 4 channels, 34 words read in order by one walking pointer (r4):
+ *   [0..3]   the 4 folded, doubled biases (one LDM starts the accumulators);
+ *   [4..21]  the 9 taps' doubled weights, (c0, c2) and (c1, c3) int16 pairs (one LDRD per tap);
+ *   [22..33] per channel {m, e, hb} (one LDM each), see tp_depthwise_conv_s8_arm;
+ * bit 8 of the last channel's e is set in every group but the last (ASR by register uses only
+ * the low byte, so the flag costs nothing and ends the loop without a counter).
+ * tap[k] is the address of tap k's input pixel (or of the padding row) MINUS the output pointer:
+ * the output pointer r5 advances by 4 per group (STRB post-increment), so [tap, r5] reads the
+ * group's 4 input bytes with no offset register. Taps 0-3 stay in registers, 4-8 on the stack.
+ * Per group: 1 LDM + 9 x (LDR + 2 SXTB16 + LDRD + 4 SMLAxy) + 5 stack loads + 4 x 6 for the
+ * requantisation and store + 2 = 104 instructions for 36 MACs. */
+#define TP_DW3_MAC                                    \
+    "sxtb16   r7, r6, ror #8\n\t"                     \
+    "sxtb16   r6, r6\n\t"                             \
+    "ldrd     r8, r9, [r4], #8\n\t"                   \
+    "smlabb   r0, r6, r8, r0\n\t"                     \
+    "smlatt   r2, r6, r8, r2\n\t"                     \
+    "smlabb   r1, r7, r9, r1\n\t"                     \
+    "smlatt   r3, r7, r9, r3\n\t"
+#define TP_DW3_TAP_REG(rp)                            \
+    "ldr      r6, [" rp ", r5]\n\t" TP_DW3_MAC
+#define TP_DW3_TAP_STACK(off)                         \
+    "ldr      r6, [sp, #" off "]\n\t"                 \
+    "ldr      r6, [r6, r5]\n\t" TP_DW3_MAC
+/* out = SSAT8((SMMLAR(a, m, hb) + sign(a)) >> e), stored with post-increment */
+#define TP_DW3_RQ(a)                                  \
+    "ldmia    r4!, {r6, r7, r8}\n\t"                  \
+    "smmlar   r9, " a ", r6, r8\n\t"                  \
+    "add.w    r9, r9, " a ", asr #31\n\t"             \
+    "asr.w    r9, r9, r7\n\t"                         \
+    "ssat     r9, #8, r9\n\t"                         \
+    "strb     r9, [r5], #1\n\t"
 
-/* All channel groups of one 3x3 pixel whose 9 input words of group 0 are at src + tap[t] (the
- * group g words 4g bytes further; tap[t] < 0: the padding word padw), with the requantisation
- * table (see tp_depthwise_conv_s8_arm). Out of line so that its few live values stay in
- * registers. */
-static void __attribute__((noinline)) tp_dw3x3_pixel(const int8_t *src, const int32_t *tap, int32_t padw,
-                                                     const int32_t *wg, const int32_t *fb, const int32_t *rqt,
-                                                     int8_t *o, int32_t ng)
+__attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unused)) const int32_t *tap,
+                                                            __attribute__((unused)) const int32_t *tab,
+                                                            __attribute__((unused)) int8_t *o)
 {
-    int32_t g;
-    const int32_t t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6],
-                  t7 = tap[7], t8 = tap[8];
-    for (g = 0; g < ng; ++g, src += 4, wg += 18, fb += 4, rqt += 12, o += 4) {
-        int32_t a0 = fb[0], a1 = fb[1], a2 = fb[2], a3 = fb[3];
-        TP_DW_TAP(t0 >= 0 ? tp_arm_read_s8x4(src + t0) : padw, wg);
-        TP_DW_TAP(t1 >= 0 ? tp_arm_read_s8x4(src + t1) : padw, wg + 2);
-        TP_DW_TAP(t2 >= 0 ? tp_arm_read_s8x4(src + t2) : padw, wg + 4);
-        TP_DW_TAP(t3 >= 0 ? tp_arm_read_s8x4(src + t3) : padw, wg + 6);
-        TP_DW_TAP(t4 >= 0 ? tp_arm_read_s8x4(src + t4) : padw, wg + 8);
-        TP_DW_TAP(t5 >= 0 ? tp_arm_read_s8x4(src + t5) : padw, wg + 10);
-        TP_DW_TAP(t6 >= 0 ? tp_arm_read_s8x4(src + t6) : padw, wg + 12);
-        TP_DW_TAP(t7 >= 0 ? tp_arm_read_s8x4(src + t7) : padw, wg + 14);
-        TP_DW_TAP(t8 >= 0 ? tp_arm_read_s8x4(src + t8) : padw, wg + 16);
-        o[0] = (int8_t)tp_dw_rq_tab(a0, rqt);
-        o[1] = (int8_t)tp_dw_rq_tab(a1, rqt + 3);
-        o[2] = (int8_t)tp_dw_rq_tab(a2, rqt + 6);
-        o[3] = (int8_t)tp_dw_rq_tab(a3, rqt + 9);
-    }
+    __asm__ volatile(
+        "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "mov      r4, r1\n\t"
+        "mov      r5, r2\n\t"
+        "ldmia    r0!, {r10, r11, r12, lr}\n\t"
+        "ldmia    r0, {r3, r6, r7, r8, r9}\n\t"
+        "push     {r3, r6, r7, r8, r9}\n\t"
+        "1:\n\t"
+        "ldmia    r4!, {r0, r1, r2, r3}\n\t"
+        TP_DW3_TAP_REG("r10")
+        TP_DW3_TAP_REG("r11")
+        TP_DW3_TAP_REG("r12")
+        TP_DW3_TAP_REG("lr")
+        TP_DW3_TAP_STACK("0")
+        TP_DW3_TAP_STACK("4")
+        TP_DW3_TAP_STACK("8")
+        TP_DW3_TAP_STACK("12")
+        TP_DW3_TAP_STACK("16")
+        TP_DW3_RQ("r0")
+        TP_DW3_RQ("r1")
+        TP_DW3_RQ("r2")
+        TP_DW3_RQ("r3")
+        "tst      r7, #256\n\t"
+        "bne      1b\n\t"
+        "add      sp, sp, #20\n\t"
+        "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *p,
@@ -94,9 +131,9 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                                    const tp_dims *f, const int8_t *filter, const int32_t *bias,
                                    const tp_dims *out, int8_t *output)
 {
-    int32_t c, ng, taps, g, t, b, oy, ox, fast, dbl, scale;
-    int32_t *wexp;
-    int32_t *fbias;
+    int32_t c, ng, taps, gs, g, t, b, oy, ox, fast, dbl, scale;
+    int32_t *scr;
+    int8_t *padrow;
     int32_t offp;
     int32_t need;
     if (!p || !q || !q->multiplier || !q->shift || !in || !input || !f || !filter || !out || !output ||
@@ -113,8 +150,9 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     c = in->c;
     ng = c >> 2;
     taps = f->h * f->w;
-    wexp = (int32_t *)tp_arm_align8(ctx->buf);
-    fbias = wexp + 2 * taps * ng;
+    gs = TP_DW_GROUP_WORDS(taps);
+    scr = (int32_t *)tp_arm_align8(ctx->buf);
+    padrow = (int8_t *)(scr + ng * gs);
     offp = tp_arm_pack16(p->input_offset, p->input_offset);
 
     /* |acc| <= taps * 255 * 128 + max|bias| (the folded form sums the same terms): when below 2^30
@@ -135,40 +173,43 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
         }
         scale = dbl ? 2 : 1;
     }
-    /* expand the filter (times scale); fold the input offset into the bias of interior pixels */
+    /* expand the filter (times scale) and fold the input offset into the biases, group by group */
     for (g = 0; g < ng; ++g) {
         int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int32_t *gb = scr + g * gs;
         for (t = 0; t < taps; ++t) {
             const int8_t *w = filter + (size_t)t * c + 4 * g;
-            wexp[2 * (g * taps + t)] = tp_arm_pack16(scale * w[0], scale * w[2]);
-            wexp[2 * (g * taps + t) + 1] = tp_arm_pack16(scale * w[1], scale * w[3]);
+            gb[4 + 2 * t] = tp_arm_pack16(scale * w[0], scale * w[2]);
+            gb[5 + 2 * t] = tp_arm_pack16(scale * w[1], scale * w[3]);
             s0 += w[0];
             s1 += w[1];
             s2 += w[2];
             s3 += w[3];
         }
-        fbias[4 * g] = scale * ((bias ? bias[4 * g] : 0) + p->input_offset * s0);
-        fbias[4 * g + 1] = scale * ((bias ? bias[4 * g + 1] : 0) + p->input_offset * s1);
-        fbias[4 * g + 2] = scale * ((bias ? bias[4 * g + 2] : 0) + p->input_offset * s2);
-        fbias[4 * g + 3] = scale * ((bias ? bias[4 * g + 3] : 0) + p->input_offset * s3);
+        gb[0] = scale * ((bias ? bias[4 * g] : 0) + p->input_offset * s0);
+        gb[1] = scale * ((bias ? bias[4 * g + 1] : 0) + p->input_offset * s1);
+        gb[2] = scale * ((bias ? bias[4 * g + 2] : 0) + p->input_offset * s2);
+        gb[3] = scale * ((bias ? bias[4 * g + 3] : 0) + p->input_offset * s3);
     }
 
     {
     const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
     const int full_range = amin == -128 && amax == 127;
     const int32_t ps = q->per_channel ? 1 : 0;
-    /* per-channel requantisation table after the folded biases: (m, e, hb) with e = -shift and
+    /* per-channel requantisation table after each group's weights: (m, e, hb) with e = -shift and
      * hb = 2^(e-1) + output_offset * 2^e (the output offset folded into the rounding constant,
      * exact for e <= 22: |SMMULR| < 2^30), used when every channel takes the doubled SMMULR path
-     * and the activation range is the full int8 */
-    int32_t *rqt = fbias + c;
+     * (m >= 0) and the activation range is the full int8. The sign correction of the rounding may
+     * use the accumulator's sign instead of v's: they differ only when v == 0, and then
+     * (hb - 1) >> e == hb >> e because hb is odd multiple of 2^(e-1). */
     int tab = dbl && full_range;
     for (g = 0; g < c && tab; ++g) {
         const int32_t e = -q->shift[ps * g];
-        tab = e <= 22;
-        rqt[3 * g] = q->multiplier[ps * g];
-        rqt[3 * g + 1] = e;
-        rqt[3 * g + 2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+        int32_t *rq = scr + (g >> 2) * gs + 4 + 2 * taps + 3 * (g & 3);
+        tab = e <= 22 && q->multiplier[ps * g] >= 0;
+        rq[0] = q->multiplier[ps * g];
+        rq[1] = e | ((g & 3) == 3 && g + 1 < c ? 0x100 : 0);   /* loop flag, see tp_dw3x3_groups */
+        rq[2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
     }
     const int unroll3 = f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1;
     /* border pixels of a 3x3 filter through the unrolled taps when -input_offset is an int8 */
@@ -176,6 +217,49 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     const int32_t padw = (int32_t)((uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u);
     int32_t toff[9];
     const int32_t rowb = in->w * c;
+    if (pad3 && tab) {
+        /* every pixel through tp_dw3x3_groups; padding taps read the padding row (c bytes of
+         * -input_offset, so that x + input_offset = 0 as the folded bias expects) */
+        int32_t dof[9];
+        for (t = 0; t < c; t += 4) {
+            tp_arm_write_s8x4(padrow + t, padw);
+        }
+        for (t = 0; t < 9; ++t) {
+            dof[t] = ((t / 3) * in->w + t % 3) * c;
+        }
+        for (b = 0; b < in->n; ++b) {
+            const int8_t *inb = input + (size_t)b * in->h * in->w * c;
+            int8_t *o = output + (size_t)b * out->h * out->w * c;
+            for (oy = 0; oy < out->h; ++oy) {
+                const int32_t iy0 = oy * p->stride.h - p->padding.h;
+                const int rows_in = iy0 >= 0 && iy0 + 3 <= in->h;
+                for (ox = 0; ox < out->w; ++ox, o += c) {
+                    const int32_t ix0 = ox * p->stride.w - p->padding.w;
+                    const uintptr_t rel = (uintptr_t)inb - (uintptr_t)o;
+                    if (rows_in && ix0 >= 0 && ix0 + 3 <= in->w) {
+                        const uintptr_t base = rel + (uintptr_t)((iy0 * in->w + ix0) * c);
+                        for (t = 0; t < 9; ++t) {
+                            toff[t] = (int32_t)(base + (uintptr_t)dof[t]);
+                        }
+                    } else {
+                        int32_t ky, kx;
+                        for (ky = 0; ky < 3; ++ky) {
+                            const int32_t iy = iy0 + ky;
+                            for (kx = 0; kx < 3; ++kx) {
+                                const int32_t ix = ix0 + kx;
+                                toff[3 * ky + kx] =
+                                    iy >= 0 && iy < in->h && ix >= 0 && ix < in->w
+                                        ? (int32_t)(rel + (uintptr_t)((iy * in->w + ix) * c))
+                                        : (int32_t)((uintptr_t)padrow - (uintptr_t)o);
+                            }
+                        }
+                    }
+                    tp_dw3x3_groups(toff, scr, o);
+                }
+            }
+        }
+        return TP_OK;
+    }
     for (b = 0; b < in->n; ++b) {
         const int8_t *inb = input + (size_t)b * in->h * in->w * c;
         int8_t *o = output + (size_t)b * out->h * out->w * c;
@@ -199,18 +283,6 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                     --kx1;
                 }
                 interior = ky0 == 0 && ky1 == f->h && kx0 == 0 && kx1 == f->w;
-                if (pad3 && tab) {
-                    /* the whole pixel out of line (interior: every tap inside) */
-                    int32_t ky, kx;
-                    for (ky = 0; ky < 3; ++ky) {
-                        for (kx = 0; kx < 3; ++kx) {
-                            toff[3 * ky + kx] = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
-                                                    ? ((iy0 + ky) * in->w + ix0 + kx) * c : -1;
-                        }
-                    }
-                    tp_dw3x3_pixel(inb, toff, padw, wexp, fbias, rqt, o, ng);
-                    continue;
-                }
                 if (!interior && pad3) {
                     /* 3x3 border pixel: byte offsets of the 9 taps in the input, -1 in the padding
                      * (the taps then read -input_offset, so the folded bias stays exact) */
@@ -224,17 +296,18 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                 }
                 for (g = 0; g < ng; ++g) {
                     int32_t a0, a1, a2, a3, ky, kx;
-                    const int32_t *wg = wexp + 2 * g * taps;
+                    const int32_t *gb = scr + g * gs;
+                    const int32_t *wg = gb + 4;
                     const int8_t *src = inb + 4 * g;
                     if (interior && unroll3) {
                         /* 3x3, dilation 1, whole window inside: 9 taps unrolled */
                         const int8_t *r0 = src + ((size_t)iy0 * in->w + ix0) * c;
                         const int8_t *r1 = r0 + rowb;
                         const int8_t *r2 = r1 + rowb;
-                        a0 = fbias[4 * g];
-                        a1 = fbias[4 * g + 1];
-                        a2 = fbias[4 * g + 2];
-                        a3 = fbias[4 * g + 3];
+                        a0 = gb[0];
+                        a1 = gb[1];
+                        a2 = gb[2];
+                        a3 = gb[3];
                         TP_DW_TAP(tp_arm_read_s8x4(r0), wg);
                         TP_DW_TAP(tp_arm_read_s8x4(r0 + c), wg + 2);
                         TP_DW_TAP(tp_arm_read_s8x4(r0 + 2 * c), wg + 4);
@@ -251,10 +324,10 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         for (t = 0; t < 9; ++t) {
                             win[t] = toff[t] >= 0 ? tp_arm_read_s8x4(src + toff[t]) : padw;
                         }
-                        a0 = fbias[4 * g];
-                        a1 = fbias[4 * g + 1];
-                        a2 = fbias[4 * g + 2];
-                        a3 = fbias[4 * g + 3];
+                        a0 = gb[0];
+                        a1 = gb[1];
+                        a2 = gb[2];
+                        a3 = gb[3];
                         TP_DW_TAP(win[0], wg);
                         TP_DW_TAP(win[1], wg + 2);
                         TP_DW_TAP(win[2], wg + 4);
@@ -266,10 +339,10 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         TP_DW_TAP(win[8], wg + 16);
                     } else if (interior) {
                         const int32_t *wp = wg;
-                        a0 = fbias[4 * g];
-                        a1 = fbias[4 * g + 1];
-                        a2 = fbias[4 * g + 2];
-                        a3 = fbias[4 * g + 3];
+                        a0 = gb[0];
+                        a1 = gb[1];
+                        a2 = gb[2];
+                        a3 = gb[3];
                         for (ky = 0; ky < f->h; ++ky) {
                             const int8_t *row = src + ((size_t)(iy0 + ky * p->dilation.h) * in->w + ix0) * c;
                             const int32_t step = p->dilation.w * c;
@@ -304,16 +377,16 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         const int32_t *sp = q->shift + ps * ch;
                         int32_t r0, r1, r2, r3;
                         if (tab) {
-                            const int32_t *t = rqt + 3 * ch;
+                            const int32_t *t = wg + 2 * taps;
                             int32_t v;
                             v = tp_arm_smmulr(a0, t[0]);
-                            r0 = __ssat((v + t[2] + (v >> 31)) >> t[1], 8);
+                            r0 = __ssat((v + t[2] + (v >> 31)) >> (t[1] & 0xFF), 8);
                             v = tp_arm_smmulr(a1, t[3]);
-                            r1 = __ssat((v + t[5] + (v >> 31)) >> t[4], 8);
+                            r1 = __ssat((v + t[5] + (v >> 31)) >> (t[4] & 0xFF), 8);
                             v = tp_arm_smmulr(a2, t[6]);
-                            r2 = __ssat((v + t[8] + (v >> 31)) >> t[7], 8);
+                            r2 = __ssat((v + t[8] + (v >> 31)) >> (t[7] & 0xFF), 8);
                             v = tp_arm_smmulr(a3, t[9]);
-                            r3 = __ssat((v + t[11] + (v >> 31)) >> t[10], 8);
+                            r3 = __ssat((v + t[11] + (v >> 31)) >> (t[10] & 0xFF), 8);
                             o[ch] = (int8_t)r0;
                             o[ch + 1] = (int8_t)r1;
                             o[ch + 2] = (int8_t)r2;
