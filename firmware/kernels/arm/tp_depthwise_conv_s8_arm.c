@@ -35,6 +35,36 @@ int32_t tp_depthwise_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, cons
            filter_dims->c;
 }
 
+/* Largest right shift of the table requantisation (hb and the sum fit in int32). */
+#define TP_DW_MAX_FAST_E 22
+
+/* One group's filter column (4 channels, taps rows of c bytes from w) to int16 pairs (c0, c2),
+ * (c1, c3) per tap, doubled when dbl (SADD16: |2w| <= 256 fits the halves); sums[k] = sum of
+ * channel k's weights (16-bit SIMD sums over at most 256 taps at a time: |sum| <= 256 * 128). */
+static inline __attribute__((always_inline)) void tp_dw_expand(int32_t *dst, const int8_t *w, int32_t c,
+                                                             int32_t taps, int dbl, int32_t *sums)
+{
+    int32_t t0, t;
+    sums[0] = sums[1] = sums[2] = sums[3] = 0;
+    for (t0 = 0; t0 < taps; t0 += 256) {
+        const int32_t t1 = taps - t0 < 256 ? taps : t0 + 256;
+        int32_t s02 = 0, s13 = 0;
+        for (t = t0; t < t1; ++t, w += c, dst += 2) {
+            const int32_t x = tp_arm_read_s8x4(w);
+            const int32_t xe = __sxtb16(x);
+            const int32_t xo = tp_arm_sxtb16_ror8(x);
+            s02 = __sadd16(s02, xe);
+            s13 = __sadd16(s13, xo);
+            dst[0] = dbl ? __sadd16(xe, xe) : xe;
+            dst[1] = dbl ? __sadd16(xo, xo) : xo;
+        }
+        sums[0] += (int16_t)s02;
+        sums[2] += s02 >> 16;
+        sums[1] += (int16_t)s13;
+        sums[3] += s13 >> 16;
+    }
+}
+
 /* One tap of 4 channels: x = 4 int8 inputs, wp = their (c0,c2),(c1,c3) int16 weight pairs. */
 #define TP_DW_TAP(xv, wp)                                 \
     do {                                                  \
@@ -125,6 +155,70 @@ __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unus
         "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
+/* A run of interior pixels of one output row (every tap inside the input, dilation 1): the same
+ * table, but the taps are addressed from 3 row pointers r10-r12 (top-left tap of each window row)
+ * and the channel count in lr: [row, c], [row, c, lsl #1] and [row], #4 (post-increment, so the
+ * rows follow the groups) -- no tap pointer loads: 99 instructions per group. What it reads: */
+typedef struct {
+    const int8_t *in;      /* [0]  window top-left of the first pixel (group 0) */
+    int8_t *out;           /* [4]  output of the first pixel */
+    int32_t npix;          /* [8]  pixels in the run (> 0) */
+    int32_t c;             /* [12] channels (bytes per input pixel) */
+    int32_t rowb;          /* [16] bytes per input row */
+    int32_t adv;           /* [20] stride_w * c - c: row pointer advance from pixel to pixel */
+    const int32_t *tab;    /* [24] the per-group table */
+} tp_dw3_run;
+
+#define TP_DW3_TAP_ROW(row, addr, wld)                \
+    "ldr      r6, " addr "\n\t"                       \
+    "sxtb16   r7, r6, ror #8\n\t"                     \
+    "sxtb16   r6, r6\n\t"                             \
+    "ldrd     r8, r9, " wld "\n\t"                    \
+    "smlabb   r0, r6, r8, r0\n\t"                     \
+    "smlatt   r2, r6, r8, r2\n\t"                     \
+    "smlabb   r1, r7, r9, r1\n\t"                     \
+    "smlatt   r3, r7, r9, r3\n\t"
+/* the three taps of one window row: kx = 1, 2, then 0 (whose loads post-increment) */
+#define TP_DW3_ROW(row)                                                   \
+    TP_DW3_TAP_ROW(row, "[" row ", lr]", "[r4, #8]")                      \
+    TP_DW3_TAP_ROW(row, "[" row ", lr, lsl #1]", "[r4, #16]")             \
+    TP_DW3_TAP_ROW(row, "[" row "], #4", "[r4], #24")
+
+__attribute__((naked, noinline)) static void tp_dw3x3_run(__attribute__((unused)) const tp_dw3_run *r)
+{
+    __asm__ volatile(
+        "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "ldmia    r0, {r1, r2, r3, r4, r5, r6, r7}\n\t"
+        "mov      r10, r1\n\t"
+        "mov      lr, r4\n\t"
+        "push     {r3, r5, r6, r7}\n\t"          /* [sp] npix, rowb, adv, tab */
+        "mov      r5, r2\n\t"
+        "2:\n\t"
+        "ldr      r4, [sp, #12]\n\t"
+        "ldr      r6, [sp, #4]\n\t"
+        "add      r11, r10, r6\n\t"
+        "add      r12, r11, r6\n\t"
+        "1:\n\t"
+        "ldmia    r4!, {r0, r1, r2, r3}\n\t"
+        TP_DW3_ROW("r10")
+        TP_DW3_ROW("r11")
+        TP_DW3_ROW("r12")
+        TP_DW3_RQ("r0")
+        TP_DW3_RQ("r1")
+        TP_DW3_RQ("r2")
+        TP_DW3_RQ("r3")
+        "tst      r7, #256\n\t"
+        "bne      1b\n\t"
+        "ldr      r6, [sp, #8]\n\t"
+        "add      r10, r10, r6\n\t"
+        "ldr      r6, [sp, #0]\n\t"
+        "subs     r6, r6, #1\n\t"
+        "str      r6, [sp, #0]\n\t"
+        "bne      2b\n\t"
+        "add      sp, sp, #16\n\t"
+        "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *p,
                                    const tp_quant_params *q,
                                    const tp_dims *in, const int8_t *input,
@@ -158,59 +252,57 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     /* |acc| <= taps * 255 * 128 + max|bias| (the folded form sums the same terms): when below 2^30
      * and every shift is <= 0, the accumulators are kept doubled (weights and biases times 2, exact
      * in int16 / int32) so that the SMMULR requantisation needs no extra shift. */
-    {
-        int64_t wmax = 0;
-        if (bias) {
-            for (g = 0; g < c; ++g) {
-                const int64_t a = bias[g] < 0 ? -(int64_t)bias[g] : (int64_t)bias[g];
-                wmax = a > wmax ? a : wmax;
-            }
-        }
-        fast = (int64_t)taps * 255 * 128 + wmax < (int64_t)TP_ARM_FAST_RQ_LIMIT;
-        dbl = fast;
-        for (g = 0; g < (q->per_channel ? c : 1); ++g) {
-            dbl = dbl && q->shift[g] < 0;
-        }
-        scale = dbl ? 2 : 1;
-    }
-    /* expand the filter (times scale) and fold the input offset into the biases, group by group */
-    for (g = 0; g < ng; ++g) {
-        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int32_t *gb = scr + g * gs;
-        for (t = 0; t < taps; ++t) {
-            const int8_t *w = filter + (size_t)t * c + 4 * g;
-            gb[4 + 2 * t] = tp_arm_pack16(scale * w[0], scale * w[2]);
-            gb[5 + 2 * t] = tp_arm_pack16(scale * w[1], scale * w[3]);
-            s0 += w[0];
-            s1 += w[1];
-            s2 += w[2];
-            s3 += w[3];
-        }
-        gb[0] = scale * ((bias ? bias[4 * g] : 0) + p->input_offset * s0);
-        gb[1] = scale * ((bias ? bias[4 * g + 1] : 0) + p->input_offset * s1);
-        gb[2] = scale * ((bias ? bias[4 * g + 2] : 0) + p->input_offset * s2);
-        gb[3] = scale * ((bias ? bias[4 * g + 3] : 0) + p->input_offset * s3);
-    }
-
-    {
     const int32_t amin = p->activation.min, amax = p->activation.max, ooff = p->output_offset;
     const int full_range = amin == -128 && amax == 127;
     const int32_t ps = q->per_channel ? 1 : 0;
-    /* per-channel requantisation table after each group's weights: (m, e, hb) with e = -shift and
-     * hb = 2^(e-1) + output_offset * 2^e (the output offset folded into the rounding constant,
-     * exact for e <= 22: |SMMULR| < 2^30), used when every channel takes the doubled SMMULR path
-     * (m >= 0) and the activation range is the full int8. The sign correction of the rounding may
-     * use the accumulator's sign instead of v's: they differ only when v == 0, and then
-     * (hb - 1) >> e == hb >> e because hb is odd multiple of 2^(e-1). */
-    int tab = dbl && full_range;
-    for (g = 0; g < c && tab; ++g) {
-        const int32_t e = -q->shift[ps * g];
-        int32_t *rq = scr + (g >> 2) * gs + 4 + 2 * taps + 3 * (g & 3);
-        tab = e <= 22 && q->multiplier[ps * g] >= 0;
-        rq[0] = q->multiplier[ps * g];
-        rq[1] = e | ((g & 3) == 3 && g + 1 < c ? 0x100 : 0);   /* loop flag, see tp_dw3x3_groups */
-        rq[2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+    int tab;
+    {
+        uint32_t bmax = 0;
+        int neg = 1, tab_ok = 1;
+        if (bias) {
+            for (g = 0; g < c; ++g) {
+                const uint32_t a = bias[g] < 0 ? 0u - (uint32_t)bias[g] : (uint32_t)bias[g];
+                bmax = a > bmax ? a : bmax;
+            }
+        }
+        for (g = 0; g < (q->per_channel ? c : 1); ++g) {
+            neg &= q->shift[g] < 0;
+            tab_ok &= q->shift[g] >= -TP_DW_MAX_FAST_E && q->multiplier[g] >= 0;
+        }
+        fast = (int64_t)taps * 255 * 128 + bmax < (int64_t)TP_ARM_FAST_RQ_LIMIT;
+        dbl = fast && neg;
+        scale = dbl ? 2 : 1;
+        /* the requantisation table (see below): every channel doubled, e <= 22, m >= 0, full range */
+        tab = dbl && tab_ok && full_range;
     }
+    /* per group: expand the filter (times scale), fold the input offset into the biases, and the
+     * requantisation table (m, e, hb) with e = -shift and hb = 2^(e-1) + output_offset * 2^e (the
+     * output offset folded into the rounding constant, exact for e <= 22: |SMMULR| < 2^30). The
+     * sign correction of the rounding may use the accumulator's sign instead of v = SMMULR's
+     * (tp_dw3x3_groups does): they differ only when v == 0, and then (hb - 1) >> e == hb >> e
+     * because hb is an odd multiple of 2^(e-1). */
+    for (g = 0; g < ng; ++g) {
+        int32_t *gb = scr + g * gs;
+        int32_t sums[4], k;
+        if (dbl) {
+            tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 1, sums);
+        } else {
+            tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 0, sums);
+        }
+        for (k = 0; k < 4; ++k) {
+            const int32_t ch = 4 * g + k;
+            gb[k] = scale * ((bias ? bias[ch] : 0) + p->input_offset * sums[k]);
+            if (tab) {
+                const int32_t e = -q->shift[ps * ch];
+                int32_t *rq = gb + 4 + 2 * taps + 3 * k;
+                rq[0] = q->multiplier[ps * ch];
+                rq[1] = e | (k == 3 && g + 1 < ng ? 0x100 : 0);   /* loop flag, see tp_dw3x3_groups */
+                rq[2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+            }
+        }
+    }
+
+    {
     const int unroll3 = f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1;
     /* border pixels of a 3x3 filter through the unrolled taps when -input_offset is an int8 */
     const int pad3 = unroll3 && p->input_offset >= -127 && p->input_offset <= 128;
@@ -220,41 +312,52 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     if (pad3 && tab) {
         /* every pixel through tp_dw3x3_groups; padding taps read the padding row (c bytes of
          * -input_offset, so that x + input_offset = 0 as the folded bias expects) */
-        int32_t dof[9];
         for (t = 0; t < c; t += 4) {
             tp_arm_write_s8x4(padrow + t, padw);
         }
-        for (t = 0; t < 9; ++t) {
-            dof[t] = ((t / 3) * in->w + t % 3) * c;
-        }
+        /* interior columns: ix0 >= 0 and ix0 + 3 <= in->w */
+        const int32_t oxa = (p->padding.w + p->stride.w - 1) / p->stride.w;
+        const int32_t oxb = in->w + p->padding.w >= 3 ? (in->w - 3 + p->padding.w) / p->stride.w + 1 : 0;
+        const int32_t ox_end = oxb < out->w ? oxb : out->w;
+        tp_dw3_run run;
+        run.c = c;
+        run.rowb = rowb;
+        run.adv = (p->stride.w - 1) * c;
+        run.tab = scr;
         for (b = 0; b < in->n; ++b) {
             const int8_t *inb = input + (size_t)b * in->h * in->w * c;
             int8_t *o = output + (size_t)b * out->h * out->w * c;
-            for (oy = 0; oy < out->h; ++oy) {
+            for (oy = 0; oy < out->h; ++oy, o += out->w * c) {
                 const int32_t iy0 = oy * p->stride.h - p->padding.h;
                 const int rows_in = iy0 >= 0 && iy0 + 3 <= in->h;
-                for (ox = 0; ox < out->w; ++ox, o += c) {
+                for (ox = 0; ox < out->w; ++ox) {
+                    int8_t *op = o + ox * c;
                     const int32_t ix0 = ox * p->stride.w - p->padding.w;
-                    const uintptr_t rel = (uintptr_t)inb - (uintptr_t)o;
-                    if (rows_in && ix0 >= 0 && ix0 + 3 <= in->w) {
-                        const uintptr_t base = rel + (uintptr_t)((iy0 * in->w + ix0) * c);
-                        for (t = 0; t < 9; ++t) {
-                            toff[t] = (int32_t)(base + (uintptr_t)dof[t]);
-                        }
-                    } else {
-                        int32_t ky, kx;
-                        for (ky = 0; ky < 3; ++ky) {
-                            const int32_t iy = iy0 + ky;
-                            for (kx = 0; kx < 3; ++kx) {
-                                const int32_t ix = ix0 + kx;
-                                toff[3 * ky + kx] =
-                                    iy >= 0 && iy < in->h && ix >= 0 && ix < in->w
-                                        ? (int32_t)(rel + (uintptr_t)((iy * in->w + ix) * c))
-                                        : (int32_t)((uintptr_t)padrow - (uintptr_t)o);
-                            }
+                    const uintptr_t rel = (uintptr_t)inb - (uintptr_t)op;
+                    const uintptr_t padrel = (uintptr_t)padrow - (uintptr_t)op;
+                    int32_t ky;
+                    if (rows_in && ox == oxa && oxa < ox_end) {
+                        run.in = inb + (iy0 * in->w + ix0) * c;
+                        run.out = op;
+                        run.npix = ox_end - oxa;
+                        tp_dw3x3_run(&run);
+                        ox = ox_end - 1;
+                        continue;
+                    }
+                    {
+                        /* tap (ky, kx) at rel + (iy0 + ky) * rowb + (ix0 + kx) * c, or the padding */
+                        const uint32_t hh = (uint32_t)in->h, ww = (uint32_t)in->w;
+                        const int c0 = (uint32_t)ix0 < ww, c1 = (uint32_t)(ix0 + 1) < ww,
+                                  c2 = (uint32_t)(ix0 + 2) < ww;
+                        uintptr_t rb = rel + (uintptr_t)(iy0 * rowb + ix0 * c);
+                        for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
+                            const int ok = (uint32_t)(iy0 + ky) < hh;
+                            toff[3 * ky] = (int32_t)(ok && c0 ? rb : padrel);
+                            toff[3 * ky + 1] = (int32_t)(ok && c1 ? rb + (uintptr_t)c : padrel);
+                            toff[3 * ky + 2] = (int32_t)(ok && c2 ? rb + 2 * (uintptr_t)c : padrel);
                         }
                     }
-                    tp_dw3x3_groups(toff, scr, o);
+                    tp_dw3x3_groups(toff, scr, op);
                 }
             }
         }
