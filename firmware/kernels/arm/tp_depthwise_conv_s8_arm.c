@@ -155,6 +155,136 @@ __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unus
         "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
+/* Border pixels whose window has 6 or 4 taps inside the input (one padded row and/or column of a
+ * 3x3 window). With the folded bias a padded tap adds w * (-input_offset); instead of reading it
+ * from the padding row, the padded taps' doubled weights are summed with SADD16 (|sum| <= 5 * 256)
+ * and multiplied once by -input_offset (a halfword pair on the stack, [sp]). tap[] lists the inside
+ * taps (relative to the output, as above) in order; weights are read at fixed offsets from the
+ * group's weights (one function per window shape, so that the offsets are immediates), then the
+ * table pointer skips the 9 taps' 72 bytes. 6 taps: 90 instructions per group, 4 taps: 78 (the
+ * 9-pointer version: 104). */
+#define TP_DW3_WTAP(ptr, woff)                        \
+    ptr                                               \
+    "sxtb16   r7, r6, ror #8\n\t"                     \
+    "sxtb16   r6, r6\n\t"                             \
+    "ldrd     r8, r9, [r4, #" woff "]\n\t"            \
+    "smlabb   r0, r6, r8, r0\n\t"                     \
+    "smlatt   r2, r6, r8, r2\n\t"                     \
+    "smlabb   r1, r7, r9, r1\n\t"                     \
+    "smlatt   r3, r7, r9, r3\n\t"
+#define TP_DW3_PREG(rp) "ldr      r6, [" rp ", r5]\n\t"
+#define TP_DW3_PSTK(off) "ldr      r6, [sp, #" off "]\n\t" "ldr      r6, [r6, r5]\n\t"
+/* r6, r7 = sum of the padded taps' weight pairs */
+#define TP_DW3_WSUM_FIRST(w)                          \
+    "ldrd     r6, r7, [r4, #" w "]\n\t"
+#define TP_DW3_WSUM_ADD(w)                            \
+    "ldrd     r8, r9, [r4, #" w "]\n\t"               \
+    "sadd16   r6, r6, r8\n\t"                         \
+    "sadd16   r7, r7, r9\n\t"
+#define TP_DW3_WSUM_APPLY                             \
+    "ldr      r8, [sp]\n\t"                           \
+    "smlabb   r0, r6, r8, r0\n\t"                     \
+    "smlatt   r2, r6, r8, r2\n\t"                     \
+    "smlabb   r1, r7, r8, r1\n\t"                     \
+    "smlatt   r3, r7, r8, r3\n\t"
+#define TP_DW3_RQ4_LOOP                               \
+    "add      r4, r4, #72\n\t"                        \
+    TP_DW3_RQ("r0")                                   \
+    TP_DW3_RQ("r1")                                   \
+    TP_DW3_RQ("r2")                                   \
+    TP_DW3_RQ("r3")                                   \
+    "tst      r7, #256\n\t"                           \
+    "bne      1b\n\t"
+
+/* w0..w5: weight offsets (8 t) of the inside taps, p0..p2 of the padded ones */
+#define TP_DW3_SUBSET6(name, w0, w1, w2, w3, w4, w5, p0, p1, p2)                                   \
+    __attribute__((naked, noinline)) static void name(__attribute__((unused)) const int32_t *tap,   \
+                                                      __attribute__((unused)) const int32_t *tab,   \
+                                                      __attribute__((unused)) int8_t *o,            \
+                                                      __attribute__((unused)) int32_t negoff)       \
+    {                                                                                             \
+        __asm__ volatile(                                                                         \
+            "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                 \
+            "mov      r4, r1\n\t"                                                                 \
+            "mov      r5, r2\n\t"                                                                 \
+            "ldmia    r0!, {r10, r11, r12, lr}\n\t"                                               \
+            "ldmia    r0, {r6, r7}\n\t"                                                           \
+            "push     {r3, r6, r7}\n\t"                                                           \
+            "1:\n\t"                                                                              \
+            "ldmia    r4!, {r0, r1, r2, r3}\n\t"                                                  \
+            TP_DW3_WSUM_FIRST(p0)                                                                 \
+            TP_DW3_WSUM_ADD(p1)                                                                   \
+            TP_DW3_WSUM_ADD(p2)                                                                   \
+            TP_DW3_WSUM_APPLY                                                                     \
+            TP_DW3_WTAP(TP_DW3_PREG("r10"), w0)                                                   \
+            TP_DW3_WTAP(TP_DW3_PREG("r11"), w1)                                                   \
+            TP_DW3_WTAP(TP_DW3_PREG("r12"), w2)                                                   \
+            TP_DW3_WTAP(TP_DW3_PREG("lr"), w3)                                                    \
+            TP_DW3_WTAP(TP_DW3_PSTK("4"), w4)                                                     \
+            TP_DW3_WTAP(TP_DW3_PSTK("8"), w5)                                                     \
+            TP_DW3_RQ4_LOOP                                                                       \
+            "add      sp, sp, #12\n\t"                                                            \
+            "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                               \
+    }
+
+#define TP_DW3_SUBSET4(name, w0, w1, w2, w3, p0, p1, p2, p3, p4)                                   \
+    __attribute__((naked, noinline)) static void name(__attribute__((unused)) const int32_t *tap,   \
+                                                      __attribute__((unused)) const int32_t *tab,   \
+                                                      __attribute__((unused)) int8_t *o,            \
+                                                      __attribute__((unused)) int32_t negoff)       \
+    {                                                                                             \
+        __asm__ volatile(                                                                         \
+            "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                 \
+            "mov      r4, r1\n\t"                                                                 \
+            "mov      r5, r2\n\t"                                                                 \
+            "ldmia    r0, {r10, r11, r12, lr}\n\t"                                                \
+            "push     {r3}\n\t"                                                                   \
+            "1:\n\t"                                                                              \
+            "ldmia    r4!, {r0, r1, r2, r3}\n\t"                                                  \
+            TP_DW3_WSUM_FIRST(p0)                                                                 \
+            TP_DW3_WSUM_ADD(p1)                                                                   \
+            TP_DW3_WSUM_ADD(p2)                                                                   \
+            TP_DW3_WSUM_ADD(p3)                                                                   \
+            TP_DW3_WSUM_ADD(p4)                                                                   \
+            TP_DW3_WSUM_APPLY                                                                     \
+            TP_DW3_WTAP(TP_DW3_PREG("r10"), w0)                                                   \
+            TP_DW3_WTAP(TP_DW3_PREG("r11"), w1)                                                   \
+            TP_DW3_WTAP(TP_DW3_PREG("r12"), w2)                                                   \
+            TP_DW3_WTAP(TP_DW3_PREG("lr"), w3)                                                    \
+            TP_DW3_RQ4_LOOP                                                                       \
+            "add      sp, sp, #4\n\t"                                                             \
+            "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                               \
+    }
+
+/* named by the inside rows (r) and columns (c) of the window; weight offset of tap t: 8 t */
+TP_DW3_SUBSET6(tp_dw3_r012_c12, "8", "16", "32", "40", "56", "64", "0", "24", "48")
+TP_DW3_SUBSET6(tp_dw3_r012_c01, "0", "8", "24", "32", "48", "56", "16", "40", "64")
+TP_DW3_SUBSET6(tp_dw3_r12_c012, "24", "32", "40", "48", "56", "64", "0", "8", "16")
+TP_DW3_SUBSET6(tp_dw3_r01_c012, "0", "8", "16", "24", "32", "40", "48", "56", "64")
+TP_DW3_SUBSET4(tp_dw3_r12_c12, "32", "40", "56", "64", "0", "8", "16", "24", "48")
+TP_DW3_SUBSET4(tp_dw3_r12_c01, "24", "32", "48", "56", "0", "8", "16", "40", "64")
+TP_DW3_SUBSET4(tp_dw3_r01_c12, "8", "16", "32", "40", "0", "24", "48", "56", "64")
+TP_DW3_SUBSET4(tp_dw3_r01_c01, "0", "8", "24", "32", "16", "40", "48", "56", "64")
+
+typedef void (*tp_dw3_fn)(const int32_t *tap, const int32_t *tab, int8_t *o, int32_t negoff);
+
+/* The subset function for the inside rows / columns of a window (bit k: row / column k), or NULL
+ * (then tp_dw3x3_groups with padding taps). */
+static tp_dw3_fn tp_dw3_subset(int32_t rows, int32_t cols)
+{
+    switch (rows * 8 + cols) {
+    case 7 * 8 + 6: return tp_dw3_r012_c12;
+    case 7 * 8 + 3: return tp_dw3_r012_c01;
+    case 6 * 8 + 7: return tp_dw3_r12_c012;
+    case 3 * 8 + 7: return tp_dw3_r01_c012;
+    case 6 * 8 + 6: return tp_dw3_r12_c12;
+    case 6 * 8 + 3: return tp_dw3_r12_c01;
+    case 3 * 8 + 6: return tp_dw3_r01_c12;
+    case 3 * 8 + 3: return tp_dw3_r01_c01;
+    default: return 0;
+    }
+}
+
 /* A run of interior pixels of one output row (every tap inside the input, dilation 1): the same
  * table, but the taps are addressed from 3 row pointers r10-r12 (top-left tap of each window row)
  * and the channel count in lr: [row, c], [row, c, lsl #1] and [row], #4 (post-increment, so the
@@ -312,6 +442,8 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     if (pad3 && tab) {
         /* every pixel through tp_dw3x3_groups; padding taps read the padding row (c bytes of
          * -input_offset, so that x + input_offset = 0 as the folded bias expects) */
+        /* -input_offset in both halves (the padded taps' term of tp_dw3_subset's functions) */
+        const int32_t negoff = tp_arm_pack16(-p->input_offset, -p->input_offset);
         for (t = 0; t < c; t += 4) {
             tp_arm_write_s8x4(padrow + t, padw);
         }
@@ -330,6 +462,9 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
             for (oy = 0; oy < out->h; ++oy, o += out->w * c) {
                 const int32_t iy0 = oy * p->stride.h - p->padding.h;
                 const int rows_in = iy0 >= 0 && iy0 + 3 <= in->h;
+                const uint32_t hh = (uint32_t)in->h;
+                const int32_t rows = ((uint32_t)iy0 < hh) | (((uint32_t)(iy0 + 1) < hh) << 1) |
+                                     (((uint32_t)(iy0 + 2) < hh) << 2);
                 for (ox = 0; ox < out->w; ++ox) {
                     int8_t *op = o + ox * c;
                     const int32_t ix0 = ox * p->stride.w - p->padding.w;
@@ -346,15 +481,34 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                     }
                     {
                         /* tap (ky, kx) at rel + (iy0 + ky) * rowb + (ix0 + kx) * c, or the padding */
-                        const uint32_t hh = (uint32_t)in->h, ww = (uint32_t)in->w;
-                        const int c0 = (uint32_t)ix0 < ww, c1 = (uint32_t)(ix0 + 1) < ww,
-                                  c2 = (uint32_t)(ix0 + 2) < ww;
+                        const uint32_t ww = (uint32_t)in->w;
+                        const int32_t cols = ((uint32_t)ix0 < ww) | (((uint32_t)(ix0 + 1) < ww) << 1) |
+                                             (((uint32_t)(ix0 + 2) < ww) << 2);
+                        const tp_dw3_fn fn = tp_dw3_subset(rows, cols);
                         uintptr_t rb = rel + (uintptr_t)(iy0 * rowb + ix0 * c);
+                        if (fn) {
+                            int32_t n = 0;
+                            for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
+                                if (rows & (1 << ky)) {
+                                    if (cols & 1) {
+                                        toff[n++] = (int32_t)rb;
+                                    }
+                                    if (cols & 2) {
+                                        toff[n++] = (int32_t)(rb + (uintptr_t)c);
+                                    }
+                                    if (cols & 4) {
+                                        toff[n++] = (int32_t)(rb + 2 * (uintptr_t)c);
+                                    }
+                                }
+                            }
+                            fn(toff, scr, op, negoff);
+                            continue;
+                        }
                         for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
-                            const int ok = (uint32_t)(iy0 + ky) < hh;
-                            toff[3 * ky] = (int32_t)(ok && c0 ? rb : padrel);
-                            toff[3 * ky + 1] = (int32_t)(ok && c1 ? rb + (uintptr_t)c : padrel);
-                            toff[3 * ky + 2] = (int32_t)(ok && c2 ? rb + 2 * (uintptr_t)c : padrel);
+                            const int ok = (rows >> ky) & 1;
+                            toff[3 * ky] = (int32_t)(ok && (cols & 1) ? rb : padrel);
+                            toff[3 * ky + 1] = (int32_t)(ok && (cols & 2) ? rb + (uintptr_t)c : padrel);
+                            toff[3 * ky + 2] = (int32_t)(ok && (cols & 4) ? rb + 2 * (uintptr_t)c : padrel);
                         }
                     }
                     tp_dw3x3_groups(toff, scr, op);
