@@ -349,13 +349,89 @@ __attribute__((naked, noinline)) static void tp_dw3x3_run(__attribute__((unused)
         "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
+/* The whole 3x3 / dilation 1 fast path (table requantisation, -input_offset an int8): pixel by
+ * pixel in raster order, interior runs of a row through tp_dw3x3_run, border pixels whose window
+ * keeps 6 or 4 taps through the tp_dw3_subset functions, any other window (an input smaller than
+ * the filter) through tp_dw3x3_groups with the padding row. tab: the per-group table in scratch,
+ * padrow: c bytes after it. */
+static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const int8_t *input,
+                           const tp_dims *out, int8_t *output, const int32_t *tab, int8_t *padrow)
+{
+    const int32_t c = in->c, rowb = in->w * c;
+    const uint32_t hh = (uint32_t)in->h, ww = (uint32_t)in->w;
+    /* interior columns: ix0 >= 0 and ix0 + 3 <= in->w */
+    const int32_t oxa = (p->padding.w + p->stride.w - 1) / p->stride.w;
+    const int32_t oxb = in->w + p->padding.w >= 3 ? (in->w - 3 + p->padding.w) / p->stride.w + 1 : 0;
+    const int32_t ox_end = oxb < out->w ? oxb : out->w;
+    /* -input_offset in both halves (the padded taps' term of the tp_dw3_subset functions) */
+    const int32_t negoff = tp_arm_pack16(-p->input_offset, -p->input_offset);
+    const int32_t padw = (int32_t)((uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u);
+    int32_t b, oy, ox, t, ky, toff[9];
+    tp_dw3_run run;
+    for (t = 0; t < c; t += 4) {
+        tp_arm_write_s8x4(padrow + t, padw);
+    }
+    run.c = c;
+    run.rowb = rowb;
+    run.adv = (p->stride.w - 1) * c;
+    run.tab = tab;
+    for (b = 0; b < in->n; ++b) {
+        const int8_t *inb = input + (size_t)b * in->h * in->w * c;
+        int8_t *o = output + (size_t)b * out->h * out->w * c;
+        for (oy = 0; oy < out->h; ++oy) {
+            const int32_t iy0 = oy * p->stride.h - p->padding.h;
+            const int32_t rows = ((uint32_t)iy0 < hh) | (((uint32_t)(iy0 + 1) < hh) << 1) |
+                                 (((uint32_t)(iy0 + 2) < hh) << 2);
+            for (ox = 0; ox < out->w; ++ox, o += c) {
+                const int32_t ix0 = ox * p->stride.w - p->padding.w;
+                const int32_t cols = ((uint32_t)ix0 < ww) | (((uint32_t)(ix0 + 1) < ww) << 1) |
+                                     (((uint32_t)(ix0 + 2) < ww) << 2);
+                /* tap (ky, kx) at rb + ky * rowb + kx * c relative to the output pixel */
+                uintptr_t rb = (uintptr_t)inb - (uintptr_t)o + (uintptr_t)(iy0 * rowb + ix0 * c);
+                tp_dw3_fn fn;
+                if (rows == 7 && ox == oxa && oxa < ox_end) {
+                    run.in = inb + (iy0 * in->w + ix0) * c;
+                    run.out = o;
+                    run.npix = ox_end - oxa;
+                    tp_dw3x3_run(&run);
+                    o += (ox_end - 1 - ox) * c;
+                    ox = ox_end - 1;
+                    continue;
+                }
+                fn = tp_dw3_subset(rows, cols);
+                if (fn) {
+                    /* the inside taps: 2 or 3 contiguous rows and columns */
+                    const int32_t nr = rows == 7 ? 3 : 2, nc = cols == 7 ? 3 : 2;
+                    uintptr_t pr = rb + (uintptr_t)((rows & 1 ? 0 : rowb) + (cols & 1 ? 0 : c));
+                    int32_t *tp = toff;
+                    for (ky = 0; ky < nr; ++ky, pr += (uintptr_t)rowb, tp += nc) {
+                        tp[0] = (int32_t)pr;
+                        tp[1] = (int32_t)(pr + (uintptr_t)c);
+                        tp[2] = (int32_t)(pr + 2 * (uintptr_t)c);   /* overwritten when nc == 2 */
+                    }
+                    fn(toff, tab, o, negoff);
+                } else {
+                    const int32_t padrel = (int32_t)((uintptr_t)padrow - (uintptr_t)o);
+                    for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
+                        const int ok = (rows >> ky) & 1;
+                        toff[3 * ky] = ok && (cols & 1) ? (int32_t)rb : padrel;
+                        toff[3 * ky + 1] = ok && (cols & 2) ? (int32_t)(rb + (uintptr_t)c) : padrel;
+                        toff[3 * ky + 2] = ok && (cols & 4) ? (int32_t)(rb + 2 * (uintptr_t)c) : padrel;
+                    }
+                    tp_dw3x3_groups(toff, tab, o);
+                }
+            }
+        }
+    }
+}
+
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *p,
                                    const tp_quant_params *q,
                                    const tp_dims *in, const int8_t *input,
                                    const tp_dims *f, const int8_t *filter, const int32_t *bias,
                                    const tp_dims *out, int8_t *output)
 {
-    int32_t c, ng, taps, gs, g, t, b, oy, ox, fast, dbl, scale;
+    int32_t c, ng, taps, gs, g, b, oy, ox, fast, dbl, scale;
     int32_t *scr;
     int8_t *padrow;
     int32_t offp;
@@ -389,15 +465,18 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     {
         uint32_t bmax = 0;
         int neg = 1, tab_ok = 1;
+        const int32_t nq = q->per_channel ? c : 1;
         if (bias) {
             for (g = 0; g < c; ++g) {
-                const uint32_t a = bias[g] < 0 ? 0u - (uint32_t)bias[g] : (uint32_t)bias[g];
+                const int32_t v = bias[g];
+                const uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
                 bmax = a > bmax ? a : bmax;
             }
         }
-        for (g = 0; g < (q->per_channel ? c : 1); ++g) {
-            neg &= q->shift[g] < 0;
-            tab_ok &= q->shift[g] >= -TP_DW_MAX_FAST_E && q->multiplier[g] >= 0;
+        for (g = 0; g < nq; ++g) {
+            const int32_t sh = q->shift[g];
+            neg &= sh < 0;
+            tab_ok &= (sh >= -TP_DW_MAX_FAST_E) & (q->multiplier[g] >= 0);
         }
         fast = (int64_t)taps * 255 * 128 + bmax < (int64_t)TP_ARM_FAST_RQ_LIMIT;
         dbl = fast && neg;
@@ -411,112 +490,42 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
      * sign correction of the rounding may use the accumulator's sign instead of v = SMMULR's
      * (tp_dw3x3_groups does): they differ only when v == 0, and then (hb - 1) >> e == hb >> e
      * because hb is an odd multiple of 2^(e-1). */
-    for (g = 0; g < ng; ++g) {
-        int32_t *gb = scr + g * gs;
-        int32_t sums[4], k;
-        if (dbl) {
-            tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 1, sums);
-        } else {
-            tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 0, sums);
-        }
-        for (k = 0; k < 4; ++k) {
-            const int32_t ch = 4 * g + k;
-            gb[k] = scale * ((bias ? bias[ch] : 0) + p->input_offset * sums[k]);
+    {
+        const int32_t in_off = p->input_offset;
+        const int32_t *mult = q->multiplier, *shift = q->shift;
+        for (g = 0; g < ng; ++g) {
+            int32_t *gb = scr + g * gs;
+            int32_t *rq = gb + 4 + 2 * taps;
+            int32_t sums[4], k;
+            if (dbl) {
+                tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 1, sums);
+            } else {
+                tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 0, sums);
+            }
+            for (k = 0; k < 4; ++k) {
+                gb[k] = scale * ((bias ? bias[4 * g + k] : 0) + in_off * sums[k]);
+            }
             if (tab) {
-                const int32_t e = -q->shift[ps * ch];
-                int32_t *rq = gb + 4 + 2 * taps + 3 * k;
-                rq[0] = q->multiplier[ps * ch];
-                rq[1] = e | (k == 3 && g + 1 < ng ? 0x100 : 0);   /* loop flag, see tp_dw3x3_groups */
-                rq[2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+                for (k = 0; k < 4; ++k) {
+                    const int32_t e = -shift[ps * (4 * g + k)];
+                    rq[3 * k] = mult[ps * (4 * g + k)];
+                    rq[3 * k + 1] = e;
+                    rq[3 * k + 2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+                }
+                if (g + 1 < ng) {
+                    rq[10] |= 0x100;   /* loop flag, see tp_dw3x3_groups */
+                }
             }
         }
     }
 
-    {
-    const int unroll3 = f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1;
-    /* border pixels of a 3x3 filter through the unrolled taps when -input_offset is an int8 */
-    const int pad3 = unroll3 && p->input_offset >= -127 && p->input_offset <= 128;
-    const int32_t padw = (int32_t)((uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u);
-    int32_t toff[9];
-    const int32_t rowb = in->w * c;
-    if (pad3 && tab) {
-        /* every pixel through tp_dw3x3_groups; padding taps read the padding row (c bytes of
-         * -input_offset, so that x + input_offset = 0 as the folded bias expects) */
-        /* -input_offset in both halves (the padded taps' term of tp_dw3_subset's functions) */
-        const int32_t negoff = tp_arm_pack16(-p->input_offset, -p->input_offset);
-        for (t = 0; t < c; t += 4) {
-            tp_arm_write_s8x4(padrow + t, padw);
-        }
-        /* interior columns: ix0 >= 0 and ix0 + 3 <= in->w */
-        const int32_t oxa = (p->padding.w + p->stride.w - 1) / p->stride.w;
-        const int32_t oxb = in->w + p->padding.w >= 3 ? (in->w - 3 + p->padding.w) / p->stride.w + 1 : 0;
-        const int32_t ox_end = oxb < out->w ? oxb : out->w;
-        tp_dw3_run run;
-        run.c = c;
-        run.rowb = rowb;
-        run.adv = (p->stride.w - 1) * c;
-        run.tab = scr;
-        for (b = 0; b < in->n; ++b) {
-            const int8_t *inb = input + (size_t)b * in->h * in->w * c;
-            int8_t *o = output + (size_t)b * out->h * out->w * c;
-            for (oy = 0; oy < out->h; ++oy, o += out->w * c) {
-                const int32_t iy0 = oy * p->stride.h - p->padding.h;
-                const int rows_in = iy0 >= 0 && iy0 + 3 <= in->h;
-                const uint32_t hh = (uint32_t)in->h;
-                const int32_t rows = ((uint32_t)iy0 < hh) | (((uint32_t)(iy0 + 1) < hh) << 1) |
-                                     (((uint32_t)(iy0 + 2) < hh) << 2);
-                for (ox = 0; ox < out->w; ++ox) {
-                    int8_t *op = o + ox * c;
-                    const int32_t ix0 = ox * p->stride.w - p->padding.w;
-                    const uintptr_t rel = (uintptr_t)inb - (uintptr_t)op;
-                    const uintptr_t padrel = (uintptr_t)padrow - (uintptr_t)op;
-                    int32_t ky;
-                    if (rows_in && ox == oxa && oxa < ox_end) {
-                        run.in = inb + (iy0 * in->w + ix0) * c;
-                        run.out = op;
-                        run.npix = ox_end - oxa;
-                        tp_dw3x3_run(&run);
-                        ox = ox_end - 1;
-                        continue;
-                    }
-                    {
-                        /* tap (ky, kx) at rel + (iy0 + ky) * rowb + (ix0 + kx) * c, or the padding */
-                        const uint32_t ww = (uint32_t)in->w;
-                        const int32_t cols = ((uint32_t)ix0 < ww) | (((uint32_t)(ix0 + 1) < ww) << 1) |
-                                             (((uint32_t)(ix0 + 2) < ww) << 2);
-                        const tp_dw3_fn fn = tp_dw3_subset(rows, cols);
-                        uintptr_t rb = rel + (uintptr_t)(iy0 * rowb + ix0 * c);
-                        if (fn) {
-                            int32_t n = 0;
-                            for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
-                                if (rows & (1 << ky)) {
-                                    if (cols & 1) {
-                                        toff[n++] = (int32_t)rb;
-                                    }
-                                    if (cols & 2) {
-                                        toff[n++] = (int32_t)(rb + (uintptr_t)c);
-                                    }
-                                    if (cols & 4) {
-                                        toff[n++] = (int32_t)(rb + 2 * (uintptr_t)c);
-                                    }
-                                }
-                            }
-                            fn(toff, scr, op, negoff);
-                            continue;
-                        }
-                        for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
-                            const int ok = (rows >> ky) & 1;
-                            toff[3 * ky] = (int32_t)(ok && (cols & 1) ? rb : padrel);
-                            toff[3 * ky + 1] = (int32_t)(ok && (cols & 2) ? rb + (uintptr_t)c : padrel);
-                            toff[3 * ky + 2] = (int32_t)(ok && (cols & 4) ? rb + 2 * (uintptr_t)c : padrel);
-                        }
-                    }
-                    tp_dw3x3_groups(toff, scr, op);
-                }
-            }
-        }
+    if (tab && f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1 &&
+        p->input_offset >= -127 && p->input_offset <= 128) {
+        tp_dw3x3_image(p, in, input, out, output, scr, padrow);
         return TP_OK;
     }
+    /* everything else in C: interior pixels from the folded bias, border pixels from the plain
+     * bias with the input offset added to x (exactly the reference's sum over the valid taps) */
     for (b = 0; b < in->n; ++b) {
         const int8_t *inb = input + (size_t)b * in->h * in->w * c;
         int8_t *o = output + (size_t)b * out->h * out->w * c;
@@ -540,61 +549,12 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                     --kx1;
                 }
                 interior = ky0 == 0 && ky1 == f->h && kx0 == 0 && kx1 == f->w;
-                if (!interior && pad3) {
-                    /* 3x3 border pixel: byte offsets of the 9 taps in the input, -1 in the padding
-                     * (the taps then read -input_offset, so the folded bias stays exact) */
-                    int32_t ky, kx;
-                    for (ky = 0; ky < 3; ++ky) {
-                        for (kx = 0; kx < 3; ++kx) {
-                            toff[3 * ky + kx] = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
-                                                    ? ((iy0 + ky) * in->w + ix0 + kx) * c : -1;
-                        }
-                    }
-                }
                 for (g = 0; g < ng; ++g) {
                     int32_t a0, a1, a2, a3, ky, kx;
                     const int32_t *gb = scr + g * gs;
                     const int32_t *wg = gb + 4;
                     const int8_t *src = inb + 4 * g;
-                    if (interior && unroll3) {
-                        /* 3x3, dilation 1, whole window inside: 9 taps unrolled */
-                        const int8_t *r0 = src + ((size_t)iy0 * in->w + ix0) * c;
-                        const int8_t *r1 = r0 + rowb;
-                        const int8_t *r2 = r1 + rowb;
-                        a0 = gb[0];
-                        a1 = gb[1];
-                        a2 = gb[2];
-                        a3 = gb[3];
-                        TP_DW_TAP(tp_arm_read_s8x4(r0), wg);
-                        TP_DW_TAP(tp_arm_read_s8x4(r0 + c), wg + 2);
-                        TP_DW_TAP(tp_arm_read_s8x4(r0 + 2 * c), wg + 4);
-                        TP_DW_TAP(tp_arm_read_s8x4(r1), wg + 6);
-                        TP_DW_TAP(tp_arm_read_s8x4(r1 + c), wg + 8);
-                        TP_DW_TAP(tp_arm_read_s8x4(r1 + 2 * c), wg + 10);
-                        TP_DW_TAP(tp_arm_read_s8x4(r2), wg + 12);
-                        TP_DW_TAP(tp_arm_read_s8x4(r2 + c), wg + 14);
-                        TP_DW_TAP(tp_arm_read_s8x4(r2 + 2 * c), wg + 16);
-                    } else if (pad3) {
-                        /* 3x3 border: the window's words gathered with padding words, then the
-                         * interior's unrolled taps and folded bias */
-                        int32_t win[9], t;
-                        for (t = 0; t < 9; ++t) {
-                            win[t] = toff[t] >= 0 ? tp_arm_read_s8x4(src + toff[t]) : padw;
-                        }
-                        a0 = gb[0];
-                        a1 = gb[1];
-                        a2 = gb[2];
-                        a3 = gb[3];
-                        TP_DW_TAP(win[0], wg);
-                        TP_DW_TAP(win[1], wg + 2);
-                        TP_DW_TAP(win[2], wg + 4);
-                        TP_DW_TAP(win[3], wg + 6);
-                        TP_DW_TAP(win[4], wg + 8);
-                        TP_DW_TAP(win[5], wg + 10);
-                        TP_DW_TAP(win[6], wg + 12);
-                        TP_DW_TAP(win[7], wg + 14);
-                        TP_DW_TAP(win[8], wg + 16);
-                    } else if (interior) {
+                    if (interior) {
                         const int32_t *wp = wg;
                         a0 = gb[0];
                         a1 = gb[1];
@@ -633,23 +593,6 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                         const int32_t *mp = q->multiplier + ps * ch;
                         const int32_t *sp = q->shift + ps * ch;
                         int32_t r0, r1, r2, r3;
-                        if (tab) {
-                            const int32_t *t = wg + 2 * taps;
-                            int32_t v;
-                            v = tp_arm_smmulr(a0, t[0]);
-                            r0 = __ssat((v + t[2] + (v >> 31)) >> (t[1] & 0xFF), 8);
-                            v = tp_arm_smmulr(a1, t[3]);
-                            r1 = __ssat((v + t[5] + (v >> 31)) >> (t[4] & 0xFF), 8);
-                            v = tp_arm_smmulr(a2, t[6]);
-                            r2 = __ssat((v + t[8] + (v >> 31)) >> (t[7] & 0xFF), 8);
-                            v = tp_arm_smmulr(a3, t[9]);
-                            r3 = __ssat((v + t[11] + (v >> 31)) >> (t[10] & 0xFF), 8);
-                            o[ch] = (int8_t)r0;
-                            o[ch + 1] = (int8_t)r1;
-                            o[ch + 2] = (int8_t)r2;
-                            o[ch + 3] = (int8_t)r3;
-                            continue;
-                        }
                         if (dbl) {
                             r0 = tp_dw_rq(a0, mp[0], sp[0], ooff);
                             r1 = tp_dw_rq(a1, mp[ps], sp[ps], ooff);
@@ -672,15 +615,12 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
                             r2 = tp_arm_clamp(r2, amin, amax);
                             r3 = tp_arm_clamp(r3, amin, amax);
                         }
-                        o[ch] = (int8_t)r0;
-                        o[ch + 1] = (int8_t)r1;
-                        o[ch + 2] = (int8_t)r2;
-                        o[ch + 3] = (int8_t)r3;
+                        tp_arm_write_s8x4(o + ch, (int32_t)(((uint32_t)r0 & 0xFFu) | (((uint32_t)r1 & 0xFFu) << 8) |
+                                                            (((uint32_t)r2 & 0xFFu) << 16) | ((uint32_t)r3 << 24)));
                     }
                 }
             }
         }
-    }
     }
     return TP_OK;
 }
