@@ -562,3 +562,115 @@ def test_depthwise_3x3_borders_bit_exact(tmp_path):
     assert rc == 0 and all(c[3] == "0" and c[4] == "0" for c in cases)
     # the DSP path ran (much fewer instructions than the reference on the large cases)
     assert all(int(c[7]) < int(c[6]) for c in cases if int(c[2]) >= 1000)
+
+
+# ----------------------------------------------------------------------------- 3x3 depthwise assembly paths
+# tp_depthwise_conv_s8_arm's 3x3 path (full int8 range, every shift < 0, -input_offset an int8) runs
+# interior runs of a row (tp_dw3x3_run), border windows keeping 6 or 4 taps (one function per window
+# shape), and any other window -- inputs smaller than the filter, padding of 2 -- through the
+# 9-pointer function with the padding row. These cases reach each of them, with strides 1 and 2,
+# asymmetric (SAME, stride 2) and large padding, 4 to 132 channels, batches, per-tensor and
+# per-channel quantisation with right shifts 1..22 and a zero multiplier, and bias magnitudes up to
+# the doubled accumulators' limit.
+
+def _dw3_case(rng, i, n, h, w, c, stride, ph, pw, oh, ow, in_off, per_channel=True, shifts=None,
+              bias_scale=20000, amin=-128, amax=127):
+    p = f"c{i}_"
+    x = rng.integers(-128, 128, size=n * h * w * c)
+    fil = rng.integers(-127, 128, size=9 * c)
+    count = c if per_channel else 1
+    mult = rng.integers(1 << 30, (1 << 31) - 1, size=count)
+    if shifts is None:
+        shifts = rng.integers(-9, -5, size=count)
+    shifts = np.resize(np.asarray(shifts), count)
+    if per_channel and c > 2:
+        mult[1] = 0                                       # a channel with a zero multiplier
+    bias = rng.integers(-bias_scale, bias_scale, size=c)
+    out_off = int(rng.integers(-128, 128))
+    data = _arr("int8_t", p + "x", x) + _arr("int8_t", p + "f", fil) + _arr("int32_t", p + "m", mult) + \
+        _arr("int32_t", p + "s", shifts) + _arr("int32_t", p + "b", bias)
+    args = f"&prm, &q, &id, {p}x, &fd, {p}f, {p}b, &od, "
+    nout = n * oh * ow * c
+    body = (f"tp_dw_conv_params prm = {{{in_off}, {out_off}, 1, {{{stride}, {stride}}}, {{{ph}, {pw}}}, "
+            f"{{1, 1}}, {{{amin}, {amax}}}}};\n"
+            f"tp_quant_params q = {{{p}m, {p}s, {int(per_channel)}}};\n"
+            f"tp_dims id = {{{n}, {h}, {w}, {c}}};\ntp_dims fd = {{1, 3, 3, {c}}};\n"
+            f"tp_dims od = {{{n}, {oh}, {ow}, {c}}};\n"
+            + _ctx_code("exact", "tp_depthwise_conv_s8_get_buffer_size(&id, &fd, &od)") +
+            f"tp_test_prefill({nout});\nr->op = \"dw3x3\"; r->n = {nout};\n"
+            f"TP_TIME(r->ref_insns, r->st_ref = tp_depthwise_conv_s8_ref(&ctx, {args}out_ref));\n"
+            f"TP_TIME(r->arm_insns, r->st_arm = tp_depthwise_conv_s8_arm(&ctx, {args}out_arm));\n")
+    return data + f"static void case_{i}(tp_case_result *r)\n{{\n" + body + "}\n"
+
+
+def generate_dw3_cases(seed: int) -> tuple[str, int]:
+    rng = np.random.default_rng(seed)
+    specs = []
+    # SAME padding, stride 1 and 2 (stride 2 on even sizes pads only the bottom / right)
+    for (h, w) in ((1, 1), (1, 4), (4, 1), (2, 2), (3, 3), (2, 5), (5, 3), (7, 6), (6, 7), (9, 5)):
+        for stride in (1, 2):
+            oh, ow = -(-h // stride), -(-w // stride)
+            specs.append(dict(h=h, w=w, stride=stride, ph=_same_pad(h, oh, stride, 3, 1),
+                              pw=_same_pad(w, ow, stride, 3, 1), oh=oh, ow=ow))
+    # VALID (interior runs only), and padding 2 (windows with a single inside row / column)
+    specs.append(dict(h=6, w=7, stride=1, ph=0, pw=0, oh=4, ow=5))
+    specs.append(dict(h=7, w=9, stride=2, ph=0, pw=0, oh=3, ow=4))
+    specs.append(dict(h=5, w=4, stride=1, ph=2, pw=2, oh=7, ow=6))
+    specs.append(dict(h=4, w=6, stride=2, ph=2, pw=1, oh=3, ow=3))
+    parts = []
+    for i, sp in enumerate(specs):
+        c = [4, 8, 16, 12, 64, 132][i % 6]
+        n = 2 if i % 5 == 0 else 1
+        if n * sp["h"] * sp["w"] * c > 8192:
+            c = 8
+        in_off = [-127, 128, 0, 37, -5][i % 5]
+        shifts = None
+        if i % 4 == 1:
+            shifts = [-1, -22, -7, -3]                   # the table's extremes
+        elif i % 4 == 3:
+            shifts = rng.integers(-22, 0, size=c)
+        parts.append(_dw3_case(rng, i, n, sp["h"], sp["w"], c, sp["stride"], sp["ph"], sp["pw"], sp["oh"],
+                               sp["ow"], in_off, per_channel=i % 7 != 2, shifts=shifts,
+                               bias_scale=(1 << 29) if i % 6 == 4 else 20000))
+    i = len(specs)
+    # the KWS DS-CNN shape (25 x 5, 64 channels), offset extremes and a clamped range (C path)
+    for in_off, act in ((-127, (-128, 127)), (128, (-128, 127)), (-128, (-128, 127)), (3, (-128, 0))):
+        parts.append(_dw3_case(rng, i, 1, 25, 5, 64, 1, 1, 1, 25, 5, in_off, amin=act[0], amax=act[1]))
+        i += 1
+    names = ", ".join(f"case_{k}" for k in range(i))
+    src = "".join(parts) + f"#define TP_NUM_CASES {i}\nstatic void (*const tp_cases[])(tp_case_result *) = " \
+        f"{{{names}}};\n"
+    return src, i
+
+
+def test_depthwise_3x3_assembly_paths_bit_exact(tmp_path):
+    src, count = generate_dw3_cases(SEED + 3)
+    elf = build_kernel_test("mps2-an500", tmp_path, src)
+    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    assert f"TP_KERNEL_TEST cases={count} failed=0" in stdout, stdout[-3000:]
+    assert rc == 0 and len(cases) == count
+    assert all(c[3] == "0" and c[4] == "0" and c[5] == "0" and int(c[2]) > 0 for c in cases), cases
+    # the DSP path ran (fewer instructions than the reference) on every case of 1000+ outputs
+    assert all(int(c[7]) < int(c[6]) for c in cases if int(c[2]) >= 1000)
+
+
+def test_depthwise_3x3_overlapping_output_bit_exact(tmp_path):
+    """The 3x3 assembly paths in one shared buffer at the planner's distance for 1 pixel in flight
+    (the tightest tp_nn_arm.h allows for depthwise) and at its default."""
+    rng = np.random.default_rng(SEED + 5)
+    parts, i, tries = [], 0, 0
+    while i < 10 and tries < 2000:
+        tries += 1
+        data, body, d = gen_overlap(rng, i, "depthwise_conv", flight=1 if i % 2 == 0 else 2)
+        if "{1, 3, 3," not in body or "{1, 1}, {-128, 127}}" not in body:
+            continue                                      # only 3x3, dilation 1, full range
+        parts.append(data + f"static void case_{i}(tp_case_result *r)\n{{\n" + body + "}\n")
+        i += 1
+    assert i == 10
+    names = ", ".join(f"case_{k}" for k in range(i))
+    src = "".join(parts) + f"#define TP_NUM_CASES {i}\nstatic void (*const tp_cases[])(tp_case_result *) = " \
+        f"{{{names}}};\n"
+    elf = build_kernel_test("mps2-an500", tmp_path, src)
+    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    assert f"TP_KERNEL_TEST cases={i} failed=0" in stdout, stdout[-3000:]
+    assert rc == 0 and all(c[3] == "0" and c[4] == "0" and int(c[2]) > 0 for c in cases), cases
