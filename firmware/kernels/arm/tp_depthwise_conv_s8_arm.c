@@ -1,14 +1,44 @@
 /* DEPTHWISE_CONV_2D int8, Cortex-M4/M7 DSP variant: bit-exact with tp_depthwise_conv_s8_ref.
  *
- * Fast path: ch_mult == 1 and channels % 4 == 0 (every depthwise layer of MobileNet/DS-CNN style
- * models); anything else, or scratch smaller than tp_depthwise_conv_s8_arm_get_buffer_size(), runs
- * the reference. Once per call the filter is expanded to int16 pairs in scratch, laid out
- * [channel group of 4][tap] x {(c0, c2), (c1, c3)}, and every channel gets a folded bias
- *   bias[c] + input_offset * sum_taps w[tap][c],
- * so that a pixel whose window lies entirely inside the input accumulates x * w only:
- * per tap and 4 channels 1 LDR + 2 SXTB16 + 1 LDRD + 4 SMLAxy. Pixels whose window touches the
- * padding add the offset to x with SADD16 and start from the plain bias (exactly the reference's
- * sum over the valid taps). Accumulators are exact in int32 (kh*kw <= 65,000 terms). */
+ * Applies when ch_mult == 1 and channels % 4 == 0 (every depthwise layer of MobileNet/DS-CNN style
+ * models) and the scratch holds tp_depthwise_conv_s8_arm_get_buffer_size() bytes; anything else
+ * runs the reference. Channels are taken 4 at a time (a "group": one word of input per tap).
+ *
+ * Once per call, per group, scratch receives (TP_DW_GROUP_WORDS words, read in this order):
+ *   - the folded biases  bias[c] + input_offset * sum_taps w[tap][c]  (so that a tap inside the
+ *     input accumulates x * w only, and a padded tap, whose x + input_offset is 0 in the
+ *     reference, contributes w * (-input_offset));
+ *   - the weights as int16 pairs (c0, c2), (c1, c3) per tap -- the halves SXTB16 / SXTB16-ROR8
+ *     unpack from a word of 4 input bytes -- so a tap is LDR + 2 SXTB16 + LDRD + 4 SMLAxy;
+ *   - the requantisation table {m, e, hb} per channel (see below);
+ * then a padding row of c bytes of -input_offset.
+ *
+ * Doubled accumulators: |acc| <= taps * 255 * 128 + max|bias|; when that is below 2^30 and every
+ * shift is negative, weights and biases are stored times 2 (exact in int16 / int32) so that
+ * TFLite's SaturatingRoundingDoublingHighMul(acc, m) is SMMULR(2 acc, m) (tp_arm_support.h).
+ * The rounding right shift by e = -shift folds the output offset into its constant,
+ * hb = 2^(e-1) + output_offset * 2^e, exact for e <= 22; out = SSAT8((SMMLAR(2 acc, m, hb) +
+ * (acc >> 31)) >> e) -- the reference's "- 1 when v < 0" (v = SMMULR(2 acc, m), m >= 0) may test
+ * acc instead of v: they differ only when v == 0, where (hb - 1) >> e == hb >> e (hb is an odd
+ * multiple of 2^(e-1)).
+ *
+ * 3x3, dilation 1, full int8 activation range, every e in 1..22, -input_offset an int8 (all of
+ * KWS DS-CNN's depthwise layers): assembly, pixel by pixel in raster order, all groups of a pixel
+ * in one loop (the table pointer walks the groups; bit 8 of the last e of a group flags "more
+ * groups", ASR by register ignoring it):
+ *   - interior runs of a row (tp_dw3x3_run): 3 row pointers + the channel count address the 9
+ *     taps with no loads of pointers: 99 instructions per group of 36 MACs;
+ *   - border windows keeping 6 or 4 taps (one function per shape, weight offsets immediate): the
+ *     padded taps are skipped and their term w * (-input_offset) is added once from the SADD16 sum
+ *     of their weights: 90 / 78 instructions per group;
+ *   - other windows (inputs smaller than the filter, padding >= 2, tp_dw3x3_groups): 9 tap
+ *     pointers, the padded ones to the padding row: 104 per group.
+ * Everything else: C with the same scratch (interior pixels from the folded bias, border pixels
+ * from the plain bias with the offset added to x), requantisation by tp_arm_requant.
+ *
+ * Overlap (tp_nn_arm.h): pixels in raster order; a group's 4 output bytes are written after that
+ * group's 9 taps were read and before the next group's, so at most 1 output pixel is in flight.
+ * Accumulators are exact in int32 (kh*kw <= 65,000 terms). */
 #include "../tp_nn.h"
 
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_DEPTHWISE_CONV_S8)
