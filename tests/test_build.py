@@ -175,3 +175,21 @@ def test_over_budget_without_pruning_fails_and_with_pruning_fits(example_build, 
     assert [l["channels_after"] for l in s2["pruning"]["layers"]] != [l["channels_before"] for l in s2["pruning"]["layers"]]
     assert s2["validation"]["host"]["passed"]
     assert s2["validation"]["host"]["accuracy"] >= 0.85
+
+
+def test_fast_weights_build_validates_bit_exact_and_counts_the_flash(example_build, tmp_path):
+    d, summary, _ = example_build
+    r = run("build", str(d / "model_int8.tflite"), "--board", "nucleo-f746", "--fast-weights", "--samples", "20",
+            "--sim-samples", "5", "--json", "-o", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(r.stdout)
+    assert s["codegen"]["fast_weights"] is True and summary["codegen"]["fast_weights"] is False
+    # the int16 conv filters are counted, and validated bit-exact on the host and in the simulator
+    assert s["codegen"]["flash_bytes"] > summary["codegen"]["flash_bytes"]
+    cg = json.loads((tmp_path / "o" / "nucleo-f746" / "codegen" / "codegen.json").read_text())
+    assert cg["emitted_weight_bytes"] == cg["flash_bytes"] == s["codegen"]["flash_bytes"]
+    assert "tp_conv_s8_x16(" in (tmp_path / "o" / "nucleo-f746" / "codegen" / "model.c").read_text()
+    assert s["status"] == "ok"
+    # a core without the DSP extension: refused before any work, exit 2, no traceback
+    r = run("build", str(d / "model_int8.tflite"), "--board", "rpi-pico", "--fast-weights", "-o", str(tmp_path / "p"))
+    assert r.returncode == UserInputError.exit_code and "DSP extension" in r.stderr and "Traceback" not in r.stderr

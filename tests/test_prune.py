@@ -201,6 +201,21 @@ def test_infeasible_budget_names_smallest_reachable(trained):
     assert e.value.exit_code == 3
 
 
+@pytest.mark.parametrize("fast_weights", [False, True])
+def test_budget_search_measures_with_the_runs_kernels_and_layout(trained, data, fast_weights):
+    """The search measures every candidate as codegen will emit it (DSP scratch in the arena, int16
+    conv filters with fast weights): a RAM or flash limit that only the DSP/fast-weights figures
+    exceed is still met (it used to end in an internal error)."""
+    acct = {"kernels": "dsp", "fast_weights": fast_weights}
+    f, fp = figures(trained, X, **acct), figures(trained, X)
+    assert f.ram_bytes > fp.ram_bytes and (f.flash_bytes > fp.flash_bytes) == fast_weights
+    b = Budget(max_ram=f.ram_bytes - 1) if not fast_weights else Budget(max_flash=fp.flash_bytes + 1)
+    r = prune(trained, X, b, criterion="l1", data=data,
+              config=PruneConfig(epochs=0, kernels="dsp", fast_weights=fast_weights))
+    assert b.fits(figures(r.model, X, **acct))
+    assert r.report["after"] == figures(r.model, X, **acct).as_dict()
+
+
 def test_bad_criterion_lists_valid_names(trained):
     with pytest.raises(UserInputError) as e:
         prune(trained, X, Budget(max_macs=1000), criterion="magnitude")

@@ -51,6 +51,7 @@ class BuildConfig:
     calib_samples: int = 200
     kernels: str = "portable"
     cmsis_nn: str | None = None
+    fast_weights: bool = False            # int16 conv filters (codegen --fast-weights): faster, more flash
     # validation
     samples: int = 100                    # host validation samples
     sim: bool = True
@@ -133,6 +134,12 @@ class _Pipeline:
         # the kernels the memory plan is made for: codegen reserves the DSP variants' scratch on a DSP
         # core, so the pruning estimates must too (else estimate and firmware disagree)
         self.plan_kernels = "dsp" if cfg.kernels == "portable" and self.board.core.dsp else cfg.kernels
+        if cfg.fast_weights and self.plan_kernels != "dsp":
+            raise UserInputError(
+                f"--fast-weights needs tinyprune's DSP kernels on a core with the DSP extension; "
+                + (f"{self.board.name} ({self.board.core.cpu}) has none" if cfg.kernels == "portable"
+                   else f"--kernels {cfg.kernels} has no such layout"),
+                hint="drop --fast-weights")
 
     # ------------------------------------------------------------------ helpers
     def _cached(self, name: str, key: str, handle) -> dict | None:
@@ -159,7 +166,8 @@ class _Pipeline:
             key = stage_key("prune", inputs=_model_inputs(cfg),
                             options={k: getattr(cfg, k) for k in ("model", "prune", "criterion", "when", "max_macs",
                                                                   "max_ram", "max_flash", "epochs", "round_to",
-                                                                  "seed", "data", "input_shape", "kernels")}
+                                                                  "seed", "data", "input_shape", "kernels",
+                                                                  "fast_weights")}
                             | {"board": self.board.to_dict(), "tighten": getattr(self, "_tighten", None)},
                             code=_code("prune"))
             hit = self._cached("prune", key, h)
@@ -178,7 +186,7 @@ class _Pipeline:
                                        max_flash=cfg.max_flash)
             if getattr(self, "_tighten", None):
                 budget = budget.scaled(**self._tighten)
-            fig = figures(net, example, self.plan_kernels)
+            fig = figures(net, example, self.plan_kernels, fast_weights=cfg.fast_weights)
             over = budget.violations(fig)
             base = {"budget": budget.as_dict(), "estimate_before": fig.as_dict(),
                     "macs_before": fig.macs, "params_before": fig.params}
@@ -199,7 +207,7 @@ class _Pipeline:
                 res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
                             data=cfg.data or "digits",
                             config=PruneConfig(epochs=cfg.epochs, round_to=cfg.round_to, seed=cfg.seed,
-                                               kernels=self.plan_kernels))
+                                               kernels=self.plan_kernels, fast_weights=cfg.fast_weights))
                 res.save(tmp)
             rep = res.report
             pruning = base | {"applied": True, "criterion": cfg.criterion, "when": cfg.when,
@@ -256,12 +264,14 @@ class _Pipeline:
         out = self.dir / "codegen"
         with self.progress.stage("codegen", "C code, memory plan, kernels") as h:
             key = stage_key("codegen", inputs={"tflite": tflite},
-                            options={"kernels": cfg.kernels, "cmsis_nn": cfg.cmsis_nn, "board": self.board.name},
+                            options={"kernels": cfg.kernels, "cmsis_nn": cfg.cmsis_nn, "board": self.board.name,
+                                     "fast_weights": cfg.fast_weights},
                             code=_code("codegen") + [_paths.KERNELS_DIR])
             hit = self._cached("codegen", key, h)
             if hit is None:
                 from tinyprune.codegen.generate import generate
-                generate(tflite, out, board=str(self.board.source_path), kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
+                generate(tflite, out, board=str(self.board.source_path), kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn,
+                         fast_weights=cfg.fast_weights)
                 hit = {"codegen": _codegen_summary(out / "codegen.json", tflite)}
                 self.cache.store("codegen", key, [out], hit)
                 h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
@@ -396,6 +406,7 @@ def _codegen_summary(path: Path, tflite: Path) -> dict:
     layers = cg.get("layers") or []
     return {"arena_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"], "weight_bytes": cg["weight_bytes"],
             "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
+            "fast_weights": bool(cg.get("fast_weights")),
             "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
                         "output_bytes": l.get("output_bytes")} for l in layers],
             **_arena_timeline(tflite, cg)}

@@ -42,6 +42,9 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--calib-samples", type=int, default=200, show_default=True)
 @click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True)
 @click.option("--cmsis-nn", "cmsis_nn", default=None, envvar="CMSIS_NN_PATH", help="CMSIS-NN checkout")
+@click.option("--fast-weights", is_flag=True,
+              help="conv filters pre-expanded to int16 for the DSP kernels: fewer instructions, about twice "
+                   "the weights' flash (pruning budgets count it)")
 @click.option("--samples", type=int, default=100, show_default=True, help="host validation samples")
 @click.option("--sim/--no-sim", default=True, show_default=True, help="validate on the board's QEMU twin")
 @click.option("--sim-samples", type=int, default=20, show_default=True)
@@ -50,8 +53,8 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("-o", "--out", default="build", show_default=True, help="output folder (artifacts in OUT/BOARD/)")
 @click.pass_context
 def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mode, no_prune, criterion, when, max_macs,
-            max_ram, max_flash, epochs, round_to, calib_samples, kernels, cmsis_nn, samples, sim, sim_samples, force,
-            as_json, out):
+            max_ram, max_flash, epochs, round_to, calib_samples, kernels, cmsis_nn, fast_weights, samples, sim,
+            sim_samples, force, as_json, out):
     """Model -> pruned -> int8 -> C -> firmware -> validated, with a report.
 
     MODEL is `example` (default), path/file.py:factory, pkg.module:factory, an .onnx or an int8 .tflite.
@@ -62,6 +65,7 @@ def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mod
                       boards_dir=boards_dir, prune="never" if no_prune else prune_mode, criterion=criterion,
                       when=when, max_macs=max_macs, max_ram=max_ram, max_flash=max_flash, epochs=epochs,
                       round_to=int(round_to), calib_samples=calib_samples, kernels=kernels, cmsis_nn=cmsis_nn,
+                      fast_weights=fast_weights,
                       samples=samples, sim=sim, sim_samples=sim_samples, force=force,
                       debug=bool((ctx.obj or {}).get("debug")))
     try:

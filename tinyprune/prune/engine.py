@@ -56,6 +56,7 @@ class PruneConfig:
     gradual_steps: int = 3
     sparsity: float = 0.5           # target for granularity="weight"
     kernels: str = "portable"
+    fast_weights: bool = False      # flash counted with int16 conv filters (codegen --fast-weights)
     ignored_layers: list = field(default_factory=list)  # extra module names never pruned
     criterion_options: dict = field(default_factory=dict)  # e.g. {"steps": 10} for synflow
 
@@ -161,7 +162,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         from tinyprune.prune.structure import output_layer
         ignored = [output_layer(model, example_input)] + list(cfg.ignored_layers)
     st = Structure(model, example_input, ignored)
-    before_fig = figures(model, example_input, cfg.kernels)
+    before_fig = figures(model, example_input, **_acct(cfg))
     before_layers = _layers(model)
     acc_before = acc(model)
     ctx = Context(model=model, structure=st, example_input=example_input,
@@ -184,7 +185,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
             raise OverBudgetError(f"the model is over budget ({bad}) and {WEIGHT_SPARSITY_NOTE}",
                                   hint="use --granularity channel to meet a MAC/RAM/flash budget")
         sparsity = prune_weights(crit, ctx, cfg, train, acc)
-        after_fig = figures(model, example_input, cfg.kernels)
+        after_fig = figures(model, example_input, **_acct(cfg))
         report.update(sparsity)
         report["note"] = WEIGHT_SPARSITY_NOTE
         return _finish(model, report, before_fig, after_fig, before_layers, acc_before, sparsity.pop("_acc_pruned"),
@@ -192,7 +193,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
 
     # feasibility first (before any expensive training)
     if not budget.fits(before_fig):
-        min_fig, _ = smallest_reachable(st, cfg.min_channels, cfg.round_to)
+        min_fig, _ = smallest_reachable(st, cfg.min_channels, cfg.round_to, _acct(cfg))
         if not budget.fits(min_fig):
             raise over_budget_error(min_fig, budget, cfg.min_channels)
 
@@ -202,7 +203,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         steps = max(steps, cfg.gradual_steps)
         per = cfg.epochs // (steps + 1)
         crit.prepare(ctx)
-        start = figures(model, example_input, cfg.kernels)
+        start = figures(model, example_input, **_acct(cfg))
         for s in range(1, steps + 1):
             train(model, per)
             clamped = _prune_step(crit, ctx, st, _step_budget(budget, start, s, steps), s, steps, cfg, stats)
@@ -210,12 +211,12 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         train(model, cfg.epochs - per * steps)
     else:
         crit.prepare(ctx)
-        start = figures(model, example_input, cfg.kernels)
+        start = figures(model, example_input, **_acct(cfg))
         for s in range(1, steps + 1):
             clamped = _prune_step(crit, ctx, st, _step_budget(budget, start, s, steps), s, steps, cfg, stats)
         acc_pruned = acc(model)
         train(model, cfg.epochs)
-    after_fig = figures(model, example_input, cfg.kernels)
+    after_fig = figures(model, example_input, **_acct(cfg))
     if not budget.fits(after_fig):  # cannot happen: every step checks the pruned copy's figures
         raise RuntimeError(f"pruned model misses the budget: {budget.violations(after_fig)}")
     return _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc(model),
@@ -224,17 +225,23 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
 
 def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
     ctx.state["step"], ctx.state["steps"] = s, steps
-    fig = figures(st.model, st.example_input, cfg.kernels)
+    fig = figures(st.model, st.example_input, **_acct(cfg))
     if step_budget.fits(fig):
         crit.after_step(ctx, {})
         return set()
     scores = crit.scores(ctx)
     plan, _, ranking = search(st, scores, step_budget, min_channels=cfg.min_channels, round_to=cfg.round_to,
                               compute_aware=cfg.compute_aware, normalize=cfg.normalize,
-                              cost_exponent=cfg.cost_exponent, refine=cfg.refine, fig=fig, stats=stats)
+                              cost_exponent=cfg.cost_exponent, refine=cfg.refine, fig=fig, stats=stats,
+                              accounting=_acct(cfg))
     st.remove(plan)
     crit.after_step(ctx, plan)
     return set(ranking.clamped) if ranking is not None else set()
+
+
+def _acct(cfg) -> dict:
+    """The figures() options of this run: the kernels and weight layout codegen will use."""
+    return {"kernels": cfg.kernels, "fast_weights": cfg.fast_weights}
 
 
 def _guard_width(config: dict) -> int:

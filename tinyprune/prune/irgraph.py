@@ -389,8 +389,10 @@ def _align(n: int, a: int = 16) -> int:
     return (n + a - 1) // a * a
 
 
-def figures(model: nn.Module, example_input: torch.Tensor, kernels: str = "portable") -> Figures:
-    """Int8 MACs / params / arena / flash of ``model`` on ``example_input``'s shape."""
+def figures(model: nn.Module, example_input: torch.Tensor, kernels: str = "portable", *,
+            fast_weights: bool = False) -> Figures:
+    """Int8 MACs / params / arena / flash of ``model`` on ``example_input``'s shape, as code
+    generation will emit it for ``kernels`` (and ``fast_weights``: int16 conv filters)."""
     graph, layer_macs = build_graph(model, example_input)
     params = sum(p.numel() for p in model.parameters())
     try:
@@ -399,7 +401,7 @@ def figures(model: nn.Module, example_input: torch.Tensor, kernels: str = "porta
         estimate = None
     macs = sum(layer_macs.values())
     if estimate is not None:
-        est = estimate(graph, kernels=kernels)
+        est = estimate(graph, kernels=kernels, fast_weights=fast_weights)
         return Figures(macs=int(getattr(est, "macs", macs) or macs), params=params, ram_bytes=int(est.arena_bytes),
                        flash_bytes=int(est.flash_bytes), weight_bytes=int(est.weight_bytes),
                        per_layer=dict(layer_macs), source="codegen")

@@ -63,7 +63,8 @@ class Ranking:
         return plan
 
 
-def group_costs(structure: Structure, fig: Figures, budget: Budget, min_channels: int, round_to: int) -> dict:
+def group_costs(structure: Structure, fig: Figures, budget: Budget, min_channels: int, round_to: int,
+                accounting: dict | None = None) -> dict:
     """Cost of removing one channel of each group, measured: the figures of a copy with ``round_to``
     channels fewer in that group, per violated limit, weighted by how far over that limit the model is
     (a resource that is not over budget costs nothing), plus a small MAC term to order the rest."""
@@ -76,7 +77,7 @@ def group_costs(structure: Structure, fig: Figures, budget: Budget, min_channels
             costs[root] = 1.0
             continue
         f = figures(apply_plan(structure.model, structure.example_input, {root: list(range(step))},
-                               structure.ignored), structure.example_input).as_dict()
+                               structure.ignored), structure.example_input, **(accounting or {})).as_dict()
         c = sum(max(cur[k] - f[k], 0) / e for k, e in excess.items()) / step
         c += 1e-3 * max(cur["macs"] - f["macs"], 0) / max(cur["macs"], 1) / step
         costs[root] = max(c, 1e-9)
@@ -93,10 +94,10 @@ def min_keep(channels: int, min_channels: int, round_to: int) -> int:
 
 def rank(structure: Structure, scores: dict[str, torch.Tensor], fig: Figures, budget: Budget, *,
          min_channels: int = 1, round_to: int = 1, compute_aware: bool = True, normalize: str = "group",
-         cost_exponent: float = 0.0) -> Ranking:
+         cost_exponent: float = 0.0, accounting: dict | None = None) -> Ranking:
     groups = structure.groups
     compute_aware = compute_aware and cost_exponent != 0
-    costs = group_costs(structure, fig, budget, min_channels, round_to) if compute_aware else {}
+    costs = group_costs(structure, fig, budget, min_channels, round_to, accounting) if compute_aware else {}
     clean = {}
     for root, g in groups.items():
         s = scores[root].detach().double().flatten()
@@ -123,7 +124,8 @@ def rank(structure: Structure, scores: dict[str, torch.Tensor], fig: Figures, bu
     return Ranking([(r, i) for _, r, i in entries], caps, {r: g.channels for r, g in groups.items()}, round_to)
 
 
-def smallest_reachable(structure: Structure, min_channels: int, round_to: int) -> tuple[Figures, dict]:
+def smallest_reachable(structure: Structure, min_channels: int, round_to: int,
+                       accounting: dict | None = None) -> tuple[Figures, dict]:
     """Figures with every group at its minimum width (independent of the criterion)."""
     plan = {}
     for root, g in structure.groups.items():
@@ -131,7 +133,7 @@ def smallest_reachable(structure: Structure, min_channels: int, round_to: int) -
         if n > 0:
             plan[root] = list(range(n))
     m = apply_plan(structure.model, structure.example_input, plan, structure.ignored)
-    return figures(m, structure.example_input), plan
+    return figures(m, structure.example_input, **(accounting or {})), plan
 
 
 def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBudgetError:
@@ -147,22 +149,25 @@ def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBu
 
 def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1, round_to=1,
            compute_aware=True, normalize="group", cost_exponent=0.0, refine=True, fig: Figures | None = None,
-           stats: dict | None = None):
-    """Return (plan, figures of the pruned model, ranking) for the least pruning meeting ``budget``."""
+           stats: dict | None = None, accounting: dict | None = None):
+    """Return (plan, figures of the pruned model, ranking) for the least pruning meeting ``budget``.
+    ``accounting``: keyword arguments of ``figures`` (kernels, fast_weights) -- the same as the
+    caller's, so that the plan found fits by the caller's measure."""
     model, x = structure.model, structure.example_input
-    fig = fig or figures(model, x)
+    acct = accounting or {}
+    fig = fig or figures(model, x, **acct)
     stats = stats if stats is not None else {}
     if budget.fits(fig):
         return {}, fig, None
     r = rank(structure, scores, fig, budget, min_channels=min_channels, round_to=round_to,
-             compute_aware=compute_aware, normalize=normalize, cost_exponent=cost_exponent)
+             compute_aware=compute_aware, normalize=normalize, cost_exponent=cost_exponent, accounting=acct)
     cache = {}
 
     def probe_plan(plan):
         key = tuple(sorted((a, tuple(b)) for a, b in plan.items()))
         if key not in cache:
             stats["probes"] = stats.get("probes", 0) + 1
-            cache[key] = figures(apply_plan(model, x, plan, structure.ignored), x)
+            cache[key] = figures(apply_plan(model, x, plan, structure.ignored), x, **acct)
         return cache[key]
 
     def probe(k):
