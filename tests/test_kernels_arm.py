@@ -570,8 +570,8 @@ def test_depthwise_3x3_borders_bit_exact(tmp_path):
 # shape), and any other window -- inputs smaller than the filter, padding of 2 -- through the
 # 9-pointer function with the padding row. These cases reach each of them, with strides 1 and 2,
 # asymmetric (SAME, stride 2) and large padding, 4 to 132 channels, batches, per-tensor and
-# per-channel quantisation with right shifts 1..22 and a zero multiplier, and bias magnitudes up to
-# the doubled accumulators' limit.
+# per-channel quantisation with right shifts 1..22 and a zero multiplier, bias magnitudes up to the
+# doubled accumulators' limit, and activation ranges narrower than int8 (clamped after the assembly).
 
 def _dw3_case(rng, i, n, h, w, c, stride, ph, pw, oh, ow, in_off, per_channel=True, shifts=None,
               bias_scale=20000, amin=-128, amax=127):
@@ -629,11 +629,12 @@ def generate_dw3_cases(seed: int) -> tuple[str, int]:
             shifts = [-1, -22, -7, -3]                   # the table's extremes
         elif i % 4 == 3:
             shifts = rng.integers(-22, 0, size=c)
+        amin, amax = [(-128, 127), (-128, 127), (-100, 127), (-128, 20), (-7, 90)][i % 5]
         parts.append(_dw3_case(rng, i, n, sp["h"], sp["w"], c, sp["stride"], sp["ph"], sp["pw"], sp["oh"],
                                sp["ow"], in_off, per_channel=i % 7 != 2, shifts=shifts,
-                               bias_scale=(1 << 29) if i % 6 == 4 else 20000))
+                               bias_scale=(1 << 29) if i % 6 == 4 else 20000, amin=amin, amax=amax))
     i = len(specs)
-    # the KWS DS-CNN shape (25 x 5, 64 channels), offset extremes and a clamped range (C path)
+    # the KWS DS-CNN shape (25 x 5, 64 channels), offset extremes (-128: the C path) and a clamped range
     for in_off, act in ((-127, (-128, 127)), (128, (-128, 127)), (-128, (-128, 127)), (3, (-128, 0))):
         parts.append(_dw3_case(rng, i, 1, 25, 5, 64, 1, 1, 1, 25, 5, in_off, amin=act[0], amax=act[1]))
         i += 1

@@ -22,8 +22,9 @@
  * acc instead of v: they differ only when v == 0, where (hb - 1) >> e == hb >> e (hb is an odd
  * multiple of 2^(e-1)).
  *
- * 3x3, dilation 1, full int8 activation range, every e in 1..22, -input_offset an int8 (all of
- * KWS DS-CNN's depthwise layers): assembly, pixel by pixel in raster order, all groups of a pixel
+ * 3x3, dilation 1, every e in 1..22, -input_offset an int8 (all of KWS DS-CNN's depthwise
+ * layers; an activation range narrower than int8 is applied afterwards to the pixels just written,
+ * 4 bytes per SSUB8/SEL pair): assembly, pixel by pixel in raster order, all groups of a pixel
  * in one loop (the table pointer walks the groups; bit 8 of the last e of a group flags "more
  * groups", ASR by register ignoring it):
  *   - interior runs of a row (tp_dw3x3_run): 3 row pointers + the channel count address the 9
@@ -379,6 +380,24 @@ __attribute__((naked, noinline)) static void tp_dw3x3_run(__attribute__((unused)
         "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
+/* Clamps n bytes (n % 4 == 0) of int8 to [low, high] (each given in all 4 bytes of a word): SSUB8
+ * sets the GE flag of each byte lane where the first operand is >= the second, SEL picks by lane. */
+static void tp_dw_clamp(int8_t *o, int32_t n, int32_t loww, int32_t highw)
+{
+    int32_t i;
+    for (i = 0; i < n; i += 4) {
+        int32_t v = tp_arm_read_s8x4(o + i), t;
+        /* one block: the GE flags must not be disturbed between SSUB8 and SEL */
+        __asm__("ssub8    %1, %0, %2\n\t"
+                "sel      %0, %0, %2\n\t"
+                "ssub8    %1, %3, %0\n\t"
+                "sel      %0, %0, %3"
+                : "+r"(v), "=&r"(t)
+                : "r"(loww), "r"(highw));
+        tp_arm_write_s8x4(o + i, v);
+    }
+}
+
 /* The whole 3x3 / dilation 1 fast path (table requantisation, -input_offset an int8): pixel by
  * pixel in raster order, interior runs of a row through tp_dw3x3_run, border pixels whose window
  * keeps 6 or 4 taps through the tp_dw3_subset functions, any other window (an input smaller than
@@ -387,6 +406,11 @@ __attribute__((naked, noinline)) static void tp_dw3x3_run(__attribute__((unused)
 static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const int8_t *input,
                            const tp_dims *out, int8_t *output, const int32_t *tab, int8_t *padrow)
 {
+    /* an activation range narrower than int8: the assembly saturates to int8, and each pixel (or
+     * run) just written is then clamped 4 bytes at a time (clamp(SSAT8(v)) == clamp(v)) */
+    const int clamp = p->activation.min != -128 || p->activation.max != 127;
+    const int32_t loww = (int32_t)((uint32_t)(uint8_t)(int8_t)p->activation.min * 0x01010101u);
+    const int32_t highw = (int32_t)((uint32_t)(uint8_t)(int8_t)p->activation.max * 0x01010101u);
     const int32_t c = in->c, rowb = in->w * c;
     const uint32_t hh = (uint32_t)in->h, ww = (uint32_t)in->w;
     /* interior columns: ix0 >= 0 and ix0 + 3 <= in->w */
@@ -424,6 +448,9 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                     run.out = o;
                     run.npix = ox_end - oxa;
                     tp_dw3x3_run(&run);
+                    if (clamp) {
+                        tp_dw_clamp(o, (ox_end - oxa) * c, loww, highw);
+                    }
                     o += (ox_end - 1 - ox) * c;
                     ox = ox_end - 1;
                     continue;
@@ -449,6 +476,9 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                         toff[3 * ky + 2] = ok && (cols & 4) ? (int32_t)(rb + 2 * (uintptr_t)c) : padrel;
                     }
                     tp_dw3x3_groups(toff, tab, o);
+                }
+                if (clamp) {
+                    tp_dw_clamp(o, c, loww, highw);
                 }
             }
         }
@@ -511,8 +541,8 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
         fast = (int64_t)taps * 255 * 128 + bmax < (int64_t)TP_ARM_FAST_RQ_LIMIT;
         dbl = fast && neg;
         scale = dbl ? 2 : 1;
-        /* the requantisation table (see below): every channel doubled, e <= 22, m >= 0, full range */
-        tab = dbl && tab_ok && full_range;
+        /* the requantisation table (see below): every channel doubled, e <= 22, m >= 0 */
+        tab = dbl && tab_ok;
     }
     /* per group: expand the filter (times scale), fold the input offset into the biases, and the
      * requantisation table (m, e, hb) with e = -shift and hb = 2^(e-1) + output_offset * 2^e (the
