@@ -71,16 +71,15 @@ int32_t tp_depthwise_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, cons
 
 /* One group's filter column (4 channels, taps rows of c bytes from w) to int16 pairs (c0, c2),
  * (c1, c3) per tap, doubled when dbl (SADD16: |2w| <= 256 fits the halves); sums[k] = sum of
- * channel k's weights (16-bit SIMD sums over at most 256 taps at a time: |sum| <= 256 * 128). */
+ * channel k's weights (16-bit SIMD sums when taps <= 256: |sum| <= 256 * 128). */
 static inline __attribute__((always_inline)) void tp_dw_expand(int32_t *dst, const int8_t *w, int32_t c,
                                                              int32_t taps, int dbl, int32_t *sums)
 {
-    int32_t t0, t;
-    sums[0] = sums[1] = sums[2] = sums[3] = 0;
-    for (t0 = 0; t0 < taps; t0 += 256) {
-        const int32_t t1 = taps - t0 < 256 ? taps : t0 + 256;
+    int32_t t;
+    if (taps <= 256) {
         int32_t s02 = 0, s13 = 0;
-        for (t = t0; t < t1; ++t, w += c, dst += 2) {
+        int32_t *const end = dst + 2 * taps;
+        for (; dst != end; w += c, dst += 2) {
             const int32_t x = tp_arm_read_s8x4(w);
             const int32_t xe = __sxtb16(x);
             const int32_t xo = tp_arm_sxtb16_ror8(x);
@@ -89,10 +88,55 @@ static inline __attribute__((always_inline)) void tp_dw_expand(int32_t *dst, con
             dst[0] = dbl ? __sadd16(xe, xe) : xe;
             dst[1] = dbl ? __sadd16(xo, xo) : xo;
         }
-        sums[0] += (int16_t)s02;
-        sums[2] += s02 >> 16;
-        sums[1] += (int16_t)s13;
-        sums[3] += s13 >> 16;
+        sums[0] = (int16_t)s02;
+        sums[2] = s02 >> 16;
+        sums[1] = (int16_t)s13;
+        sums[3] = s13 >> 16;
+        return;
+    }
+    sums[0] = sums[1] = sums[2] = sums[3] = 0;
+    for (t = 0; t < taps; ++t, w += c, dst += 2) {
+        const int32_t s = dbl ? 2 : 1;
+        dst[0] = tp_arm_pack16(s * w[0], s * w[2]);
+        dst[1] = tp_arm_pack16(s * w[1], s * w[3]);
+        sums[0] += w[0];
+        sums[1] += w[1];
+        sums[2] += w[2];
+        sums[3] += w[3];
+    }
+}
+
+/* Fills the per-group scratch (see the top of this file): expanded weights (doubled when dbl),
+ * folded biases and, when tab, the requantisation table with the loop flags. Out of line: its
+ * loops get registers of their own. */
+static void __attribute__((noinline)) tp_dw_prepare(int32_t *scr, const int8_t *filter, const int32_t *bias,
+                                                    int32_t c, int32_t taps, int32_t in_off, int dbl,
+                                                    const tp_quant_params *q, int32_t ooff, int tab)
+{
+    const int32_t ng = c >> 2, gs = TP_DW_GROUP_WORDS(taps), scale = dbl ? 2 : 1;
+    const int32_t ps = q->per_channel ? 1 : 0;
+    int32_t g, k;
+    for (g = 0; g < ng; ++g) {
+        int32_t *gb = scr + g * gs;
+        int32_t sums[4];
+        if (dbl) {
+            tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 1, sums);
+        } else {
+            tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 0, sums);
+        }
+        for (k = 0; k < 4; ++k) {
+            gb[k] = scale * ((bias ? bias[4 * g + k] : 0) + in_off * sums[k]);
+        }
+    }
+    if (tab) {
+        const int32_t *mult = q->multiplier, *shift = q->shift;
+        for (g = 0; g < c; ++g) {
+            int32_t *rq = scr + (g >> 2) * gs + 4 + 2 * taps + 3 * (g & 3);
+            const int32_t e = -shift[ps * g];
+            rq[0] = mult[ps * g];
+            rq[1] = e | ((g & 3) == 3 && g + 1 < c ? 0x100 : 0);   /* loop flag, see tp_dw3x3_groups */
+            rq[2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+        }
     }
 }
 
@@ -550,34 +594,7 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
      * sign correction of the rounding may use the accumulator's sign instead of v = SMMULR's
      * (tp_dw3x3_groups does): they differ only when v == 0, and then (hb - 1) >> e == hb >> e
      * because hb is an odd multiple of 2^(e-1). */
-    {
-        const int32_t in_off = p->input_offset;
-        const int32_t *mult = q->multiplier, *shift = q->shift;
-        for (g = 0; g < ng; ++g) {
-            int32_t *gb = scr + g * gs;
-            int32_t *rq = gb + 4 + 2 * taps;
-            int32_t sums[4], k;
-            if (dbl) {
-                tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 1, sums);
-            } else {
-                tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 0, sums);
-            }
-            for (k = 0; k < 4; ++k) {
-                gb[k] = scale * ((bias ? bias[4 * g + k] : 0) + in_off * sums[k]);
-            }
-            if (tab) {
-                for (k = 0; k < 4; ++k) {
-                    const int32_t e = -shift[ps * (4 * g + k)];
-                    rq[3 * k] = mult[ps * (4 * g + k)];
-                    rq[3 * k + 1] = e;
-                    rq[3 * k + 2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
-                }
-                if (g + 1 < ng) {
-                    rq[10] |= 0x100;   /* loop flag, see tp_dw3x3_groups */
-                }
-            }
-        }
-    }
+    tp_dw_prepare(scr, filter, bias, c, taps, p->input_offset, dbl, q, ooff, tab);
 
     if (tab && f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1 &&
         p->input_offset >= -127 && p->input_offset <= 128) {
