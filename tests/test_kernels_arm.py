@@ -644,10 +644,11 @@ def generate_dw3_cases(seed: int) -> tuple[str, int]:
     return src, i
 
 
-def test_depthwise_3x3_assembly_paths_bit_exact(tmp_path):
+@pytest.mark.parametrize("board,machine", [("mps2-an500", "mps2-an500"), ("mps2-an386", "mps2-an386")])
+def test_depthwise_3x3_assembly_paths_bit_exact(tmp_path, board, machine):
     src, count = generate_dw3_cases(SEED + 3)
-    elf = build_kernel_test("mps2-an500", tmp_path, src)
-    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    elf = build_kernel_test(board, tmp_path, src)
+    rc, stdout, cases = run_kernel_test(elf, machine)
     assert f"TP_KERNEL_TEST cases={count} failed=0" in stdout, stdout[-3000:]
     assert rc == 0 and len(cases) == count
     assert all(c[3] == "0" and c[4] == "0" and c[5] == "0" and int(c[2]) > 0 for c in cases), cases

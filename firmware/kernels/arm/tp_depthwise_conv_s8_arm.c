@@ -124,8 +124,11 @@ static void __attribute__((noinline)) tp_dw_prepare(int32_t *scr, const int8_t *
         } else {
             tp_dw_expand(gb + 4, filter + 4 * g, c, taps, 0, sums);
         }
+        /* modulo 2^32: the folded bias and the partial sums may leave int32 by up to 128 * taps
+         * near the accumulator limit, the complete (wrapping) sum does not */
         for (k = 0; k < 4; ++k) {
-            gb[k] = scale * ((bias ? bias[4 * g + k] : 0) + in_off * sums[k]);
+            const uint32_t b = bias ? (uint32_t)bias[4 * g + k] : 0u;
+            gb[k] = (int32_t)((uint32_t)scale * (b + (uint32_t)in_off * (uint32_t)sums[k]));
         }
     }
     if (tab) {
@@ -152,9 +155,8 @@ static void __attribute__((noinline)) tp_dw_prepare(int32_t *scr, const int8_t *
         a3 = __smlatt(xo_, (wp)[1], a3);                  \
     } while (0)
 
-/* Requantises 4 doubled accumulators (2 * acc, see below) of channels ch..ch+3 and stores them:
- * SMMULR(2 acc, m) + rounding shift by e = -shift > 0 (tp_arm_mbqm_rshift), SSAT for the full
- * int8 range, else the clamp. */
+/* Requantises a doubled accumulator (2 * acc, see the top of this file) of the C path:
+ * SMMULR(2 acc, m) + rounding shift by e = -shift > 0 (tp_arm_mbqm_rshift) + output offset. */
 static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
 {
     int32_t v = tp_arm_smmulr(a2x, m);
@@ -168,7 +170,7 @@ static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
  * Scratch holds, per group of 4 channels, 34 words read in order by one walking pointer (r4):
  *   [0..3]   the 4 folded, doubled biases (one LDM starts the accumulators);
  *   [4..21]  the 9 taps' doubled weights, (c0, c2) and (c1, c3) int16 pairs (one LDRD per tap);
- *   [22..33] per channel {m, e, hb} (one LDM each), see tp_depthwise_conv_s8_arm;
+ *   [22..33] per channel {m, e, hb} (one LDM each), see the top of this file;
  * bit 8 of the last channel's e is set in every group but the last (ASR by register uses only
  * the low byte, so the flag costs nothing and ends the loop without a counter).
  * tap[k] is the address of tap k's input pixel (or of the padding row) MINUS the output pointer:
@@ -189,7 +191,7 @@ static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
 #define TP_DW3_TAP_STACK(off)                         \
     "ldr      r6, [sp, #" off "]\n\t"                 \
     "ldr      r6, [r6, r5]\n\t" TP_DW3_MAC
-/* out = SSAT8((SMMLAR(a, m, hb) + sign(a)) >> e), stored with post-increment */
+/* out = SSAT8((SMMLAR(a, m, hb) + (a >> 31)) >> e), stored with post-increment */
 #define TP_DW3_RQ(a)                                  \
     "ldmia    r4!, {r6, r7, r8}\n\t"                  \
     "smmlar   r9, " a ", r6, r8\n\t"                  \
@@ -597,7 +599,8 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     tp_dw_prepare(scr, filter, bias, c, taps, p->input_offset, dbl, q, ooff, tab);
 
     if (tab && f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1 &&
-        p->input_offset >= -127 && p->input_offset <= 128) {
+        p->input_offset >= -127 && p->input_offset <= 128 && amin >= -128 && amin <= 127 && amax >= -128 &&
+        amax <= 127) {
         tp_dw3x3_image(p, in, input, out, output, scr, padrow);
         return TP_OK;
     }
