@@ -29,9 +29,10 @@
  * groups", ASR by register ignoring it):
  *   - interior runs of a row (tp_dw3x3_run): 3 row pointers + the channel count address the 9
  *     taps with no loads of pointers: 99 instructions per group of 36 MACs;
- *   - border windows keeping 6 or 4 taps (one function per shape, weight offsets immediate): the
- *     padded taps are skipped and their term w * (-input_offset) is added once from the SADD16 sum
- *     of their weights: 90 / 78 instructions per group;
+ *   - border windows keeping 6 or 4 taps (one function per shape, weight offsets immediate, the
+ *     inside taps from row pointers as in the runs): the padded taps are skipped and their term
+ *     w * (-input_offset) is added once from the SADD16 sum of their weights: 88 / 78
+ *     instructions per group;
  *   - other windows (inputs smaller than the filter, padding >= 2, tp_dw3x3_groups): 9 tap
  *     pointers, the padded ones to the padding row: 104 per group.
  * Everything else: C with the same scratch (interior pixels from the folded bias, border pixels
@@ -235,13 +236,20 @@ __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unus
 /* Border pixels whose window has 6 or 4 taps inside the input (one padded row and/or column of a
  * 3x3 window). With the folded bias a padded tap adds w * (-input_offset); instead of reading it
  * from the padding row, the padded taps' doubled weights are summed with SADD16 (|sum| <= 5 * 256)
- * and multiplied once by -input_offset (a halfword pair on the stack, [sp]). tap[] lists the inside
- * taps (relative to the output, as above) in order; weights are read at fixed offsets from the
- * group's weights (one function per window shape, so that the offsets are immediates), then the
- * table pointer skips the 9 taps' 72 bytes. 6 taps: 90 instructions per group, 4 taps: 78 (the
- * 9-pointer version: 104). */
-#define TP_DW3_WTAP(ptr, woff)                        \
-    ptr                                               \
+ * and multiplied once by -input_offset (a halfword pair, kept on the stack at [sp]). The inside
+ * taps are addressed like tp_dw3x3_run's: r10-r12 point at the first inside column of each inside
+ * row (post-incremented by the row's last load), lr holds c; the weights are read at immediate
+ * offsets from the group's weights (one function per window shape), then the table pointer skips
+ * the 9 taps' 72 bytes. What the functions read: */
+typedef struct {
+    int32_t negoff;          /* [0]  -input_offset in both halves */
+    const int8_t *row[3];    /* [4]  first inside column of each inside row (group 0) */
+    int32_t c;               /* [16] channels (bytes per input pixel) */
+} tp_dw3_rows;
+
+/* 6 taps: 88 instructions per group, 4 taps: 78 (the 9-pointer version: 104). */
+#define TP_DW3_WTAP(addr, woff)                       \
+    "ldr      r6, " addr "\n\t"                       \
     "sxtb16   r7, r6, ror #8\n\t"                     \
     "sxtb16   r6, r6\n\t"                             \
     "ldrd     r8, r9, [r4, #" woff "]\n\t"            \
@@ -249,9 +257,15 @@ __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unus
     "smlatt   r2, r6, r8, r2\n\t"                     \
     "smlabb   r1, r7, r9, r1\n\t"                     \
     "smlatt   r3, r7, r9, r3\n\t"
-#define TP_DW3_PREG(rp) "ldr      r6, [" rp ", r5]\n\t"
-#define TP_DW3_PSTK(off) "ldr      r6, [sp, #" off "]\n\t" "ldr      r6, [r6, r5]\n\t"
-/* r6, r7 = sum of the padded taps' weight pairs */
+/* one inside row of 2 columns (weight offsets wa, wb) or 3 columns (wa, wb, wc) from row pointer R */
+#define TP_DW3_ROW2(R, wa, wb)                        \
+    TP_DW3_WTAP("[" R ", lr]", wb)                    \
+    TP_DW3_WTAP("[" R "], #4", wa)
+#define TP_DW3_ROW3(R, wa, wb, wc)                    \
+    TP_DW3_WTAP("[" R ", lr]", wb)                    \
+    TP_DW3_WTAP("[" R ", lr, lsl #1]", wc)            \
+    TP_DW3_WTAP("[" R "], #4", wa)
+/* r6, r7 = sum of the padded taps' weight pairs, then times -input_offset into the accumulators */
 #define TP_DW3_WSUM_FIRST(w)                          \
     "ldrd     r6, r7, [r4, #" w "]\n\t"
 #define TP_DW3_WSUM_ADD(w)                            \
@@ -264,86 +278,58 @@ __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unus
     "smlatt   r2, r6, r8, r2\n\t"                     \
     "smlabb   r1, r7, r8, r1\n\t"                     \
     "smlatt   r3, r7, r8, r3\n\t"
-#define TP_DW3_RQ4_LOOP                               \
-    "add      r4, r4, #72\n\t"                        \
-    TP_DW3_RQ("r0")                                   \
-    TP_DW3_RQ("r1")                                   \
-    TP_DW3_RQ("r2")                                   \
-    TP_DW3_RQ("r3")                                   \
-    "tst      r7, #256\n\t"                           \
-    "bne      1b\n\t"
+#define TP_DW3_PAD3(p0, p1, p2)                       \
+    TP_DW3_WSUM_FIRST(p0) TP_DW3_WSUM_ADD(p1) TP_DW3_WSUM_ADD(p2) TP_DW3_WSUM_APPLY
+#define TP_DW3_PAD5(p0, p1, p2, p3, p4)               \
+    TP_DW3_WSUM_FIRST(p0) TP_DW3_WSUM_ADD(p1) TP_DW3_WSUM_ADD(p2) TP_DW3_WSUM_ADD(p3) \
+    TP_DW3_WSUM_ADD(p4) TP_DW3_WSUM_APPLY
 
-/* w0..w5: weight offsets (8 t) of the inside taps, p0..p2 of the padded ones */
-#define TP_DW3_SUBSET6(name, w0, w1, w2, w3, w4, w5, p0, p1, p2)                                   \
-    __attribute__((naked, noinline)) static void name(__attribute__((unused)) const int32_t *tap,   \
+/* name(rows, tab, o): PAD, the padded taps' term; TAPS, the inside rows */
+#define TP_DW3_SUBSET(name, PAD, TAPS)                                                             \
+    __attribute__((naked, noinline)) static void name(__attribute__((unused)) const tp_dw3_rows *r, \
                                                       __attribute__((unused)) const int32_t *tab,   \
-                                                      __attribute__((unused)) int8_t *o,            \
-                                                      __attribute__((unused)) int32_t negoff)       \
+                                                      __attribute__((unused)) int8_t *o)            \
     {                                                                                             \
         __asm__ volatile(                                                                         \
             "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                 \
             "mov      r4, r1\n\t"                                                                 \
             "mov      r5, r2\n\t"                                                                 \
-            "ldmia    r0!, {r10, r11, r12, lr}\n\t"                                               \
-            "ldmia    r0, {r6, r7}\n\t"                                                           \
-            "push     {r3, r6, r7}\n\t"                                                           \
-            "1:\n\t"                                                                              \
-            "ldmia    r4!, {r0, r1, r2, r3}\n\t"                                                  \
-            TP_DW3_WSUM_FIRST(p0)                                                                 \
-            TP_DW3_WSUM_ADD(p1)                                                                   \
-            TP_DW3_WSUM_ADD(p2)                                                                   \
-            TP_DW3_WSUM_APPLY                                                                     \
-            TP_DW3_WTAP(TP_DW3_PREG("r10"), w0)                                                   \
-            TP_DW3_WTAP(TP_DW3_PREG("r11"), w1)                                                   \
-            TP_DW3_WTAP(TP_DW3_PREG("r12"), w2)                                                   \
-            TP_DW3_WTAP(TP_DW3_PREG("lr"), w3)                                                    \
-            TP_DW3_WTAP(TP_DW3_PSTK("4"), w4)                                                     \
-            TP_DW3_WTAP(TP_DW3_PSTK("8"), w5)                                                     \
-            TP_DW3_RQ4_LOOP                                                                       \
-            "add      sp, sp, #12\n\t"                                                            \
-            "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                               \
-    }
-
-#define TP_DW3_SUBSET4(name, w0, w1, w2, w3, p0, p1, p2, p3, p4)                                   \
-    __attribute__((naked, noinline)) static void name(__attribute__((unused)) const int32_t *tap,   \
-                                                      __attribute__((unused)) const int32_t *tab,   \
-                                                      __attribute__((unused)) int8_t *o,            \
-                                                      __attribute__((unused)) int32_t negoff)       \
-    {                                                                                             \
-        __asm__ volatile(                                                                         \
-            "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                 \
-            "mov      r4, r1\n\t"                                                                 \
-            "mov      r5, r2\n\t"                                                                 \
-            "ldmia    r0, {r10, r11, r12, lr}\n\t"                                                \
+            "ldmia    r0, {r3, r10, r11, r12, lr}\n\t"                                            \
             "push     {r3}\n\t"                                                                   \
             "1:\n\t"                                                                              \
             "ldmia    r4!, {r0, r1, r2, r3}\n\t"                                                  \
-            TP_DW3_WSUM_FIRST(p0)                                                                 \
-            TP_DW3_WSUM_ADD(p1)                                                                   \
-            TP_DW3_WSUM_ADD(p2)                                                                   \
-            TP_DW3_WSUM_ADD(p3)                                                                   \
-            TP_DW3_WSUM_ADD(p4)                                                                   \
-            TP_DW3_WSUM_APPLY                                                                     \
-            TP_DW3_WTAP(TP_DW3_PREG("r10"), w0)                                                   \
-            TP_DW3_WTAP(TP_DW3_PREG("r11"), w1)                                                   \
-            TP_DW3_WTAP(TP_DW3_PREG("r12"), w2)                                                   \
-            TP_DW3_WTAP(TP_DW3_PREG("lr"), w3)                                                    \
-            TP_DW3_RQ4_LOOP                                                                       \
+            PAD                                                                                   \
+            TAPS                                                                                  \
+            "add      r4, r4, #72\n\t"                                                            \
+            TP_DW3_RQ("r0")                                                                       \
+            TP_DW3_RQ("r1")                                                                       \
+            TP_DW3_RQ("r2")                                                                       \
+            TP_DW3_RQ("r3")                                                                       \
+            "tst      r7, #256\n\t"                                                               \
+            "bne      1b\n\t"                                                                     \
             "add      sp, sp, #4\n\t"                                                             \
             "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                               \
     }
 
 /* named by the inside rows (r) and columns (c) of the window; weight offset of tap t: 8 t */
-TP_DW3_SUBSET6(tp_dw3_r012_c12, "8", "16", "32", "40", "56", "64", "0", "24", "48")
-TP_DW3_SUBSET6(tp_dw3_r012_c01, "0", "8", "24", "32", "48", "56", "16", "40", "64")
-TP_DW3_SUBSET6(tp_dw3_r12_c012, "24", "32", "40", "48", "56", "64", "0", "8", "16")
-TP_DW3_SUBSET6(tp_dw3_r01_c012, "0", "8", "16", "24", "32", "40", "48", "56", "64")
-TP_DW3_SUBSET4(tp_dw3_r12_c12, "32", "40", "56", "64", "0", "8", "16", "24", "48")
-TP_DW3_SUBSET4(tp_dw3_r12_c01, "24", "32", "48", "56", "0", "8", "16", "40", "64")
-TP_DW3_SUBSET4(tp_dw3_r01_c12, "8", "16", "32", "40", "0", "24", "48", "56", "64")
-TP_DW3_SUBSET4(tp_dw3_r01_c01, "0", "8", "24", "32", "16", "40", "48", "56", "64")
+TP_DW3_SUBSET(tp_dw3_r012_c12, TP_DW3_PAD3("0", "24", "48"),
+              TP_DW3_ROW2("r10", "8", "16") TP_DW3_ROW2("r11", "32", "40") TP_DW3_ROW2("r12", "56", "64"))
+TP_DW3_SUBSET(tp_dw3_r012_c01, TP_DW3_PAD3("16", "40", "64"),
+              TP_DW3_ROW2("r10", "0", "8") TP_DW3_ROW2("r11", "24", "32") TP_DW3_ROW2("r12", "48", "56"))
+TP_DW3_SUBSET(tp_dw3_r12_c012, TP_DW3_PAD3("0", "8", "16"),
+              TP_DW3_ROW3("r10", "24", "32", "40") TP_DW3_ROW3("r11", "48", "56", "64"))
+TP_DW3_SUBSET(tp_dw3_r01_c012, TP_DW3_PAD3("48", "56", "64"),
+              TP_DW3_ROW3("r10", "0", "8", "16") TP_DW3_ROW3("r11", "24", "32", "40"))
+TP_DW3_SUBSET(tp_dw3_r12_c12, TP_DW3_PAD5("0", "8", "16", "24", "48"),
+              TP_DW3_ROW2("r10", "32", "40") TP_DW3_ROW2("r11", "56", "64"))
+TP_DW3_SUBSET(tp_dw3_r12_c01, TP_DW3_PAD5("0", "8", "16", "40", "64"),
+              TP_DW3_ROW2("r10", "24", "32") TP_DW3_ROW2("r11", "48", "56"))
+TP_DW3_SUBSET(tp_dw3_r01_c12, TP_DW3_PAD5("0", "24", "48", "56", "64"),
+              TP_DW3_ROW2("r10", "8", "16") TP_DW3_ROW2("r11", "32", "40"))
+TP_DW3_SUBSET(tp_dw3_r01_c01, TP_DW3_PAD5("16", "40", "48", "56", "64"),
+              TP_DW3_ROW2("r10", "0", "8") TP_DW3_ROW2("r11", "24", "32"))
 
-typedef void (*tp_dw3_fn)(const int32_t *tap, const int32_t *tab, int8_t *o, int32_t negoff);
+typedef void (*tp_dw3_fn)(const tp_dw3_rows *r, const int32_t *tab, int8_t *o);
 
 /* The subset function for the inside rows / columns of a window (bit k: row / column k), or NULL
  * (then tp_dw3x3_groups with padding taps). */
@@ -468,9 +454,12 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
     const int32_t padw = (int32_t)((uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u);
     int32_t b, oy, ox, t, ky, toff[9];
     tp_dw3_run run;
+    tp_dw3_rows rr;
     for (t = 0; t < c; t += 4) {
         tp_arm_write_s8x4(padrow + t, padw);
     }
+    rr.negoff = negoff;
+    rr.c = c;
     run.c = c;
     run.rowb = rowb;
     run.adv = (p->stride.w - 1) * c;
@@ -503,16 +492,12 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                 }
                 fn = tp_dw3_subset(rows, cols);
                 if (fn) {
-                    /* the inside taps: 2 or 3 contiguous rows and columns */
-                    const int32_t nr = rows == 7 ? 3 : 2, nc = cols == 7 ? 3 : 2;
-                    uintptr_t pr = rb + (uintptr_t)((rows & 1 ? 0 : rowb) + (cols & 1 ? 0 : c));
-                    int32_t *tp = toff;
-                    for (ky = 0; ky < nr; ++ky, pr += (uintptr_t)rowb, tp += nc) {
-                        tp[0] = (int32_t)pr;
-                        tp[1] = (int32_t)(pr + (uintptr_t)c);
-                        tp[2] = (int32_t)(pr + 2 * (uintptr_t)c);   /* overwritten when nc == 2 */
-                    }
-                    fn(toff, tab, o, negoff);
+                    /* the inside taps: 2 or 3 contiguous rows and columns from the first inside one */
+                    const int8_t *first = inb + ((iy0 + (rows & 1 ? 0 : 1)) * in->w + ix0 + (cols & 1 ? 0 : 1)) * c;
+                    rr.row[0] = first;
+                    rr.row[1] = first + rowb;
+                    rr.row[2] = rows == 7 ? first + 2 * rowb : first;   /* unused by the 2-row shapes */
+                    fn(&rr, tab, o);
                 } else {
                     const int32_t padrel = (int32_t)((uintptr_t)padrow - (uintptr_t)o);
                     for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
