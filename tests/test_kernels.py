@@ -244,3 +244,39 @@ def test_quantize_multiplier_matches_tflite_values():
     # RELU6 in TFLM is a clamp to [zero point, quantize(6)]
     r6 = quant.relu_params(0.05, -10, 0.05, -10, six=True)
     assert (r6["act_min"], r6["act_max"], r6["multiplier"], r6["shift"]) == (-10, 110, 1 << 30, 1)
+
+
+def test_pad_against_numpy(tmp_path):
+    """tp_pad_s8 (row-wise copy/fill) on random 4-D paddings, every dimension padded in some case,
+    against np.pad; built with sanitizers (an out-of-bounds copy would abort)."""
+    rng = np.random.default_rng(11)
+    src = ['#include <stdio.h>\n#include "tp_nn.h"\nint main(void) {\n    int bad = 0;\n']
+    for k in range(12):
+        dims = [int(rng.integers(1, 3)), int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 9))]
+        before = [int(v) for v in rng.integers(0, 3, 4)]
+        after = [int(v) for v in rng.integers(0, 3, 4)]
+        if k % 4 == 0:
+            before[k // 4] = after[k // 4] = 0
+        x = rng.integers(-128, 128, dims, dtype=np.int8)
+        pv = int(rng.integers(-128, 128))
+        ref = np.pad(x, list(zip(before, after)), constant_values=pv)
+        arr = lambda a: "{" + ", ".join(str(int(v)) for v in np.ravel(a)) + "}"  # noqa: E731
+        src.append(f"""    {{
+        static const int8_t x[] = {arr(x)}; static const int8_t ref[] = {arr(ref)};
+        static int8_t out[{ref.size}];
+        const int32_t d[4] = {arr(dims)}, b[4] = {arr(before)}, a[4] = {arr(after)};
+        int i;
+        if (tp_pad_s8(d, b, a, {pv}, x, out) != TP_OK) bad += 1000;
+        for (i = 0; i < {ref.size}; ++i) if (out[i] != ref[i]) bad++;
+    }}
+""")
+    src.append('    printf("%d\\n", bad);\n    return 0;\n}\n')
+    (tmp_path / "pad.c").write_text("".join(src))
+    exe = tmp_path / "pad"
+    r = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-fsanitize=address,undefined",
+                        "-fno-sanitize-recover=all", f"-I{KERNELS_DIR}", str(tmp_path / "pad.c"),
+                        str(KERNELS_DIR / "tp_layout_s8.c"), str(KERNELS_DIR / "tp_requantize_s8.c"), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr

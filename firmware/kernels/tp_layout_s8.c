@@ -6,7 +6,7 @@
 tp_status tp_pad_s8_ref(const int32_t in_dims[4], const int32_t before[4], const int32_t after[4],
                         int8_t pad_value, const int8_t *input, int8_t *output)
 {
-    int32_t od[4], i0, i1, i2, i3, d;
+    int32_t od[4], i0, i1, i2, d;
     size_t o = 0;
     if (!in_dims || !before || !after || !input || !output) {
         return TP_ERR_ARG;
@@ -17,17 +17,21 @@ tp_status tp_pad_s8_ref(const int32_t in_dims[4], const int32_t before[4], const
         }
         od[d] = in_dims[d] + before[d] + after[d];
     }
+    /* row by row along the innermost dimension: a row outside the input in dims 0-2 is all padding,
+     * any other row is padding, one copied run of the input, padding */
     for (i0 = 0; i0 < od[0]; ++i0) {
+        const int32_t a = i0 - before[0];
         for (i1 = 0; i1 < od[1]; ++i1) {
-            for (i2 = 0; i2 < od[2]; ++i2) {
-                for (i3 = 0; i3 < od[3]; ++i3, ++o) {
-                    const int32_t a = i0 - before[0], b = i1 - before[1], c = i2 - before[2], e = i3 - before[3];
-                    if (a < 0 || a >= in_dims[0] || b < 0 || b >= in_dims[1] || c < 0 || c >= in_dims[2] ||
-                        e < 0 || e >= in_dims[3]) {
-                        output[o] = pad_value;
-                    } else {
-                        output[o] = input[(((size_t)a * in_dims[1] + b) * in_dims[2] + c) * in_dims[3] + e];
-                    }
+            const int32_t b = i1 - before[1];
+            for (i2 = 0; i2 < od[2]; ++i2, o += (size_t)od[3]) {
+                const int32_t c = i2 - before[2];
+                if (a < 0 || a >= in_dims[0] || b < 0 || b >= in_dims[1] || c < 0 || c >= in_dims[2]) {
+                    memset(output + o, pad_value, (size_t)od[3]);
+                } else {
+                    memset(output + o, pad_value, (size_t)before[3]);
+                    memcpy(output + o + before[3],
+                           input + (((size_t)a * in_dims[1] + b) * in_dims[2] + c) * in_dims[3], (size_t)in_dims[3]);
+                    memset(output + o + before[3] + in_dims[3], pad_value, (size_t)after[3]);
                 }
             }
         }
