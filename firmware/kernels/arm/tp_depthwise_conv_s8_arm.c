@@ -133,13 +133,19 @@ static void __attribute__((noinline)) tp_dw_prepare(int32_t *scr, const int8_t *
         }
     }
     if (tab) {
-        const int32_t *mult = q->multiplier, *shift = q->shift;
-        for (g = 0; g < c; ++g) {
-            int32_t *rq = scr + (g >> 2) * gs + 4 + 2 * taps + 3 * (g & 3);
-            const int32_t e = -shift[ps * g];
-            rq[0] = mult[ps * g];
-            rq[1] = e | ((g & 3) == 3 && g + 1 < c ? 0x100 : 0);   /* loop flag, see tp_dw3x3_groups */
-            rq[2] = ((int32_t)1 << (e - 1)) + ooff * ((int32_t)1 << e);
+        const int32_t *mp = q->multiplier, *sp = q->shift;
+        const int32_t odd = 1 + 2 * ooff;
+        int32_t *rq = scr + 4 + 2 * taps;
+        for (g = 0; g < ng; ++g, rq += gs) {
+            for (k = 0; k < 4; ++k, mp += ps, sp += ps) {
+                const int32_t e = -*sp;
+                rq[3 * k] = *mp;
+                rq[3 * k + 1] = e;
+                rq[3 * k + 2] = odd * ((int32_t)1 << (e - 1));   /* 2^(e-1) + ooff * 2^e */
+            }
+            if (g + 1 < ng) {
+                rq[10] |= 0x100;   /* loop flag, see tp_dw3x3_groups */
+            }
         }
     }
 }
