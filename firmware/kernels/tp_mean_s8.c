@@ -17,6 +17,20 @@ tp_status tp_mean_s8_ref(const tp_mean_params *p, const int8_t *input, int8_t *o
         count *= p->reduce[d] ? p->dims[d] : 1;
         total_out *= od[d];
     }
+    if (!p->reduce[0] && p->reduce[1] && p->reduce[2] && !p->reduce[3]) {
+        /* the usual case, a global average over H and W (NHWC): per batch and channel, a strided sum */
+        const int32_t c = p->dims[3];
+        for (o = 0; o < total_out; ++o) {
+            const int8_t *x = input + (size_t)(o / c) * count * c + o % c;
+            int32_t r, sum = 0, out;
+            for (r = 0; r < count; ++r, x += c) {
+                sum += *x;
+            }
+            out = tp_mbqm(sum - p->input_zero_point * count, p->multiplier, p->shift) + p->output_zero_point;
+            output[o] = (int8_t)TP_CLAMP(out, -128, 127);
+        }
+        return TP_OK;
+    }
     for (o = 0; o < total_out; ++o) {
         int32_t oi[4], rest = o, r, sum = 0, out;
         for (d = 3; d >= 0; --d) {
