@@ -481,8 +481,6 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                 const int32_t ix0 = ox * p->stride.w - p->padding.w;
                 const int32_t cols = ((uint32_t)ix0 < ww) | (((uint32_t)(ix0 + 1) < ww) << 1) |
                                      (((uint32_t)(ix0 + 2) < ww) << 2);
-                /* tap (ky, kx) at rb + ky * rowb + kx * c relative to the output pixel */
-                uintptr_t rb = (uintptr_t)inb - (uintptr_t)o + (uintptr_t)(iy0 * rowb + ix0 * c);
                 tp_dw3_fn fn;
                 if (rows == 7 && ox == oxa && oxa < ox_end) {
                     run.in = inb + (iy0 * in->w + ix0) * c;
@@ -499,12 +497,15 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                 fn = tp_dw3_subset(rows, cols);
                 if (fn) {
                     /* the inside taps: 2 or 3 contiguous rows and columns from the first inside one */
-                    const int8_t *first = inb + ((iy0 + (rows & 1 ? 0 : 1)) * in->w + ix0 + (cols & 1 ? 0 : 1)) * c;
+                    const int8_t *first =
+                        inb + ((iy0 + (rows & 1 ? 0 : 1)) * in->w + ix0 + (cols & 1 ? 0 : 1)) * c;
                     rr.row[0] = first;
                     rr.row[1] = first + rowb;
                     rr.row[2] = rows == 7 ? first + 2 * rowb : first;   /* unused by the 2-row shapes */
                     fn(&rr, tab, o);
                 } else {
+                    /* tap (ky, kx) at rb + ky * rowb + kx * c relative to the output pixel */
+                    uintptr_t rb = (uintptr_t)inb - (uintptr_t)o + (uintptr_t)(iy0 * rowb + ix0 * c);
                     const int32_t padrel = (int32_t)((uintptr_t)padrow - (uintptr_t)o);
                     for (ky = 0; ky < 3; ++ky, rb += (uintptr_t)rowb) {
                         const int ok = (rows >> ky) & 1;
