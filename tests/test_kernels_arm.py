@@ -676,3 +676,15 @@ def test_depthwise_3x3_overlapping_output_bit_exact(tmp_path):
     rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
     assert f"TP_KERNEL_TEST cases={i} failed=0" in stdout, stdout[-3000:]
     assert rc == 0 and all(c[3] == "0" and c[4] == "0" and int(c[2]) > 0 for c in cases), cases
+
+
+def test_depthwise_3x3_small_variant_bit_exact(tmp_path):
+    """-DTP_ARM_DW_SMALL (no border-shape functions: every border pixel through the 9-pointer
+    function with the padding row) stays bit-exact on the same cases. build_kernel_test takes one
+    extra compiler argument, so this build is unoptimised (the assembly is the same)."""
+    src, count = generate_dw3_cases(SEED + 3)
+    elf = build_kernel_test("mps2-an500", tmp_path, src, opt="-DTP_ARM_DW_SMALL=1")
+    rc, stdout, cases = run_kernel_test(elf, "mps2-an500")
+    assert f"TP_KERNEL_TEST cases={count} failed=0" in stdout, stdout[-3000:]
+    assert rc == 0 and len(cases) == count
+    assert all(c[3] == "0" and c[4] == "0" and c[5] == "0" for c in cases), cases

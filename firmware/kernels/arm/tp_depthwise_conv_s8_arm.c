@@ -35,6 +35,8 @@
  *     instructions per group;
  *   - other windows (inputs smaller than the filter, padding >= 2, tp_dw3x3_groups): 9 tap
  *     pointers, the padded ones to the padding row: 104 per group.
+ * -DTP_ARM_DW_SMALL drops the 8 border-shape functions (about 2.9 KB of flash; every border pixel
+ * then takes tp_dw3x3_groups: KWS DS-CNN's depthwise layers 201.6 k -> 219.3 k instructions).
  * Everything else: C with the same scratch (interior pixels from the folded bias, border pixels
  * from the plain bias with the offset added to x), requantisation by tp_arm_requant.
  *
@@ -317,6 +319,7 @@ typedef struct {
             "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                               \
     }
 
+#ifndef TP_ARM_DW_SMALL
 /* named by the inside rows (r) and columns (c) of the window; weight offset of tap t: 8 t */
 TP_DW3_SUBSET(tp_dw3_r012_c12, TP_DW3_PAD3("0", "24", "48"),
               TP_DW3_ROW2("r10", "8", "16") TP_DW3_ROW2("r11", "32", "40") TP_DW3_ROW2("r12", "56", "64"))
@@ -335,12 +338,15 @@ TP_DW3_SUBSET(tp_dw3_r01_c12, TP_DW3_PAD5("0", "24", "48", "56", "64"),
 TP_DW3_SUBSET(tp_dw3_r01_c01, TP_DW3_PAD5("16", "40", "48", "56", "64"),
               TP_DW3_ROW2("r10", "0", "8") TP_DW3_ROW2("r11", "24", "32"))
 
+#endif /* TP_ARM_DW_SMALL */
+
 typedef void (*tp_dw3_fn)(const tp_dw3_rows *r, const int32_t *tab, int8_t *o);
 
 /* The subset function for the inside rows / columns of a window (bit k: row / column k), or NULL
  * (then tp_dw3x3_groups with padding taps). */
 static tp_dw3_fn tp_dw3_subset(int32_t rows, int32_t cols)
 {
+#ifndef TP_ARM_DW_SMALL
     switch (rows * 8 + cols) {
     case 7 * 8 + 6: return tp_dw3_r012_c12;
     case 7 * 8 + 3: return tp_dw3_r012_c01;
@@ -352,6 +358,11 @@ static tp_dw3_fn tp_dw3_subset(int32_t rows, int32_t cols)
     case 3 * 8 + 3: return tp_dw3_r01_c01;
     default: return 0;
     }
+#else
+    (void)rows;
+    (void)cols;
+    return 0;
+#endif
 }
 
 /* A run of interior pixels of one output row (every tap inside the input, dilation 1): the same
