@@ -65,9 +65,10 @@ tp_status tp_conv_s8_arm_x16(const tp_context *ctx, const tp_conv_params *params
                              const tp_dims *output_dims, int8_t *output);
 
 /* DEPTHWISE_CONV_2D with ch_mult == 1 and channels % 4 == 0 (else the reference): 4 channels per
- * SIMD word, weights expanded once per call to int16 pairs, input offset folded into the bias of
- * interior pixels. Scratch: 8 + kh*kw*c*2 (weights) + c*4 (folded biases) + c*12 (requantisation
- * table: multiplier, shift, rounding constant with the output offset); 0 when the fast path
+ * SIMD word, weights expanded once per call to int16 pairs, the input offset folded into the
+ * biases; 3x3 layers in assembly (padding by pointer to a padding row, or padded taps skipped).
+ * Scratch: 8 + kh*kw*c*2 (weights) + c*4 (folded biases) + c*12 (requantisation table: multiplier,
+ * shift, rounding constant with the output offset) + c (the padding row); 0 when the fast path
  * does not apply. */
 tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_params *params,
                                    const tp_quant_params *quant,
