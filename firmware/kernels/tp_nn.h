@@ -51,7 +51,8 @@ int32_t tp_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *fil
  * holds the K = kh*kw*in_c elements of filter row oc (the int8 layout's order) in groups of 4,
  * zero-padded to 4 * ceil(K / 4), each group stored as (k0, k2, k1, k3):
  *   filter16[oc * 4G + 4 (j / 4) + {0, 2, 1, 3}[j % 4]] = filter[oc][j],  G = ceil(K / 4).
- * tinyprune/codegen/relayout.py makes it. Same results as tp_conv_s8 on the int8 filter. */
+ * tinyprune/codegen/relayout.py makes it. Same results as tp_conv_s8 on the int8 filter. The DSP
+ * variant needs filter16 word-aligned (generated arrays are); otherwise it runs the reference. */
 tp_status tp_conv_s8_x16(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                          const tp_dims *input_dims, const int8_t *input,
                          const tp_dims *filter_dims, const int16_t *filter16, const int32_t *bias,

@@ -724,6 +724,10 @@ tp_status tp_conv_s8_arm_x16(const tp_context *ctx, const tp_conv_params *p, con
     if (!filter16) {
         return TP_ERR_ARG;
     }
+    if (((uintptr_t)filter16 & 3u) != 0) {
+        /* LDRD needs a word-aligned address (generated arrays are; a caller's may not be) */
+        return tp_conv_s8_x16_ref(ctx, p, q, in, input, f, filter16, bias, out, output);
+    }
     return tp_conv_arm(ctx, p, q, in, input, f, 0, filter16, bias, out, output);
 }
 
