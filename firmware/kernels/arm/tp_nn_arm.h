@@ -3,7 +3,8 @@
  * Included by ../tp_nn.h when the build defines TP_USE_ARM_DSP. For every op implemented here the
  * header defines TP_ARM_HAS_<OP>_S8, and the public entry tp_<op>_s8() calls tp_<op>_s8_arm() with
  * the same arguments; the scratch size of the DSP variant is tp_<op>_s8_arm_get_buffer_size()
- * (returned by the public tp_<op>_s8_get_buffer_size(); Python twin: tinyprune/bench/scratch_dsp.py).
+ * (returned by the public tp_<op>_s8_get_buffer_size(); Python twin: tinyprune/codegen/scratch.py,
+ * kernels "dsp", checked against these by tests/test_scratch_sizes.py).
  *
  * Contract of every variant: output identical bit for bit to tp_<op>_s8_ref() (TFLite Micro's
  * double-rounding requantisation) for every argument the reference accepts. Where a variant's fast
