@@ -7,7 +7,8 @@ kernels is
   * "portable": the reference C kernels (firmware/kernels/tp_*_s8.c) -- no scratch at all;
   * "dsp": the Cortex-M4/M7 variants (firmware/kernels/arm, selected by TP_USE_ARM_DSP), whose
     ``tp_<op>_s8_arm_get_buffer_size`` are (8 bytes of alignment slack each):
-        CONV_2D            8 + 48 * ceil(kh*kw*in_c / 4) + 16 * out_c
+        CONV_2D            8 + 48 * ceil(K / 4) + 16 * out_c + (4 * ceil(K / 4) if K % 4 else 0),
+                           K = kh*kw*in_c (columns, per-channel table, the last filter row padded)
         DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*16 + c  when depth_multiplier == 1 and c % 4 == 0, else 0
                            (int16 filter, folded biases + requantisation table, a padding row)
         FULLY_CONNECTED    8 + 8 * ceil(in / 4)
@@ -31,7 +32,8 @@ ALIGN_SLACK = 8
 def _dsp(op: ir.Op, graph: ir.Graph) -> int:
     if op.kind == "CONV_2D":
         f = graph.tensors[op.inputs[1]].shape          # [out_c, kh, kw, in_c]
-        return ALIGN_SLACK + 48 * ((f[1] * f[2] * f[3] + 3) // 4) + 16 * f[0]
+        k = f[1] * f[2] * f[3]
+        return ALIGN_SLACK + 48 * ((k + 3) // 4) + 16 * f[0] + (4 * ((k + 3) // 4) if k % 4 else 0)
     if op.kind == "DEPTHWISE_CONV_2D":
         c_in = graph.tensors[op.inputs[0]].shape[-1]
         f = graph.tensors[op.inputs[1]].shape          # [1, kh, kw, c * ch_mult]

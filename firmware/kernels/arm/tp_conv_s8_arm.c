@@ -63,7 +63,9 @@ int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims 
         return 0;
     }
     k = filter_dims->h * filter_dims->w * filter_dims->c;
-    return TP_ARM_ALIGN_SLACK + 4 * TP_CONV_GW * ((k + 3) / 4) + (int32_t)sizeof(tp_conv_chan) * filter_dims->n;
+    /* columns, the per-channel table, and when k % 4 != 0 room for the last filter row padded */
+    return TP_ARM_ALIGN_SLACK + 4 * TP_CONV_GW * ((k + 3) / 4) + (int32_t)sizeof(tp_conv_chan) * filter_dims->n +
+           ((k & 3) ? 4 * ((k + 3) / 4) : 0);
 }
 
 /* Two words to dst[0], dst[1] in one STRD. */
@@ -354,6 +356,7 @@ static inline int32_t tp_conv_rq(int32_t a2, int32_t m, int32_t e, int32_t hb)
 typedef struct {
     const int8_t *filter;       /* int8 rows of k bytes, or NULL when filter16 is used */
     const int16_t *filter16;    /* fast-weights rows (tp_nn.h: 4 * ceil(k / 4) int16 each) or NULL */
+    const int8_t *last_row;     /* k % 4 != 0 (int8): the last filter row zero-padded in scratch */
     const int32_t *shift;
     const tp_conv_chan *chan;
     int32_t k, cout, per_channel, ooff, amin, amax, full;
@@ -539,32 +542,38 @@ typedef struct {
 TP_CONV_ROWS6(tp_conv_rows6, ".Ltp_cv6_", TP_CV6_W8)
 TP_CONV_ROWS6(tp_conv_rows6_x16, ".Ltp_cv6x_", TP_CV6_W16)
 
-/* One whole block (6 pixels, columns at col, outputs from out): channels through the assembly
- * loop (all of them when k % 4 == 0; all but the last otherwise, whose last weight word would be
- * read past the filter array; fast-weights rows are padded) and the rest in C. */
+/* One whole block (6 pixels, columns at col, outputs from out), every channel through the
+ * assembly loop. When k % 4 != 0 the int8 rows are read as they lie (each row's last word runs
+ * into the next row, against zero columns) except the last row, whose last word would be read
+ * past the filter array: it is read from its zero-padded copy in scratch (j->last_row). */
 static void tp_conv_block_fast(const tp_conv_job *j, const int32_t *col, int8_t *out)
 {
     const int32_t ng = (j->k + 3) >> 2;
-    const int32_t nasm = (j->k & 3) && !j->filter16 ? j->cout - 1 : j->cout;
-    if (nasm > 0) {
-        tp_conv_rows r;
-        r.col = col;
-        r.col_end = col + TP_CONV_GW * ng;
-        r.w = j->filter16 ? (const void *)j->filter16 : (const void *)j->filter;
-        r.chan = j->chan;
-        r.chan_end = j->chan + nasm;
-        r.out = out;
-        r.cout = j->cout;
-        r.entry = ng == 1 ? 4 : (1 - ng) & 3;
-        r.wpad = j->filter16 ? 0 : 4 * ng - j->k;
-        if (j->filter16) {
-            tp_conv_rows6_x16(&r);
-        } else {
-            tp_conv_rows6(&r);
-        }
+    const int32_t nmain = j->last_row ? j->cout - 1 : j->cout;
+    tp_conv_rows r;
+    r.col = col;
+    r.col_end = col + TP_CONV_GW * ng;
+    r.w = j->filter16 ? (const void *)j->filter16 : (const void *)j->filter;
+    r.chan = j->chan;
+    r.chan_end = j->chan + nmain;
+    r.out = out;
+    r.cout = j->cout;
+    r.entry = ng == 1 ? 4 : (1 - ng) & 3;
+    r.wpad = j->filter16 ? 0 : 4 * ng - j->k;
+    if (j->filter16) {
+        tp_conv_rows6_x16(&r);
+        return;
     }
-    if (nasm < j->cout) {
-        tp_conv_block_c(j, col, out, TP_CONV_PIX, nasm, j->cout);
+    if (nmain > 0) {
+        tp_conv_rows6(&r);
+    }
+    if (j->last_row) {
+        r.w = j->last_row;
+        r.chan = j->chan + nmain;
+        r.chan_end = r.chan + 1;
+        r.out = out + nmain;
+        r.wpad = 0;
+        tp_conv_rows6(&r);
     }
 }
 
@@ -645,6 +654,15 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
             }
         }
         job.chan = chan;
+        job.last_row = 0;
+        if ((k & 3) && !filter16) {
+            int8_t *lr = (int8_t *)(chan + out->c);
+            const int8_t *src = filter + (size_t)(out->c - 1) * k;
+            for (i = 0; i < 4 * ng; ++i) {
+                lr[i] = i < k ? src[i] : 0;
+            }
+            job.last_row = lr;
+        }
     }
     job.filter = filter16 ? 0 : filter;
     job.filter16 = filter16;

@@ -50,8 +50,8 @@ extern "C" {
  * SMLAD register block (assembly: LDM of the columns, the whole channel loop with its
  * requantisation); 1x1/stride-1 convolutions skip the window arithmetic. Scratch: 48 bytes per 4
  * filter taps*channels (rounded up), 16 per output channel (bias + requantisation constants) + 8
- * (alignment):
- *   8 + 48 * ceil(kh*kw*in_c / 4) + 16 * out_c. */
+ * (alignment), and when K = kh*kw*in_c is not a multiple of 4 the last filter row zero-padded:
+ *   8 + 48 * ceil(K / 4) + 16 * out_c + (K % 4 ? 4 * ceil(K / 4) : 0). */
 tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                          const tp_dims *input_dims, const int8_t *input,
                          const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,
