@@ -143,7 +143,22 @@ static void tp_im2col_pixel(int32_t *dst, const tp_conv_params *p, const tp_dims
         const int32_t offp = tp_arm_pack16(off, off);
         const int32_t rowb = f->w * c;
         int8_t *d = lin;
-        if (p->dilation.w == 1) {
+        const int32_t nw = (rowb + 3) >> 2;
+        const int32_t rs = in->w * c;
+        if (p->dilation.h == 1 && p->dilation.w == 1 && iy0 >= 0 && iy0 + f->h <= in->h && ix0 >= 0 &&
+            ix0 + f->w <= in->w &&
+            (iy0 + f->h - 1) * rs + ix0 * c + 4 * nw <= (in->n - b) * in->h * rs) {
+            /* the whole window inside the input, and whole words from its rows stay inside the
+             * input array too: each row as nw word copies (up to 3 bytes written past the row,
+             * overwritten by the next row or the tail below; lin has the room) */
+            const int8_t *src = base + ((size_t)iy0 * in->w + ix0) * c;
+            for (ky = 0; ky < f->h; ++ky, src += rs, d += rowb) {
+                for (i = 0; i < nw; ++i) {
+                    __asm__("" : "+r"(i));   /* no memcpy call */
+                    tp_arm_write_s8x4(d + 4 * i, tp_arm_read_s8x4(src + 4 * i));
+                }
+            }
+        } else if (p->dilation.w == 1) {
             /* the window columns kx0..kx1-1 lie inside the input (the same for every row) */
             const int32_t kx0 = ix0 < 0 ? (-ix0 < f->w ? -ix0 : f->w) : 0;
             int32_t kx1 = in->w - ix0 < f->w ? in->w - ix0 : f->w;
