@@ -42,6 +42,8 @@ def test_bench_accounting(kws_bench):
     # per-layer counts (taken with the layer hook) cover the total up to the hook's own cost
     assert 0.9 * r.instructions < sum(L.instructions for L in r.layers) <= 1.1 * r.instructions
     assert r.text_bytes > 0 and r.bss_bytes >= r.arena_bytes > 0
+    # the planned arena against the lower bounds codegen reports (two largest live tensors)
+    assert r.arena_bytes >= r.peak_lower_bound >= r.two_largest_bound > 8000   # KWS: 25x5x64 B tensors
     d = r.to_dict()
     assert d["instructions"] == r.instructions and len(d["layers"]) == len(r.layers)
 

@@ -65,6 +65,8 @@ class BenchResult:
     layers: list[LayerCount] = field(default_factory=list)
     run_totals: list[int] = field(default_factory=list)
     fast_weights: bool = False      # CONV_2D filters pre-expanded to int16 (codegen --fast-weights)
+    two_largest_bound: int = 0      # lower bound of any arena: the two largest tensors live together
+    peak_lower_bound: int = 0       # the planner's bound for its op order: bytes live at the fullest step
     weight_bytes: int = 0           # model constants emitted into flash (codegen.json emitted_weight_bytes)
 
     @property
@@ -88,6 +90,8 @@ class BenchResult:
                  f"MACs: {self.macs:,}  MACs/instruction: {self.macs_per_instruction:.3f}",
                  f"arena: {self.arena_bytes:,} B (scratch {self.scratch_bytes:,} B)"
                  + (f"; TFLite Micro arena {self.tflm_arena_bytes:,} B" if self.tflm_arena_bytes else ""),
+                 f"arena lower bounds: two largest live tensors {self.two_largest_bound:,} B, fullest step of the "
+                 f"plan's op order {self.peak_lower_bound:,} B",
                  f"firmware: text {self.text_bytes:,} B, data {self.data_bytes:,} B, bss {self.bss_bytes:,} B "
                  f"(flash {self.flash_bytes:,} B, of which model constants {self.weight_bytes:,} B)",
                  "",
@@ -177,7 +181,9 @@ def bench(model, board: str = "mps2-an500", kernels: str = "portable", *, runs: 
                       tflm_arena_bytes=report.get("tflm_arena_bytes"), text_bytes=text, data_bytes=data,
                       bss_bytes=bss, flash_bytes=fw.flash_used, runs=runs, deterministic=deterministic,
                       bit_exact=exact, layers=layers, run_totals=totals, fast_weights=fast_weights,
-                      weight_bytes=int(report.get("emitted_weight_bytes", 0)))
+                      weight_bytes=int(report.get("emitted_weight_bytes", 0)),
+                      two_largest_bound=int(report.get("lower_bound_two_largest") or 0),
+                      peak_lower_bound=int(report.get("peak_bytes") or 0))
     if not deterministic:
         raise ValidationFailed(f"instruction counts differ between runs: totals {totals}",
                                hint="QEMU must run with -icount shift=N (not auto); report this as a bug")
