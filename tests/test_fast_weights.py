@@ -152,6 +152,9 @@ def test_fast_weights_refused_where_it_cannot_work(tmp_path):
     with pytest.raises(UserInputError, match="cmsis-nn"):
         generate(_ic(), tmp_path / "b", kernels="cmsis-nn", fast_weights=True)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # without --board the plan reserves the DSP kernels' scratch (the only kernels fast weights help)
+    r = generate(_ic(), tmp_path / "c", fast_weights=True, tflm_arena=False)
+    assert r.report["plan_kernels"] == "dsp" and any(L["scratch_bytes"] for L in r.report["layers"])
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="needs arm-none-eabi-gcc and qemu-system-arm (make setup)")

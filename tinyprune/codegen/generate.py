@@ -107,6 +107,10 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     plan_kernels = kernels
     if kernels == "portable" and board_info is not None and getattr(board_info.core, "dsp", False):
         plan_kernels = "dsp"
+    if fast_weights and board_info is None:
+        # int16 filters only pay off with the DSP kernels: reserve their scratch so that a DSP build
+        # of this code takes the fast path (a build without DSP runs the references, correct)
+        plan_kernels = "dsp"
     if fast_weights and board_info is not None and plan_kernels != "dsp":
         raise UserInputError(f"--fast-weights needs a core with the DSP extension; {board_info.name} "
                              f"({board_info.core.cpu}) has none, and its reference kernels would only be "
