@@ -48,7 +48,6 @@ tp_conv_ref_impl(const tp_conv_params *p, const tp_quant_params *q, const tp_dim
                 const int32_t ix0 = ox * p->stride.w - p->padding.w;
                 for (oc = 0; oc < out->c; ++oc) {
                     int32_t acc = 0;
-                    const int32_t qi = q->per_channel ? oc : 0;
                     for (ky = 0; ky < f->h; ++ky) {
                         const int32_t iy = iy0 + p->dilation.h * ky;
                         if (iy < 0 || iy >= in->h) {
@@ -67,13 +66,7 @@ tp_conv_ref_impl(const tp_conv_params *p, const tp_quant_params *q, const tp_dim
                             }
                         }
                     }
-                    if (bias) {
-                        acc += bias[oc];
-                    }
-                    acc = tp_mbqm(acc, q->multiplier[qi], q->shift[qi]);
-                    acc += p->output_offset;
-                    acc = TP_CLAMP(acc, p->activation.min, p->activation.max);
-                    output[(((size_t)b * out->h + oy) * out->w + ox) * out->c + oc] = (int8_t)acc;
+                    output[(((size_t)b * out->h + oy) * out->w + ox) * out->c + oc] = tp_requant_channel(acc, bias, oc, q, p->output_offset, p->activation);
                 }
             }
         }

@@ -27,7 +27,6 @@ tp_status tp_depthwise_conv_s8_ref(const tp_context *ctx, const tp_dw_conv_param
                 for (ic = 0; ic < in->c; ++ic) {
                     for (m = 0; m < p->ch_mult; ++m) {
                         const int32_t oc = ic * p->ch_mult + m;
-                        const int32_t qi = q->per_channel ? oc : 0;
                         int32_t acc = 0;
                         for (ky = 0; ky < f->h; ++ky) {
                             const int32_t iy = iy0 + p->dilation.h * ky;
@@ -46,13 +45,7 @@ tp_status tp_depthwise_conv_s8_ref(const tp_context *ctx, const tp_dw_conv_param
                                 acc += w * (x + p->input_offset);
                             }
                         }
-                        if (bias) {
-                            acc += bias[oc];
-                        }
-                        acc = tp_mbqm(acc, q->multiplier[qi], q->shift[qi]);
-                        acc += p->output_offset;
-                        acc = TP_CLAMP(acc, p->activation.min, p->activation.max);
-                        output[(((size_t)b * out->h + oy) * out->w + ox) * out->c + oc] = (int8_t)acc;
+                        output[(((size_t)b * out->h + oy) * out->w + ox) * out->c + oc] = tp_requant_channel(acc, bias, oc, q, p->output_offset, p->activation);
                     }
                 }
             }

@@ -17,18 +17,11 @@ tp_status tp_fully_connected_s8_ref(const tp_context *ctx, const tp_fc_params *p
         const int8_t *x = input + (size_t)b * accum_depth;
         for (o = 0; o < out_depth; ++o) {
             const int8_t *w = filter + (size_t)o * accum_depth;
-            const int32_t qi = q->per_channel ? o : 0;
             int32_t acc = 0;
             for (d = 0; d < accum_depth; ++d) {
                 acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)x[d] + p->input_offset);
             }
-            if (bias) {
-                acc += bias[o];
-            }
-            acc = tp_mbqm(acc, q->multiplier[qi], q->shift[qi]);
-            acc += p->output_offset;
-            acc = TP_CLAMP(acc, p->activation.min, p->activation.max);
-            output[(size_t)b * out_depth + o] = (int8_t)acc;
+            output[(size_t)b * out_depth + o] = tp_requant_channel(acc, bias, o, q, p->output_offset, p->activation);
         }
     }
     return TP_OK;

@@ -5,6 +5,7 @@
 #define TP_NN_SUPPORT_H
 
 #include <stdint.h>
+#include "tp_nn_types.h"
 
 #define TP_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define TP_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -41,6 +42,20 @@ static inline int32_t tp_mbqm(int32_t x, int32_t multiplier, int32_t shift)
     const int left_shift = shift > 0 ? (int)shift : 0;
     const int right_shift = shift > 0 ? 0 : (int)-shift;
     return tp_rdbpot(tp_srdhm((int32_t)((uint32_t)x << left_shift), multiplier), right_shift);
+}
+
+/* Output channel ch of a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED reference: the accumulator
+ * plus the bias (if any), requantised with the channel's (or the broadcast) multiplier and shift,
+ * plus the output offset, clamped to the fused activation. */
+static inline int8_t tp_requant_channel(int32_t acc, const int32_t *bias, int32_t ch, const tp_quant_params *q,
+                                        int32_t output_offset, tp_activation act)
+{
+    const int32_t qi = q->per_channel ? ch : 0;
+    if (bias) {
+        acc += bias[ch];
+    }
+    acc = tp_mbqm(acc, q->multiplier[qi], q->shift[qi]) + output_offset;
+    return (int8_t)TP_CLAMP(acc, act.min, act.max);
 }
 
 /* MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0). */
