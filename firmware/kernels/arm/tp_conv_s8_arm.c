@@ -743,9 +743,6 @@ tp_status tp_conv_s8_arm(const tp_context *ctx, const tp_conv_params *p, const t
                          const tp_dims *f, const int8_t *filter, const int32_t *bias,
                          const tp_dims *out, int8_t *output)
 {
-    if (!filter) {
-        return TP_ERR_ARG;
-    }
     return tp_conv_arm(ctx, p, q, in, input, f, filter, 0, bias, out, output);
 }
 
@@ -754,12 +751,9 @@ tp_status tp_conv_s8_arm_x16(const tp_context *ctx, const tp_conv_params *p, con
                              const tp_dims *f, const int16_t *filter16, const int32_t *bias,
                              const tp_dims *out, int8_t *output)
 {
-    if (!filter16) {
-        return TP_ERR_ARG;
-    }
     if (((uintptr_t)filter16 & 3u) != 0) {
         /* LDRD needs a word-aligned address (generated arrays are; a caller's may not be) */
-        return tp_conv_s8_x16_ref(ctx, p, q, in, input, f, filter16, bias, out, output);
+        return tp_conv_fallback(ctx, p, q, in, input, f, 0, filter16, bias, out, output);
     }
     return tp_conv_arm(ctx, p, q, in, input, f, 0, filter16, bias, out, output);
 }
