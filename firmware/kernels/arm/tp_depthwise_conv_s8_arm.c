@@ -208,6 +208,12 @@ static inline int32_t tp_dw_rq(int32_t a2x, int32_t m, int32_t sh, int32_t ooff)
     "asr.w    r9, r9, r7\n\t"                         \
     "ssat     r9, #8, r9\n\t"                         \
     "strb     r9, [r5], #1\n\t"
+/* The group's 4 channels requantised and stored, then on to the next group while the last e's
+ * bit 8 says there is one (label 1 opens the group loop) */
+#define TP_DW3_RQ4_NEXT                               \
+    TP_DW3_RQ("r0") TP_DW3_RQ("r1") TP_DW3_RQ("r2") TP_DW3_RQ("r3") \
+    "tst      r7, #256\n\t"                         \
+    "bne      1b\n\t"
 
 __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unused)) const int32_t *tap,
                                                             __attribute__((unused)) const int32_t *tab,
@@ -231,12 +237,7 @@ __attribute__((naked, noinline)) static void tp_dw3x3_groups(__attribute__((unus
         TP_DW3_TAP_STACK("8")
         TP_DW3_TAP_STACK("12")
         TP_DW3_TAP_STACK("16")
-        TP_DW3_RQ("r0")
-        TP_DW3_RQ("r1")
-        TP_DW3_RQ("r2")
-        TP_DW3_RQ("r3")
-        "tst      r7, #256\n\t"
-        "bne      1b\n\t"
+        TP_DW3_RQ4_NEXT
         "add      sp, sp, #20\n\t"
         "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
@@ -309,12 +310,7 @@ typedef struct {
             PAD                                                                                   \
             TAPS                                                                                  \
             "add      r4, r4, #72\n\t"                                                            \
-            TP_DW3_RQ("r0")                                                                       \
-            TP_DW3_RQ("r1")                                                                       \
-            TP_DW3_RQ("r2")                                                                       \
-            TP_DW3_RQ("r3")                                                                       \
-            "tst      r7, #256\n\t"                                                               \
-            "bne      1b\n\t"                                                                     \
+            TP_DW3_RQ4_NEXT                                                                      \
             "add      sp, sp, #4\n\t"                                                             \
             "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");                               \
     }
@@ -413,12 +409,7 @@ __attribute__((naked, noinline)) static void tp_dw3x3_run(__attribute__((unused)
         TP_DW3_ROW("r10")
         TP_DW3_ROW("r11")
         TP_DW3_ROW("r12")
-        TP_DW3_RQ("r0")
-        TP_DW3_RQ("r1")
-        TP_DW3_RQ("r2")
-        TP_DW3_RQ("r3")
-        "tst      r7, #256\n\t"
-        "bne      1b\n\t"
+        TP_DW3_RQ4_NEXT
         "ldr      r6, [sp, #8]\n\t"
         "add      r10, r10, r6\n\t"
         "ldr      r6, [sp, #0]\n\t"
