@@ -15,7 +15,7 @@ one such array per model input. ``load_inputs(data, model)`` reads an .npz (key 
 scale/zero point; float NCHW from the convert stage is transposed to NHWC when the shape says so)
 or makes N seeded random ones.
 
-This module may import tinyprune.codegen (reader), tinyprune._fs and tinyprune.errors.
+This module may import tinyprune.codegen (reader), tinyprune._fs, tinyprune._int8 and tinyprune.errors.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from string import Template
 
 import numpy as np
 
+from tinyprune._int8 import quantize_int8
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
 from tinyprune.errors import ToolError, UserInputError, ValidationFailed
 
@@ -104,7 +105,7 @@ def _prepare_input(x: np.ndarray, t, data) -> np.ndarray:
                              "(NHWC int8, or float NCHW as given to `tinyprune convert`)")
     if x.dtype != np.int8:
         scale, zp = t.quant.scales[0], t.quant.zero_points[0]
-        x = np.clip(np.round(x.astype(np.float32) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+        x = quantize_int8(x, scale, zp)
     return x
 
 
@@ -131,7 +132,7 @@ def _tflm_run(interp, model: TfliteModel, sample: list[np.ndarray]) -> list[np.n
         y = np.asarray(interp.get_output(k))
         b = model.output_boundary.get(name)
         if b is not None:
-            y = np.clip(np.round(y / np.float32(b.scale)) + b.zero_point, -128, 127)
+            y = quantize_int8(y, b.scale, b.zero_point)
         outs.append(y.astype(np.int8).reshape(g.tensors[name].shape))
     return outs
 

@@ -7,7 +7,7 @@ Layout contract: the int8 model's input is the PyTorch tensor permuted to channe
 permutation and compared with onnxruntime, and a transpose from the natural layout is folded in
 front of the model when onnx2tf's order is not the natural one.
 
-May import numpy, onnx, onnxruntime, TensorFlow, onnx2tf, tflite, tflite_micro and tinyprune.errors,
+May import numpy, onnx, onnxruntime, TensorFlow, onnx2tf, tflite, tflite_micro and tinyprune.errors, tinyprune._int8,
 tinyprune.convert.{onnx_utils,quiet}; never torch (the int8 side works without it).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from tinyprune.convert.onnx_utils import load_onnx, ort_run, ort_session
 from tinyprune.convert.quiet import import_tensorflow, quiet
+from tinyprune._int8 import quantize_int8
 from tinyprune.errors import TinypruneError, UnsupportedModelError, UserInputError
 
 LAYOUT_CHECK_SAMPLES = 32
@@ -344,11 +345,8 @@ def io_details(flat: bytes) -> dict:
 
 
 def quantize_input(x_nhwc: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8 as TFLite's QUANTIZE does it: float32 x / scale, rounded half away from zero,
-    plus the zero point, saturated to [-128, 127]."""
-    v = np.asarray(x_nhwc, dtype=np.float32) / np.float32(scale)
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    return np.clip(r.astype(np.int64) + int(zero_point), -128, 127).astype(np.int8)
+    """float -> int8 as TFLite's QUANTIZE does it (tinyprune._int8, the one rounding rule)."""
+    return quantize_int8(x_nhwc, scale, zero_point)
 
 
 def run_tflm(flat: bytes, x_int8: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 input preparation (float PyTorch-layout data -> channels-last int8, exactly as the convert stage
 feeds its evaluation) and output metrics.
 
-May import numpy, tflite, tflite_micro, tinyprune.errors and tinyprune.data (never torch/TF).
+May import numpy, tflite, tflite_micro, tinyprune.errors, tinyprune._int8 and tinyprune.data (never torch/TF).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyprune._int8 import quantize_int8
 from tinyprune.errors import UserInputError
 
 
@@ -85,11 +86,8 @@ class Reference:
 
 
 def quantize_input(x_cl: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8 as TFLite's QUANTIZE does: float32 x / scale rounded half away from zero,
-    plus the zero point, saturated (the same rule as the convert stage's evaluation)."""
-    v = np.asarray(x_cl, dtype=np.float32) / np.float32(scale)
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    return np.clip(r.astype(np.int64) + int(zero_point), -128, 127).astype(np.int8)
+    """float -> int8 as TFLite's QUANTIZE does (tinyprune._int8, the one rounding rule)."""
+    return quantize_int8(x_cl, scale, zero_point)
 
 
 def channels_last(x: np.ndarray) -> np.ndarray:
