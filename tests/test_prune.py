@@ -15,7 +15,7 @@ from tinyprune.errors import OverBudgetError, UnsupportedModelError, UserInputEr
 from tinyprune.prune import Budget, PruneConfig, build_graph, figures, prune, rebuild
 from tinyprune.prune import criteria
 from tinyprune.prune.budget import FIRMWARE_FLASH_OVERHEAD
-from tinyprune.prune.zoo import PlainCNN, ResDWNet, res_dw_net
+from tinyprune.prune.zoo import PlainCNN, ResDWNet, res_dw_net, se_hswish_net
 
 ALL = ["grasp", "halo", "imp", "l1", "l2", "random", "snip", "snip-it", "synflow", "taylor"]
 X = torch.zeros(1, 1, 8, 8)
@@ -220,6 +220,28 @@ def test_bad_criterion_lists_valid_names(trained):
     with pytest.raises(UserInputError) as e:
         prune(trained, X, Budget(max_macs=1000), criterion="magnitude")
     assert "magnitude" in str(e.value) and all(n in str(e.value) for n in ALL)
+
+
+def test_hardswish_se_and_functional_pooling_are_prunable():
+    """Layers the convert stage takes must be prunable too: hard-swish (module and functional),
+    a squeeze-and-excitation gate (F.adaptive_avg_pool2d(x, 1), sigmoid, broadcast multiply)."""
+    torch.manual_seed(0)
+    g, macs = build_graph(se_hswish_net(8), X)
+    kinds = [op.kind for op in g.ops]
+    # as the convert stage emits it (checked against the converted model in test_prune_agreement)
+    assert kinds == ["PAD", "CONV_2D", "HARD_SWISH", "CONV_2D", "HARD_SWISH", "DEPTHWISE_CONV_2D", "HARD_SWISH",
+                     "MEAN", "CONV_2D", "CONV_2D", "LOGISTIC", "MUL", "CONV_2D", "ADD", "CONV_2D", "HARD_SWISH",
+                     "MEAN", "FULLY_CONNECTED"]
+    mul = g.ops[kinds.index("MUL")]
+    assert [g.tensors[t].shape for t in mul.inputs] == [(1, 4, 4, 16), (1, 1, 1, 16)]
+    res = prune(se_hswish_net(8).eval(), X, Budget(max_macs=sum(macs.values()) // 2), criterion="l1",
+                config=PruneConfig(epochs=0))
+    m = res.model
+    assert res.report["after"]["macs"] <= sum(macs.values()) // 2
+    # the SE gate multiplies the depthwise output channel by channel: expand, dw and se_expand stay coupled
+    assert m.expand.out_channels == m.dw.out_channels == m.se_expand.out_channels == m.project.in_channels
+    assert m.stem.out_channels == m.project.out_channels == m.head.in_channels   # the skip add
+    assert m(X).shape == (1, 10)
 
 
 class _NoGrad(nn.Module):

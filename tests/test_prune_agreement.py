@@ -1,7 +1,7 @@
 """The prune stage's RAM/flash estimate (int8 graph built from PyTorch shapes) equals what the
 code-generation stage reports for the actually converted int8 TFLite model, within 1% (in practice
-exactly): the example unpruned and pruned, and the residual+depthwise+concat and plain CNN test models
-pruned. Needs the convert stage (onnx2tf + TensorFlow): slow."""
+exactly): the example unpruned and pruned, the residual+depthwise+concat and plain CNN test models
+pruned, and a hard-swish + squeeze-and-excitation model unpruned and pruned. Needs the convert stage (onnx2tf + TensorFlow): slow."""
 from __future__ import annotations
 
 import pytest
@@ -13,19 +13,21 @@ pytestmark = pytest.mark.slow
 def _models():
     from tinyprune.example import INPUT_SHAPE, load_example
     from tinyprune.prune import Budget, PruneConfig, figures, prune
-    from tinyprune.prune.zoo import plain_cnn, res_dw_net
+    from tinyprune.prune.zoo import plain_cnn, res_dw_net, se_hswish_net
     torch.manual_seed(0)
     out = {}
     ex = load_example()
     xe = torch.zeros(INPUT_SHAPE)
     out["example"] = (ex, xe)
     x8 = torch.zeros(1, 1, 8, 8)
+    out["se"] = (se_hswish_net(8).eval(), x8)   # hard-swish, SE gate (sigmoid, broadcast MUL), functional pooling
     # res_dw's trunk is pruned too: onnx2tf used to fail on it for trunk widths other than 8 ("'/dw/Conv/kernel'
     # is not a valid root scope name") until the convert stage sanitised ONNX node names
     for name, m, x, macs, ram, cfg in (
             ("example-pruned", ex, xe, 0.5, None, PruneConfig(epochs=0)),
             ("res_dw-pruned", res_dw_net(8).eval(), x8, 0.6, None, PruneConfig(epochs=0)),
-            ("plain-pruned", plain_cnn(8).eval(), x8, 0.5, 0.9, PruneConfig(epochs=0))):
+            ("plain-pruned", plain_cnn(8).eval(), x8, 0.5, 0.9, PruneConfig(epochs=0)),
+            ("se-pruned", se_hswish_net(8).eval(), x8, 0.5, None, PruneConfig(epochs=0))):
         f = figures(m, x)
         budget = Budget(max_macs=int(f.macs * macs), max_ram=int(f.ram_bytes * ram) if ram else None)
         res = prune(m, x, budget, criterion="l1", config=cfg)
@@ -39,7 +41,7 @@ def models():
     return _models()
 
 
-@pytest.mark.parametrize("which", ["example", "example-pruned", "res_dw-pruned", "plain-pruned"])
+@pytest.mark.parametrize("which", ["example", "example-pruned", "res_dw-pruned", "plain-pruned", "se", "se-pruned"])
 def test_estimate_matches_codegen_of_converted_model(which, models, tmp_path):
     convert = pytest.importorskip("tinyprune.convert").convert
     from tinyprune.codegen.estimate import estimate

@@ -9,8 +9,10 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
   * Linear -> FULLY_CONNECTED [out,in] + int32 bias; a flatten of a 1x1 map vanishes (FC takes the
     (1,1,1,C) tensor); other flatten/view/reshape -> RESHAPE (preceded by TRANSPOSE to NCHW order
     when the spatial size is > 1);
+  * Hardswish -> HARD_SWISH, sigmoid -> LOGISTIC (module or functional), tensor * tensor -> MUL
+    (broadcasting, as in squeeze-and-excitation gates);
   * add -> ADD, cat -> CONCATENATION (axis in NHWC), MaxPool2d / AvgPool2d -> MAX_POOL_2D /
-    AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / mean over H,W -> MEAN (int32 axes const), softmax -> SOFTMAX;
+    AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / mean over H,W -> MEAN (int32 axes const), softmax -> SOFTMAX;
   * Dropout / Identity / eval BatchNorm vanish (folded).
 Shapes come from torch.fx symbolic tracing plus shape propagation on the example input.
 
@@ -29,11 +31,16 @@ from math import prod
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
 
 _RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.relu_}
+# element-wise activations the converter emits as one TFLite operator of the same shape
+_UNARY_MODULES = {nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC"}
+_UNARY_FUNCS = {F.hardswish: "HARD_SWISH", torch.sigmoid: "LOGISTIC", F.sigmoid: "LOGISTIC",
+                "sigmoid": "LOGISTIC"}
 _IDENTITY_MODULES = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -232,6 +239,10 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 kind = "RELU" if isinstance(m, nn.ReLU) else "RELU6"
                 b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
                 continue
+            if isinstance(m, tuple(_UNARY_MODULES)):
+                kind = next(k for t, k in _UNARY_MODULES.items() if isinstance(m, t))
+                b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
+                continue
             if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
                 kh, kw = _pair(m.kernel_size)
                 st = _pair(m.stride if m.stride is not None else m.kernel_size)
@@ -266,6 +277,24 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                        {"fused_activation": "NONE"}, node.name)
             b.ops.append(op)
             fuse_relu(node, op)
+            continue
+        if tgt in (operator.mul, torch.mul, "mul") or tgt == operator.imul:
+            if len(args) != 2:
+                raise UnsupportedModelError(f"{node.name}: multiplication by a constant is not supported; "
+                                            "multiply two tensors (e.g. squeeze-and-excitation gates)")
+            op = ir.Op("MUL", [b.src(args[0]), b.src(args[1])], [b.act(node.name, oshape)],
+                       {"fused_activation": "NONE"}, node.name)
+            b.ops.append(op)
+            fuse_relu(node, op)
+            continue
+        if tgt in _UNARY_FUNCS:
+            b.ops.append(ir.Op(_UNARY_FUNCS[tgt], [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
+            continue
+        if tgt is F.adaptive_avg_pool2d:
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+            if _pair(size) != (1, 1):
+                raise UnsupportedModelError(f"{node.name}: adaptive_avg_pool2d only with output size 1")
+            _mean(b, node, args[0], oshape)
             continue
         if tgt in (torch.cat, torch.concat):
             tensors = node.args[0]

@@ -1,11 +1,13 @@
 """Small reference architectures for the prune tests and benchmark (digits-sized inputs):
-``plain_cnn`` (conv-bn-relu stack, max pool, linear after flatten) and ``res_dw_net`` (residual add,
-depthwise-separable block, channel concatenation, global average pool).
+``plain_cnn`` (conv-bn-relu stack, max pool, linear after flatten), ``res_dw_net`` (residual add,
+depthwise-separable block, channel concatenation, global average pool) and ``se_hswish_net``
+(hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling).
 
 May import: torch only.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class PlainCNN(nn.Module):
@@ -68,9 +70,47 @@ class ResDWNet(nn.Module):
         return self.fc(self.flat(self.gap(x)))
 
 
+class SEHswishNet(nn.Module):
+    """MobileNetV3-flavoured: hard-swish activations, an inverted-residual block with a
+    squeeze-and-excitation gate (``F.adaptive_avg_pool2d(x, 1)``, 1x1 convs, sigmoid, broadcast
+    multiply) and a skip add, functional global average pool before the classifier."""
+
+    def __init__(self, width=16, classes=10, in_ch=1):
+        super().__init__()
+        w = width
+        self.stem = nn.Conv2d(in_ch, w, 3, stride=2, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(w)
+        self.act = nn.Hardswish()
+        self.expand = nn.Conv2d(w, 2 * w, 1, bias=False)
+        self.expand_bn = nn.BatchNorm2d(2 * w)
+        self.dw = nn.Conv2d(2 * w, 2 * w, 3, padding=1, groups=2 * w, bias=False)
+        self.dw_bn = nn.BatchNorm2d(2 * w)
+        self.se_reduce = nn.Conv2d(2 * w, w // 2, 1)
+        self.se_expand = nn.Conv2d(w // 2, 2 * w, 1)
+        self.project = nn.Conv2d(2 * w, w, 1, bias=False)
+        self.project_bn = nn.BatchNorm2d(w)
+        self.head = nn.Conv2d(w, 2 * w, 1, bias=False)
+        self.head_bn = nn.BatchNorm2d(2 * w)
+        self.fc = nn.Linear(2 * w, classes)
+
+    def forward(self, x):
+        x = self.act(self.stem_bn(self.stem(x)))
+        y = F.hardswish(self.expand_bn(self.expand(x)))
+        y = F.hardswish(self.dw_bn(self.dw(y)))
+        s = F.adaptive_avg_pool2d(y, 1)
+        s = torch.sigmoid(self.se_expand(torch.relu(self.se_reduce(s))))
+        y = self.project_bn(self.project(y * s))
+        x = F.hardswish(self.head_bn(self.head(x + y)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def plain_cnn(width=16):
     return PlainCNN(width)
 
 
 def res_dw_net(width=16):
     return ResDWNet(width)
+
+
+def se_hswish_net(width=16):
+    return SEHswishNet(width)
