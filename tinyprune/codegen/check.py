@@ -15,7 +15,8 @@ one such array per model input. ``load_inputs(data, model)`` reads an .npz (key 
 scale/zero point; float NCHW from the convert stage is transposed to NHWC when the shape says so)
 or makes N seeded random ones.
 
-This module may import tinyprune.codegen (reader), tinyprune._fs, tinyprune._int8 and tinyprune.errors.
+This module may import tinyprune.codegen (reader), tinyprune._fs, tinyprune._int8, tinyprune.tflm and
+tinyprune.errors.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from string import Template
 import numpy as np
 
 from tinyprune._int8 import quantize_int8
+from tinyprune.tflm import interpreter
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
 from tinyprune.errors import ToolError, UserInputError, ValidationFailed
 
@@ -112,8 +114,7 @@ def _prepare_input(x: np.ndarray, t, data) -> np.ndarray:
 def tflm_outputs(model: TfliteModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run TFLite Micro on every sample; int8 outputs [N, ...] per model output (float outputs of a
     DEQUANTIZE boundary are mapped back to int8, which is exact)."""
-    from tflite_micro.python.tflite_micro import runtime
-    interp = runtime.Interpreter.from_bytes(model.data)
+    interp = interpreter(model.data)
     return [np.stack(x) for x in zip(*(_tflm_run(interp, model, [a[i] for a in inputs])
                                         for i in range(len(inputs[0]))))]
 
@@ -241,13 +242,11 @@ def first_bad_layer(out_dir: Path, model: TfliteModel, prefix: str, sample: list
     """Dump every layer of one sample from the C side and compare with TFLM's preserved tensors."""
     import json
 
-    from tflite_micro.python.tflite_micro import runtime
     exe = compile_runner(out_dir, prefix, work / "dbg", WARN_FLAGS, debug_dump=True, cc=cc, name="runner_dbg")
     g = model.graph
     dump = work / "dump"
     run_runner(exe, [s[None] for s in sample], [g.tensors[t].nbytes for t in g.outputs], work / "dbg", dump)
-    interp = runtime.Interpreter.from_bytes(
-        model.data, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    interp = interpreter(model.data, preserve_all_tensors=True)
     _tflm_run(interp, model, sample)
     layers = json.loads((out_dir / "codegen.json").read_text())["layers"]
     for L in layers:

@@ -44,9 +44,9 @@ class CodegenResult:
 _TFLM_CHILD = """
 import sys
 import numpy as np
-from tflite_micro.python.tflite_micro import runtime
+from tinyprune.tflm import interpreter
 data = open(sys.argv[1], "rb").read()
-interp = runtime.Interpreter.from_bytes(data)
+interp = interpreter(data)
 for i in range(int(sys.argv[2])):
     d = interp.get_input_details(i)
     interp.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)

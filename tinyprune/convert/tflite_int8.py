@@ -7,7 +7,7 @@ Layout contract: the int8 model's input is the PyTorch tensor permuted to channe
 permutation and compared with onnxruntime, and a transpose from the natural layout is folded in
 front of the model when onnx2tf's order is not the natural one.
 
-May import numpy, onnx, onnxruntime, TensorFlow, onnx2tf, tflite, tflite_micro and tinyprune.errors, tinyprune._int8,
+May import numpy, onnx, onnxruntime, TensorFlow, onnx2tf, tflite, tflite_micro and tinyprune.errors, tinyprune._int8, tinyprune.tflm,
 tinyprune.convert.{onnx_utils,quiet}; never torch (the int8 side works without it).
 """
 from __future__ import annotations
@@ -351,11 +351,11 @@ def quantize_input(x_nhwc: np.ndarray, scale: float, zero_point: int) -> np.ndar
 
 def run_tflm(flat: bytes, x_int8: np.ndarray) -> np.ndarray:
     """Invoke the TFLite Micro interpreter on each int8 sample; returns the int8 outputs stacked."""
-    from tflite_micro.python.tflite_micro import runtime
+    from tinyprune.tflm import interpreter
 
     with quiet(False) as captured:
         try:
-            interp = runtime.Interpreter.from_bytes(flat)
+            interp = interpreter(flat)
         except RuntimeError as e:
             log = " ".join(ln.strip() for ln in captured().splitlines() if ln.strip())
             raise UnsupportedModelError(f"TFLite Micro cannot run the int8 model: {e}: {log[:300]}",

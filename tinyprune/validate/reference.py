@@ -2,7 +2,7 @@
 input preparation (float PyTorch-layout data -> channels-last int8, exactly as the convert stage
 feeds its evaluation) and output metrics.
 
-May import numpy, tflite, tflite_micro, tinyprune.errors, tinyprune._int8 and tinyprune.data (never torch/TF).
+May import numpy, tflite, tflite_micro, tinyprune.errors, tinyprune._int8, tinyprune.tflm and tinyprune.data (never torch/TF).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Reference:
 
     def __init__(self, tflite_path: str | Path):
         import tflite
-        from tflite_micro.python.tflite_micro import runtime
+        from tinyprune.tflm import interpreter
 
         self.path = Path(tflite_path)
         self.flat = self.path.read_bytes()
@@ -61,7 +61,7 @@ class Reference:
             raise UserInputError(f"{self.path}: input {self.input.dtype}, output {self.output.dtype}; "
                                  "validation needs a full-integer model with int8 input and output",
                                  hint="convert with `tinyprune convert` (full-integer int8)")
-        self._interp = runtime.Interpreter.from_bytes(self.flat)
+        self._interp = interpreter(self.flat)
 
     def run(self, x_int8: np.ndarray) -> np.ndarray:
         """One sample (any shape with input.nbytes elements) -> int8 output of output.shape."""
