@@ -20,6 +20,7 @@ May import tinyprune.errors, tinyprune.boards and tinyprune.firmware modules onl
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -44,6 +45,7 @@ INSTALL = {
 DEFAULT_TIMEOUT_S = 120.0
 TIMEOUT_ENV = "TINYPRUNE_FLASH_TIMEOUT"
 KILL_GRACE_S = 2.0     # SIGTERM, then SIGKILL after this long
+REBUILD = "rebuild it with `tinyprune firmware BUILD_DIR --board BOARD`"
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,9 @@ def find_firmware(build_dir) -> FirmwareFiles:
                 try:
                     meta = json.loads(path.read_text())
                 except (ValueError, OSError) as e:
-                    raise UserInputError(f"{path}: unreadable ({e})",
-                                         hint="rebuild it with `tinyprune firmware BUILD_DIR --board BOARD`") from None
+                    raise UserInputError(f"{path}: unreadable ({e})", hint=REBUILD) from None
                 if not isinstance(meta, dict):
-                    raise UserInputError(f"{path}: not a firmware.json (expected an object)",
-                                         hint="rebuild it with `tinyprune firmware BUILD_DIR --board BOARD`")
+                    raise UserInputError(f"{path}: not a firmware.json (expected an object)", hint=REBUILD)
             return FirmwareFiles(cand, cand / "firmware.elf", cand / "firmware.bin", cand / "firmware.hex",
                                  meta.get("board"), meta.get("runnable", True) is not False,
                                  str(meta.get("bsp", "")))
@@ -130,11 +130,11 @@ def flash_timeout(timeout: float | None = None) -> float:
             timeout = float(raw)
         except ValueError:
             timeout = -1.0
-        if not timeout > 0 or timeout == float("inf"):
+        if not 0 < timeout < math.inf:
             raise UserInputError(f"${TIMEOUT_ENV}={raw!r} is not a positive number of seconds",
                                  hint=f"e.g. {TIMEOUT_ENV}=300, or unset it (default {DEFAULT_TIMEOUT_S:g} s)")
         return timeout
-    if not timeout > 0:
+    if not 0 < timeout < math.inf:
         raise UserInputError(f"flash timeout {timeout!r} is not a positive number of seconds")
     return float(timeout)
 
@@ -286,8 +286,7 @@ def _flash_tool(method: str) -> Callable:
     def run(fw: FirmwareFiles, board, opts: FlashOptions) -> FlashResult:
         image = getattr(fw, IMAGE[method])
         if not image.is_file():
-            raise UserInputError(f"{fw.folder}: no {image.name} ({method} flashes that file)",
-                                 hint="rebuild with `tinyprune firmware BUILD_DIR --board BOARD`")
+            raise UserInputError(f"{fw.folder}: no {image.name} ({method} flashes that file)", hint=REBUILD)
         exe, what = find_tool(method)
         if exe is None:
             raise ToolError(f"{what}", hint=f"{INSTALL[method]}, or set ${tool_env_var(method)} "

@@ -1,6 +1,7 @@
 """`tinyprune flash BUILD_DIR [--method ...] [--board B] [--timeout S]`: thin CLI over tinyprune.firmware.flash."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ import click
 @click.option("--mount-root", "mount_roots", multiple=True, type=click.Path(path_type=Path),
               help="Extra folder to look for the board's USB drive in (repeatable; also "
                    "$TINYPRUNE_MOUNT_ROOTS).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=click.FloatRange(min=0, max=1e6, min_open=True), default=None,
               help="Seconds each flashing tool may run, and to wait for the board's drive after a copy "
                    "(default: $TINYPRUNE_FLASH_TIMEOUT, else 120).")
 def command(build_dir, method, board, mount_roots, timeout):
@@ -33,6 +34,6 @@ def command(build_dir, method, board, mount_roots, timeout):
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     if res.command:
-        click.echo(f"flashed {res.image} with {res.method}: {' '.join(res.command)}")
+        click.echo(f"flashed {res.image} with {res.method}: {shlex.join(res.command)}")
     else:
         click.echo(f"flashed {res.image} by copying it to {res.target} ({res.output})")
