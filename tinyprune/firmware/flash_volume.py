@@ -98,20 +98,26 @@ def read_only(vol: Path) -> bool:
     return not os.access(vol, os.W_OK)
 
 
-def _fail_state(vol: Path) -> tuple[str, int] | None:
-    """(text, mtime in ns) of FAIL.TXT on ``vol``, or None when there is none."""
-    p = vol / FAIL_FILE
+def _listing(vol: Path | None) -> set[str] | None:
+    """Names on ``vol``, or None when it is not there or not readable (a drive being removed)."""
+    if vol is None:
+        return None
     try:
-        return p.read_text(errors="replace").strip(), p.stat().st_mtime_ns
+        return set(os.listdir(vol))
     except OSError:
         return None
 
 
-def _non_empty(vol: Path) -> bool:
-    try:
-        return any(True for _ in vol.iterdir())
-    except OSError:
-        return False
+def _fail_state(vol: Path, names: set[str] | None) -> tuple[Path, str, int] | None:
+    """(path, text, mtime in ns) of FAIL.TXT on ``vol`` (any case), or None when there is none."""
+    for name in sorted(names or ()):
+        if name.upper() == FAIL_FILE:
+            p = vol / name
+            try:
+                return p, p.read_text(errors="replace").strip(), p.stat().st_mtime_ns
+            except OSError:
+                return None
+    return None
 
 
 def _write_error(e: OSError, label: str, vol: Path, name: str, size: int) -> ToolError:
@@ -154,7 +160,7 @@ def copy_image(image: Path, label: str, *, mount_roots=(), timeout: float, hint:
     if free is not None and free < len(data):
         raise ToolError(f"volume {label!r} at {vol} has no space for {image.name}: {free:,} B free, "
                         f"the image is {len(data):,} B", hint=NO_SPACE_HINT)
-    fail_before = _fail_state(vol)
+    fail_before = _fail_state(vol, _listing(vol))
     progress(f"copying {image.name} ({len(data):,} B) to {vol}, then waiting up to {timeout:g} s "
              "for the board to program it")
     try:
@@ -177,15 +183,16 @@ def _wait_for_probe(vol: Path, label: str, mount_roots, dest: Path, size: int, f
     gone = False
     while True:
         cur = vol if vol.is_dir() else find_volume(label, mount_roots)
-        if cur is None:
+        names = _listing(cur)
+        if names is None:
             gone = True
-        elif not gone or _non_empty(cur):   # a mount point that came back empty is still mounting
-            fail = _fail_state(cur)
+        elif names or not gone:   # a mount point that came back empty is still being mounted
+            fail = _fail_state(cur, names)
             if fail is not None and (gone or fail != fail_before):
-                text = fail[0][:FAIL_TEXT_MAX] or "(empty)"
-                raise ToolError(f"the board's probe did not program {dest.name}: {cur / FAIL_FILE} says: "
-                                f"{text}", hint=fail_hint)
-            if gone or not (cur / dest.name).exists():
+                text = fail[1][:FAIL_TEXT_MAX] or "(empty)"
+                raise ToolError(f"the board's probe did not program {dest.name}: {fail[0]} says: {text}",
+                                hint=fail_hint)
+            if gone or dest.name.upper() not in {n.upper() for n in names}:   # FAT: any case
                 return CopyOutcome(cur, dest, f"copied {size:,} B to {dest}; the board took it and "
                                               f"its drive came back without {FAIL_FILE}")
         if time.monotonic() >= deadline:
