@@ -4,8 +4,8 @@ Public API (lazy, so ``import tinyprune.firmware`` stays cheap)::
 
     build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines=None, opt="-O2")
         -> FirmwareResult            (tinyprune.firmware.build)
-    flash(build_dir, board=None, method="auto", *, mount_roots=()) -> FlashResult
-                                     (tinyprune.firmware.flash)
+    flash(build_dir, board=None, method="auto", *, mount_roots=(), timeout=None, progress=None)
+        -> FlashResult               (tinyprune.firmware.flash; drives: tinyprune.firmware.flash_volume)
     render_linker_script(board) -> str   (tinyprune.firmware.linker)
     Elf(path)                            (tinyprune.firmware.elf: sections, symbols, read(addr, n))
     ICOUNT_SHIFT                         QEMU ``-icount shift=`` the QEMU BSPs' counters assume
