@@ -12,6 +12,7 @@ tinyprune.convert.{onnx_utils,quiet}; never torch (the int8 side works without i
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import tempfile
@@ -79,8 +80,33 @@ def _candidates(x_shape, tf_shape) -> list[_Layout]:
     return out
 
 
-def _run_onnx2tf(src: Path, out_dir: Path, debug: bool, **options) -> str:
-    with quiet(debug) as captured:
+# onnx2tf checks its conversion of any model whose input is 4-D with 3 channels on sample images it
+# downloads from GitHub, unless a file of this name is in the working directory (onnx2tf 1.29
+# utils/common_functions.py: download_test_image_data). tinyprune writes one made of the user's own
+# calibration samples, so conversion never touches the network.
+ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+ONNX2TF_SAMPLE_SHAPE = (20, 128, 128, 3)
+
+
+def onnx2tf_sample_images(calib_nhwc: np.ndarray) -> np.ndarray | None:
+    """The 20x128x128x3 float32 images onnx2tf checks a 3-channel 4-D input on, from the calibration
+    samples (nearest-neighbour resized, repeated to 20; channels cycled to 3 when the input has others,
+    since onnx2tf tests the input's last dimension, which keeping an NCHW shape can make 3);
+    None when the input is not 4-D."""
+    if calib_nhwc.ndim != 4 or len(calib_nhwc) == 0:
+        return None
+    n, h, w, c = ONNX2TF_SAMPLE_SHAPE
+    x = calib_nhwc[np.arange(n) % len(calib_nhwc)][..., np.arange(c) % calib_nhwc.shape[-1]]
+    rows = (np.arange(h) * x.shape[1]) // h
+    cols = (np.arange(w) * x.shape[2]) // w
+    return np.ascontiguousarray(x[:, rows][:, :, cols], dtype=np.float32)
+
+
+def _run_onnx2tf(src: Path, out_dir: Path, debug: bool, calib_nhwc: np.ndarray, **options) -> str:
+    samples = onnx2tf_sample_images(calib_nhwc)
+    if samples is not None:
+        np.save(src.parent / ONNX2TF_SAMPLE_FILE, samples)
+    with quiet(debug) as captured, contextlib.chdir(src.parent):
         try:
             import onnx2tf
             onnx2tf.convert(input_onnx_file_path=str(src), output_folder_path=str(out_dir),
@@ -136,7 +162,7 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
                 break      # it would only give NCHW input, which needs a transpose as well
             src.write_bytes(model.SerializeToString())   # onnx2tf rewrites its input: always a fresh copy
             saved = work / f"saved_model_{k}"
-            log += _run_onnx2tf(src, saved, debug, **options)
+            log += _run_onnx2tf(src, saved, debug, calib_nhwc, **options)
             res = _check_layouts(tf, saved, x_check, ref, debug)
             best_err = min(best_err, res["best_err"])
             if res["layout"] is None:
