@@ -110,7 +110,8 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                 raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx", debug=debug)
                 onnx_model = onnx_utils.load_onnx(raw)
         onnx_utils.input_shape_of(onnx_model)
-        onnx_model = onnx_utils.sanitize_node_names(onnx_utils.fuse_hardswish(onnx_utils.simplify(onnx_model)))
+        onnx_model = onnx_utils.sanitize_node_names(onnx_utils.explicit_max_pool_padding(
+            onnx_utils.fuse_hardswish(onnx_utils.simplify(onnx_model))))
         onnx_ops = onnx_utils.check_supported_ops(onnx_model)
         onnx_path.write_bytes(onnx_model.SerializeToString())
         session = onnx_utils.ort_session(onnx_model)

@@ -214,3 +214,87 @@ def ort_run(session, x: np.ndarray, batch: int = 1) -> np.ndarray:
     name = session.get_inputs()[0].name
     outs = [session.run(None, {name: x[i:i + 1].astype(np.float32)})[0] for i in range(len(x))]
     return np.concatenate(outs, axis=0)
+
+
+_NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "HardSigmoid")
+
+
+def _non_negative(name: str, producers: dict, consts: dict) -> bool:
+    """True when tensor ``name`` can never be negative (made by ReLU, a sigmoid, a Clip with min >= 0,
+    or a max-pool of such a tensor)."""
+    from onnx import helper
+    for _ in range(64):
+        n = producers.get(name)
+        if n is None:
+            return False
+        if n.op_type in _NON_NEGATIVE_OPS:
+            return True
+        if n.op_type == "Clip":
+            lo = consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else None
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            lo = attrs.get("min") if lo is None else float(np.asarray(lo).reshape(-1)[0])
+            return lo is not None and lo >= 0
+        if n.op_type != "MaxPool":
+            return False
+        name = n.input[0]
+    return False
+
+
+def explicit_max_pool_padding(model):
+    """Rewrite every MaxPool that pads (``padding=p``) or rounds its output size up (``ceil_mode``) into
+    ``Pad(0) -> MaxPool(VALID)``. onnx2tf pads such a pool with -3.4e38, which becomes the int8 range of
+    the tensor before it (scale ~1e36): the whole int8 model collapses. Padding with 0 is exact when the
+    pool's input is never negative (it follows a ReLU in ResNet and ShuffleNet stems): every window holds
+    at least one real element, and none is below 0. A padded pool over an input that can be negative is
+    refused, naming the node."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute:
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    nodes, changed = [], False
+    for n in model.graph.node:
+        if n.op_type != "MaxPool":
+            nodes.append(n)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        ishape, oshape = shapes.get(n.input[0]), shapes.get(n.output[0])
+        k = list(attrs.get("kernel_shape", []))
+        pads = list(attrs.get("pads", [0] * 2 * len(k)))
+        if not (any(pads) or attrs.get("ceil_mode", 0)) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            nodes.append(n)
+            continue
+        if not ishape or not oshape or len(ishape) != 2 + len(k) or 0 in ishape or 0 in oshape:
+            raise UnsupportedModelError(f"max-pool node '{n.name}': padded/ceil-mode pooling needs static shapes")
+        strides = list(attrs.get("strides", [1] * len(k)))
+        dil = list(attrs.get("dilations", [1] * len(k)))
+        r = len(k)
+        begin, end = pads[:r], pads[r:]
+        for a in range(r):   # the padded length VALID pooling needs for the output size ONNX computed
+            need = (oshape[2 + a] - 1) * strides[a] + (k[a] - 1) * dil[a] + 1
+            end[a] += max(need - (ishape[2 + a] + begin[a] + end[a]), 0)
+        if not _non_negative(n.input[0], producers, consts):
+            raise UnsupportedModelError(
+                f"max-pool node '{n.name}' pads its input ({'ceil_mode' if attrs.get('ceil_mode') else f'pads {pads}'})"
+                " and its input can be negative: int8 has no -infinity to pad with, and padding with the"
+                " tensor's minimum would change its quantisation range",
+                hint="put the ReLU before the pool (conv -> ReLU -> MaxPool, as ResNet does), or use padding=0")
+        padded = f"{n.output[0]}__padded"
+        pads_name = f"{n.name}__pads"
+        model.graph.initializer.append(numpy_helper.from_array(
+            np.array([0, 0] + begin + [0, 0] + end, dtype=np.int64), pads_name))
+        nodes.append(helper.make_node("Pad", [n.input[0], pads_name], [padded], name=f"{n.name}_pad", mode="constant"))
+        keep = {a: v for a, v in attrs.items() if a not in ("pads", "ceil_mode", "auto_pad")}
+        nodes.append(helper.make_node("MaxPool", [padded], list(n.output), name=n.name, **keep))
+        changed = True
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return model

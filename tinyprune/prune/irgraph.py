@@ -246,10 +246,15 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
                 kh, kw = _pair(m.kernel_size)
                 st = _pair(m.stride if m.stride is not None else m.kernel_size)
-                if any(_pair(m.padding)):
-                    raise UnsupportedModelError(f"layer {node.target!r}: padded pooling is not supported by the int8 path")
                 kind = "MAX_POOL_2D" if isinstance(m, nn.MaxPool2d) else "AVERAGE_POOL_2D"
-                op = ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)],
+                x = b.src(args[0])
+                if any(_pair(m.padding)) or m.ceil_mode:
+                    if kind != "MAX_POOL_2D" or _pair(m.dilation) != (1, 1) or not _non_negative(args[0], modules):
+                        raise UnsupportedModelError(
+                            f"layer {node.target!r}: padded or ceil-mode pooling is supported for max-pool after a "
+                            "ReLU (or sigmoid) only", hint="put the ReLU before the pool, or use padding=0")
+                    x = _explicit_pool_pad(b, node, x, meta_shape(args[0]), oshape, (kh, kw), st, _pair(m.padding))
+                op = ir.Op(kind, [x], [b.act(node.name, oshape)],
                            {"stride_h": st[0], "stride_w": st[1], "filter_h": kh, "filter_w": kw,
                             "padding": "VALID", "fused_activation": "NONE"}, node.target)
                 b.ops.append(op)
@@ -348,6 +353,42 @@ def _padding_kind(m: nn.Conv2d, ih, iw, oh, ow):
             and same_split(iw, kw, sw, dw) == (pw, pw)):
         return "SAME", None
     return "VALID", (ph, pw)
+
+
+def _non_negative(node, modules) -> bool:
+    """The fx node's value can never be negative (a ReLU, ReLU6, sigmoid or hard-sigmoid output, or a
+    max-pool of one): padding it with 0 for a max-pool is exact."""
+    for _ in range(64):
+        if node.op == "call_module":
+            m = modules[node.target]
+            if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid)):
+                return True
+            if not isinstance(m, nn.MaxPool2d):
+                return False
+        elif node.op in ("call_function", "call_method"):
+            if not (node.target in _RELU_FUNCS or node.target in ("relu", "relu_", "sigmoid")
+                    or node.target in (torch.sigmoid, F.sigmoid, F.relu6, F.hardsigmoid)):
+                return False
+            return True
+        else:
+            return False
+        node = node.args[0]
+    return False
+
+
+def _explicit_pool_pad(b: _Builder, node, x, ishape, oshape, k, st, pads) -> str:
+    """PAD (with 0) in front of a VALID max-pool, as the convert stage rewrites a padded or ceil-mode
+    max-pool (convert/onnx_utils.explicit_max_pool_padding): the end pads grow to what the output
+    size needs."""
+    ih, iw = ishape[2], ishape[3]
+    end = [max((oshape[2 + a] - 1) * st[a] + k[a] - ((ih, iw)[a] + pads[a]), pads[a]) for a in (0, 1)]
+    pt = f"{node.target}_pad"
+    pc = b.const(f"{node.target}.paddings", (4, 2), "int32")
+    b.tensors[pt] = ir.Tensor(pt, (1, ih + pads[0] + end[0], iw + pads[1] + end[1], ishape[1]), "int8",
+                              ir.Quant([1.0], [0]))
+    b.ops.append(ir.Op("PAD", [x, pc], [pt], {"paddings": [[0, 0], [pads[0], end[0]], [pads[1], end[1]], [0, 0]]},
+                       node.target))
+    return pt
 
 
 def _mean(b: _Builder, node, arg, oshape):
