@@ -8,6 +8,8 @@ compiler, ``-std=c99 -Wall -Wextra -Werror -O2``, and once more with
 output element with TFLite Micro (the ``tflite-micro`` package). On a mismatch it rebuilds with
 NAME_DEBUG_DUMP, dumps every layer's output for the first failing sample, runs TFLM with
 kPreserveAllTensors and names the first layer that differs (positions and values).
+Data files are read and checked (an .npz of finite numbers, not empty) by tinyprune.data, the one
+data loader (cheap to import: numpy only).
 
 ``inputs``: int8 array [N, *input0 shape] (the model's int8 input layout, NHWC), or a list with
 one such array per model input. ``load_inputs(data, model)`` reads an .npz (key ``x``, or ``x0``,
@@ -15,9 +17,7 @@ one such array per model input. ``load_inputs(data, model)`` reads an .npz (key 
 scale/zero point; float NCHW from the convert stage is transposed to NHWC when the shape says so)
 or makes N seeded random ones.
 
-Data files are read and checked (finite numbers, not empty) by tinyprune.data, the one data loader.
-
-This module may import tinyprune.codegen (reader), tinyprune.data, tinyprune._fs and tinyprune.errors.
+This module may import tinyprune.codegen (reader), tinyprune._fs and tinyprune.errors.
 """
 from __future__ import annotations
 
