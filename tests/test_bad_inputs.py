@@ -288,10 +288,13 @@ def test_convert_leaves_nothing_in_the_temp_folder(tmp_path):
     (tmp / "mine.txt").write_text("not ours")
     env = {k: v for k, v in __import__("os").environ.items() if k != "TINYPRUNE_DEBUG"}
     env.update(TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
+    cwd = tmp_path / "cwd"      # and nothing in the working directory either (onnx2tf's default folders)
+    cwd.mkdir()
     r = subprocess.run([sys.executable, "-c", LEFTOVERS, str(tmp), str(tmp_path)], env=env, capture_output=True,
-                       text=True, timeout=600)
+                       text=True, timeout=600, cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [eval(ln) for ln in r.stdout.splitlines() if ln.startswith("(")]  # noqa: S307 - our own repr
     assert lines == [([], str(tmp), str(tmp))], r.stdout          # nothing new, tempfile and TMPDIR restored
     assert sorted(p.name for p in tmp.iterdir()) == ["mine.txt"]
+    assert list(cwd.iterdir()) == []
     assert (tmp_path / "out" / "model_int8.tflite").is_file()

@@ -123,7 +123,7 @@ def load_weights(model, weights: str | os.PathLike) -> None:
         raise UserInputError(f"{p} does not match the model: {problem}",
                              hint="the checkpoint must come from the same architecture (same factory and arguments)")
     for k, v in state.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise UserInputError(f"{p}: weight {k!r} has {int((~torch.isfinite(v)).sum())} NaN or infinite "
                                  "value(s)", hint="the training diverged; use a checkpoint from before that")
     try:
@@ -173,7 +173,8 @@ def _state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
         keys = list(keys)
         return ", ".join(keys[:show]) + (f" and {len(keys) - show} more" if len(keys) > show else "")
 
-    bad_type = [k for k, v in got.items() if not isinstance(v, torch.Tensor)]
+    bad_type = [k for k, v in got.items() if not isinstance(v, torch.Tensor)
+                and (k not in want or isinstance(want[k], torch.Tensor))]   # (extra state may be anything)
     if bad_type:
         return f"{len(bad_type)} entr(ies) are not tensors: {names(bad_type)}"
     missing = [k for k in want if k not in got]
@@ -187,7 +188,8 @@ def _state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
         parts.append("(the file's keys start with 'module.': saved from a DataParallel wrapper; save "
                      "model.module.state_dict())")
     shapes = [f"{k} is {tuple(got[k].shape)} in the file, {tuple(v.shape)} in the model"
-              for k, v in want.items() if k in got and tuple(got[k].shape) != tuple(v.shape)]
+              for k, v in want.items() if k in got and isinstance(v, torch.Tensor)
+              and tuple(got[k].shape) != tuple(v.shape)]
     if shapes:
         parts.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:show]))
     return "; ".join(parts)
