@@ -164,7 +164,7 @@ def test_missing_y_key(tmp_path, capfd):
     np.savez(d, x=np.zeros((10, 1, 16, 16), np.float32), labels=np.zeros(10, np.int64))
     out = tmp_path / "out"
     code, err = run(["example", "--data", d, "-o", out], capfd)
-    assert_clean_failure(code, err, out, "has no array 'y' (it has: labels, x)", "numpy.savez")
+    assert_clean_failure(code, err, out, "has no array 'y' (it has: 'labels', 'x'; expected: 'x' and 'y'", "numpy.savez")
 
 
 def test_missing_x_key(tmp_path, capfd):
@@ -172,7 +172,7 @@ def test_missing_x_key(tmp_path, capfd):
     np.savez(d, images=np.zeros((10, 1, 16, 16), np.float32), y=np.zeros(10, np.int64))
     out = tmp_path / "out"
     code, err = run(["example", "--data", d, "-o", out], capfd)
-    assert_clean_failure(code, err, out, "has no array 'x'")
+    assert_clean_failure(code, err, out, "has no array 'x' (it has: 'images', 'y'")
 
 
 def test_data_shape_does_not_fit_model(tmp_path, capfd):
@@ -188,7 +188,7 @@ def test_data_not_an_npz(tmp_path, capfd):
     d.write_bytes(b"this is not a zip file at all")
     out = tmp_path / "out"
     code, err = run(["example", "--data", d, "-o", out], capfd)
-    assert_clean_failure(code, err, out, "not a readable .npz file")
+    assert_clean_failure(code, err, out, "d.npz is not an .npz file (not a zip archive")
 
 
 def test_debug_shows_traceback(tmp_path, capfd):

@@ -69,14 +69,33 @@ def test_npz_with_and_without_test_split(tmp_path):
     assert ds3.x_train.dtype == np.float32 and ds3.x_train.shape[1:] == (3, 20)
 
 
+X4 = np.zeros((4, 1, 8, 8), np.float32)
+X_NAN = X4.copy()
+X_NAN[2, 0, 3, 3] = np.nan
+X_INF = X4.copy()
+X_INF[1, 0, 0, 0] = -np.inf
+
+
 @pytest.mark.parametrize("arrays, message", [
-    ({"x": np.zeros((4, 1, 8, 8))}, "has no array 'y' (it has: x)"),
-    ({"y": np.zeros(4)}, "has no array 'x'"),
+    ({"x": np.zeros((4, 1, 8, 8))}, "has no array 'y' (it has: 'x'; expected: 'x' and 'y'"),
+    ({"y": np.zeros(4)}, "has no array 'x' (it has: 'y'; expected"),
+    ({"a": X4, "b": np.zeros(4)}, "has no array 'x' (it has: 'a', 'b'; expected: 'x' and 'y'"),
+    ({"x": X4, "x_train": X4, "y": np.zeros(4)}, "has both 'x' and 'x_train'"),
     ({"x": np.zeros((4, 1, 8, 8)), "y": np.zeros(5)}, "'y' has shape (5,); expected (4,)"),
     ({"x": np.zeros((4, 8, 8, 1)), "y": np.zeros(4)}, "samples of shape (8, 8, 1) but the model expects (1, 8, 8)"),
     ({"x": np.zeros((4, 64)), "y": np.zeros(4)}, "expected (N, C, H, W) or (N, C, L)"),
-    ({"x": np.zeros((4, 1, 8, 8)), "y": np.full(4, 0.5)}, "expected integer class labels"),
+    ({"x": np.zeros((4, 1, 8, 8)), "y": np.full(4, 0.5)}, "'y' has non-integer labels (e.g. 0.5)"),
     ({"x": np.zeros((4, 1, 8, 8)), "y": np.zeros(4), "x_test": np.zeros((2, 1, 8, 8))}, "only one of"),
+    ({"x": X_NAN, "y": np.zeros(4)}, "'x' has 1 NaN and 0 infinite value(s) (first in sample 2)"),
+    ({"x": X_INF, "y": np.zeros(4)}, "'x' has 0 NaN and 1 infinite value(s) (first in sample 1)"),
+    ({"x": X4, "y": np.zeros(4), "x_test": X_NAN, "y_test": np.zeros(4)}, "'x_test' has 1 NaN"),
+    ({"x": np.full((4, 1, 8, 8), 1e300), "y": np.zeros(4)}, "'x' has values beyond float32's range"),
+    ({"x": X4, "y": np.array([0, 1, np.nan, 2])}, "'y' has 1 NaN or infinite label(s)"),
+    ({"x": X4, "y": np.array([0, -1, 2, 3])}, "'y' has negative labels (min -1)"),
+    ({"x": X4, "y": np.array(["cat", "dog", "cat", "dog"])}, "'y' has dtype <U3; expected integer class labels"),
+    ({"x": np.full((4, 1, 8, 8), "a"), "y": np.zeros(4)}, "'x' has dtype <U1; expected numbers"),
+    ({"x": X4.astype(bool), "y": np.zeros(4)}, "'x' has dtype bool; expected numbers"),
+    ({"x": np.zeros((0, 1, 8, 8)), "y": np.zeros(0)}, "'x' is empty (shape (0, 1, 8, 8))"),
 ])
 def test_npz_errors(tmp_path, arrays, message):
     p = tmp_path / "bad.npz"
@@ -90,12 +109,59 @@ def test_npz_errors(tmp_path, arrays, message):
 def test_not_an_npz_and_missing_file(tmp_path):
     p = tmp_path / "x.npz"
     p.write_bytes(b"\x00" * 100)
-    with pytest.raises(UserInputError, match="not a readable .npz file"):
+    with pytest.raises(UserInputError, match=r"x.npz is not an .npz file \(not a zip archive"):
         load_dataset(p)
+    p.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(UserInputError, match=r"x.npz is not an .npz file"):
+        load_dataset(p)
+    np.save(tmp_path / "a.npy", X4)
+    with pytest.raises(UserInputError, match=r"a.npy is a single .npy array, not an .npz archive"):
+        load_dataset(tmp_path / "a.npy")
+    with pytest.raises(UserInputError, match="is a directory, not an .npz file"):
+        load_dataset(tmp_path)
     with pytest.raises(UserInputError, match="data file not found"):
         load_dataset(tmp_path / "nope.npz")
     with pytest.raises(UserInputError, match=r"not \(1, C, H, W\) or \(1, C, L\)"):
         load_dataset("digits", (2, 1, 8, 8))
+
+
+def test_object_array_is_refused_by_name(tmp_path):
+    p = tmp_path / "obj.npz"
+    np.savez(p, x=np.array([[1.0], "two"], dtype=object), y=np.zeros(2))
+    with pytest.raises(UserInputError, match=r"obj.npz: array 'x' holds Python objects \(dtype object\)"):
+        load_dataset(p)
+
+
+def test_corrupt_member_is_a_data_error(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez_compressed(p, x=np.random.default_rng(0).random((50, 1, 8, 8)), y=np.zeros(50, np.int64))
+    raw = bytearray(p.read_bytes())
+    raw[200:260] = bytes(60)          # inside x's compressed stream; the zip directory stays intact
+    p.write_bytes(bytes(raw))
+    with pytest.raises(UserInputError, match=r"d.npz is not a readable .npz file \("):
+        load_dataset(p, (1, 1, 8, 8))
+
+
+def test_x_train_y_train_are_accepted_for_x_y(tmp_path):
+    """`tinyprune prune --help` documented x_train/y_train; both spellings load the same data."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 1, 8, 8), dtype=np.float32), np.arange(20) % 3
+    np.savez(tmp_path / "a.npz", x=x, y=y)
+    np.savez(tmp_path / "b.npz", x_train=x, y_train=y)
+    a, b = load_dataset(tmp_path / "a.npz", (1, 1, 8, 8)), load_dataset(tmp_path / "b.npz", (1, 1, 8, 8))
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.y_test, b.y_test) and a.classes == b.classes == 3
+
+
+def test_prune_api_arrays_get_the_same_checks():
+    from tinyprune.prune.train import as_data
+
+    y = np.zeros(4, np.int64)
+    with pytest.raises(UserInputError, match=r"'x_train' has 1 NaN"):
+        as_data((X_NAN, y, X4, y), (1, 1, 8, 8))
+    with pytest.raises(UserInputError, match=r"'y_test' has negative labels"):
+        as_data((X4, y, X4, y - 1), (1, 1, 8, 8))
+    d = as_data((X4.astype(np.float64), y.astype(np.int32), X4, y), (1, 1, 8, 8))
+    assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64
 
 
 def test_example_model_accuracy_and_size():

@@ -23,8 +23,8 @@ X = torch.zeros(1, 1, 8, 8)
 
 @pytest.fixture(scope="session")
 def data():
-    from tinyprune.prune.train import load_data
-    return load_data("digits", (1, 1, 8, 8))
+    from tinyprune.prune.train import as_data
+    return as_data("digits", (1, 1, 8, 8))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ compiler, ``-std=c99 -Wall -Wextra -Werror -O2``, and once more with
 output element with TFLite Micro (the ``tflite-micro`` package). On a mismatch it rebuilds with
 NAME_DEBUG_DUMP, dumps every layer's output for the first failing sample, runs TFLM with
 kPreserveAllTensors and names the first layer that differs (positions and values).
+Data files are read and checked (an .npz of finite numbers, not empty) by tinyprune.data, the one
+data loader (cheap to import: numpy only).
 
 ``inputs``: int8 array [N, *input0 shape] (the model's int8 input layout, NHWC), or a list with
 one such array per model input. ``load_inputs(data, model)`` reads an .npz (key ``x``, or ``x0``,
@@ -15,7 +17,7 @@ one such array per model input. ``load_inputs(data, model)`` reads an .npz (key 
 scale/zero point; float NCHW from the convert stage is transposed to NHWC when the shape says so)
 or makes N seeded random ones.
 
-This module may import tinyprune.codegen (reader), tinyprune._fs, tinyprune._int8, tinyprune.tflm and
+This module may import tinyprune.codegen (reader), tinyprune._fs, tinyprune._int8, tinyprune.tflm, tinyprune.data and
 tinyprune.errors.
 """
 from __future__ import annotations
@@ -75,21 +77,21 @@ def load_inputs(model: TfliteModel, data: str | os.PathLike | None = None, rando
         rng = np.random.default_rng(seed)
         return [rng.integers(-128, 128, size=(n,) + s[1:] if s and s[0] == 1 else (n,) + s, dtype=np.int8)
                 for s in shapes]
-    try:
-        z = np.load(data)
-    except (OSError, ValueError) as e:
-        raise UserInputError(f"cannot read --data {data}: {e}") from None
-    if not hasattr(z, "files"):
-        raise UserInputError(f"--data {data} is not an .npz archive (np.savez(path, x=...))")
+    from tinyprune.data import check_values, read_npz
+
+    z = read_npz(data)
     if len(g.inputs) > 1:
         keys = [f"x{k}" for k in range(len(g.inputs))]
         if not all(k in z for k in keys):
             raise UserInputError(f"--data {data}: a model with {len(g.inputs)} inputs needs arrays "
-                                 f"{', '.join(keys)} (one per input, same number of samples)")
+                                 f"{', '.join(keys)} (one per input, same number of samples); it has "
+                                 f"{', '.join(sorted(z)) or 'no arrays'}")
     else:
-        keys = ([k for k in ("x", "x0", "inputs", "x_test") if k in z] or list(z.keys()))[:1]
+        keys = ([k for k in ("x", "x0", "inputs", "x_test") if k in z] or list(z))[:1]
         if not keys:
             raise UserInputError(f"--data {data} holds no arrays (expected key 'x')")
+    for key in keys:
+        check_values(z[key], key, Path(data))
     out = []
     for k, key in enumerate(keys):
         out.append(_prepare_input(np.asarray(z[key]), g.tensors[g.inputs[k]], data))

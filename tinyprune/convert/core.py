@@ -1,12 +1,16 @@
 """The conversion stage: model (PyTorch factory, .onnx, or the example) -> model.onnx,
-model_int8.tflite and convert.json in OUT, written atomically.
+model_int8.tflite and convert.json in OUT, written atomically. Everything the conversion writes
+elsewhere (TensorFlow autograph's ``__autograph_generated_file*.py``, the ONNX export, onnx2tf's
+saved_model folders) goes into one private temporary folder that is removed when it ends.
 
 May import every tinyprune.convert module, tinyprune.data, tinyprune.example, tinyprune.errors and
 tinyprune._fs; no later stage (prune/codegen/...) may be imported from here.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -46,6 +50,25 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+@contextlib.contextmanager
+def private_tempdir(prefix: str = "tinyprune-convert-"):
+    """Point ``tempfile`` (and TMPDIR, for child processes) at a fresh folder while the block runs,
+    then delete it and restore both. TensorFlow's autograph writes ``__autograph_generated_file*.py``
+    into ``tempfile.gettempdir()`` and would remove them only when the interpreter exits."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    saved_dir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = work
+    try:
+        yield Path(work)
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input_shape=None,
@@ -94,7 +117,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         ds = load_dataset(data if data is not None else "digits", shape)
     data_name = ds.name or str(data)
 
-    with atomic_output_dir(out_dir) as tmp:
+    with private_tempdir(), atomic_output_dir(out_dir) as tmp:
         onnx_path = tmp / ONNX_NAME
         if module is not None:
             import torch

@@ -9,7 +9,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import zipfile
 from pathlib import Path
 
 from tinyprune.errors import UserInputError
@@ -47,6 +46,9 @@ def load_torch_model(spec: str, weights: str | os.PathLike | None = None):
 
 
 def _resolve_factory(spec: str):
+    if ":" not in spec and spec.lower().endswith((".pt", ".pth", ".ckpt")):
+        raise UserInputError(f"model {spec!r} is a weights file; tinyprune needs the model's code to rebuild it",
+                             hint=f"pass the factory and the weights: path/to/model.py:make_model --weights {spec}")
     if ":" not in spec:
         raise UserInputError(f"model {spec!r} is not a known form",
                              hint="use `example`, a .onnx file, `path/to/file.py:factory` or `pkg.module:factory`")
@@ -92,35 +94,105 @@ def _resolve_factory(spec: str):
     return factory
 
 
-def load_weights(model, weights: str | os.PathLike) -> None:
-    """Load a state_dict (or a dict holding one under 'state_dict'/'model') into ``model``."""
-    import pickle
+WEIGHTS_HINT = "save the weights with torch.save(model.state_dict(), path)"
+ZIP_MAGIC, PICKLE_PROTO = b"PK\x03\x04", 0x80   # torch.save: a zip archive; before PyTorch 1.6: a pickle
 
+
+def load_weights(model, weights: str | os.PathLike) -> None:
+    """Load a state_dict (or a dict holding one under 'state_dict'/'model') into ``model``.
+
+    Every problem is a UserInputError (exit code 2) naming the file: not a checkpoint (random bytes,
+    truncated), a pickled whole model instead of a state_dict, keys or shapes that do not match the
+    model (the first few are named), NaN/inf weights."""
     import torch
 
     p = Path(weights)
     if not p.is_file():
-        raise UserInputError(f"weights file not found: {p}")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserInputError(f"{p} is not a readable PyTorch checkpoint (corrupt or truncated?): {first[:200]}",
-                             hint="save the weights with torch.save(model.state_dict(), path)") from None
+        raise UserInputError(f"weights file not found: {p}" if not p.exists() else f"weights {p} is a directory",
+                             hint=WEIGHTS_HINT)
+    state = _read_checkpoint(p)
     if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
     if not isinstance(state, dict):
-        raise UserInputError(f"{p} holds a {type(state).__name__}, not a state_dict",
-                             hint="save the weights with torch.save(model.state_dict(), path)")
+        raise UserInputError(f"{p} holds a {type(state).__name__}, not a state_dict", hint=WEIGHTS_HINT)
+    problem = _state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise UserInputError(f"{p} does not match the model: {problem}",
+                             hint="the checkpoint must come from the same architecture (same factory and arguments)")
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserInputError(f"{p}: weight {k!r} has {int((~torch.isfinite(v)).sum())} NaN or infinite "
+                                 "value(s)", hint="the training diverged; use a checkpoint from before that")
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
+    except RuntimeError as e:   # what _state_dict_mismatch does not foresee (e.g. a custom _load_from_state_dict)
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise UserInputError(f"{p} does not match the model: {' '.join(lines[1:3])[:300]}",
                              hint="the checkpoint must come from the same architecture") from None
+
+
+def _read_checkpoint(p: Path):
+    import pickle
+    import warnings
+
+    import torch
+
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise UserInputError(f"{p} is empty, not a PyTorch checkpoint", hint=WEIGHTS_HINT)
+    if head != ZIP_MAGIC and head[0] != PICKLE_PROTO:
+        raise UserInputError(f"{p} is not a PyTorch checkpoint (torch.save writes a zip archive; this file starts "
+                             f"with bytes {head.hex(' ')})", hint=WEIGHTS_HINT)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        glob = next((ln.split("GLOBAL", 1)[1].split()[0] for ln in str(e).splitlines() if "GLOBAL " in ln), None)
+        if glob:
+            raise UserInputError(f"{p} holds pickled Python objects ({glob}), not a state_dict of tensors "
+                                 "(a whole model saved with torch.save(model)?)",
+                                 hint="tinyprune loads only tensors; " + WEIGHTS_HINT) from None
+        raise UserInputError(f"{p} is not a readable PyTorch checkpoint (corrupt or truncated?)",
+                             hint=WEIGHTS_HINT) from None
+    except Exception as e:  # noqa: BLE001 - a damaged file makes torch.load raise almost anything
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise UserInputError(f"{p} is not a readable PyTorch checkpoint (corrupt or truncated?): "
+                             f"{type(e).__name__}{': ' + first if first else ''}", hint=WEIGHTS_HINT) from None
+
+
+def _state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
+    """'' when ``got`` fits ``want`` key for key and shape for shape, else what differs (first keys)."""
+    import torch
+
+    def names(keys):
+        keys = list(keys)
+        return ", ".join(keys[:show]) + (f" and {len(keys) - show} more" if len(keys) > show else "")
+
+    bad_type = [k for k, v in got.items() if not isinstance(v, torch.Tensor)
+                and (k not in want or isinstance(want[k], torch.Tensor))]   # (extra state may be anything)
+    if bad_type:
+        return f"{len(bad_type)} entr(ies) are not tensors: {names(bad_type)}"
+    missing = [k for k in want if k not in got]
+    unexpected = [k for k in got if k not in want]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {names(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {names(unexpected)}")
+    if missing and unexpected and all(k.startswith("module.") for k in unexpected):
+        parts.append("(the file's keys start with 'module.': saved from a DataParallel wrapper; save "
+                     "model.module.state_dict())")
+    shapes = [f"{k} is {tuple(got[k].shape)} in the file, {tuple(v.shape)} in the model"
+              for k, v in want.items() if k in got and isinstance(v, torch.Tensor)
+              and tuple(got[k].shape) != tuple(v.shape)]
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:show]))
+    return "; ".join(parts)
 
 
 def torch_input_shape(model, spec: str, input_shape=None) -> tuple[int, ...]:

@@ -4,6 +4,10 @@ Layout (see docs/data.md): ``x`` is float32 in the model's PyTorch layout, (N, C
 2-D models or (N, C, L) for 1-D models; ``y`` is (N,) integer class labels. Nothing is downloaded:
 ``digits`` is scikit-learn's bundled copy of the UCI handwritten digits (1797 8x8 images).
 
+This is the one data loader: convert, prune, validate and codegen --check all read data through it
+(``load_dataset``; ``read_npz`` + ``check_values`` for codegen's int8/float inputs; ``from_arrays``
+for in-memory arrays), so a bad file is refused the same way, at load, by every stage (exit code 2).
+
 This module may import only tinyprune.errors (no torch, no TensorFlow: it is cheap to import).
 """
 from __future__ import annotations
@@ -111,29 +115,25 @@ def _resize_bilinear(images: np.ndarray, h: int, w: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+NPZ_HINT = ("save the data with numpy.savez(path, x=x, y=y): x float32 in the model's PyTorch layout "
+            "(N, C, H, W) or (N, C, L), y integer labels (N,); see docs/data.md")
+# Accepted names: the documented ones first, then the aliases `tinyprune prune` used to document.
+TRAIN_KEYS = {"x": ("x", "x_train"), "y": ("y", "y_train")}
+
+
 def load_npz(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = None,
              test_fraction: float = 0.25, seed: int = 0) -> Dataset:
-    """Load ``x``/``y`` (and optional ``x_test``/``y_test``) from an .npz file.
+    """Load ``x``/``y`` (or ``x_train``/``y_train``) and optional ``x_test``/``y_test`` from an .npz file.
 
     Without ``x_test``, a seeded split keeps ``test_fraction`` of the samples for evaluation.
+    Every array is checked (UserInputError, exit code 2, naming the file, the array and the problem):
+    numeric dtype, finite values, at least one sample, matching lengths, integer labels >= 0.
     """
     p = Path(path)
-    if not p.exists():
-        raise UserInputError(f"data file not found: {p}",
-                             hint="pass --data digits or an .npz file with arrays x (N, C, H, W) and y (N,)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise UserInputError(f"{p} is not a readable .npz file ({type(e).__name__}: {e})",
-                             hint="save the data with numpy.savez(path, x=x, y=y)") from None
-    for key in ("x", "y"):
-        if key not in arrays:
-            raise UserInputError(f"{p} has no array '{key}' (it has: {', '.join(sorted(arrays)) or 'nothing'})",
-                                 hint="save the data with numpy.savez(path, x=x, y=y): x float32 in the model's "
-                                      "PyTorch layout (N, C, H, W) or (N, C, L), y integer labels (N,)")
-    x = _check_x(arrays["x"], "x", p, sample_shape)
-    y = _check_y(arrays["y"], "y", p, len(x))
+    arrays = read_npz(p)
+    x_key, y_key = (_pick_key(arrays, p, k) for k in ("x", "y"))
+    x = _check_x(arrays[x_key], x_key, p, sample_shape)
+    y = _check_y(arrays[y_key], y_key, p, len(x))
     if "x_test" in arrays or "y_test" in arrays:
         if not ("x_test" in arrays and "y_test" in arrays):
             raise UserInputError(f"{p} has only one of 'x_test'/'y_test'", hint="provide both or neither")
@@ -151,9 +151,86 @@ def load_npz(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = Non
     return Dataset(x_tr, y_tr, x_te, y_te, classes=classes, name=p.name)
 
 
+def from_arrays(x_train, y_train, x_test, y_test, sample_shape: tuple[int, ...] | None = None,
+                name: str = "arrays") -> Dataset:
+    """A Dataset from in-memory arrays (the Python API's data), with the same checks as an .npz."""
+    where = Path(name)
+    x_tr = _check_x(np.asarray(x_train), "x_train", where, sample_shape)
+    y_tr = _check_y(np.asarray(y_train), "y_train", where, len(x_tr))
+    x_te = _check_x(np.asarray(x_test), "x_test", where, sample_shape or x_tr.shape[1:])
+    y_te = _check_y(np.asarray(y_test), "y_test", where, len(x_te))
+    classes = int(max(y_tr.max(initial=0), y_te.max(initial=0))) + 1
+    return Dataset(x_tr, y_tr, x_te, y_te, classes=classes, name=name)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, or UserInputError naming the file and what is wrong with it
+    (missing, not a zip archive, a single .npy, pickled objects, a corrupt member)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserInputError(f"data file not found: {p}", hint="pass --data digits or an .npz file; " + NPZ_HINT)
+    if not p.is_file():
+        raise UserInputError(f"data file {p} is a directory, not an .npz file", hint=NPZ_HINT)
+    with open(p, "rb") as f:
+        head = f.read(6)
+    if head == b"\x93NUMPY":
+        raise UserInputError(f"{p} is a single .npy array, not an .npz archive of named arrays", hint=NPZ_HINT)
+    if not zipfile.is_zipfile(p):
+        raise UserInputError(f"{p} is not an .npz file (not a zip archive of arrays; corrupt, truncated or "
+                             "another format?)", hint=NPZ_HINT)
+    arrays = {}
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            for key in z.files:
+                try:
+                    arrays[key] = z[key]
+                except ValueError as e:
+                    if "pickle" not in str(e):
+                        raise
+                    raise UserInputError(f"{p}: array '{key}' holds Python objects (dtype object), not numbers",
+                                         hint="store numeric arrays, e.g. np.asarray(x, dtype=np.float32)"
+                                         ) from None
+    except UserInputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile/zlib/numpy raise many kinds for a damaged archive
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserInputError(f"{p} is not a readable .npz file ({type(e).__name__}: {first})",
+                             hint=NPZ_HINT) from None
+    return arrays
+
+
+def _pick_key(arrays: dict, p: Path, role: str) -> str:
+    names = [k for k in TRAIN_KEYS[role] if k in arrays]
+    if len(names) > 1:
+        raise UserInputError(f"{p} has both '{names[0]}' and '{names[1]}'; they mean the same array",
+                             hint=f"keep one of them ('{role}' is the documented name)")
+    if not names:
+        found = ", ".join(f"'{k}'" for k in sorted(arrays)) or "no arrays"
+        raise UserInputError(f"{p} has no array '{role}' (it has: {found}; expected: 'x' and 'y', optionally "
+                             "'x_test' and 'y_test'; 'x_train'/'y_train' are accepted for 'x'/'y')",
+                             hint=NPZ_HINT)
+    return names[0]
+
+
+def check_values(a: np.ndarray, key: str, p: Path) -> None:
+    """UserInputError unless ``a`` holds at least one number and every one of them is finite."""
+    if a.dtype.kind not in "fiu":
+        raise UserInputError(f"{p}: '{key}' has dtype {a.dtype}; expected numbers (float32 inputs)",
+                             hint="store numeric arrays, e.g. np.asarray(x, dtype=np.float32)")
+    if a.size == 0:
+        raise UserInputError(f"{p}: '{key}' is empty (shape {a.shape})", hint="store at least one sample")
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        if bad.any():
+            n_nan = int(np.isnan(a).sum())
+            first = int(np.argmax(bad.reshape(len(a), -1).any(axis=1))) if a.ndim else 0
+            raise UserInputError(f"{p}: '{key}' has {n_nan} NaN and {int(bad.sum()) - n_nan} infinite value(s) "
+                                 f"(first in sample {first}); every input must be a finite number",
+                                 hint="clean the data before saving it (drop those samples or replace the values)")
+
+
 def _check_x(x: np.ndarray, key: str, p: Path, sample_shape) -> np.ndarray:
-    if x.dtype.kind not in "fiu":
-        raise UserInputError(f"{p}: '{key}' has dtype {x.dtype}; expected float32 numbers")
+    check_values(x, key, p)
     if x.ndim not in (3, 4):
         raise UserInputError(f"{p}: '{key}' has shape {x.shape}; expected (N, C, H, W) or (N, C, L)",
                              hint="x must be in the model's PyTorch layout, one sample per row")
@@ -162,17 +239,29 @@ def _check_x(x: np.ndarray, key: str, p: Path, sample_shape) -> np.ndarray:
             f"{p}: '{key}' has samples of shape {tuple(x.shape[1:])} but the model expects {tuple(sample_shape)} "
             f"(x shape {x.shape}, expected (N, {', '.join(map(str, sample_shape))}))",
             hint="store x in the model's PyTorch layout (channels first), or pass the right --input-shape")
-    if len(x) == 0:
-        raise UserInputError(f"{p}: '{key}' is empty")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype != np.float32 and not np.isfinite(out).all():
+        raise UserInputError(f"{p}: '{key}' has values beyond float32's range (+-3.4e38)",
+                             hint="scale the inputs the way the model was trained")
+    return out
 
 
 def _check_y(y: np.ndarray, key: str, p: Path, n: int) -> np.ndarray:
     if y.ndim != 1 or len(y) != n:
-        raise UserInputError(f"{p}: '{key}' has shape {y.shape}; expected ({n},), one label per sample")
-    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
-        raise UserInputError(f"{p}: '{key}' has dtype {y.dtype}; expected integer class labels")
-    y = y.astype(np.int64)
+        raise UserInputError(f"{p}: '{key}' has shape {y.shape}; expected ({n},), one label per sample "
+                             f"(x has {n} samples)")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise UserInputError(f"{p}: '{key}' has {int((~np.isfinite(y)).sum())} NaN or infinite label(s); "
+                                 "expected integer class labels 0..K-1")
+        if not np.all(y == np.round(y)):
+            raise UserInputError(f"{p}: '{key}' has non-integer labels (e.g. {y[y != np.round(y)][0]!r}); "
+                                 "expected integer class labels 0..K-1",
+                                 hint="store class indices, not one-hot vectors or probabilities")
+    elif y.dtype.kind not in "iu":
+        raise UserInputError(f"{p}: '{key}' has dtype {y.dtype}; expected integer class labels 0..K-1",
+                             hint="map class names to indices 0..K-1 before saving")
     if y.min(initial=0) < 0:
-        raise UserInputError(f"{p}: '{key}' has negative labels; expected class indices 0..K-1")
-    return y
+        raise UserInputError(f"{p}: '{key}' has negative labels (min {y.min()}); expected class indices 0..K-1")
+    return y.astype(np.int64)

@@ -41,7 +41,7 @@ def _load_model(spec: str, weights, input_shape):
 @click.option("--granularity", default="channel", show_default=True, type=click.Choice(["channel", "weight"]),
               help="channel: structured (shrinks MACs/RAM/flash); weight: unstructured sparsity (does not)")
 @click.option("--sparsity", type=float, default=0.5, show_default=True, help="target for --granularity weight")
-@click.option("--data", default=None, help="digits or a .npz with x_train, y_train, x_test, y_test "
+@click.option("--data", default=None, help="digits or a .npz with x, y[, x_test, y_test] (docs/data.md) "
                                            "(default: digits for the example)")
 @click.option("--epochs", type=int, default=5, show_default=True, help="(fine-)tuning epochs")
 @click.option("--round-to", type=click.Choice(["1", "4", "8"]), default="1", show_default=True,

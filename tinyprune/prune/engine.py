@@ -112,7 +112,8 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
           when: str = "trained", train_fn=None, data=None, config: PruneConfig | None = None) -> PruneResult:
     """Prune ``model`` (not modified; a pruned copy is returned) until its int8 figures meet ``budget``.
 
-    ``data``: "digits", an .npz path, or an object with x_train/y_train/x_test/y_test (float32 NCHW);
+    ``data``: "digits", an .npz path (docs/data.md), an (x_train, y_train, x_test, y_test) tuple or an
+    object with those attributes (float32 NCHW), all checked by tinyprune.data;
     used for data-driven criteria, the built-in trainer and the accuracies in the report.
     ``train_fn(model, epochs) -> None``: your own training loop, used instead of the built-in trainer.
     """
@@ -135,7 +136,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     data = as_data(data, tuple(example_input.shape))
     if (crit.needs_data and data is None) or (crit.needs_training and data is None and train_fn is None):
         raise UserInputError(f"criterion {criterion!r} needs data" + (" or a train_fn" if crit.needs_training else ""),
-                             hint="pass --data digits or --data file.npz (x_train, y_train, x_test, y_test)")
+                             hint="pass --data digits or --data file.npz (arrays x, y; see docs/data.md)")
     if cfg.epochs > 0 and data is None and train_fn is None:
         cfg = dataclasses.replace(cfg, epochs=0)
 

@@ -1,7 +1,8 @@
 """The built-in trainer (Adam, cross-entropy, optional distillation from the unpruned model),
-accuracy and FGSM-accuracy evaluation, and the data sources the prune stage accepts.
+accuracy and FGSM-accuracy evaluation, and the data sources the prune stage accepts (all read and
+checked by tinyprune.data, the one data loader).
 
-May import: torch, numpy, tinyprune.errors, tinyprune.data (optional). Not other stages.
+May import: torch, numpy, tinyprune.errors, tinyprune.data. Not other stages.
 """
 from __future__ import annotations
 
@@ -24,62 +25,29 @@ class Data:
 
 
 def as_data(data, input_shape=None) -> Data | None:
-    """Accept a Dataset-like object, an (x_train, y_train, x_test, y_test) tuple, ``"digits"``, or a
-    path to an .npz with x_train, y_train[, x_test, y_test]."""
+    """Accept ``"digits"``, a path to an .npz (see docs/data.md), an (x_train, y_train, x_test, y_test)
+    tuple, or an object with those attributes (e.g. a tinyprune.data.Dataset). Everything goes through
+    tinyprune.data, so every array gets the same checks (finite numbers, integer labels, lengths)."""
+    from tinyprune.data import Dataset, from_arrays, load_dataset
+
     if data is None:
         return None
     if isinstance(data, Data):
         return data
+    sample_shape = tuple(input_shape[1:]) if input_shape is not None else None
     if isinstance(data, (str, Path)):
-        return load_data(str(data), input_shape)
-    if isinstance(data, (tuple, list)) and len(data) >= 4:
-        return Data(*[np.asarray(a) for a in data[:4]])
-    if all(hasattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")):
-        return Data(np.asarray(data.x_train), np.asarray(data.y_train), np.asarray(data.x_test), np.asarray(data.y_test))
-    raise UserInputError(f"cannot use {type(data).__name__} as data",
-                         hint="pass 'digits', an .npz path, or an object with x_train, y_train, x_test, y_test")
-
-
-def load_data(spec: str, input_shape=None) -> Data:
-    shape = tuple(input_shape[1:]) if input_shape is not None else None
-    try:
-        from tinyprune.data import load_dataset  # the data stage, once available
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        ds = load_dataset(spec, input_shape=tuple(input_shape)) if input_shape is not None else load_dataset(spec)
-        return as_data(ds)
-    if spec == "digits":
-        return _digits(shape)
-    p = Path(spec)
-    if not p.exists():
-        raise UserInputError(f"data file {spec} not found", hint="pass 'digits' or an existing .npz file")
-    z = np.load(p)
-    if "x_train" not in z or "y_train" not in z:
-        raise UserInputError(f"{spec} has no x_train / y_train arrays", hint="save it with np.savez(x_train=..., y_train=..., x_test=..., y_test=...)")
-    xt, yt = z["x_train"].astype(np.float32), z["y_train"].astype(np.int64)
-    if "x_test" in z:
-        return Data(xt, yt, z["x_test"].astype(np.float32), z["y_test"].astype(np.int64))
-    n = max(1, len(xt) // 5)
-    return Data(xt[n:], yt[n:], xt[:n], yt[:n])
-
-
-def _digits(shape) -> Data:
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
-    if shape is not None and tuple(shape) != (1, 8, 8):
-        if len(shape) == 3 and shape[0] == 1:
-            x = torch.nn.functional.interpolate(torch.from_numpy(x), size=tuple(shape[1:]), mode="bilinear",
-                                                align_corners=False).numpy()
-        else:
-            raise UserInputError(f"digits are 1x8x8 images; the model expects {tuple(shape)}")
-    y = d.target.astype(np.int64)
-    rng = np.random.default_rng(0)
-    idx = rng.permutation(len(x))
-    n_test = len(x) // 5
-    te, tr = idx[:n_test], idx[n_test:]
-    return Data(x[tr], y[tr], x[te], y[te])
+        ds = load_dataset(data, tuple(input_shape) if input_shape is not None else None)
+    elif isinstance(data, Dataset):
+        ds = data   # already checked when it was loaded
+    elif isinstance(data, (tuple, list)) and len(data) >= 4:
+        ds = from_arrays(*data[:4], sample_shape=sample_shape)
+    elif all(hasattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")):
+        ds = from_arrays(data.x_train, data.y_train, data.x_test, data.y_test, sample_shape=sample_shape,
+                         name=type(data).__name__)
+    else:
+        raise UserInputError(f"cannot use {type(data).__name__} as data",
+                             hint="pass 'digits', an .npz path, or an object with x_train, y_train, x_test, y_test")
+    return Data(ds.x_train, ds.y_train, ds.x_test, ds.y_test)
 
 
 class Trainer:

@@ -8,9 +8,11 @@
 
 on a free port, connects a Link, and always kills QEMU on the way out; QEMU's stderr is kept
 in a temporary file and quoted in error messages. ``-icount`` makes the instruction counter
-exact and repeatable (see ../shared/notes/qemu-and-arm-toolchain.md).
+exact and repeatable (see ../shared/notes/qemu-and-arm-toolchain.md). The ELF is checked first
+(``tinyprune.firmware.elf.check_firmware``: a 32-bit ARM executable with tinyprune's serial harness),
+so a wrong or damaged file is a bad-input error (exit code 2) before QEMU starts.
 
-May import tinyprune.errors and tinyprune.validate.link.
+May import tinyprune.errors, tinyprune.firmware.elf (standard library only) and tinyprune.validate.link.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from tinyprune.errors import ToolError
+from tinyprune.firmware.elf import check_firmware
 from tinyprune.validate.link import Link
 
 QEMU = "qemu-system-arm"
@@ -88,6 +91,7 @@ def qemu_session(elf: str | os.PathLike, machine: str, cpu: str | None = None, *
     elf = Path(elf)
     if not elf.is_file():
         raise ToolError(f"firmware not found: {elf}", hint="build it first: tinyprune firmware BUILD_DIR --board BOARD")
+    check_firmware(elf)
     if shutil.which(os.environ.get("TINYPRUNE_QEMU", QEMU)) is None:
         raise ToolError(f"{QEMU} not found", hint="install QEMU: apt-get install qemu-system-arm")
     last_err = None

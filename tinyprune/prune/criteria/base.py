@@ -85,7 +85,7 @@ class Criterion:
         b = ctx.batch_list(n)
         if not b:
             raise UserInputError(f"criterion {name!r} needs labelled data to compute gradients",
-                                 hint="pass --data digits or --data file.npz (x_train, y_train), or pick "
+                                 hint="pass --data digits or --data file.npz (arrays x, y), or pick "
                                       "a data-free criterion: l1, l2, random, synflow")
         return b
 
