@@ -180,7 +180,7 @@ def test_data_shape_does_not_fit_model(tmp_path, capfd):
     np.savez(d, x=np.zeros((10, 16, 16, 1), np.float32), y=np.zeros(10, np.int64))   # channels-last: wrong
     out = tmp_path / "out"
     code, err = run(["example", "--data", d, "-o", out], capfd)
-    assert_clean_failure(code, err, out, "samples of shape (16, 16, 1)", "model expects (1, 16, 16)")
+    assert_clean_failure(code, err, out, "the samples of --data", ": (1, 16, 16, 1)", "(tinyprune.example): (1, 1, 16, 16)")
 
 
 def test_data_not_an_npz(tmp_path, capfd):

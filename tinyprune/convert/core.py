@@ -106,7 +106,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
             if weights is not None:
                 loader.load_weights(module, weights)
             source["kind"] = "pytorch"
-        shape = loader.torch_input_shape(module, str(spec or ""), input_shape)
+        shape = loader.torch_input_shape(module, str(spec or ""), input_shape, data)
 
     if isinstance(data, Dataset):
         ds = data

@@ -23,7 +23,6 @@ def load_torch_model(spec: str, weights: str | os.PathLike | None = None):
 
     ``spec``: ``example`` | ``path/to/file.py:factory`` | ``pkg.module:factory``. The factory is
     called without arguments. Returns the module in eval mode."""
-    import torch
     from torch import nn
 
     spec = str(spec)
@@ -59,7 +58,7 @@ def _resolve_factory(spec: str):
         path = Path(where)
         if not path.is_file():
             raise UserInputError(f"model file not found: {path}", hint="check the path before the ':'")
-        mod_name = f"_tinyprune_user_{abs(hash(str(path.resolve())))}"
+        mod_name = _user_module_name(path)
         try:
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -195,20 +194,64 @@ def _state_dict_mismatch(want: dict, got: dict, show: int = 3) -> str:
     return "; ".join(parts)
 
 
-def torch_input_shape(model, spec: str, input_shape=None) -> tuple[int, ...]:
-    """The batch-1 input shape: ``input_shape`` if given, else the model's ``input_shape`` attribute,
-    else the factory module's ``INPUT_SHAPE``."""
-    if input_shape is not None:
-        return normalise_shape(input_shape)
-    for owner in (model, sys.modules.get(type(model).__module__)):
-        shape = getattr(owner, "input_shape", None) or getattr(owner, "INPUT_SHAPE", None)
-        if shape is not None:
-            return normalise_shape(shape)
-    if str(spec) == "example":
+def torch_input_shape(model, spec: str, input_shape=None, data=None) -> tuple[int, ...]:
+    """The batch-1 input shape. ``input_shape`` (--input-shape) wins over what the model declares (its
+    ``input_shape`` attribute, else ``INPUT_SHAPE`` in the factory's module -- the file of
+    ``file.py:factory`` -- else in the module of the model's class); without it, the samples of
+    ``data`` (an .npz path or a Dataset) give the shape. The data's samples must have the shape used:
+    every disagreement is an error naming the sources."""
+    from tinyprune.data import input_shape_of_data
+    declared: tuple[str, tuple[int, ...]] | None = None
+    attr = getattr(model, "input_shape", None)
+    if attr is not None:
+        declared = ("the model's input_shape attribute", _shape_from(attr, "the model's input_shape"))
+    else:
+        for owner, label in ((_factory_module(spec), "the factory's module"),
+                             (sys.modules.get(type(model).__module__), "the model class's module")):
+            shape = getattr(owner, "INPUT_SHAPE", None) if owner is not None else None
+            if shape is not None:
+                declared = (f"INPUT_SHAPE in {label} ({owner.__name__})", _shape_from(shape, "INPUT_SHAPE"))
+                break
+    d = input_shape_of_data(data)
+    found = [("--input-shape", normalise_shape(input_shape))] if input_shape is not None else []
+    found += [(f"the samples of --data {getattr(data, 'name', None) or data}", d)] if d is not None else []
+    if input_shape is None and declared is not None:
+        found.append(declared)
+    if not found and str(spec) == "example":
         from tinyprune.example import INPUT_SHAPE
         return INPUT_SHAPE
-    raise UserInputError(f"the input shape of {spec} is unknown",
-                         hint="pass --input-shape 1,C,H,W (or 1,C,L for 1-D models)")
+    if not found:
+        raise UserInputError(f"the input shape of {spec or type(model).__name__} is unknown",
+                             hint="pass --input-shape 1,C,H,W (or 1,C,L for 1-D models), give --data an .npz of "
+                                  "samples, or set input_shape on the model")
+    if len({s for _, s in found}) > 1:
+        raise UserInputError("the input shape is given differently by " +
+                             "; ".join(f"{src}: {s}" for src, s in found),
+                             hint="make them agree (data samples are (N, C, H, W) in PyTorch layout); "
+                                  "--input-shape overrides what the model declares")
+    return found[0][1]
+
+
+def _shape_from(shape, what: str) -> tuple[int, ...]:
+    try:
+        return normalise_shape(shape)
+    except UserInputError as e:
+        raise UserInputError(f"{what}: {e.message}", hint=e.hint) from None
+
+
+def _factory_module(spec: str):
+    """The module a ``file.py:factory`` or ``pkg.module:factory`` spec was loaded from (or None)."""
+    where = str(spec).rpartition(":")[0]
+    if not where:
+        return None
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        return sys.modules.get(_user_module_name(Path(where)))
+    return sys.modules.get(where)
+
+
+def _user_module_name(path: Path) -> str:
+    import hashlib
+    return "_tinyprune_user_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
 
 
 def normalise_shape(shape) -> tuple[int, ...]:

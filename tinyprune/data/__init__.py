@@ -151,6 +151,21 @@ def load_npz(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = Non
     return Dataset(x_tr, y_tr, x_te, y_te, classes=classes, name=p.name)
 
 
+def input_shape_of_data(spec) -> tuple[int, ...] | None:
+    """The model input shape (1, *sample shape) an .npz file's samples have, or None for the
+    built-in sets (``digits`` is resized to any shape) and in-memory Datasets without a path."""
+    if spec is None or (isinstance(spec, str) and spec in BUILTIN):
+        return None
+    if isinstance(spec, Dataset):
+        return (1,) + tuple(int(d) for d in spec.x_train.shape[1:])
+    p = Path(spec)
+    arrays = read_npz(p)
+    x = arrays[_pick_key(arrays, p, "x")]
+    if x.ndim < 2:
+        return None        # _check_x names the problem when the data is loaded
+    return (1,) + tuple(int(d) for d in x.shape[1:])
+
+
 def from_arrays(x_train, y_train, x_test, y_test, sample_shape: tuple[int, ...] | None = None,
                 name: str = "arrays") -> Dataset:
     """A Dataset from in-memory arrays (the Python API's data), with the same checks as an .npz."""

@@ -180,7 +180,7 @@ class _Pipeline:
             from tinyprune.convert.loader import load_torch_model, torch_input_shape
             from tinyprune.prune import Budget, PruneConfig, figures, prune
             net = load_torch_model(cfg.model, cfg.weights)
-            shape = torch_input_shape(net, cfg.model, cfg.input_shape)
+            shape = torch_input_shape(net, cfg.model, cfg.input_shape, cfg.data)
             example = torch.zeros(shape)
             budget = Budget.from_board(self.board, max_macs=cfg.max_macs, max_ram=cfg.max_ram,
                                        max_flash=cfg.max_flash)
@@ -240,7 +240,7 @@ class _Pipeline:
                     import torch
                     module = torch.load(pruned, weights_only=False)
                     from tinyprune.convert.loader import torch_input_shape
-                    shape = torch_input_shape(module, cfg.model, cfg.input_shape)
+                    shape = torch_input_shape(module, cfg.model, cfg.input_shape, cfg.data)
                     res = convert(module, out, data=cfg.data, input_shape=shape, calib_samples=cfg.calib_samples,
                                   debug=cfg.debug)
                 else:

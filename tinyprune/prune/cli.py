@@ -12,7 +12,7 @@ from tinyprune.errors import UserInputError
 _CRITERIA_HELP = "l1, l2, taylor, random, snip, snip-it, grasp, synflow, imp, halo"
 
 
-def _load_model(spec: str, weights, input_shape):
+def _load_model(spec: str, weights, input_shape, data=None):
     import torch
     try:
         from tinyprune.convert.loader import load_torch_model, torch_input_shape
@@ -24,7 +24,7 @@ def _load_model(spec: str, weights, input_shape):
         raise UserInputError(f"{spec}: pruning needs the PyTorch model (file.py:factory, pkg.mod:factory or example)",
                              hint="ONNX / TFLite models cannot be pruned structurally; convert them directly")
     model = load_torch_model(spec, weights)
-    shape = torch_input_shape(model, spec, input_shape)
+    shape = torch_input_shape(model, spec, input_shape, data)
     return model, torch.zeros(shape)
 
 
@@ -68,7 +68,7 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
         budget = Budget.from_board(board, max_macs=max_macs, max_ram=max_ram, max_flash=max_flash)
     else:
         budget = Budget(max_macs, max_ram, max_flash)
-    net, example_input = _load_model(model, weights, input_shape)
+    net, example_input = _load_model(model, weights, input_shape, data)
     if data is None and model == "example":
         data = "digits"
     cfg = PruneConfig(epochs=epochs, granularity=granularity, round_to=int(round_to), min_channels=min_channels,
