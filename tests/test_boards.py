@@ -292,7 +292,10 @@ def test_cli_list_and_show(tmp_path):
     assert lines[0].split()[:3] == ["name", "core", "clock"]
     f746 = next(line for line in lines if line.startswith("nucleo-f746 "))
     assert f746.split() == ["nucleo-f746", "cortex-m7", "216", "MHz", "1", "MB", "320", "KB", "304", "KB",
-                            "DSP,", "fpv5-sp-d16", "mps2-an500"]
+                            "DSP,", "fpv5-sp-d16", "mps2-an500", "runnable"]
+    assert lines[0].split()[-1] == "firmware"
+    assert next(line for line in lines if line.startswith("nucleo-f401re ")).split()[-1] == "size-check"
+    assert next(line for line in lines if line.startswith("mps2-an500 ")).split()[-1] == "runnable"
     r = CliRunner().invoke(cli, ["boards", "show", "nucleo-f746"])
     assert r.exit_code == 0 and "USART3 at 0x40004800, TX PD8 / RX PD9 115200 baud" in r.output
     d = _user_dir(tmp_path)
@@ -314,6 +317,10 @@ def test_cli_json_stable_and_documented():
     assert f746["memory"]["regions"][1]["banks"][1] == {"name": "SRAM1", "origin": 0x20010000,
                                                          "length": 240 * KB}
     assert f746["gcc_flags"][0] == "-mcpu=cortex-m7" and f746["qemu"] is None
+    # which boards get runnable firmware (the BSPs of tinyprune/firmware/build.py); the rest a size check
+    assert {d["name"] for d in data if d["firmware"] == "runnable"} == {
+        "nucleo-f746", "mps2-an500", "mps2-an386", "mps3-an547"}
+    assert all(d["firmware"] == "size-check" for d in data if not d["simulation"] and d["name"] != "nucleo-f746")
     # every key of the JSON form is documented in docs/boards.md
     doc = (BOARDS_DIR.parent / "docs" / "boards.md").read_text()
 

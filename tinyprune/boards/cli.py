@@ -31,6 +31,27 @@ def _features(b: Board) -> str:
     return ", ".join(parts)
 
 
+def _firmware(b: Board) -> str:
+    """What `tinyprune firmware` builds for the board: "runnable" (a BSP drives its clock, UART and
+    cycle counter, so validate/flash work) or "size-check" (linked for its core and memory map to
+    check flash/RAM exactly, but not runnable). The BSP list lives in the firmware stage; imported
+    here lazily so that listing boards stays light."""
+    from tinyprune.errors import UserInputError
+    from tinyprune.firmware.build import bsp_for_board
+    try:
+        return "runnable" if bsp_for_board(b).runnable else "size-check"
+    except UserInputError:
+        return "none"
+
+
+_FIRMWARE_TEXT = {
+    "runnable": "runnable (validate --port and flash work)",
+    "size-check": "size check only: linked for the core and memory map to check flash/RAM, not runnable "
+                  "(no board support package yet); validate in QEMU on its sim twin",
+    "none": "none (no board support package for this QEMU machine)",
+}
+
+
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
 
@@ -48,12 +69,12 @@ def command(ctx, as_json, boards_dir):
         return
     boards = list_boards(boards_dir)
     if as_json:
-        click.echo(_dump([b.to_dict() for b in boards]))
+        click.echo(_dump([b.to_dict() | {"firmware": _firmware(b)} for b in boards]))
         return
-    header = ("name", "core", "clock", "flash", "RAM", "model RAM", "DSP/FPU", "sim twin")
+    header = ("name", "core", "clock", "flash", "RAM", "model RAM", "DSP/FPU", "sim twin", "firmware")
     rows = [(b.name + (" (QEMU)" if b.simulation else ""), b.core.cpu,
              f"{b.core.clock_hz / 1e6:g} MHz", _size(b.memory.flash_bytes), _size(b.memory.ram_bytes),
-             _size(b.model_ram_budget), _features(b), b.sim_twin or "-") for b in boards]
+             _size(b.model_ram_budget), _features(b), b.sim_twin or "-", _firmware(b)) for b in boards]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -71,7 +92,7 @@ def show(ctx, board, as_json, boards_dir):
     as_json = as_json or parent.get("boards_json", False)
     b = load_board(board, boards_dir)
     if as_json:
-        click.echo(_dump(b.to_dict()))
+        click.echo(_dump(b.to_dict() | {"firmware": _firmware(b)}))
         return
     m, s, f = b.memory, b.serial, b.flash
     lines = [
@@ -102,5 +123,6 @@ def show(ctx, board, as_json, boards_dir):
         lines.append(f"  QEMU             qemu-system-arm -M {b.qemu.machine} (cpu {b.qemu.cpu})")
     else:
         lines.append(f"  sim twin         {b.sim_twin or '-'}")
+    lines.append(f"  firmware         {_FIRMWARE_TEXT[_firmware(b)]}")
     lines.append(f"  file             {b.source_path}")
     click.echo("\n".join(lines))
