@@ -43,7 +43,7 @@ NOT_PRUNED = {
              "which requires torchvision (not a tinyprune dependency: it would replace the pinned CPU torch)"),
 }
 
-_WEIGHT_DECL = re.compile(r"^extern\s+const\s+\w+\s+(\w+)\s*\[", re.M)
+_WEIGHT_DECL = re.compile(r"^extern\s+const\s+\w+\s+(\w+)\s*\[", re.MULTILINE)
 
 
 class BudgetCheck:

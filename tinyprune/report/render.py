@@ -74,7 +74,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
          f"not pruned: {pr.get('reason', 'pruning off')}", _budget_ctx(bud, "macs", ""))),
         ("parameters", _b(pr.get("params_after") or pr.get("params_before")),
          f"before pruning {_b(pr.get('params_before'))}" if pr.get("applied") else ""),
-        ("model constants (flash)", _b(model.get("flash_bytes") or cg.get("flash_bytes")), _budget_ctx(bud, "flash_bytes")),
+        ("model constants (flash)", _b(model.get("flash_bytes") or cg.get("flash_bytes")),
+         _budget_ctx(bud, "flash_bytes")),
         ("arena (RAM)", _b(model.get("ram_bytes") or cg.get("arena_bytes")), _budget_ctx(bud, "ram_bytes")),
         ("flash used", flash_used, flash_ctx +
          ("" if fw.get("runnable", True) else " (size-check image: no board support package yet)")),
