@@ -146,6 +146,9 @@ def test_image_over_the_board_flash_records_the_measured_figures(converted, tmp_
     assert b["over"]["firmware_flash_bytes"] == {"measured": used, "limit": 20480, "over_by": used - 20480,
                                                  "limit_source": "tiny-f746's flash"}
     assert b["fits"] is False and b["checked_at"] == "firmware"
+    # the hint fits a .tflite (the firmware stage's own says `tinyprune prune`, which takes no .tflite)
+    assert "tinyprune does not prune it" in err and "hint: prune the PyTorch source instead" in err
+    assert "tinyprune does not prune it" in s["message"]
     assert re.search(rf"flash used\s+{m.group(1)}\s+of 20,480 B \(firmware not built\): OVER by {m.group(2)} B", err)
 
 

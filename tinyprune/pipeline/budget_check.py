@@ -101,11 +101,15 @@ class BudgetCheck:
                      "firmware_ram_bytes": fw["ram_used"]}, "firmware")
 
     def note(self, error: OverBudgetError, stage: str) -> None:
-        """Record the figures of an OverBudgetError raised elsewhere (the prune or firmware stage)."""
+        """Record the figures of an OverBudgetError raised elsewhere (the prune or firmware stage), and make
+        its hint fit the input form (the firmware stage's "prune the model further" is no use for a .tflite)."""
         figs = getattr(error, "figures", None) or {}
         self.record["over"].update({k: self._over_entry(k, v, lim) for k, (v, lim) in figs.items()})
         self.record["fits"] = False
         self.record["checked_at"] = stage
+        error.message += self._not_pruned()
+        if self.kind in NOT_PRUNED or self.cfg.prune == "never":
+            error.hint = self.hint(figs)
 
     def _check(self, measured: dict, stage: str) -> None:
         limits = self.record["limits"]
@@ -130,10 +134,12 @@ class BudgetCheck:
             what, unit, _ = FIGURES[k]
             parts.append(f"{what} {v:,}{unit} > {lim:,}{unit} ({self.record['limit_source'].get(k)}; "
                          f"over by {v - lim:,}{unit})")
-        msg = f"{where} does not fit {self.board.name}: " + "; ".join(parts)
-        if self.kind in NOT_PRUNED:
-            msg += ". " + NOT_PRUNED[self.kind][0].upper() + NOT_PRUNED[self.kind][1:]
-        return msg
+        return f"{where} does not fit {self.board.name}: " + "; ".join(parts) + self._not_pruned()
+
+    def _not_pruned(self) -> str:
+        """Why this input form is not pruned ('' for PyTorch models)."""
+        why = NOT_PRUNED.get(self.kind)
+        return f". {why[0].upper()}{why[1:]}" if why else ""
 
     def hint(self, over: dict) -> str:
         user_bound = [FIGURES[k][2] for k in over if self.record["limit_source"].get(k) == FIGURES[k][2]]
