@@ -323,6 +323,7 @@ def test_over_budget_flash_reports_exact_figures(selftests, tmp_path):
     # same program as the nucleo-f746 selftest but with a 2-byte shorter board name string
     assert abs(used - selftests["nucleo-f746"].flash_used) <= 4
     assert e.value.exit_code == 3
+    assert e.value.figures == {"firmware_flash_bytes": (used, 2048)}   # what `tinyprune build` records
     assert not out.exists()                       # nothing written
 
 
@@ -334,6 +335,7 @@ def test_over_budget_ram_counts_the_stack(selftests, tmp_path):
     ref = selftests["nucleo-f746"].ram_used
     assert (f"RAM: {ref:,} B used (including the 16,384 B stack) > {ram:,} B available "
             f"(over by {ref - ram:,} B)") in str(e.value)
+    assert e.value.figures == {"firmware_ram_bytes": (ref, ram)}
 
 
 def test_over_budget_cli_exit_code_3(tmp_path, fake_codegen):

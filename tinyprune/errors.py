@@ -36,8 +36,13 @@ class UnsupportedModelError(UserInputError):
 
 
 class OverBudgetError(TinypruneError):
-    """The model does not fit the board (flash, RAM or MACs)."""
+    """The model does not fit the board (flash, RAM or MACs). ``figures``: {figure: (measured, limit)}
+    for each limit exceeded, e.g. {"ram_bytes": (40960, 32768)} (figure names in pipeline/budget_check.py)."""
     exit_code = 3
+
+    def __init__(self, message: str, hint: str | None = None, figures: dict | None = None):
+        super().__init__(message, hint)
+        self.figures = dict(figures or {})
 
 
 class ValidationFailed(TinypruneError):

@@ -373,6 +373,13 @@ def _arena_bytes(codegen_dir: Path | None, elf_path: Path) -> int | None:
     return max(sizes) if sizes else None
 
 
+def _over_budget_figures(board, flash: int, ram: int) -> dict:
+    """{figure: (used, limit)} over the board's limits, for OverBudgetError.figures."""
+    fl, rl = board.memory.flash_bytes, board.memory.ram_bytes
+    return {k: (v, lim) for k, v, lim in (("firmware_flash_bytes", flash, fl), ("firmware_ram_bytes", ram, rl))
+            if v > lim}
+
+
 def _over_budget_message(board, flash: int, ram: int, stack: int) -> str | None:
     parts = []
     fl, rl = board.memory.flash_bytes, board.memory.ram_bytes
@@ -463,7 +470,7 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             msg = _over_budget_message(board, flash, ram, stack)
             raise OverBudgetError(msg or f"firmware does not fit {board.name}:\n{_tail(r.stderr)}",
                                   hint="prune the model further (tinyprune prune), or pick a board "
-                                       "with more memory")
+                                       "with more memory", figures=_over_budget_figures(board, flash, ram))
         for fmt, name in (("binary", "firmware.bin"), ("ihex", "firmware.hex")):
             r = _run([CROSS + "objcopy", "-O", fmt, "firmware.elf", name], tmp, "objcopy")
             if r.returncode != 0:
@@ -471,7 +478,8 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
         flash, ram, sections, entry = measure(tmp / "firmware.elf", board)
         msg = _over_budget_message(board, flash, ram, stack)
         if msg:
-            raise OverBudgetError(msg, hint="prune the model further, or pick a board with more memory")
+            raise OverBudgetError(msg, hint="prune the model further, or pick a board with more memory",
+                                  figures=_over_budget_figures(board, flash, ram))
         shutil.rmtree(tmp / "obj", ignore_errors=True)
         result = FirmwareResult(
             board=board.name, out_dir=out_dir, elf=out_dir / "firmware.elf", bin=out_dir / "firmware.bin",

@@ -160,6 +160,10 @@ class _Pipeline:
         explicit = any(v is not None for v in (cfg.max_macs, cfg.max_ram, cfg.max_flash))
         with self.progress.stage("prune", "fit the model to the board's budget") as h:
             if self.kind != "pytorch":
+                if cfg.prune == "always":
+                    raise UserInputError(f"--prune always: {self.kind} models are not pruned by tinyprune",
+                                         hint="prune the PyTorch source (`tinyprune build model.py:factory`), "
+                                              "or drop --prune always")
                 h.set_status("skipped", f"{self.kind} models are not pruned")
                 self.summary["pruning"] = {"applied": False, "reason": f"{self.kind} model"}
                 return None
@@ -192,9 +196,10 @@ class _Pipeline:
                     "macs_before": fig.macs, "params_before": fig.params}
             if cfg.prune == "never" or (cfg.prune == "auto" and not over and not explicit):
                 if over:
-                    raise OverBudgetError(_over_message(over, self.board.name) +
+                    from tinyprune.pipeline.budget_check import over_message
+                    raise OverBudgetError(over_message(over, self.board.name) +
                                           " and pruning is disabled (--prune never)",
-                                          hint="allow pruning (--prune auto) or pick a larger board")
+                                          hint="allow pruning (--prune auto) or pick a larger board", figures=over)
                 pruning = base | {"applied": False, "reason": "fits the budget without pruning",
                                   "macs_after": fig.macs, "params_after": fig.params}
                 self.summary["pruning"] = pruning
@@ -202,7 +207,6 @@ class _Pipeline:
                 h.set_status("not needed", f"{fig.macs:,} MACs, est. arena {fig.ram_bytes:,} B fits")
                 return None
             from tinyprune._fs import atomic_output_dir
-            from tinyprune.prune import Budget as _B  # noqa: F401  (keeps the import local)
             with atomic_output_dir(out) as tmp:
                 res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
                             data=cfg.data or "digits",
@@ -323,15 +327,31 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict:
+        from tinyprune.pipeline.budget_check import BudgetCheck
+        self.checks = BudgetCheck(self.board, self.cfg, self.kind)
+        self.summary["budget"] = self.checks.record
+        try:
+            codegen_dir = self._fit()
+        except OverBudgetError as e:
+            if self.checks.record["fits"] is not False:  # raised by a stage, not by the checks themselves
+                self.checks.note(e, next(reversed(self.progress.status), "?"))
+            raise
+        return self._validate(codegen_dir)
+
+    def _fit(self) -> Path:
+        """prune -> convert -> codegen -> (budget check) -> firmware -> (budget check), pruning again with a
+        tightened budget when a PyTorch model's real figures disagree with the estimate."""
         attempts = 0
         while True:
             pruned = self.stage_prune()
             tflite = self.stage_convert(pruned)
             codegen_dir = self.stage_codegen(tflite)
             try:
-                self.summary["firmware"] = self.stage_firmware(codegen_dir, self.board, "firmware",
-                                                               self.dir / "firmware")
-                break
+                self.checks.check_model(self.summary["codegen"])   # before anything is cross-compiled
+                fw_dir = self.dir / "firmware"
+                self.summary["firmware"] = self.stage_firmware(codegen_dir, self.board, "firmware", fw_dir)
+                self.checks.check_firmware(self.summary["firmware"], fw_dir / "firmware.elf", codegen_dir)
+                return codegen_dir
             except OverBudgetError as e:
                 attempts += 1
                 if self.kind != "pytorch" or self.cfg.prune == "never" or attempts > MAX_BUDGET_RETRIES:
@@ -339,14 +359,19 @@ class _Pipeline:
                 # the real build disagrees with the estimate: tighten the budget and prune again
                 est = (self.summary.get("pruning") or {}).get("estimate_after") or \
                       (self.summary.get("pruning") or {}).get("estimate_before") or {}
-                measured = getattr(e, "measured", None) or {}
+                measured = e.figures
                 factor = 0.85 ** attempts
-                self._tighten = {"factor": 1.0, "ram": factor if "ram" in str(e).lower() else None,
-                                 "flash": factor if "flash" in str(e).lower() else None}
-                self.progress.log(f"firmware over budget ({e.message}); tightening the pruning budget "
+                over = " ".join(e.figures) if e.figures else str(e).lower()
+                self._tighten = {"factor": 1.0, "ram": factor if "ram" in over else None,
+                                 "flash": factor if "flash" in over else None,
+                                 "macs": factor if "macs" in over else None}
+                self.checks.record["fits"] = None
+                self.progress.log(f"over budget ({e.message}); tightening the pruning budget "
                                   f"(attempt {attempts}/{MAX_BUDGET_RETRIES}; estimate was {est}, measured {measured})")
                 if self.cfg.prune == "auto":
                     self.cfg.prune = "always"
+
+    def _validate(self, codegen_dir: Path) -> dict:
         validation = {}
         validation["host"] = self.stage_validate("host", self.dir, self.cfg.samples)
         twin = self.board.sim_twin if not self.board.simulation else None
@@ -441,11 +466,6 @@ def _validation_summary(rep, target: str) -> dict:
             "confusion": confusion, "classes": list(range(len(confusion))) if confusion else None,
             "counter_per_inference": counters.get("median"), "counter_unit": counters.get("unit"),
             "device": d.get("device")}
-
-
-def _over_message(over: dict, board: str) -> str:
-    parts = [f"{k.replace('_bytes', '')}: {v:,} > {lim:,} (over by {v - lim:,})" for k, (v, lim) in over.items()]
-    return f"the model does not fit {board}: " + "; ".join(parts)
 
 
 def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildConfig | None = None,

@@ -9,10 +9,19 @@ Public API:
     rebuild(factory, channels, state_dict) -> the pruned model from its factory
     criteria.names(), criteria.get(name)
 """
-from tinyprune.prune.budget import FIRMWARE_FLASH_OVERHEAD, Budget
-from tinyprune.prune.engine import PruneConfig, PruneResult, prune
-from tinyprune.prune.irgraph import Figures, build_graph, figures
-from tinyprune.prune.structure import channel_config, rebuild
+from __future__ import annotations
 
-__all__ = ["prune", "PruneConfig", "PruneResult", "Budget", "FIRMWARE_FLASH_OVERHEAD", "Figures", "figures",
-           "build_graph", "rebuild", "channel_config"]
+import importlib
+
+# name -> submodule; imported on first use, so that `from tinyprune.prune.budget import Budget` (and the
+# pipeline's budget checks of ONNX/TFLite builds) does not import torch
+_EXPORTS = {"Budget": "budget", "FIRMWARE_FLASH_OVERHEAD": "budget", "prune": "engine", "PruneConfig": "engine",
+            "PruneResult": "engine", "Figures": "irgraph", "figures": "irgraph", "build_graph": "irgraph",
+            "rebuild": "structure", "channel_config": "structure"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -144,7 +144,7 @@ def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBu
         f"({max(1, min_channels)} channel(s)); smallest figures reachable: " + ", ".join(parts)
         + f"; over: {', '.join(bad)}",
         hint="raise the limits (--max-macs/--max-ram/--max-flash), lower --min-channels, pick a bigger board, "
-             "or start from a smaller architecture")
+             "or start from a smaller architecture", figures=bad)
 
 
 def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1, round_to=1,

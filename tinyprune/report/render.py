@@ -29,6 +29,19 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100.0 * float(x):.2f}%"
 
 
+def _budget_ctx(bud: dict, key: str, unit: str = " B") -> str:
+    """'limit 100 B (--max-flash)', with ': OVER by 28,972 B' when over ('' without a limit)."""
+    lim = (bud.get("limits") or {}).get(key)
+    if lim is None:
+        return ""
+    src = (bud.get("limit_source") or {}).get(key)
+    text = f"limit {_b(lim)}{unit}" + (f" ({src})" if src else "")
+    over = (bud.get("over") or {}).get(key)
+    if over:
+        return text + f": OVER by {_b(over.get('over_by'))}{unit}"
+    return text
+
+
 def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     """(figure, value, limit/context) rows shared by the HTML, Markdown and terminal summaries."""
     fw = s.get("firmware") or {}
@@ -36,15 +49,37 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     pr = s.get("pruning") or {}
     cv = s.get("conversion") or {}
     va = s.get("validation") or {}
+    bud = s.get("budget") or {}
+    model = bud.get("model") or {}
+    lim = bud.get("limits") or {}
+    over = bud.get("over") or {}
+
+    def joined(*parts):
+        return "; ".join(p for p in parts if p)
+
+    def used(key: str, figure: str, limit_key: str):
+        if fw:
+            ctx = f"of {_b(fw.get(limit_key))} B"
+        else:  # not linked: the over-budget figures if the link measured them, else the limit alone
+            ctx = f"of {_b(lim.get(key))} B (firmware not built)"
+        o = over.get(key)
+        return (_b(fw.get(figure) if fw else (o or {}).get("measured")),
+                ctx + (f": OVER by {_b(o['over_by'])} B" if o else ""))
+
+    flash_used, flash_ctx = used("firmware_flash_bytes", "flash_used", "flash_limit")
+    ram_used, ram_ctx = used("firmware_ram_bytes", "ram_used", "ram_limit")
     rows = [
-        ("MACs", _b(pr.get("macs_after") or cg.get("macs")),
+        ("MACs", _b(pr.get("macs_after") or model.get("macs") or cg.get("macs")), joined(
          f"before pruning {_b(pr.get('macs_before'))}" if pr.get("applied") else
-         f"not pruned: {pr.get('reason', 'pruning off')}"),
+         f"not pruned: {pr.get('reason', 'pruning off')}", _budget_ctx(bud, "macs", ""))),
         ("parameters", _b(pr.get("params_after") or pr.get("params_before")),
          f"before pruning {_b(pr.get('params_before'))}" if pr.get("applied") else ""),
-        ("flash used", _b(fw.get("flash_used")), f"of {_b(fw.get('flash_limit'))} B" +
+        ("model constants (flash)", _b(model.get("flash_bytes") or cg.get("flash_bytes")),
+         _budget_ctx(bud, "flash_bytes")),
+        ("arena (RAM)", _b(model.get("ram_bytes") or cg.get("arena_bytes")), _budget_ctx(bud, "ram_bytes")),
+        ("flash used", flash_used, flash_ctx +
          ("" if fw.get("runnable", True) else " (size-check image: no board support package yet)")),
-        ("RAM used", _b(fw.get("ram_used")), f"of {_b(fw.get('ram_limit'))} B (arena {_b(cg.get('arena_bytes'))} B)"),
+        ("RAM used", ram_used, ram_ctx + (f" (arena {_b(cg.get('arena_bytes'))} B)" if fw else "")),
         ("float accuracy", _pct(cv.get("float_accuracy")), ""),
         ("int8 accuracy", _pct(cv.get("int8_accuracy")), f"top-1 agreement {_pct(cv.get('agreement'))}"),
     ]
