@@ -94,7 +94,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         ds = load_dataset(data if data is not None else "digits", shape)
     data_name = ds.name or str(data)
 
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, REPORT_NAME) as tmp:
         onnx_path = tmp / ONNX_NAME
         if module is not None:
             import torch

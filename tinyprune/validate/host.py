@@ -62,7 +62,7 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
     if exe.is_file() and (out_dir / f"{BINARY}.stamp").is_file() and \
             (out_dir / f"{BINARY}.stamp").read_text().strip() == stamp:
         return exe
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, f"{BINARY}.stamp") as tmp:
         r = subprocess.run(cmd + [str(Path(tmp) / BINARY)], capture_output=True, text=True)
         if r.returncode != 0:
             raise ToolError(f"host build of the harness failed ({cc} exit {r.returncode}):\n{r.stderr[-4000:]}",
