@@ -168,7 +168,7 @@ def test_convert_failure_keeps_the_previous_output(tmp_path, capfd, models):
 def test_prune_failure_keeps_the_previous_output(tmp_path, capfd, models):
     good = tmp_path / "pruned"
     before = fake_output(good, {"prune.json": "{}", "channels.json": "{}", "pruned_model.pt": b"pt"})
-    code, err = run(capfd, "prune", "example", "--max-macs", "1000", "--epochs", "0", "--data", models["bad_npz"],
+    code, err = run(capfd, "prune", "example", "--max-macs", "100000", "--epochs", "0", "--data", models["bad_npz"],
                     "-o", good)
     assert code == 2, err
     assert tree(tmp_path) == before
@@ -253,7 +253,7 @@ def test_unusable_out_is_bad_input_naming_it(tmp_path, capfd, models, command, k
     if command == "bench":
         out = out / "bench.json"
     args = {"convert": ["convert", "example"],
-            "prune": ["prune", "example", "--max-macs", "1000", "--epochs", "0"],
+            "prune": ["prune", "example", "--max-macs", "100000", "--epochs", "0"],
             "codegen": ["codegen", models["good"]],
             "bench": ["bench", models["good"]]}[command]
     code, err = run(capfd, *args, "-o", out)
@@ -262,7 +262,7 @@ def test_unusable_out_is_bad_input_naming_it(tmp_path, capfd, models, command, k
 
 def test_out_naming_an_existing_file_is_bad_input(tmp_path, capfd, models):
     f = models["file"]
-    code, err = run(capfd, "prune", "example", "--max-macs", "1000", "--epochs", "0", "-o", f)
+    code, err = run(capfd, "prune", "example", "--max-macs", "100000", "--epochs", "0", "-o", f)
     _assert_path_error(code, err, f, "it is a file")
     for cmd in (["convert", "example"], ["codegen", models["good"]]):   # click's own check, also exit 2
         code, err = run(capfd, *cmd, "-o", f)

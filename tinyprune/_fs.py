@@ -39,7 +39,7 @@ def output_path_error(path: str | os.PathLike, exc: OSError) -> UserInputError:
         problem = "it is a folder"
     else:
         problem = exc.strerror or str(exc)
-    return UserInputError(f"cannot write to {path}: {problem}", hint="pass another output path with -o")
+    return UserInputError(f"cannot write to {path}: {problem}")
 
 
 def _mkdirs(folder: Path, target: Path | None = None) -> list[Path]:
