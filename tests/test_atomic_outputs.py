@@ -123,13 +123,28 @@ def test_atomic_output_dir_replaces_as_a_whole_and_keeps_out_on_failure(tmp_path
     assert not (tmp_path / "new").exists()
 
 
-def test_a_folder_that_is_not_the_commands_output_is_refused_not_deleted(tmp_path):
+def test_a_folder_that_is_not_the_commands_output_is_refused_not_deleted(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     before = tree(tmp_path)
     with pytest.raises(UserInputError, match=r"cannot write to .*mine: it is a folder with other files \(no m.json"):
         with _fs.atomic_output_dir(tmp_path / "mine", "m.json"):
             pytest.fail("the work must not start")
+    assert tree(tmp_path) == before
+    # nor is the current folder (it would be renamed away under the user's shell)
+    (tmp_path / "mine" / "m.json").write_text("{}")
+    monkeypatch.chdir(tmp_path / "mine")
+    for out in (".", tmp_path / "mine", tmp_path):
+        with pytest.raises(UserInputError, match="it is the current folder or contains it|other files"):
+            _fs.atomic_output_dir(out, "m.json").__enter__()
+    assert os.listdir(tmp_path) == ["mine"]
+
+
+def test_build_refuses_a_board_folder_that_is_not_a_build(tmp_path, capfd):
+    before = fake_output(tmp_path / BOARD, {"notes.txt": "mine"})
+    code, err = run(capfd, "build", "--board", BOARD, "-o", tmp_path)
+    assert code == 2 and f"cannot write to {tmp_path / BOARD}: it is a folder with other files (no summary.json" \
+        in err, err
     assert tree(tmp_path) == before
 
 

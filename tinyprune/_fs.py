@@ -87,20 +87,7 @@ def atomic_output_dir(out: str | os.PathLike, marker: str):
     An existing ``out`` that is neither empty nor holds ``marker`` is not this command's output:
     it is refused (UserInputError) before any work, never deleted. Output path problems (a file
     in the way, no permission, read-only) are UserInputErrors naming the path."""
-    out = Path(out)
-    if out.is_symlink() and out.is_dir():
-        out = out.resolve()        # replace the folder it points to, keep the link
-    if out.exists() and not out.is_dir():
-        raise output_path_error(out, OSError(errno.EEXIST, "exists"))
-    if out.is_dir():
-        try:
-            foreign = next(out.iterdir(), None) is not None and not (out / marker).exists()
-        except OSError as e:
-            raise output_path_error(out, e) from None
-        if foreign:
-            raise UserInputError(f"cannot write to {out}: it is a folder with other files (no {marker}, so not "
-                                 "an output of this command); refusing to replace it",
-                                 hint="pass a new or empty folder with -o")
+    out = check_replaceable(out, marker)
     tmp, created = sibling_tmp_dir(out)
     try:
         yield tmp
@@ -109,6 +96,32 @@ def atomic_output_dir(out: str | os.PathLike, marker: str):
         shutil.rmtree(tmp, ignore_errors=True)
         remove_created(created)
         raise
+
+
+def check_replaceable(out: str | os.PathLike, marker: str) -> Path:
+    """The folder to replace for ``out`` (a symlinked folder: its target). UserInputError unless
+    ``out`` is missing, an empty folder, or a folder holding ``marker`` (this command's earlier
+    output): never a file, the current folder or one containing it, or a folder of other files."""
+    out = Path(out)
+    if out.name in ("", ".", "..") or (out.is_symlink() and out.is_dir()):
+        out = out.resolve()        # a symlink: replace the folder it points to, keep the link
+    if out.exists() and not out.is_dir():
+        raise output_path_error(out, OSError(errno.EEXIST, "exists"))
+    if not out.is_dir():
+        return out
+    try:
+        foreign = next(out.iterdir(), None) is not None and not (out / marker).exists()
+    except OSError as e:
+        raise output_path_error(out, e) from None
+    if foreign:
+        raise UserInputError(f"cannot write to {out}: it is a folder with other files (no {marker}, so not "
+                             "an output of this command); refusing to replace it",
+                             hint="pass a new or empty folder with -o")
+    cwd = Path.cwd()
+    if out.resolve() == cwd or out.resolve() in cwd.parents:
+        raise UserInputError(f"cannot write to {out}: it is the current folder or contains it",
+                             hint="pass another folder with -o")
+    return out
 
 
 def sibling_tmp_dir(out: str | os.PathLike) -> tuple[Path, list[Path]]:

@@ -16,7 +16,6 @@ May import only tinyprune._fs and tinyprune.errors.
 """
 from __future__ import annotations
 
-import errno
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from tinyprune import _fs
 
 FAILED_SUFFIX = ".failed"
+MARKER = "summary.json"      # every build folder has one: a folder without it is not replaced
 
 
 @dataclass
@@ -42,11 +42,10 @@ def failed_dir(final: str | Path) -> Path:
 
 
 def start(final: str | Path) -> BuildFolders:
-    """Create the work folder beside ``final`` (output path problems: UserInputError naming it),
-    seeded with a copy of ``final`` when there is one."""
-    final = Path(final)
-    if final.exists() and not final.is_dir():
-        raise _fs.output_path_error(final, FileExistsError(errno.EEXIST, "exists"))
+    """Create the work folder beside ``final``, seeded with a copy of ``final`` when there is one.
+    UserInputError naming the path when it cannot be written, or ``final`` is a folder that is not a
+    build (no summary.json: it is never replaced)."""
+    final = _fs.check_replaceable(final, MARKER)
     work, _ = _fs.sibling_tmp_dir(final)
     try:
         if final.is_dir():
