@@ -24,8 +24,8 @@ from pathlib import Path
 from tinyprune import __version__, _paths
 from tinyprune._fs import write_json
 from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
-from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline import workdir
+from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
 
 PRUNE_MODES = ("auto", "always", "never")
@@ -294,7 +294,8 @@ class _Pipeline:
                 hit = {"firmware": {"board": board.name, "flash_used": fw.flash_used, "flash_limit": fw.flash_limit,
                                     "ram_used": fw.ram_used, "ram_limit": fw.ram_limit,
                                     "stack_bytes": fw.stack_bytes, "arena_bytes": fw.arena_bytes,
-                                    "elf": fw.elf.relative_to(self.dir).as_posix(), "runnable": fw.runnable, "bsp": fw.bsp}}
+                                    "elf": fw.elf.relative_to(self.dir).as_posix(), "runnable": fw.runnable,
+                                    "bsp": fw.bsp}}
                 self.cache.store(name, key, [out], hit)
                 h.set_status("done", f"flash {fw.flash_used:,}/{fw.flash_limit:,} B, "
                                      f"RAM {fw.ram_used:,}/{fw.ram_limit:,} B" +
@@ -471,10 +472,13 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
             summary["status"] = "ok"
         except Exception as e:  # noqa: BLE001 - recorded in the failed attempt's summary, then re-raised
             error = e
+            if isinstance(e, TinypruneError):  # paths in the work folder: it becomes OUT/BOARD.failed
+                e.message, e.hint = (workdir.as_failed(folders, t) for t in (e.message, e.hint))
             summary = pipe.summary
-            summary["status"] = {3: "over_budget", 4: "validation_failed", 2: "bad_input", 5: "missing_tool"}.get(
-                getattr(e, "exit_code", 1), "error")
-            summary["message"] = e.message if isinstance(e, TinypruneError) else f"internal error: {type(e).__name__}: {e}"
+            summary["status"] = {3: "over_budget", 4: "validation_failed", 2: "bad_input",
+                                 5: "missing_tool"}.get(getattr(e, "exit_code", 1), "error")
+            summary["message"] = e.message if isinstance(e, TinypruneError) else \
+                f"internal error: {type(e).__name__}: {e}"
         summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
         summary["stage_status"] = dict(prog.status)
         summary["stage_order"] = list(prog.status)
@@ -489,7 +493,8 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
         failed = workdir.keep_failed(folders)
         if isinstance(error, TinypruneError):
             error.build_dir = failed  # the CLI prints this attempt's summary from there
-            error.message += (f"\n  {pipe.out_dir} is unchanged; this attempt's report: {failed}/report.html")
+            kept = f"{pipe.out_dir} is unchanged; " if pipe.out_dir.exists() else ""
+            error.message += f"\n  {kept}this attempt's report: {failed}/report.html"
         raise error
     workdir.commit(folders)
     d = pipe.out_dir

@@ -56,6 +56,11 @@ def start(final: str | Path) -> BuildFolders:
     return BuildFolders(final, work)
 
 
+def as_failed(f: BuildFolders, text: str | None) -> str | None:
+    """``text`` (an error message) with the work folder's path replaced by the failed attempt's."""
+    return text.replace(str(f.work), str(f.failed)) if text else text
+
+
 def commit(f: BuildFolders) -> None:
     """The attempt succeeded: it becomes ``final``; a stale ``final.failed`` goes."""
     _fs.replace_dir(f.work, f.final)
