@@ -322,11 +322,15 @@ def test_failed_build_keeps_the_good_build_and_its_cache(good_build, models, tmp
     assert tree(out / BOARD) == before
     failed = out / f"{BOARD}.failed"
     assert f"{out / BOARD} is unchanged; this attempt's report: {failed}/report.html" in err, err
+    assert ".tmp-" not in err            # paths name the kept attempt, not the vanished work folder
     import json
     s = json.loads((failed / "summary.json").read_text())
     assert s["status"] == {2: "bad_input", 3: "over_budget", 5: "missing_tool"}[exit_code]
     assert (failed / "report.html").is_file()
     no_litter(out)
+    if case == "tanh":   # the reported case: the good build still validates (the old one blamed the board)
+        code, err = run(capfd, "validate", out / BOARD, "--host", "--samples", "5", "-o", tmp_path / "v.json")
+        assert code == 0, err
     # the good build is still served from its cache, and the stale attempt goes away
     monkeypatch.undo()
     from tinyprune.pipeline import build

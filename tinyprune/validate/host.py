@@ -53,7 +53,9 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
         include.append(KERNELS_DIR)
     flags = HOST_CFLAGS + (extra_cflags or [])
     cmd = [cc, *flags, *[f"-I{d}" for d in include], *map(str, sources), "-o"]
-    h = hashlib.sha256(" ".join(cmd).encode())
+    # the folder's own path left out: the same build moved (tinyprune build swaps its work folder in)
+    # is the same build; the sources' bytes are hashed below
+    h = hashlib.sha256(" ".join(cmd).replace(str(codegen_dir), "<codegen>").encode())
     for f in sources + sorted(p for d in include for p in Path(d).glob("*.h")):
         h.update(f.read_bytes())
     stamp = h.hexdigest()
