@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import re
 import struct
 from pathlib import Path
 
@@ -106,10 +105,9 @@ def test_atomic_output_dir_replaces_as_a_whole_and_keeps_out_on_failure(tmp_path
         (t / "m.json").write_text("1")
         (t / "stale.c").write_text("old")
     before = tree(tmp_path)
-    with pytest.raises(RuntimeError):
-        with _fs.atomic_output_dir(out, "m.json") as t:
-            (t / "m.json").write_text("2")
-            raise RuntimeError("stage failed")
+    with pytest.raises(RuntimeError), _fs.atomic_output_dir(out, "m.json") as t:
+        (t / "m.json").write_text("2")
+        raise RuntimeError("stage failed")
     assert tree(tmp_path) == before
     with _fs.atomic_output_dir(out, "m.json") as t:
         (t / "m.json").write_text("3")
@@ -117,9 +115,8 @@ def test_atomic_output_dir_replaces_as_a_whole_and_keeps_out_on_failure(tmp_path
     assert (out.stat().st_mode & 0o777) == 0o777 & ~_fs._umask()   # not mkdtemp's 0700
     no_litter(tmp_path)
     # a failure in a folder that did not exist leaves no folder behind, not even its parents
-    with pytest.raises(RuntimeError):
-        with _fs.atomic_output_dir(tmp_path / "new" / "deeper" / "out", "m.json"):
-            raise RuntimeError
+    with pytest.raises(RuntimeError), _fs.atomic_output_dir(tmp_path / "new" / "deeper" / "out", "m.json"):
+        raise RuntimeError
     assert not (tmp_path / "new").exists()
 
 
@@ -127,9 +124,9 @@ def test_a_folder_that_is_not_the_commands_output_is_refused_not_deleted(tmp_pat
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     before = tree(tmp_path)
-    with pytest.raises(UserInputError, match=r"cannot write to .*mine: it is a folder with other files \(no m.json"):
-        with _fs.atomic_output_dir(tmp_path / "mine", "m.json"):
-            pytest.fail("the work must not start")
+    refused = pytest.raises(UserInputError, match=r"cannot write to .*mine: it is a folder with other files \(no m.json")
+    with refused, _fs.atomic_output_dir(tmp_path / "mine", "m.json"):
+        pytest.fail("the work must not start")
     assert tree(tmp_path) == before
     # nor is the current folder (it would be renamed away under the user's shell)
     (tmp_path / "mine" / "m.json").write_text("{}")

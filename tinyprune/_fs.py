@@ -3,10 +3,15 @@ half-written files behind and never touches the previous good output, and every 
 problem (a file where a folder should be, no permission, a read-only file system) is a bad-input
 error naming the path.
 
-    atomic_output_dir(out, marker)  a command's own output folder, replaced as a whole on success
-    atomic_write_text(path, text)   one output file, replaced on success
-    check_output_file(path)         fail early (before the work) when ``path`` cannot be written
-    output_path_error(path, exc)    the one-line UserInputError for an OSError on an output path
+    atomic_output_dir(out, marker)    a command's own output folder, replaced as a whole on success
+    atomic_write_text/_bytes(path, x) one output file, replaced on success (write_json uses it)
+    check_output_file(path)           fail early (before the work) when ``path`` cannot be written
+    output_path_error(path, exc)      the one-line UserInputError for an OSError on an output path
+    check_replaceable, sibling_tmp_dir, replace_dir
+                                      the steps of atomic_output_dir, for a caller that keeps its
+                                      work folder itself (pipeline/workdir.py: `tinyprune build`)
+
+Use these for every output a command writes; never write into an existing output in place.
 
 May not import tinyprune modules other than errors."""
 from __future__ import annotations
@@ -70,10 +75,17 @@ def remove_created(created: list[Path]) -> None:
             d.rmdir()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)   # the only portable way to read it; done once, at import
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 @contextlib.contextmanager
