@@ -293,6 +293,14 @@ def good_build(models, tmp_path_factory):
     return out
 
 
+def small_board(folder: Path) -> Path:
+    """The same board name with 16 KB of flash: the example's firmware cannot fit."""
+    toml = (ROOT / "boards" / f"{BOARD}.toml").read_text()
+    assert toml.count("1048576") == 2               # flash_bytes and the FLASH region's length
+    (folder / f"{BOARD}.toml").write_text(toml.replace("1048576", "16384"))
+    return folder / f"{BOARD}.toml"
+
+
 def build_args(out, model, *more):
     return ["build", model, "--board", BOARD, "--no-sim", "--samples", "20", *more, "-o", out]
 
@@ -305,12 +313,8 @@ def test_failed_build_keeps_the_good_build_and_its_cache(good_build, models, tmp
     out = good_build
     before = tree(out / BOARD)
     args = build_args(out, models.get(case, models["good"]))
-    if case == "over-budget":   # the same board name with 16 KB of flash: the firmware cannot fit
-        toml = (ROOT / "boards" / f"{BOARD}.toml").read_text()
-        assert toml.count("1048576") == 2               # flash_bytes and the FLASH region's length
-        toml = toml.replace("1048576", "16384")
-        (tmp_path / f"{BOARD}.toml").write_text(toml)
-        args[args.index("--board") + 1] = tmp_path / f"{BOARD}.toml"
+    if case == "over-budget":
+        args[args.index("--board") + 1] = small_board(tmp_path)
     elif case == "no-toolchain":
         monkeypatch.setenv("PATH", str(tmp_path))   # no arm-none-eabi-gcc
         args.insert(-2, "--force")
@@ -384,6 +388,10 @@ def test_firmware_and_validate_failures_keep_the_build(good_build, tmp_path, cap
     assert code == 5 and "arm-none-eabi-gcc" in err, err
     monkeypatch.undo()
     assert tree(d) == before
+    code, err = run(capfd, "firmware", d, "--board", small_board(tmp_path))   # fails after compiling, in its
+    assert code == 3 and "firmware does not fit" in err, err                  # temporary folder
+    assert tree(d) == before
+    no_litter(d)
     # output path errors of build, firmware and validate
     f = models["file"]
     for args, path in ((["build", models["good"], "--board", BOARD, "-o", f / "out"], f / "out" / BOARD),
