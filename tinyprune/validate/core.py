@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyprune import __version__
-from tinyprune._fs import atomic_write_text, check_output_file, sha256_file, write_json
+from tinyprune._fs import atomic_write_text, check_output_file, sha256_file
 from tinyprune.errors import TinypruneError, ToolError, UserInputError, ValidationFailed
 from tinyprune.validate import protocol as P
 from tinyprune.validate.reference import (Reference, confusion_matrix, float_model_outputs, output_metrics,
@@ -355,8 +355,9 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
     percentage points below ``baseline`` (a previous validate.json). A device running another model
     raises ValidationFailed at once. ``report_build_dir``: the build folder the report names (default
     ``build_dir``; `tinyprune build` validates in a work folder that becomes OUT/BOARD on success).
-    Nothing is written before the validation ran (unwritable ``out``/``junit`` fail first); a report
-    whose validation failed is still written (it lists the failures)."""
+    Unwritable ``out``/``junit`` fail first. Before the run only the native build (``host/``) or the
+    twin's firmware (``firmware-sim/``, when missing) may be built, each atomically; the report is
+    written after the run, also when the validation failed (it lists the failures)."""
     t0 = time.monotonic()
     if target not in TARGETS:
         raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
