@@ -116,7 +116,8 @@ def test_tflite_model_and_missing_toolchain_exit_5(example_build, tmp_path):
             env=env)
     assert r.returncode == ToolError.exit_code, r.stderr[-2000:]
     assert "arm-none-eabi-gcc" in r.stderr and "Traceback" not in r.stderr
-    s = json.loads((tmp_path / "o" / "nucleo-f746" / "summary.json").read_text())
+    assert not (tmp_path / "o" / "nucleo-f746").exists()     # a failed build is no build folder
+    s = json.loads((tmp_path / "o" / "nucleo-f746.failed" / "summary.json").read_text())
     assert s["model"]["kind"] == "tflite" and s["stage_status"]["codegen"] == "done"
     assert s["stage_status"]["firmware"] == "failed"
 
@@ -148,10 +149,10 @@ def test_validation_failure_exit_4(example_build, tmp_path, monkeypatch):
         build(str(d / "model_int8.tflite"), "nucleo-f746", out=str(tmp_path), sim=False, samples=30,
               progress=False)
     assert e.value.exit_code == 4
-    s = json.loads((tmp_path / "nucleo-f746" / "summary.json").read_text())
+    s = json.loads((tmp_path / "nucleo-f746.failed" / "summary.json").read_text())
     assert s["status"] == "validation_failed"
     assert s["validation"]["host"]["passed"] is False
-    assert (tmp_path / "nucleo-f746" / "report.html").is_file()
+    assert (tmp_path / "nucleo-f746.failed" / "report.html").is_file()
 
 
 def test_over_budget_without_pruning_fails_and_with_pruning_fits(example_build, tmp_path):

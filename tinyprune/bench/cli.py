@@ -19,12 +19,13 @@ import click
 def command(model, board, kernels, dsp, fast_weights, runs, as_json, out):
     """Instructions per inference (total and per layer), MACs/instruction, arena, scratch and
     firmware sizes of MODEL's generated code, measured in QEMU with -icount (deterministic)."""
-    from pathlib import Path
-
+    from tinyprune._fs import atomic_write_text, check_output_file
     from tinyprune.bench import bench, to_json
 
+    if out:
+        check_output_file(out)  # before minutes of QEMU runs
     res = bench(model, board, kernels, runs=runs, dsp=dsp, fast_weights=fast_weights)
     text = to_json(res)
     if out:
-        Path(out).write_text(text + "\n")
+        atomic_write_text(out, text + "\n")
     click.echo(text if as_json else res.render())

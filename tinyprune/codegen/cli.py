@@ -38,16 +38,20 @@ def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights,
         raise UserInputError("give either --data or --random, not both")
     if not os.path.exists(model):
         raise UserInputError(f"model file {model} does not exist")
-    if do_check:   # bad --data is refused before anything is written
+    checked = []
+    if do_check:  # inputs read before anything is generated; OUT is replaced only when the check passed
         from tinyprune.codegen.check import check, load_inputs
         from tinyprune.codegen.tflite_reader import read_model
         x = load_inputs(read_model(model), data=data, random=random_n, seed=seed)
+
+    def check_new_folder(folder):
+        checked.append(check(folder, model, x))
     r = generate(model, out, prefix=prefix, kernels=kernels, cmsis_nn=cmsis_nn, board=board, overlap=overlap,
-                 fast_weights=fast_weights)
+                 fast_weights=fast_weights, verify=check_new_folder if do_check else None)
     tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
     click.echo(f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")
-    if do_check:
-        res = check(out, model, x)
+    if checked:
+        res = checked[0]
         click.echo(f"check: bit-exact with TFLite Micro on {res.samples} inputs "
                    f"({res.elements} output elements, builds: {', '.join(res.builds)})")

@@ -3,11 +3,13 @@
 The stage's Python API (the CLI and the pipeline call this):
 
     generate(model_path, out_dir, *, prefix="model", kernels="portable", cmsis_nn=None, board=None,
-             overlap=None, tflm_arena=True) -> CodegenResult
+             overlap=None, tflm_arena=True, verify=None) -> CodegenResult
 
 Memory plan and figures come from ``codegen.estimate.estimate`` (the same function the pruning stage
 calls), so codegen.json's arena/flash equal the pruning stage's estimates for the same graph.
-Everything is written atomically: on any error OUT is left as it was.
+Everything is written atomically: OUT is replaced as a whole only when everything succeeded
+(``verify(folder)``, e.g. the --check build, runs on the new files before that); on any error OUT is
+left as it was.
 """
 from __future__ import annotations
 
@@ -86,7 +88,8 @@ def plan_for(model: TfliteModel, kernels: str, overlap: bool | None = None, fast
 
 def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefix: str = "model",
              kernels: str = "portable", cmsis_nn: str | os.PathLike | None = None, board: str | None = None,
-             overlap: bool | None = None, tflm_arena: bool = True, fast_weights: bool = False) -> CodegenResult:
+             overlap: bool | None = None, tflm_arena: bool = True, fast_weights: bool = False,
+             verify=None) -> CodegenResult:
     if kernels not in KERNEL_CHOICES:
         raise UserInputError(f"--kernels must be one of {', '.join(KERNEL_CHOICES)}, got {kernels!r}")
     if fast_weights and kernels != "portable":
@@ -152,7 +155,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         report["cmsis_nn"] = {"path": str(cmsis_path), "source_dirs": list(SOURCE_DIRS),
                               "layers": [L.index for L in layers if L.cmsis]}
     out_dir = Path(out_dir)
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, "codegen.json") as tmp:
         for name, text in sorted(files.items()):
             (tmp / name).write_text(text)
         kdir = tmp / "kernels"
@@ -162,6 +165,8 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
             (kdir / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, kdir / f)
         write_json(tmp / "codegen.json", report)
+        if verify is not None:
+            verify(tmp)
     return CodegenResult(out_dir=out_dir, prefix=prefix, kernels=kernels, arena_bytes=est.arena_bytes,
                          flash_bytes=est.flash_bytes, weight_bytes=est.weight_bytes, macs=est.macs,
                          tflm_arena_bytes=report["tflm_arena_bytes"],

@@ -117,7 +117,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         ds = load_dataset(data if data is not None else "digits", shape)
     data_name = ds.name or str(data)
 
-    with private_tempdir(), atomic_output_dir(out_dir) as tmp:
+    with private_tempdir(), atomic_output_dir(out_dir, REPORT_NAME) as tmp:
         onnx_path = tmp / ONNX_NAME
         if module is not None:
             import torch

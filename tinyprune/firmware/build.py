@@ -124,7 +124,7 @@ class FirmwareResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("out_dir", "elf", "bin", "hex", "map", "makefile", "linker_script"):
-            d[k] = Path(d[k]).name if k != "out_dir" else str(d[k])
+            d[k] = Path(d[k]).name  # file names: the folder can move (tinyprune build swaps it in)
         d["flash_headroom"] = self.flash_headroom
         d["ram_headroom"] = self.ram_headroom
         return d
@@ -416,7 +416,7 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
     bsp_dir = _paths.require(_paths.BSP_DIR)
 
     out_dir = Path(out_dir)
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, "firmware.json") as tmp:
         copied: list[str] = []
         include_dirs = ["src/bsp"]
         for name in ("bsp.h", "startup_cm.c", spec.source, *spec.extra):

@@ -5,7 +5,9 @@
          -> firmware + validate on the board's QEMU twin (unless --no-sim)
          -> summary.json, report.html, summary.md
 
-Artifacts go to ``OUT/BOARD/`` (layout in docs/build.md). Each stage's key hashes its inputs,
+Artifacts go to ``OUT/BOARD/`` (layout in docs/build.md), which only a build that succeeded replaces:
+the stages work in a copy beside it, and a failed attempt is kept as ``OUT/BOARD.failed/``
+(pipeline/workdir.py). Each stage's key hashes its inputs,
 options and upstream keys (pipeline/cache.py), so a re-run with nothing changed skips every
 stage, and changing one option re-runs only the stages after it.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from tinyprune import __version__, _paths
 from tinyprune._fs import write_json
 from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
+from tinyprune.pipeline import workdir
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
 
@@ -117,8 +120,8 @@ class _Pipeline:
         self.board = load_board(cfg.board, cfg.boards_dir)
         if cfg.prune not in PRUNE_MODES:
             raise UserInputError(f"--prune {cfg.prune!r}: expected one of {', '.join(PRUNE_MODES)}")
-        self.dir = Path(cfg.out) / self.board.name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = Path(cfg.out) / self.board.name     # the last good build, replaced on success only
+        self.dir = self.out_dir                               # where the stages write: the work folder in run
         self.cache = StageCache(self.dir)
         self.kind = _model_kind(cfg.model)
         self.summary: dict = {
@@ -207,7 +210,7 @@ class _Pipeline:
                 h.set_status("not needed", f"{fig.macs:,} MACs, est. arena {fig.ram_bytes:,} B fits")
                 return None
             from tinyprune._fs import atomic_output_dir
-            with atomic_output_dir(out) as tmp:
+            with atomic_output_dir(out, "prune.json") as tmp:
                 res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
                             data=cfg.data or "digits",
                             config=PruneConfig(epochs=cfg.epochs, round_to=cfg.round_to, seed=cfg.seed,
@@ -295,7 +298,8 @@ class _Pipeline:
                 hit = {"firmware": {"board": board.name, "flash_used": fw.flash_used, "flash_limit": fw.flash_limit,
                                     "ram_used": fw.ram_used, "ram_limit": fw.ram_limit,
                                     "stack_bytes": fw.stack_bytes, "arena_bytes": fw.arena_bytes,
-                                    "elf": str(fw.elf), "runnable": fw.runnable, "bsp": fw.bsp}}
+                                    "elf": fw.elf.relative_to(self.dir).as_posix(), "runnable": fw.runnable,
+                                    "bsp": fw.bsp}}
                 self.cache.store(name, key, [out], hit)
                 h.set_status("done", f"flash {fw.flash_used:,}/{fw.flash_limit:,} B, "
                                      f"RAM {fw.ram_used:,}/{fw.ram_limit:,} B" +
@@ -315,7 +319,8 @@ class _Pipeline:
             if hit is None:
                 from tinyprune.validate import validate
                 report_path = self.dir / f"validate-{target}.json"
-                rep = validate(build_dir, target, data=cfg.data or "digits", samples=samples, out=report_path)
+                rep = validate(build_dir, target, data=cfg.data or "digits", samples=samples, out=report_path,
+                               report_build_dir=str(self.out_dir))
                 hit = {"validation": _validation_summary(rep, target)}
                 v = hit["validation"]
                 if v["passed"]:
@@ -392,7 +397,7 @@ class _Pipeline:
         if bad:
             raise ValidationFailed("validation failed: " + "; ".join(
                 f"{t}: " + "; ".join(v.get("failures") or ["failed"]) for t, v in bad.items()),
-                hint=f"see {self.dir}/validate-*.json")
+                hint=f"see {workdir.failed_dir(self.out_dir)}/validate-*.json")
         return self.summary
 
 
@@ -472,28 +477,45 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
           progress: bool = True, **options) -> BuildResult:
     """Run the whole pipeline. Options are BuildConfig fields. Returns a BuildResult; raises
     TinypruneError subclasses for bad input (exit 2), over budget (3), validation failure (4),
-    missing tools (5) -- in each case summary.json and the report are still written."""
+    missing tools (5). OUT/BOARD/ changes only when the build succeeded; a failed attempt, with its
+    summary.json and report, is kept in OUT/BOARD.failed/ (the error's ``build_dir``)."""
     cfg = config or BuildConfig(model=model, board=board, **options)
     prog = Progress(total_stages=7 if cfg.sim else 5, enabled=progress)
     start = time.monotonic()
     pipe = _Pipeline(cfg, prog)
-    error: TinypruneError | None = None
+    folders = workdir.start(pipe.out_dir)
+    pipe.dir, pipe.cache = folders.work, StageCache(folders.work)
+    error: Exception | None = None
     try:
-        summary = pipe.run()
-        summary["status"] = "ok"
-    except TinypruneError as e:
-        error = e
-        summary = pipe.summary
-        summary["status"] = {3: "over_budget", 4: "validation_failed", 2: "bad_input"}.get(e.exit_code, "error")
-        summary["message"] = e.message
-    summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
-    summary["stage_status"] = dict(prog.status)
-    summary["stage_order"] = list(prog.status)
-    summary["total_seconds"] = round(time.monotonic() - start, 2)
-    write_json(pipe.dir / "summary.json", summary)
-    from tinyprune.report import write_reports
-    html, md = write_reports(pipe.dir)
+        try:
+            summary = pipe.run()
+            summary["status"] = "ok"
+        except Exception as e:  # noqa: BLE001 - recorded in the failed attempt's summary, then re-raised
+            error = e
+            if isinstance(e, TinypruneError):  # paths in the work folder: it becomes OUT/BOARD.failed
+                e.message, e.hint = (workdir.as_failed(folders, t) for t in (e.message, e.hint))
+            summary = pipe.summary
+            summary["status"] = {3: "over_budget", 4: "validation_failed", 2: "bad_input",
+                                 5: "missing_tool"}.get(getattr(e, "exit_code", 1), "error")
+            summary["message"] = e.message if isinstance(e, TinypruneError) else \
+                f"internal error: {type(e).__name__}: {e}"
+        summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
+        summary["stage_status"] = dict(prog.status)
+        summary["stage_order"] = list(prog.status)
+        summary["total_seconds"] = round(time.monotonic() - start, 2)
+        write_json(pipe.dir / "summary.json", summary)
+        from tinyprune.report import write_reports
+        write_reports(pipe.dir)
+    except BaseException:
+        workdir.discard(folders)   # interrupted, or the report itself failed: OUT/BOARD untouched
+        raise
     if error is not None:
-        error.build_dir = pipe.dir  # the CLI mentions where the partial report is
+        failed = workdir.keep_failed(folders)
+        if isinstance(error, TinypruneError):
+            error.build_dir = failed  # the CLI prints this attempt's summary from there
+            kept = f"{pipe.out_dir} is unchanged; " if pipe.out_dir.exists() else ""
+            error.message += f"\n  {kept}this attempt's report: {failed}/report.html"
         raise error
-    return BuildResult("ok", 0, pipe.dir, summary, html, md, dict(prog.status))
+    workdir.commit(folders)
+    d = pipe.out_dir
+    return BuildResult("ok", 0, d, summary, d / "report.html", d / "summary.md", dict(prog.status))

@@ -73,7 +73,7 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
         data = "digits"
     cfg = PruneConfig(epochs=epochs, granularity=granularity, round_to=int(round_to), min_channels=min_channels,
                       distill=distill, seed=seed, sparsity=sparsity)
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, "prune.json") as tmp:
         result = prune(net, example_input, budget, criterion=criterion, when=when, data=data, config=cfg)
         result.report["model"] = model
         result.report["board"] = board

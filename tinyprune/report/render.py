@@ -8,6 +8,7 @@ import json
 from html import escape
 from pathlib import Path
 
+from tinyprune._fs import atomic_write_text
 from tinyprune.errors import UserInputError
 from tinyprune.report import svg
 
@@ -206,8 +207,7 @@ def write_reports(build_dir) -> tuple[Path, Path]:
     except ValueError as e:
         raise UserInputError(f"{src}: not valid JSON ({e})", hint="re-run `tinyprune build`") from None
     html_path, md_path = build_dir / "report.html", build_dir / "summary.md"
-    for path, text in ((html_path, render_html(s)), (md_path, render_markdown(s))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    html, md = render_html(s), render_markdown(s)  # both rendered before either is written
+    atomic_write_text(html_path, html)
+    atomic_write_text(md_path, md)
     return html_path, md_path

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyprune import __version__
-from tinyprune._fs import sha256_file, write_json
+from tinyprune._fs import atomic_write_text, check_output_file, sha256_file
 from tinyprune.errors import TinypruneError, ToolError, UserInputError, ValidationFailed
 from tinyprune.validate import protocol as P
 from tinyprune.validate.reference import (Reference, confusion_matrix, float_model_outputs, output_metrics,
@@ -179,13 +179,6 @@ class ValidationReport:
         return line + ("" if self.passed else "\nFAILED: " + "; ".join(self.failures))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_junit(report: ValidationReport, path: str | os.PathLike) -> None:
     cases = []
     cases.append(("model_hash", None))
@@ -215,7 +208,7 @@ def write_junit(report: ValidationReport, path: str | os.PathLike) -> None:
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    _write_atomic(Path(path), ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+    atomic_write_text(Path(path), ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
 
 
 # ------------------------------------------------------------------------------------- targets
@@ -246,8 +239,9 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
         exe = build_host(layout.codegen, layout.root / "host")
         return host_session(exe, proxy=proxy, **link_kw)
     if target == "sim":
-        from tinyprune.validate.qemu import qemu_session
+        from tinyprune.validate.qemu import qemu_session, require_qemu
 
+        require_qemu()  # before sim_firmware may build firmware-sim/ into the build folder
         elf, machine, cpu = sim_firmware(layout, board)
         return qemu_session(elf, machine, cpu, proxy=proxy, icount_shift=icount_shift(elf), **link_kw)
     if target == "port":
@@ -354,16 +348,24 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
              baseline: str | os.PathLike | None = None, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
              junit: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              layers: bool = True, seed: int = 0, board: str | None = None, link_kw: dict | None = None,
-             proxy=None) -> ValidationReport:
+             proxy=None, report_build_dir: str | None = None) -> ValidationReport:
     """Validate a build on ``target`` ("host", "sim" or "port"). Returns the report (also written
     to ``out``, default BUILD_DIR/validate.json, and to ``junit`` when given); ``report.passed`` is
     False on any bit mismatch, self-test mismatch or accuracy drop beyond ``max_accuracy_drop``
     percentage points below ``baseline`` (a previous validate.json). A device running another model
-    raises ValidationFailed at once."""
+    raises ValidationFailed at once. ``report_build_dir``: the build folder the report names (default
+    ``build_dir``; `tinyprune build` validates in a work folder that becomes OUT/BOARD on success).
+    Unwritable ``out``/``junit`` fail first. Before the run only the native build (``host/``) or the
+    twin's firmware (``firmware-sim/``, when missing) may be built, each atomically; the report is
+    written after the run, also when the validation failed (it lists the failures)."""
     t0 = time.monotonic()
     if target not in TARGETS:
         raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     layout = resolve_build(build_dir)
+    out_path = Path(out) if out is not None else layout.root / "validate.json"
+    for p in (out_path, junit):
+        if p is not None:
+            check_output_file(p)
     ref = Reference(layout.tflite)
     x, y, x_float, data_desc = _load_data(ref, layout, data, random, samples, seed)
     base = _read_baseline(baseline) if baseline is not None else None
@@ -374,7 +376,7 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
             raise ValidationFailed(f"the device's model takes {info.input_bytes} bytes and returns "
                                    f"{info.output_bytes}, the build's model {ref.input.nbytes} and "
                                    f"{ref.output.nbytes}", hint="flash this build's firmware")
-        report = ValidationReport(target, str(layout.root), info.to_dict(), data=data_desc)
+        report = ValidationReport(target, report_build_dir or str(layout.root), info.to_dict(), data=data_desc)
         st = link.selftest()
         st_ref = P.crc32(ref.run(np.frombuffer(st["input"], dtype=np.int8)).tobytes())
         report.selftest = {"ok": st["input_ok"] and st["status"] == 0 and st["output_crc"] == st_ref,
@@ -442,8 +444,7 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
                                    f"percentage points below the baseline {100 * base['accuracy']:.2f}% "
                                    f"(allowed: {max_accuracy_drop:g})")
     report.seconds = time.monotonic() - t0
-    out_path = Path(out) if out is not None else layout.root / "validate.json"
-    _write_atomic(out_path, json.dumps(report.to_dict(), indent=2, sort_keys=True, default=_jd) + "\n")
+    atomic_write_text(out_path, json.dumps(report.to_dict(), indent=2, sort_keys=True, default=_jd) + "\n")
     if junit is not None:
         write_junit(report, junit)
     return report

@@ -53,7 +53,9 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
         include.append(KERNELS_DIR)
     flags = HOST_CFLAGS + (extra_cflags or [])
     cmd = [cc, *flags, *[f"-I{d}" for d in include], *map(str, sources), "-o"]
-    h = hashlib.sha256(" ".join(cmd).encode())
+    # the folder's own path left out: the same build moved (tinyprune build swaps its work folder in)
+    # is the same build; the sources' bytes are hashed below
+    h = hashlib.sha256(" ".join(cmd).replace(str(codegen_dir), "<codegen>").encode())
     for f in sources + sorted(p for d in include for p in Path(d).glob("*.h")):
         h.update(f.read_bytes())
     stamp = h.hexdigest()
@@ -62,7 +64,7 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
     if exe.is_file() and (out_dir / f"{BINARY}.stamp").is_file() and \
             (out_dir / f"{BINARY}.stamp").read_text().strip() == stamp:
         return exe
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, f"{BINARY}.stamp") as tmp:
         r = subprocess.run(cmd + [str(Path(tmp) / BINARY)], capture_output=True, text=True)
         if r.returncode != 0:
             raise ToolError(f"host build of the harness failed ({cc} exit {r.returncode}):\n{r.stderr[-4000:]}",

@@ -82,6 +82,12 @@ class QemuProcess:
         self._err.close()
 
 
+def require_qemu() -> None:
+    """ToolError when QEMU ($TINYPRUNE_QEMU or qemu-system-arm) is not there."""
+    if shutil.which(os.environ.get("TINYPRUNE_QEMU", QEMU)) is None:
+        raise ToolError(f"{QEMU} not found", hint="install QEMU: apt-get install qemu-system-arm")
+
+
 @contextlib.contextmanager
 def qemu_session(elf: str | os.PathLike, machine: str, cpu: str | None = None, *,
                  icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, start_timeout: float = 20.0, proxy=None,
@@ -92,8 +98,7 @@ def qemu_session(elf: str | os.PathLike, machine: str, cpu: str | None = None, *
     if not elf.is_file():
         raise ToolError(f"firmware not found: {elf}", hint="build it first: tinyprune firmware BUILD_DIR --board BOARD")
     check_firmware(elf)
-    if shutil.which(os.environ.get("TINYPRUNE_QEMU", QEMU)) is None:
-        raise ToolError(f"{QEMU} not found", hint="install QEMU: apt-get install qemu-system-arm")
+    require_qemu()
     last_err = None
     for _ in range(3):  # the free port may be taken between probing and QEMU binding it
         port = free_port()
