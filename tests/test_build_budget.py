@@ -58,8 +58,10 @@ def build(capsys, form, *options) -> tuple[int, str]:
               "-o", form["out"], *options)
 
 
-def summary(form) -> dict:
-    return json.loads((form["out"] / BOARD / "summary.json").read_text())
+def summary(form, failed=False) -> dict:
+    """summary.json of the last build; a failed build leaves OUT/BOARD as it was and keeps its attempt
+    in OUT/BOARD.failed."""
+    return json.loads((form["out"] / (BOARD + ".failed" if failed else BOARD) / "summary.json").read_text())
 
 
 def figures(capsys, form) -> dict:
@@ -67,7 +69,7 @@ def figures(capsys, form) -> dict:
     if not form["figures"]:
         code, err = build(capsys, form, "--max-macs", 1)
         assert code == OverBudgetError.exit_code, err[-2000:]
-        cg = json.loads((form["out"] / BOARD / "codegen" / "codegen.json").read_text())
+        cg = json.loads((form["out"] / f"{BOARD}.failed" / "codegen" / "codegen.json").read_text())
         form["figures"] = {"macs": cg["macs"], "ram_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"]}
     return form["figures"]
 
@@ -87,7 +89,7 @@ def test_over_by_one_is_exit_3_before_cross_compiling(form, option, capsys):
         assert "ONNX models are not pruned by tinyprune" in err and "onnx2torch" in err and "torchvision" in err
     else:
         assert "tinyprune does not prune it" in err
-    s = summary(form)
+    s = summary(form, failed=True)
     assert s["status"] == "over_budget"
     b = s["budget"]
     assert b["over"] == {figure: {"measured": fig[figure], "limit": limit, "over_by": 1, "limit_source": option}}
@@ -97,7 +99,7 @@ def test_over_by_one_is_exit_3_before_cross_compiling(form, option, capsys):
     assert b["firmware"] is None and "firmware" not in s["stage_status"]
     assert s["stage_status"]["codegen"] in ("done", "cached")
     # the report and summary.md show the figure against its limit
-    md = (form["out"] / BOARD / "summary.md").read_text()
+    md = (form["out"] / f"{BOARD}.failed" / "summary.md").read_text()
     assert f"limit {limit:,}{unit} ({option}): OVER by 1{unit}" in md
 
 
@@ -140,7 +142,7 @@ def test_image_over_the_board_flash_records_the_measured_figures(converted, tmp_
     m = re.search(r"flash: ([\d,]+) B used > 20,480 B available \(over by ([\d,]+) B\)", err)
     assert m, err[-2000:]
     used = int(m.group(1).replace(",", ""))
-    s = json.loads((tmp_path / "o" / "tiny-f746" / "summary.json").read_text())
+    s = json.loads((tmp_path / "o" / "tiny-f746.failed" / "summary.json").read_text())
     b = s["budget"]
     assert b["model"]["flash_bytes"] <= 20480            # the constants alone fit: the link decided
     assert b["over"]["firmware_flash_bytes"] == {"measured": used, "limit": 20480, "over_by": used - 20480,
@@ -165,7 +167,7 @@ def test_pytorch_over_budget_without_pruning_records_the_estimate(tmp_path, caps
     code, err = tp(capsys, "build", "example", "--board", BOARD, "--max-macs", 1000, "--no-prune", "--no-sim",
                    "-o", tmp_path)
     assert code == OverBudgetError.exit_code and "pruning is disabled (--prune never)" in err
-    b = json.loads((tmp_path / BOARD / "summary.json").read_text())["budget"]
+    b = json.loads((tmp_path / f"{BOARD}.failed" / "summary.json").read_text())["budget"]
     macs = b["over"]["macs"]["measured"]
     assert f"macs: {macs:,} > 1,000 (over by {macs - 1000:,})" in err
     assert b["over"]["macs"] == {"measured": macs, "limit": 1000, "over_by": macs - 1000, "limit_source": "--max-macs"}
