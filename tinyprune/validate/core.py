@@ -241,8 +241,9 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
     if target == "sim":
         from tinyprune.validate.qemu import qemu_session, require_qemu
 
-        require_qemu()  # before sim_firmware may build firmware-sim/ into the build folder
-        elf, machine, cpu = sim_firmware(layout, board)
+        # QEMU is looked for before firmware-sim/ is built into the build folder; a firmware that is already
+        # there is checked first (qemu_session: a garbage ELF is bad input, whatever the machine has)
+        elf, machine, cpu = sim_firmware(layout, board, before_build=require_qemu)
         return qemu_session(elf, machine, cpu, proxy=proxy, icount_shift=icount_shift(elf), **link_kw)
     if target == "port":
         import contextlib
@@ -263,8 +264,9 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
     raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
 
 
-def sim_firmware(layout: BuildLayout, board: str | None = None) -> tuple[Path, str, str]:
-    """(elf, machine, cpu) to run in QEMU for this build."""
+def sim_firmware(layout: BuildLayout, board: str | None = None, before_build=None) -> tuple[Path, str, str]:
+    """(elf, machine, cpu) to run in QEMU for this build; ``before_build()`` runs before firmware for the
+    board's QEMU twin is built into the build folder (when it has none yet)."""
     from tinyprune.boards import load_board
 
     name = board or layout.board
@@ -278,6 +280,8 @@ def sim_firmware(layout: BuildLayout, board: str | None = None) -> tuple[Path, s
     q = load_board(qname)
     elf = layout.sim_elf if (not b.simulation and layout.sim_elf) else layout.firmware_elf
     if not b.simulation and layout.sim_elf is None:
+        if before_build is not None:
+            before_build()
         elf = _build_sim_firmware(layout, q.name)
     if elf is None:
         raise UserInputError(f"{layout.root} has no firmware/firmware.elf to run in QEMU",
