@@ -500,7 +500,7 @@ class Worker:
             return None, "hang"
         try:
             return self.conn.recv(), None
-        except EOFError:
+        except (EOFError, OSError):
             self.proc.join()
             code = self.proc.exitcode
             self.proc = None

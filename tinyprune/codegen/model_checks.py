@@ -48,6 +48,9 @@ ARITY = {
 SAME_SHAPE_OPS = ("SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE")
 
 
+_SIZE_HINT = "reduce the input resolution or the channel counts (or prune the model) before code generation"
+
+
 def _err(msg: str, hint: str | None = None) -> UnsupportedModelError:
     return UnsupportedModelError(msg, hint=hint or "the model file is inconsistent: re-export it with the TFLite "
                                                    "converter (or `tinyprune convert`)")
@@ -142,6 +145,12 @@ def check_op(label: str, where: str, kind: str, ins: list[str], outs: list[str],
         if out.shape[3] != x.shape[3] or out.shape[0] != x.shape[0]:
             raise _err(f"{w_}: output shape {list(out.shape)} does not keep the input's batch and channels "
                        f"{list(x.shape)}")
+        if x.quant is not None and out.quant is not None and (
+                np.float32(x.quant.scales[0]) != np.float32(out.quant.scales[0])
+                or x.quant.zero_points[0] != out.quant.zero_points[0]):
+            raise _err(f"{w_}: input and output quantization differ (scale {x.quant.scales[0]} / zero point "
+                       f"{x.quant.zero_points[0]} vs {out.quant.scales[0]} / {out.quant.zero_points[0]}); int8 "
+                       "pooling keeps them equal (TFLite int8 spec)")
     elif kind == "MEAN":
         axes = _int_const(w_, tensors, ins[1], "axis list")
         r = len(x.shape)
@@ -234,12 +243,23 @@ def _check_per_channel(w_: str, t: ir.Tensor, channels: int, axis: int, what: st
                    f"{channels} on dimension {axis}")
 
 
-def _check_bias(w_: str, bias: ir.Tensor | None, channels: int, k: int) -> None:
-    """Bias shape, and the accumulator bound: k terms of at most ACC_TERM plus the bias fit int32."""
+def _check_bias(w_: str, bias: ir.Tensor | None, channels: int, k: int, x: ir.Tensor, w: ir.Tensor,
+                out: ir.Tensor) -> None:
+    """Bias shape and scale, and the accumulator bound: k terms of at most ACC_TERM plus the bias fit int32."""
     big = 0
     if bias is not None:
         if bias.shape != (channels,) and prod(bias.shape) != channels:
             raise _err(f"{w_}: bias {bias.name!r} has shape {list(bias.shape)}, needs {channels} values")
+        if bias.quant is not None and x.quant is not None and w.quant is not None and out.quant is not None:
+            # the kernels add the raw int32 bias to the accumulator, whose scale is input * filter scale:
+            # TFLite Micro refuses a bias scale more than 2 % of the output scale away from it; so do we
+            bs, ws = bias.quant.scales, w.quant.scales
+            for c in range(channels):
+                prod_s = float(np.float32(x.quant.scales[0])) * float(np.float32(ws[c if len(ws) > 1 else 0]))
+                diff = abs(prod_s - float(np.float32(bs[c if len(bs) > 1 else 0])))
+                if diff / float(np.float32(out.quant.scales[0])) > 0.02:
+                    raise _err(f"{w_}: bias {bias.name!r} scale {bs[c if len(bs) > 1 else 0]} (channel {c}) is "
+                               f"not input scale x filter scale ({prod_s:.6g})")
         if bias.is_const and bias.dtype == "int32":
             big = int(np.abs(np.asarray(bias.data, dtype=np.int64)).max(initial=0))
     if k * ACC_TERM + big > ACC_LIMIT:
@@ -276,7 +296,7 @@ def _check_conv(w_: str, kind: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Te
         axis = 3
     if w.is_const:
         _check_per_channel(w_, w, oc, axis, "filter")
-    _check_bias(w_, bias, oc, k)
+    _check_bias(w_, bias, oc, k, x, w, out)
 
 
 def _check_fc(w_: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Tensor, options: dict) -> None:
@@ -290,7 +310,7 @@ def _check_fc(w_: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Tensor, options
         raise _err(f"{w_}: output shape {list(out.shape)} != {n_in // depth} rows of {units} units")
     if w.is_const:
         _check_per_channel(w_, w, units, 0, "weight matrix")
-    _check_bias(w_, bias, units, depth)
+    _check_bias(w_, bias, units, depth, x, w, out)
 
 
 def check_graph(label: str, graph: ir.Graph, tensor_index: dict[str, int], op_index: list[int]) -> None:
@@ -304,11 +324,11 @@ def check_graph(label: str, graph: ir.Graph, tensor_index: dict[str, int], op_in
                    "needs at least one of each")
     if len(set(graph.inputs)) != len(graph.inputs) or len(set(graph.outputs)) != len(graph.outputs):
         raise _err(f"{label}: a tensor is listed twice among the model's inputs or outputs")
-    ready = set()
+    ready: dict[str, None] = {}  # written so far, in execution order
     for t in graph.inputs:
         if not t or graph.tensors[t].is_const:
             raise _err(f"{label}: model input {desc(t)} is missing or a constant")
-        ready.add(t)
+        ready[t] = None
     for k, op in enumerate(graph.ops):
         where = f"{label}: operator {op_index[k]} ({op.kind})"
         for t in op.inputs:
@@ -318,7 +338,7 @@ def check_graph(label: str, graph: ir.Graph, tensor_index: dict[str, int], op_in
         for t in op.outputs:
             if t in ready:
                 raise _err(f"{where}: writes {desc(t)}, which is a model input or written by an earlier operator")
-            ready.add(t)
+            ready[t] = None
     for t in graph.outputs:
         if t not in ready:
             raise _err(f"{label}: model output {desc(t)} is never written")
@@ -327,7 +347,8 @@ def check_graph(label: str, graph: ir.Graph, tensor_index: dict[str, int], op_in
         nb = graph.tensors[t].nbytes
         if nb > MAX_ACTIVATION_BYTES:
             raise _err(f"{label}: activation {desc(t)} of shape {list(graph.tensors[t].shape)} needs {nb} bytes, "
-                       f"more than {MAX_ACTIVATION_BYTES} (no microcontroller arena holds it)")
+                       f"more than {MAX_ACTIVATION_BYTES} (no microcontroller arena holds it)", hint=_SIZE_HINT)
         total += nb
     if total > MAX_ARENA_BYTES:
-        raise _err(f"{label}: the activations need {total} bytes together, more than {MAX_ARENA_BYTES}")
+        raise _err(f"{label}: the activations need {total} bytes together, more than {MAX_ARENA_BYTES}",
+                   hint=_SIZE_HINT)
