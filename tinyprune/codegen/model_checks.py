@@ -292,6 +292,11 @@ def _check_conv(w_: str, kind: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Te
         if dm not in (0, oc // x.shape[3]) and not (x.shape[3] == 1 and dm == 1):
             raise _err(f"{w_}: option depth_multiplier {dm} != output channels / input channels "
                        f"({oc} / {x.shape[3]})")
+        if bias is None:
+            # TFLite Micro's depthwise kernel crashes without one: the reference could not validate it
+            raise _err(f"{w_}: DEPTHWISE_CONV_2D without a bias is not supported (TFLite Micro, the reference "
+                       "the generated code is validated against, cannot run it)",
+                       hint="give the layer a (zero) bias, e.g. use_bias=True / bias=True before converting")
         k = w.shape[1] * w.shape[2]
         axis = 3
     if w.is_const:
