@@ -77,7 +77,7 @@ def check_tensor(label: str, desc: str, dtype: str, shape: tuple[int, ...], quan
     for s in quant.scales:
         s32 = np.float32(s)
         if not (math.isfinite(float(s)) and np.isfinite(s32) and s32 > 0):
-            raise _err(f"{where}: quantization scale {s} is not a finite positive number")
+            raise _err(f"{where}: quantization scale {s:.7g} is not a finite positive number")
     lo, hi = INT_RANGES.get(dtype, (-(1 << 31), (1 << 31) - 1))
     for z in quant.zero_points:
         if not lo <= z <= hi:
@@ -148,8 +148,8 @@ def check_op(label: str, where: str, kind: str, ins: list[str], outs: list[str],
         if x.quant is not None and out.quant is not None and (
                 np.float32(x.quant.scales[0]) != np.float32(out.quant.scales[0])
                 or x.quant.zero_points[0] != out.quant.zero_points[0]):
-            raise _err(f"{w_}: input and output quantization differ (scale {x.quant.scales[0]} / zero point "
-                       f"{x.quant.zero_points[0]} vs {out.quant.scales[0]} / {out.quant.zero_points[0]}); int8 "
+            raise _err(f"{w_}: input and output quantization differ (scale {x.quant.scales[0]:.7g} / zero point "
+                       f"{x.quant.zero_points[0]} vs {out.quant.scales[0]:.7g} / {out.quant.zero_points[0]}); int8 "
                        "pooling keeps them equal (TFLite int8 spec)")
     elif kind == "MEAN":
         axes = _int_const(w_, tensors, ins[1], "axis list")
@@ -258,7 +258,7 @@ def _check_bias(w_: str, bias: ir.Tensor | None, channels: int, k: int, x: ir.Te
                 prod_s = float(np.float32(x.quant.scales[0])) * float(np.float32(ws[c if len(ws) > 1 else 0]))
                 diff = abs(prod_s - float(np.float32(bs[c if len(bs) > 1 else 0])))
                 if diff / float(np.float32(out.quant.scales[0])) > 0.02:
-                    raise _err(f"{w_}: bias {bias.name!r} scale {bs[c if len(bs) > 1 else 0]} (channel {c}) is "
+                    raise _err(f"{w_}: bias {bias.name!r} scale {bs[c if len(bs) > 1 else 0]:.7g} (channel {c}) is "
                                f"not input scale x filter scale ({prod_s:.6g})")
         if bias.is_const and bias.dtype == "int32":
             big = int(np.abs(np.asarray(bias.data, dtype=np.int64)).max(initial=0))

@@ -282,7 +282,7 @@ def _op_options(op, kind: str, tflite, where: str) -> dict:
     o: dict = {}
 
     def act(v):
-        a = _ACT.get(v, f"activation {v}")
+        a = _ACT.get(v, f"{v} (unknown)")
         if a not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedModelError(f"{where}: fused activation {a} is not supported "
                                         f"(supported: {', '.join(SUPPORTED_ACTIVATIONS)})")
