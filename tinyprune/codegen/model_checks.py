@@ -288,8 +288,8 @@ def _check_conv(w_: str, kind: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Te
             raise _err(f"{w_}: depthwise filter shape {list(w.shape)} must be [1, kh, kw, {oc}]")
         if oc % x.shape[3]:
             raise _err(f"{w_}: {oc} output channels are not a multiple of the {x.shape[3]} input channels")
-        dm = int(options.get("depth_multiplier", 0))
-        if dm not in (0, oc // x.shape[3]) and not (x.shape[3] == 1 and dm == 1):
+        dm = int(options.get("depth_multiplier", oc // x.shape[3]))
+        if dm != oc // x.shape[3]:  # TFLite Micro's kernel loops over the option
             raise _err(f"{w_}: option depth_multiplier {dm} != output channels / input channels "
                        f"({oc} / {x.shape[3]})")
         if bias is None:
