@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing as mp
+import shutil
 import traceback
 from pathlib import Path
 
@@ -421,60 +422,66 @@ def tiny_layout_model(seed: int = 0) -> bytes:
 # ---- running mutants in a child process ----
 
 def _child(conn, kernels_dir: str, san_flags: list[str], work: str):
-    from tinyprune.codegen import check as C
-    from tinyprune.codegen.generate import generate
-    from tinyprune.codegen.tflite_reader import read_model
-    from tinyprune.errors import TinypruneError
     work = Path(work)
-    lib = None
+    state: dict = {"kernels_dir": Path(kernels_dir), "san_flags": san_flags, "lib": None, "work": work}
     while True:
         msg = conn.recv()
         if msg is None:
             return
         data, full, n = msg
         d = work / f"m{n}"
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / "model.tflite"
-        path.write_bytes(data)
         try:
-            generate(path, d / "out", tflm_arena=False)
-            model = read_model(path)
+            _one(conn, state, d, data, full, n)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _one(conn, state: dict, d: Path, data: bytes, full: bool, n: int) -> None:
+    """Send {"stage": ...} after read + generate, then (``full``, accepted) {"check": ...}."""
+    from tinyprune.codegen import check as C
+    from tinyprune.codegen.generate import generate
+    from tinyprune.codegen.tflite_reader import read_model
+    from tinyprune.errors import TinypruneError
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "model.tflite"
+    path.write_bytes(data)
+    try:
+        generate(path, d / "out", tflm_arena=False)
+        model = read_model(path)
+    except TinypruneError as e:
+        conn.send({"stage": "refused", "exit": e.exit_code, "message": str(e).splitlines()[0]})
+        return
+    except BaseException:  # noqa: BLE001 - the point: anything else is a tinyprune bug
+        conn.send({"stage": "internal", "traceback": traceback.format_exc()[-3000:]})
+        return
+    conn.send({"stage": "accepted"})
+    if not full:
+        return
+    try:
+        inputs = C.load_inputs(model, random=3, seed=n)
+        try:
+            ref = C.tflm_outputs(model, inputs)
+        except Exception as e:  # noqa: BLE001 - TFLite Micro refusing the model too is fine
+            conn.send({"check": "tflm-refused", "message": f"{type(e).__name__}: {e}"[:500]})
+            return
+        if state["lib"] is None:
+            state["lib"] = C.compile_kernels(state["kernels_dir"], state["work"] / "kernels-san", state["san_flags"])
+        try:
+            exe = C.compile_runner(d / "out", "model", d / "san", state["san_flags"], kernels_lib=state["lib"])
         except TinypruneError as e:
-            conn.send({"stage": "refused", "exit": e.exit_code, "message": str(e).splitlines()[0]})
-            continue
-        except BaseException:  # noqa: BLE001 - the point: anything else is a tinyprune bug
-            conn.send({"stage": "internal", "traceback": traceback.format_exc()[-3000:]})
-            continue
-        conn.send({"stage": "accepted"})
-        if not full:
-            continue
-        res = {}
+            conn.send({"check": "build", "message": str(e)[-2000:]})
+            return
+        g = model.graph
         try:
-            inputs = C.load_inputs(model, random=3, seed=n)
-            try:
-                ref = C.tflm_outputs(model, inputs)
-            except Exception as e:  # noqa: BLE001 - TFLite Micro refusing the model too is fine
-                conn.send({"check": "tflm-refused", "message": f"{type(e).__name__}: {e}"[:500]})
-                continue
-            if lib is None:
-                lib = C.compile_kernels(Path(kernels_dir), work / "kernels-san", san_flags)
-            prefix = "model"
-            try:
-                exe = C.compile_runner(d / "out", prefix, d / "san", san_flags, kernels_lib=lib)
-            except TinypruneError as e:
-                conn.send({"check": "build", "message": str(e)[-2000:]})
-                continue
-            g = model.graph
-            try:
-                ours = C.run_runner(exe, inputs, [g.tensors[t].nbytes for t in g.outputs], d / "san", timeout=60)
-            except TinypruneError as e:
-                conn.send({"check": "sanitizer", "message": str(e)[-2000:]})
-                continue
-            bad = sum(int(np.count_nonzero(o != r.reshape(len(r), -1))) for o, r in zip(ours, ref))
-            res = {"check": "bit-exact" if bad == 0 else "mismatch", "message": f"{bad} elements differ"}
-        except BaseException:  # noqa: BLE001
-            res = {"check": "internal", "message": traceback.format_exc()[-3000:]}
-        conn.send(res)
+            ours = C.run_runner(exe, inputs, [g.tensors[t].nbytes for t in g.outputs], d / "san", timeout=60)
+        except TinypruneError as e:
+            conn.send({"check": "sanitizer", "message": str(e)[-2000:]})
+            return
+        bad = sum(int(np.count_nonzero(o != r.reshape(len(r), -1))) for o, r in zip(ours, ref))
+        res = {"check": "bit-exact" if bad == 0 else "mismatch", "message": f"{bad} elements differ"}
+    except BaseException:  # noqa: BLE001
+        res = {"check": "internal", "message": traceback.format_exc()[-3000:]}
+    conn.send(res)
 
 
 class Worker:

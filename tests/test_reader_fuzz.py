@@ -210,6 +210,9 @@ def _fuzz(bases: dict[str, bytes], per_base: int, checks: int | None, tmp: Path)
                     problems.append(f"{name} mutant {n} ({desc}), saved as {keep}: "
                                     f"{stage} {r.get('check', '')} {r.get('exit', '')}\n"
                                     f"{r.get('traceback') or r.get('message', '')}")
+            if (n + 1) % 50 == 0:
+                print(f"  {(n + 1) * len(bases)} mutants: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                      flush=True)
     finally:
         worker.close()
     return counts, problems

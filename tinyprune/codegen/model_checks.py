@@ -56,14 +56,18 @@ def _err(msg: str, hint: str | None = None) -> UnsupportedModelError:
                                                    "converter (or `tinyprune convert`)")
 
 
-def check_tensor(label: str, desc: str, dtype: str, shape: tuple[int, ...], quant: ir.Quant | None) -> None:
-    """``desc`` is "tensor I ('name')". Shape: rank <= MAX_RANK+1, dims in 1..MAX_DIM, elements bounded.
+def check_tensor(label: str, desc: str, dtype: str, shape: tuple[int, ...], quant: ir.Quant | None,
+                 has_buffer: bool = False) -> None:
+    """``desc`` is "tensor I ('name')". Shape: rank <= MAX_RANK+1, dims in 1..MAX_DIM, elements bounded
+    (an empty 1-D constant, e.g. RESHAPE's new shape of a scalar, may have length 0).
     Quantization: finite positive float32 scales, zero points in the type's range, per-channel
     arrays of the quantized dimension's length."""
     where = f"{label}: {desc}"
     if len(shape) > MAX_RANK + 1:
         raise _err(f"{where}: shape {list(shape)} has rank {len(shape)}; at most {MAX_RANK + 1} is supported")
     for d in shape:
+        if d == 0 and has_buffer and len(shape) == 1:
+            continue
         if d < 1 or d > MAX_DIM:
             raise _err(f"{where}: shape {list(shape)} has dimension {d}; every dimension must be in 1..{MAX_DIM} "
                        "(no dynamic -1 or empty 0 dimensions)")
@@ -349,6 +353,8 @@ def check_graph(label: str, graph: ir.Graph, tensor_index: dict[str, int], op_in
             raise _err(f"{label}: model output {desc(t)} is never written")
     total = 0
     for t in ready:
+        if 0 in graph.tensors[t].shape:
+            raise _err(f"{label}: activation {desc(t)} has the empty shape {list(graph.tensors[t].shape)}")
         nb = graph.tensors[t].nbytes
         if nb > MAX_ACTIVATION_BYTES:
             raise _err(f"{label}: activation {desc(t)} of shape {list(graph.tensors[t].shape)} needs {nb} bytes, "

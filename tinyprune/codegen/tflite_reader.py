@@ -172,9 +172,9 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                              [0] * q.ScaleLength(),
                              axis=int(q.QuantizedDimension()))
         desc = f"tensor {i} ({name!r})"
-        model_checks.check_tensor(label, desc, dtype, shape, quant)
         arr = None
         buf_i = t.Buffer()
+        model_checks.check_tensor(label, desc, dtype, shape, quant, has_buffer=buf_i > 0)
         if buf_i >= model.BuffersLength():
             raise UnsupportedModelError(f"{label}: {desc}: buffer index {buf_i} out of range (the model has "
                                         f"{model.BuffersLength()} buffers)", hint="the model file is corrupt: re-export it")
