@@ -168,8 +168,9 @@ def check_op(label: str, where: str, kind: str, ins: list[str], outs: list[str],
     elif kind in ("PAD", "PADV2"):
         pads = _int_const(w_, tensors, ins[1], "paddings")
         r = len(x.shape)
-        if pads.size != 2 * r or r > 4:
-            raise _err(f"{w_}: paddings have {pads.size} values; a {r}-D input (at most 4-D) needs {r}x2")
+        if pads.size != 2 * r or not 1 <= r <= 4:
+            raise _err(f"{w_}: paddings have {pads.size} values for a {r}-D input; PAD takes 1-D to 4-D inputs "
+                       "and rank x 2 paddings")
         pads = pads.reshape(r, 2)
         if pads.min() < 0 or pads.max() > MAX_DIM:
             raise _err(f"{w_}: paddings {pads.tolist()} must be in 0..{MAX_DIM}")

@@ -177,7 +177,8 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
         model_checks.check_tensor(label, desc, dtype, shape, quant, has_buffer=buf_i > 0)
         if buf_i >= model.BuffersLength():
             raise UnsupportedModelError(f"{label}: {desc}: buffer index {buf_i} out of range (the model has "
-                                        f"{model.BuffersLength()} buffers)", hint="the model file is corrupt: re-export it")
+                                        f"{model.BuffersLength()} buffers)",
+                                        hint="the model file is corrupt: re-export it")
         if buf_i > 0:
             b = model.Buffers(buf_i)
             raw = None
