@@ -332,8 +332,8 @@ def check_graph(label: str, graph: ir.Graph, tensor_index: dict[str, int], op_in
     if not graph.inputs or not graph.outputs:
         raise _err(f"{label}: the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
                    "needs at least one of each")
-    if len(set(graph.inputs)) != len(graph.inputs) or len(set(graph.outputs)) != len(graph.outputs):
-        raise _err(f"{label}: a tensor is listed twice among the model's inputs or outputs")
+    if len(set(graph.inputs)) != len(graph.inputs):  # (an output listed twice is fine: copied out twice)
+        raise _err(f"{label}: a tensor is listed twice among the model's inputs")
     ready: dict[str, None] = {}  # written so far, in execution order
     for t in graph.inputs:
         if not t or graph.tensors[t].is_const:
