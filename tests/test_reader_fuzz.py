@@ -255,3 +255,16 @@ def test_fuzz_full(converted, tmp_path):
         bases[family] = M.convert(fn, shapes, rng)
     counts, problems = _fuzz(bases, per_base=-(-3000 // len(bases)), checks=None, tmp=tmp_path)
     _report("reader fuzz (full)", counts, problems)
+
+
+def test_check_on_a_model_tflite_micro_refuses_is_exit_2(tmp_path, capsys):
+    """A requantising CONCATENATION is generated (TFLite does the same), but TFLite Micro refuses it:
+    `codegen --check` says so with exit 2 (was a RuntimeError from the interpreter, exit 1)."""
+    from tinyprune.cli import main
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_edit(F.tiny_layout_model(), lambda m: _set(_t(m, 5).quantization, zeroPoint=np.array([3]))))
+    with pytest.raises(SystemExit) as e:
+        main(["codegen", str(path), "-o", str(tmp_path / "out"), "--check", "--random", "2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert "TFLite Micro, the reference the generated code is checked against, refuses this model" in err

@@ -30,7 +30,7 @@ from string import Template
 import numpy as np
 
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
-from tinyprune.errors import ToolError, UserInputError, ValidationFailed
+from tinyprune.errors import ToolError, UnsupportedModelError, UserInputError, ValidationFailed
 
 RUNNER_TEMPLATE = Path(__file__).resolve().parent / "templates" / "host_runner.c.tmpl"
 WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
@@ -112,9 +112,16 @@ def tflm_outputs(model: TfliteModel, inputs: list[np.ndarray]) -> list[np.ndarra
     """Run TFLite Micro on every sample; int8 outputs [N, ...] per model output (float outputs of a
     DEQUANTIZE boundary are mapped back to int8, which is exact)."""
     from tflite_micro.python.tflite_micro import runtime
-    interp = runtime.Interpreter.from_bytes(model.data)
-    return [np.stack(x) for x in zip(*(_tflm_run(interp, model, [a[i] for a in inputs])
-                                        for i in range(len(inputs[0]))))]
+    try:
+        interp = runtime.Interpreter.from_bytes(model.data)
+        return [np.stack(x) for x in zip(*(_tflm_run(interp, model, [a[i] for a in inputs])
+                                            for i in range(len(inputs[0]))))]
+    except RuntimeError as e:  # TFLM's Prepare refusing a field tinyprune accepts (e.g. requantising concat)
+        raise UnsupportedModelError(
+            f"TFLite Micro, the reference the generated code is checked against, refuses this model: {e} "
+            "(its reason is printed above)",
+            hint="the generated code was written, but cannot be validated; re-export the model with the TFLite "
+                 "converter, which writes models TFLite Micro runs") from None
 
 
 def _tflm_run(interp, model: TfliteModel, sample: list[np.ndarray]) -> list[np.ndarray]:
