@@ -35,7 +35,7 @@ import numpy as np
 from tinyprune._int8 import quantize_int8
 from tinyprune.tflm import interpreter
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
-from tinyprune.errors import ToolError, UserInputError, ValidationFailed
+from tinyprune.errors import ToolError, UnsupportedModelError, UserInputError, ValidationFailed
 
 RUNNER_TEMPLATE = Path(__file__).resolve().parent / "templates" / "host_runner.c.tmpl"
 WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
@@ -116,9 +116,16 @@ def _prepare_input(x: np.ndarray, t, data) -> np.ndarray:
 def tflm_outputs(model: TfliteModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run TFLite Micro on every sample; int8 outputs [N, ...] per model output (float outputs of a
     DEQUANTIZE boundary are mapped back to int8, which is exact)."""
-    interp = interpreter(model.data)
-    return [np.stack(x) for x in zip(*(_tflm_run(interp, model, [a[i] for a in inputs])
-                                        for i in range(len(inputs[0]))))]
+    try:
+        interp = interpreter(model.data)
+        return [np.stack(x) for x in zip(*(_tflm_run(interp, model, [a[i] for a in inputs])
+                                            for i in range(len(inputs[0]))))]
+    except RuntimeError as e:  # TFLM's Prepare refusing a field tinyprune accepts (e.g. requantising concat)
+        raise UnsupportedModelError(
+            f"TFLite Micro, the reference the generated code is checked against, refuses this model: {e} "
+            "(its reason is printed above)",
+            hint="the generated code was written, but cannot be validated; re-export the model with the TFLite "
+                 "converter, which writes models TFLite Micro runs") from None
 
 
 def _tflm_run(interp, model: TfliteModel, sample: list[np.ndarray]) -> list[np.ndarray]:
@@ -148,7 +155,10 @@ def _cc(cc: str | None) -> str:
 
 
 def compile_runner(out_dir: Path, prefix: str, build_dir: Path, flags: list[str], *, debug_dump: bool = False,
-                   cc: str | None = None, name: str = "runner") -> Path:
+                   cc: str | None = None, name: str = "runner", kernels_lib: Path | None = None) -> Path:
+    """Build the host runner of OUT's generated code. ``kernels_lib``: a static archive of the portable
+    kernels already compiled with ``flags`` (``compile_kernels``), linked instead of recompiling them
+    (for callers that build many models, e.g. the reader's fuzz test)."""
     import json
     build_dir.mkdir(parents=True, exist_ok=True)
     runner_c = build_dir / f"{name}.c"
@@ -157,7 +167,8 @@ def compile_runner(out_dir: Path, prefix: str, build_dir: Path, flags: list[str]
         p=prefix, P=prefix.upper(), IN_BYTES_LIST=", ".join(str(x["bytes"]) for x in rep["inputs"]),
         OUT_BYTES_LIST=", ".join(str(x["bytes"]) for x in rep["outputs"])))
     srcs = [out_dir / f"{prefix}.c", out_dir / f"{prefix}_weights.c"]
-    srcs += sorted((out_dir / "kernels").rglob("*.c"))
+    if kernels_lib is None:
+        srcs += sorted((out_dir / "kernels").rglob("*.c"))
     exe = build_dir / name
     cmd = [_cc(cc), *flags, f"-I{out_dir}", f"-I{out_dir / 'kernels'}"]
     objs: list[str] = []
@@ -166,11 +177,27 @@ def compile_runner(out_dir: Path, prefix: str, build_dir: Path, flags: list[str]
         cmd.append(f"-I{Path(rep['cmsis_nn']['path']) / 'Include'}")
     if debug_dump:
         cmd.append(f"-D{prefix.upper()}_DEBUG_DUMP")
-    cmd += [str(s) for s in srcs] + [str(runner_c)] + objs + ["-o", str(exe)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd += [str(s) for s in srcs] + [str(runner_c)] + objs + ([str(kernels_lib)] if kernels_lib else [])
+    r = subprocess.run(cmd + ["-o", str(exe)], capture_output=True, text=True)
     if r.returncode != 0:
         raise ToolError(f"host build of the generated code failed ({' '.join(flags)}):\n{r.stderr[-4000:]}")
     return exe
+
+
+def compile_kernels(kernels_dir: Path, build_dir: Path, flags: list[str], cc: str | None = None) -> Path:
+    """Compile every portable kernel (``kernels_dir/*.c``) with ``flags`` into ``build_dir/libtpkernels.a``."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    srcs = sorted(Path(kernels_dir).glob("*.c"))
+    r = subprocess.run([_cc(cc), *flags, "-c", f"-I{kernels_dir}", *map(str, srcs)], cwd=build_dir,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ToolError(f"host build of the kernels failed ({' '.join(flags)}):\n{r.stderr[-4000:]}")
+    lib = build_dir / "libtpkernels.a"
+    r = subprocess.run(["ar", "rcs", str(lib), *(str(build_dir / (p.stem + ".o")) for p in srcs)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ToolError(f"ar failed on the kernel objects: {r.stderr[-2000:]}")
+    return lib
 
 
 _CMSIS_CACHE: dict[tuple, str] = {}

@@ -164,13 +164,19 @@ class _Lowering:
         if fn is None:
             raise UnsupportedModelError(f"no code generator for {op.kind} (node {self.m.op_index[op_i]})")
         pre = f"{self.p}_l{layer}"
-        if self.kernels == "cmsis-nn":
-            from tinyprune.codegen import cmsis
-            r = cmsis.lower(self, op, op_i, pre)
-            if r is not None:
-                return Layer(index=layer, op=op_i, kind=op.kind, name=op.name, defs=r[0], call=r[1], files=(),
-                             out_tensor=op.outputs[0], cmsis=True)
-        defs, call = fn(op, op_i, pre)
+        try:  # quant.* raises ValueError on scales no integer kernel can represent
+            if self.kernels == "cmsis-nn":
+                from tinyprune.codegen import cmsis
+                r = cmsis.lower(self, op, op_i, pre)
+                if r is not None:
+                    return Layer(index=layer, op=op_i, kind=op.kind, name=op.name, defs=r[0], call=r[1], files=(),
+                                 out_tensor=op.outputs[0], cmsis=True)
+            defs, call = fn(op, op_i, pre)
+        except (ValueError, OverflowError, ZeroDivisionError) as e:
+            raise UnsupportedModelError(f"operator {self.m.op_index[op_i]} ({op.kind}, output {op.outputs[0]!r}): "
+                                        f"its quantization parameters cannot be computed: {e}",
+                                        hint="re-quantize the model (scales must be consistent between an "
+                                             "operator's inputs and output)") from None
         return Layer(index=layer, op=op_i, kind=op.kind, name=op.name, defs=defs, call=call,
                      files=KERNEL_FILES[op.kind], out_tensor=op.outputs[0])
 

@@ -24,7 +24,7 @@ from tinyprune._fs import atomic_output_dir, write_json
 from tinyprune._paths import KERNELS_DIR, require
 from tinyprune.codegen import emit
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
-from tinyprune.errors import UserInputError
+from tinyprune.errors import OverBudgetError, UserInputError
 
 KERNEL_CHOICES = ("portable", "cmsis-nn")
 
@@ -123,6 +123,11 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         from tinyprune.codegen.estimate import default_overlap
         overlap = default_overlap(plan_kernels)
     est = plan_for(model, plan_kernels, overlap=overlap, fast_weights=fast_weights)
+    if board_info is not None and est.arena_bytes > board_info.model_ram_budget:
+        raise OverBudgetError(f"{model_path}: the arena needs {est.arena_bytes} B, more than the "
+                              f"{board_info.model_ram_budget} B of RAM {board_info.name} leaves for the model",
+                              hint="prune the model (`tinyprune prune` / `tinyprune build` does it to the "
+                                   "board's budget), or pick a board with more RAM")
     files, layers, arrays = emit.render(model, prefix, kernels, est.plan, cmsis_path=cmsis_path,
                                         fast_weights=fast_weights)
     tflm = tflm_arena_bytes(model.data, len(model.tflite_inputs)) if tflm_arena else None

@@ -334,15 +334,16 @@ def overlap_distance(op: ir.Op, graph: ir.Graph, pixels_in_flight: int = PIXELS_
     pt = _tflite_pad(hi, ho, sh, kh, dh) if same else 0
     pl = _tflite_pad(wi, wo, sw, kw, dw) if same else 0
     bin_, bout = ir.DTYPE_BYTES[x.dtype], ir.DTYPE_BYTES[y.dtype]
-    rows = [min(hi - 1, max(0, oy * sh - pt)) for oy in range(ho)]
-    cols = [min(wi - 1, max(0, ox * sw - pl)) for ox in range(wo)]
+    import numpy as np  # vectorised: an activation of up to model_checks.MAX_ACTIVATION_BYTES in well under a second
+    rows = np.clip(np.arange(ho, dtype=np.int64) * sh - pt, 0, hi - 1)
+    cols = np.clip(np.arange(wo, dtype=np.int64) * sw - pl, 0, wi - 1)
     # first input byte read by output pixel q, then suffix minimum over q' >= q
-    starts = [((b * hi + r) * wi + c) * ci * bin_ for b in range(n) for r in rows for c in cols]
-    for q in range(len(starts) - 2, -1, -1):
-        if starts[q + 1] < starts[q]:
-            starts[q] = starts[q + 1]
+    starts = (((np.arange(n, dtype=np.int64)[:, None, None] * hi + rows[None, :, None]) * wi
+               + cols[None, None, :]) * ci * bin_).ravel()
+    starts = np.minimum.accumulate(starts[::-1])[::-1]
+    q = np.arange(starts.size, dtype=np.int64)
     px = co * bout
-    return max((q + 1) * px - starts[max(0, q - pixels_in_flight + 1)] for q in range(len(starts)))
+    return int(((q + 1) * px - starts[np.maximum(0, q - pixels_in_flight + 1)]).max())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
+MAX_LEFT_SHIFT = 30   # x * 2^shift of an int32 in the kernels (and TFLite's single-rounding limit)
 
 
 def _round_half_away(x: float) -> int:
@@ -32,6 +33,8 @@ def _round_half_away(x: float) -> int:
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite QuantizeMultiplier: real = q * 2^shift with q a Q31 significand in [2^30, 2^31)."""
     real = float(real)
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"effective scale {real} is not a finite non-negative number")
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
@@ -39,6 +42,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if q_fixed == (1 << 31):
         q_fixed //= 2
         shift += 1
+    if shift > MAX_LEFT_SHIFT:
+        raise ValueError(f"effective scale {real} needs a left shift of {shift} (> {MAX_LEFT_SHIFT}): "
+                         "the scales of this operator's tensors are inconsistent")
     if shift < -31:
         shift, q_fixed = 0, 0
     return int(q_fixed), int(shift)

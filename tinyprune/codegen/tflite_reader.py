@@ -7,13 +7,16 @@ the float boundary of models that take/return float through QUANTIZE/DEQUANTIZE)
 Refusals (all before any file is written):
   * ``UserInputError``: not a TFLite flatbuffer / truncated / corrupt; a float (non-quantized) model.
   * ``UnsupportedModelError``: an operator or option outside SUPPORTED_OPS (message names the op,
-    its node index and output tensor, and the supported list).
+    its node index and output tensor, and the supported list); any tensor or operator field the
+    generated code relies on out of range or inconsistent (``model_checks``: shapes, strides,
+    scales, zero points, indices, buffers, execution order, the arena bound).
 
 Boundary QUANTIZE (float32 model input -> int8) and DEQUANTIZE (int8 -> float32 model output) are
 removed from the graph: the generated C takes and returns the int8 tensors; ``Boundary`` keeps
 their scale/zero point so that the host check can feed TFLite Micro floats that quantize exactly.
 
-This module may import only tinyprune.errors, tinyprune._fs and tinyprune.codegen.ir (+ numpy, tflite).
+This module may import only tinyprune.errors, tinyprune._fs, tinyprune.codegen.ir and
+tinyprune.codegen.model_checks (+ numpy, tflite).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyprune.codegen import ir
+from tinyprune.codegen import ir, model_checks
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
 SUPPORTED_OPS = (
@@ -98,8 +101,12 @@ def read_model_bytes(data: bytes, label: str = "model") -> TfliteModel:
     return parsed
 
 
-def _opname(model, op) -> str:
+def _opname(model, op, i: int = -1, label: str = "model") -> str:
     import tflite
+    if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
+        raise UnsupportedModelError(f"{label}: operator {i}: opcode index {op.OpcodeIndex()} out of range "
+                                    f"(the model has {model.OperatorCodesLength()} operator codes)",
+                                    hint="the model file is corrupt: re-export it")
     oc = model.OperatorCodes(op.OpcodeIndex())
     code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
     if code == 32:  # CUSTOM
@@ -110,13 +117,28 @@ def _opname(model, op) -> str:
         return f"BUILTIN_{code}"
 
 
-def _options(op, cls):
+def _options(op, cls, where: str = "", required: bool = False):
+    """The operator's builtin options table read as ``cls``; None when absent and not ``required``.
+    A table of another type (BuiltinOptionsType) is refused, not read with the wrong layout."""
+    import tflite
     table = op.BuiltinOptions()
-    if table is None:
-        return None
+    want = getattr(tflite.BuiltinOptions, cls.__name__)
+    if table is None or op.BuiltinOptionsType() != want:
+        if table is None and op.BuiltinOptionsType() == 0 and not required:
+            return None
+        got = "missing" if table is None else f"of type {op.BuiltinOptionsType()}"
+        raise UnsupportedModelError(f"{where}: builtin options {got}; needs {cls.__name__} ({want})",
+                                    hint="the model file is corrupt: re-export it")
     o = cls()
     o.Init(table.Bytes, table.Pos)
     return o
+
+
+def _padding(v: int, where: str) -> str:
+    if v not in _PAD:
+        raise UnsupportedModelError(f"{where}: padding {v} is not SAME (0) or VALID (1)",
+                                    hint="the model file is corrupt: re-export it")
+    return _PAD[v]
 
 
 def _parse(model, data: bytes, label: str) -> TfliteModel:
@@ -149,9 +171,15 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                              zero_points=[int(z) for z in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else
                              [0] * q.ScaleLength(),
                              axis=int(q.QuantizedDimension()))
+        desc = f"tensor {i} ({name!r})"
         arr = None
         buf_i = t.Buffer()
-        if buf_i > 0 and buf_i < model.BuffersLength():
+        model_checks.check_tensor(label, desc, dtype, shape, quant, has_buffer=buf_i > 0)
+        if buf_i >= model.BuffersLength():
+            raise UnsupportedModelError(f"{label}: {desc}: buffer index {buf_i} out of range (the model has "
+                                        f"{model.BuffersLength()} buffers)",
+                                        hint="the model file is corrupt: re-export it")
+        if buf_i > 0:
             b = model.Buffers(buf_i)
             raw = None
             if b.DataLength() > 0:
@@ -160,37 +188,40 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                 raw = data[b.Offset():b.Offset() + b.Size()]
             if raw is not None:
                 if dtype not in _NP:
-                    raise UnsupportedModelError(f"{label}: constant tensor {name!r} has type {dtype}")
+                    raise UnsupportedModelError(f"{label}: constant {desc} has type {dtype}")
                 count = int(np.prod(shape)) if shape else 1
                 npd = np.dtype(_NP[dtype])
                 if len(raw) != count * npd.itemsize:
-                    raise _corrupt(label, f"buffer of tensor {name!r} has {len(raw)} bytes, "
-                                          f"shape {shape} needs {count * npd.itemsize}")
+                    raise _corrupt(label, f"buffer {buf_i} of {desc} has {len(raw)} bytes, "
+                                          f"shape {list(shape)} of {dtype} needs {count * npd.itemsize}")
                 arr = np.frombuffer(raw, dtype=npd).reshape(shape).copy()
         tensors[name] = ir.Tensor(name=name, shape=shape, dtype=dtype, quant=quant, data=arr,
                                   is_const=arr is not None)
         tensor_index[name] = i
 
-    def tname(i: int) -> str:
-        if i < 0:
-            return ""
-        if i >= n_t:
-            raise _corrupt(label, f"tensor index {i} out of range")
+    def tname(i: int, where: str = "the subgraph") -> str:
+        if i == -1:
+            return ""  # an omitted optional input; check_op refuses it where the input is required
+        if not 0 <= i < n_t:
+            raise UnsupportedModelError(f"{label}: {where}: tensor index {i} out of range (the model has {n_t} "
+                                        "tensors)", hint="the model file is corrupt: re-export it")
         return names[i]
 
-    inputs = [tname(int(i)) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
-    outputs = [tname(int(i)) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+    inputs = [tname(int(i), "model inputs") for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+    outputs = [tname(int(i), "model outputs") for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
 
     # --- float model? (before op checks, so a float model gets the float message) ---
     act_dtypes = set()
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
-        kind = _opname(model, op)
+        kind = _opname(model, op, i, label)
         if kind in ("QUANTIZE", "DEQUANTIZE"):
             continue
-        for j in list(op.InputsAsNumpy() if op.InputsLength() else []) + list(op.OutputsAsNumpy()):
-            if j >= 0 and not tensors[tname(int(j))].is_const:
-                act_dtypes.add(tensors[tname(int(j))].dtype)
+        for j in list(op.InputsAsNumpy() if op.InputsLength() else []) + list(
+                op.OutputsAsNumpy() if op.OutputsLength() else []):
+            t = tname(int(j), f"operator {i} ({kind})")
+            if t and not tensors[t].is_const:
+                act_dtypes.add(tensors[t].dtype)
     if "float32" in act_dtypes or "float16" in act_dtypes or not act_dtypes & {"int8"}:
         raise UserInputError(f"{label}: float (non-quantized) model: operators compute in "
                              f"{', '.join(sorted(act_dtypes)) or 'float32'}; code generation needs a "
@@ -202,16 +233,17 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
     op_index: list[int] = []
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
-        kind = _opname(model, op)
-        ins = [tname(int(j)) for j in op.InputsAsNumpy()] if op.InputsLength() else []
-        outs = [tname(int(j)) for j in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        kind = _opname(model, op, i, label)
+        ins = [tname(int(j), f"operator {i} ({kind})") for j in op.InputsAsNumpy()] if op.InputsLength() else []
+        outs = [tname(int(j), f"operator {i} ({kind})") for j in op.OutputsAsNumpy()] if op.OutputsLength() else []
         where = f"operator {i} ({kind}, output {outs[0] if outs else '?'!r})"
         if kind not in SUPPORTED_OPS:
             raise UnsupportedModelError(
                 f"{label}: unsupported operator {kind} at node {i} (output tensor "
                 f"{outs[0] if outs else '?'!r})",
                 hint="supported operators: " + ", ".join(SUPPORTED_OPS))
-        options = _op_options(op, kind, tflite, where)
+        options = _op_options(op, kind, tflite, f"{label}: {where}")
+        model_checks.check_op(label, where, kind, ins, outs, options, tensors)
         for t in outs + [x for x in ins if x and not tensors[x].is_const]:
             dt = tensors[t].dtype
             if kind in ("QUANTIZE", "DEQUANTIZE") and dt == "float32":
@@ -221,6 +253,10 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                                             "activations are supported (no int16/uint8 quantization)")
             if dt == "int8" and tensors[t].quant is None:
                 raise UserInputError(f"{label}: {where}: int8 tensor {t!r} has no quantization parameters")
+            if dt == "int8" and len(tensors[t].quant.scales) != 1:
+                raise UnsupportedModelError(f"{label}: {where}: int8 activation {t!r} has "
+                                            f"{len(tensors[t].quant.scales)} scales; activations are quantized "
+                                            "per tensor (one scale and zero point)")
         ops.append(ir.Op(kind=kind, inputs=ins, outputs=outs, options=options, name=outs[0] if outs else kind))
         op_index.append(i)
     for k, op in enumerate(ops):
@@ -234,6 +270,7 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
 
     graph = ir.Graph(tensors=tensors, ops=ops, inputs=inputs, outputs=outputs,
                      name=(sg.Name() or b"model").decode(errors="replace") or "model")
+    model_checks.check_graph(label, graph, tensor_index, op_index)
     result = TfliteModel(graph=graph, sha256=hashlib.sha256(data).hexdigest(), data=data,
                          tensor_index=tensor_index, op_index=op_index,
                          tflite_inputs=[int(i) for i in sg.InputsAsNumpy()],
@@ -246,24 +283,24 @@ def _op_options(op, kind: str, tflite, where: str) -> dict:
     o: dict = {}
 
     def act(v):
-        a = _ACT.get(v, f"activation {v}")
+        a = _ACT.get(v, f"{v} (unknown)")
         if a not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedModelError(f"{where}: fused activation {a} is not supported "
                                         f"(supported: {', '.join(SUPPORTED_ACTIVATIONS)})")
         return a
 
     if kind == "CONV_2D":
-        x = _options(op, tflite.Conv2DOptions)
-        o.update(padding=_PAD[x.Padding()], stride_h=x.StrideH(), stride_w=x.StrideW(),
+        x = _options(op, tflite.Conv2DOptions, where, required=True)
+        o.update(padding=_padding(x.Padding(), where), stride_h=x.StrideH(), stride_w=x.StrideW(),
                  dilation_h=x.DilationHFactor(), dilation_w=x.DilationWFactor(),
                  fused_activation=act(x.FusedActivationFunction()))
     elif kind == "DEPTHWISE_CONV_2D":
-        x = _options(op, tflite.DepthwiseConv2DOptions)
-        o.update(padding=_PAD[x.Padding()], stride_h=x.StrideH(), stride_w=x.StrideW(),
+        x = _options(op, tflite.DepthwiseConv2DOptions, where, required=True)
+        o.update(padding=_padding(x.Padding(), where), stride_h=x.StrideH(), stride_w=x.StrideW(),
                  dilation_h=x.DilationHFactor(), dilation_w=x.DilationWFactor(),
                  depth_multiplier=x.DepthMultiplier(), fused_activation=act(x.FusedActivationFunction()))
     elif kind == "FULLY_CONNECTED":
-        x = _options(op, tflite.FullyConnectedOptions)
+        x = _options(op, tflite.FullyConnectedOptions, where)
         if x is not None:
             if x.WeightsFormat() != 0:
                 raise UnsupportedModelError(f"{where}: shuffled FULLY_CONNECTED weights are not supported")
@@ -272,23 +309,23 @@ def _op_options(op, kind: str, tflite, where: str) -> dict:
             o.update(fused_activation="NONE", keep_num_dims=False)
     elif kind in ("ADD", "MUL"):
         cls = tflite.AddOptions if kind == "ADD" else tflite.MulOptions
-        x = _options(op, cls)
+        x = _options(op, cls, where)
         o.update(fused_activation=act(x.FusedActivationFunction()) if x is not None else "NONE")
     elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        x = _options(op, tflite.Pool2DOptions)
-        o.update(padding=_PAD[x.Padding()], stride_h=x.StrideH(), stride_w=x.StrideW(),
+        x = _options(op, tflite.Pool2DOptions, where, required=True)
+        o.update(padding=_padding(x.Padding(), where), stride_h=x.StrideH(), stride_w=x.StrideW(),
                  filter_h=x.FilterHeight(), filter_w=x.FilterWidth(),
                  fused_activation=act(x.FusedActivationFunction()))
     elif kind == "MEAN":
-        x = _options(op, tflite.ReducerOptions)
+        x = _options(op, tflite.ReducerOptions, where)
         o.update(keep_dims=bool(x.KeepDims()) if x is not None else False)
     elif kind == "CONCATENATION":
-        x = _options(op, tflite.ConcatenationOptions)
+        x = _options(op, tflite.ConcatenationOptions, where, required=True)
         o.update(axis=x.Axis(), fused_activation=act(x.FusedActivationFunction()))
         if o["fused_activation"] != "NONE":
             raise UnsupportedModelError(f"{where}: CONCATENATION with a fused activation is not supported")
     elif kind == "SOFTMAX":
-        x = _options(op, tflite.SoftmaxOptions)
+        x = _options(op, tflite.SoftmaxOptions, where)
         o.update(beta=float(x.Beta()) if x is not None else 1.0)
     return o
 
