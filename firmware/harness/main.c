@@ -16,6 +16,12 @@
 #define TP_KERNEL_BACKEND "portable"
 #endif
 #endif
+/* The firmware build id (tinyprune/firmware/build.py passes -DTP_BUILD_ID="..."): a digest of
+ * every source, flag and the linker script, so the host can tell firmware for another board,
+ * kernel set or option from its own build even when the model is the same. */
+#ifndef TP_BUILD_ID
+#define TP_BUILD_ID "unknown"
+#endif
 #ifndef TP_FRAME_TIMEOUT_MS
 #define TP_FRAME_TIMEOUT_MS 500u
 #endif
@@ -85,6 +91,7 @@ static size_t build_info(uint8_t *p)
     n += put_str(p + n, bsp_board_name(), 63);
     n += put_str(p + n, TP_KERNEL_BACKEND, 63);
     n += put_str(p + n, bsp_counter_unit(), 31);
+    n += put_str(p + n, TP_BUILD_ID, 64);
     return n;
 }
 
