@@ -92,6 +92,7 @@ class Link:
         self.poll = poll
         self.stats = LinkStats()
         self.device_info: P.DeviceInfo | None = None
+        self.reported_info: P.DeviceInfo | None = None
         # a random start: two processes on one line never use the same sequence numbers
         self._seq = int.from_bytes(os.urandom(2), "little")
         self._suspect = False     # silence seen since the last identity check: re-check before trusting
@@ -258,6 +259,7 @@ class Link:
 
     def check_identity(self, info: P.DeviceInfo) -> None:
         """ValidationFailed unless the device runs the expected model and firmware build."""
+        self.reported_info = info  # what the device said it is, kept even when it is refused
         hint = "flash this build's firmware (tinyprune flash BUILD_DIR) and retry"
         if self.expected_hash and info.model_hash != self.expected_hash:
             raise ValidationFailed(f"wrong firmware on the board: device runs model {info.model_hash}, "
