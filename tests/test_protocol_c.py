@@ -156,7 +156,9 @@ def test_a_stalled_partial_frame_is_dropped_after_the_timeout(harness):
         if p.poll() is None:
             p.kill()
     frames = P.FrameDecoder().feed(out)
-    assert [(f.type, f.seq) for f in frames] == [(P.CMD_INFO | P.REPLY, 2)]
+    # the dropped frame is reported (bad length, seq 0: the host resends without waiting)
+    assert [(f.type, f.seq) for f in frames] == [(P.ERROR, 0), (P.CMD_INFO | P.REPLY, 2)]
+    assert error_of(frames[0]) == P.E_BAD_LENGTH
 
 
 def test_selftest_matches_tflite_micro_on_the_documented_input(harness):

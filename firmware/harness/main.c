@@ -33,7 +33,7 @@
 
 static tp_rx rx;
 static uint8_t tx_frame[TP_MAX_FRAME];
-static uint8_t tx_enc[TP_MAX_ENCODED + 1];
+static uint8_t tx_enc[TP_MAX_ENCODED + 2];
 /* Replies are assembled in place in the outgoing frame (tp_frame_build's copy is then a no-op):
  * saves a second payload-sized buffer. */
 #define reply (tx_frame + TP_HEADER_BYTES)
@@ -47,8 +47,11 @@ static void send(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len)
     size_t n = tp_frame_build(type, seq, payload, len, tx_frame, sizeof tx_frame);
     size_t e;
     if (n == 0) return;
-    e = tp_cobs_encode(tx_frame, n, tx_enc, sizeof tx_enc - 1);
+    e = tp_cobs_encode(tx_frame, n, tx_enc, sizeof tx_enc - 2);
     if (e == 0) return;
+    /* two delimiters: if the line damages the first, the second still ends the frame, so the
+     * host sees a damaged frame and resends at once instead of waiting out its timeout */
+    tx_enc[e++] = 0;
     tx_enc[e++] = 0;
     bsp_uart_write(tx_enc, e);
 }
@@ -229,7 +232,10 @@ int main(void)
         int c = bsp_uart_getc(rx.n ? TP_FRAME_TIMEOUT_MS : TP_IDLE_TIMEOUT_MS);
         int r;
         if (c < 0) {
-            tp_rx_reset(&rx);  /* a frame that stalls mid-way is dropped */
+            /* a frame that stalls mid-way is dropped and reported (its end was lost on the line):
+             * the host resends at once instead of waiting for its timeout */
+            if (rx.n) send_error(0, TP_E_BAD_LENGTH, 0);
+            tp_rx_reset(&rx);
             continue;
         }
         r = tp_rx_push(&rx, (uint8_t)c);

@@ -96,7 +96,8 @@ class Link:
         # a random start: two processes on one line never use the same sequence numbers
         self._seq = int.from_bytes(os.urandom(2), "little")
         self._suspect = False     # silence seen since the last identity check: re-check before trusting
-        self._rx_sample = bytearray()
+        self._rx_sample = bytearray()   # bytes of the current attempt, to say what came back
+        self._rx_frames = 0
         self._decoder = P.FrameDecoder(check_version=False)  # another version gets a clear error
         self._pending: list[P.Frame] = []
         try:
@@ -148,7 +149,7 @@ class Link:
                 before = self._decoder.errors
                 frames = self._decoder.feed(data)
                 self.stats.bad_frames += self._decoder.errors - before
-                if frames:
+                if frames or self._decoder.errors != before:  # a damaged frame: the caller resends now
                     return frames
             if time.monotonic() > deadline:
                 return []
@@ -160,7 +161,9 @@ class Link:
         timeout = self.timeout if timeout is None else timeout
         self._seq = (self._seq + 1) & 0xFFFF or 1  # 0 is the device's "header unreadable"
         seq = self._seq
-        wire = P.DELIMITER + P.Frame(cmd, seq, payload).encode()
+        # a delimiter before (flushes a partial frame) and an extra one after (if the frame's own
+        # delimiter is damaged, the frame still ends: a damaged frame is answered, not waited out)
+        wire = P.DELIMITER + P.Frame(cmd, seq, payload).encode() + P.DELIMITER
         what = P.COMMAND_NAMES.get(cmd, hex(cmd))
         self.stats.requests += 1
         last, attempts, silent = "no reply", 0, 0
@@ -174,6 +177,7 @@ class Link:
                 self.stats.log.append(f"retry {what} seq {seq}: {last}")
             attempts += 1
             self._rx_sample.clear()
+            self._rx_frames = 0
             try:
                 self.port.write(wire)
                 if hasattr(self.port, "flush"):
@@ -196,6 +200,7 @@ class Link:
             if not frames and self._decoder.errors == errors:
                 return None, f"timed out after {timeout:g} s; {self._describe_rx(wire)}"
             resend = None if self._decoder.errors == errors else "a damaged frame came back"
+            self._rx_frames += len(frames)
             for i, f in enumerate(frames):
                 if f.version != P.PROTO_VERSION:
                     raise ValidationFailed(f"{self.name} runs firmware speaking protocol version {f.version}, this "
@@ -205,12 +210,10 @@ class Link:
                 if f.type == P.ERROR and len(f.payload) >= 1:
                     code = f.payload[0]
                     if code in RETRYABLE:
-                        # our request arrived damaged (seq 0: its header was unreadable): resend now;
-                        # an old report of a damaged frame costs at most one extra, harmless resend
-                        if f.seq in (seq, 0):
-                            resend = f"device reported {P.ERROR_NAMES.get(code, code)}"
-                        else:
-                            self.stats.stray_frames += 1
+                        # our request arrived damaged (its seq may be damaged too, or 0 when the header
+                        # was unreadable): resend now; a late report about an earlier frame costs at
+                        # most one extra, harmless resend (requests are idempotent)
+                        resend = f"device reported {P.ERROR_NAMES.get(code, code)}"
                         continue
                     if f.seq == seq:
                         self._pending = list(frames[i + 1:])
@@ -230,6 +233,8 @@ class Link:
         rx = bytes(self._rx_sample)
         if not rx:
             return "nothing came back"
+        if self._rx_frames:
+            return f"only {self._rx_frames} stale frame(s), replies to earlier requests, came back"
         if rx.strip(b"\x00") and rx.strip(b"\x00") in wire:
             return (f"the line echoed the request back ({len(rx)} bytes): a loopback, or a terminal program "
                     "attached to the port?")
