@@ -233,11 +233,11 @@ class Link:
         rx = bytes(self._rx_sample)
         if not rx:
             return "nothing came back"
-        if self._rx_frames:
-            return f"only {self._rx_frames} stale frame(s), replies to earlier requests, came back"
         if rx.strip(b"\x00") and rx.strip(b"\x00") in wire:
             return (f"the line echoed the request back ({len(rx)} bytes): a loopback, or a terminal program "
                     "attached to the port?")
+        if self._rx_frames:
+            return f"only {self._rx_frames} stale frame(s), replies to earlier requests, came back"
         shown = rx[:RX_SAMPLE]
         printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in shown)
         if printable >= 0.8 * len(shown):

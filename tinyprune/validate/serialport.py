@@ -83,9 +83,13 @@ def _open_error(path: str, st: os.stat_result, e: Exception) -> Exception:
     code = getattr(e, "errno", None)
     if code == errno.EACCES or "Permission denied" in text:
         group = _group_name(st.st_gid)
-        return ToolError(f"permission denied opening serial port {path} (owned by group '{group}')",
-                         hint=f"add yourself to that group: sudo usermod -aG {group} $USER, then log out and in "
-                              "(or run: newgrp " + group + ")")
+        if group == "root":
+            hint = ("serial ports normally belong to the 'dialout' group: give this one to it (a udev rule with "
+                    "GROUP=\"dialout\"), then sudo usermod -aG dialout $USER and log out and in")
+        else:
+            hint = (f"add yourself to that group (serial ports normally belong to 'dialout'): sudo usermod -aG "
+                    f"{group} $USER, then log out and in (or: newgrp {group})")
+        return ToolError(f"permission denied opening serial port {path} (owned by group '{group}')", hint=hint)
     if "exclusively lock" in text:
         holders = port_holders(path)
         who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders) if holders else \
