@@ -4,9 +4,11 @@ every output bit-exact or fail with a clear error; a wrong output is never accep
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -240,3 +242,101 @@ def test_noisy_line_to_qemu_validation_completes_bit_exact(build, tmp_path):
         proxy.close()
     assert sum(proxy.faults.values()) > 5, proxy.faults
     assert r.passed and r.bit_exact and r.device["board"] == "mps2-an500"
+
+
+class SwappingProxy:
+    """A line whose device is swapped between two samples: the ``after``-th LOAD of a first chunk
+    is lost, the line is silent for ``gap`` seconds (the re-flash), then the host talks to
+    ``other`` (another firmware), which gets the resent LOAD and everything after it."""
+
+    def __init__(self, other: tuple[str, int], after: int, gap: float = 0.5):
+        self.other, self.after, self.gap = other, after, gap
+        self.first_loads = 0
+        self.swapped = threading.Event()
+        self._socks: list[socket.socket] = []
+
+    def __call__(self, host: str, port: int):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        self._socks.append(srv)
+        threading.Thread(target=self._serve, args=(srv, (host, port)), daemon=True).start()
+        return "127.0.0.1", srv.getsockname()[1]
+
+    def _serve(self, srv, first):
+        client, _ = srv.accept()
+        dev = socket.create_connection(first)
+        self._socks += [client, dev]
+        state = {"dev": dev}
+
+        def down():  # device -> host, from whichever device is connected
+            while True:
+                d = state["dev"]
+                try:
+                    data = d.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    if state["dev"] is d:
+                        return
+                    continue
+                client.sendall(data)
+        threading.Thread(target=down, daemon=True).start()
+        try:
+            while True:
+                data = client.recv(4096)
+                if not data:
+                    return
+                for part in data.split(b"\x00"):
+                    try:
+                        f = P.decode_frame(part)
+                    except P.FrameError:
+                        continue
+                    if f.type == P.CMD_LOAD and f.payload[:4] == bytes(4):
+                        self.first_loads += 1
+                if self.first_loads >= self.after and not self.swapped.is_set():
+                    old = state["dev"]
+                    state["dev"] = socket.create_connection(self.other)
+                    self._socks.append(state["dev"])
+                    old.shutdown(socket.SHUT_RDWR)  # wakes the reader blocked on it
+                    old.close()
+                    time.sleep(self.gap)  # the re-flash: what the host sends meanwhile is lost
+                    self.swapped.set()
+                    continue
+                state["dev"].sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        for s in self._socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_firmware_swapped_mid_run_is_wrong_firmware_not_a_mismatch(build, tmp_path):
+    """Item 7 (issue 13): a device re-flashed with another model mid-run used to be reported as
+    'N of M samples differ from TFLite Micro' (a kernel bug, exit 4). After the silence of the
+    swap the link asks the device who it is before accepting another output."""
+    from tinyprune.errors import ValidationFailed
+
+    from tinyprune.validate.host import _read_port, _stop
+
+    other = fake_model.make_build(tmp_path / "other", seed=1)  # same sizes, other weights
+    exe = build_host(other / "codegen", other / "host")
+    device = subprocess.Popen([str(exe)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=dict(os.environ, TP_HOST_PORT="0"))
+    proxy = SwappingProxy(("127.0.0.1", _read_port(device, 10)), after=5)
+    try:
+        with pytest.raises(ValidationFailed, match="wrong firmware on the board: device runs model ") as e:
+            validate(build, "host", random=30, out=tmp_path / "v.json", proxy=proxy,
+                     link_kw={"timeout": 0.2, "infer_timeout": 0.5})
+    finally:
+        proxy.close()
+        _stop(device)
+    assert proxy.swapped.is_set()
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert rep["passed"] is False and rep["mismatched_samples"] == [] and 0 < rep["samples"] < 30
+    assert rep["identity"]["ok"] is False and "wrong firmware" in rep["error"]["message"]
+    assert "differ from TFLite Micro" not in str(e.value)
