@@ -242,6 +242,14 @@ def test_noisy_line_to_qemu_validation_completes_bit_exact(build, tmp_path):
         proxy.close()
     assert sum(proxy.faults.values()) > 5, proxy.faults
     assert r.passed and r.bit_exact and r.device["board"] == "mps2-an500"
+    # 1 % random byte corruption both ways into the emulated UART, default link settings
+    proxy = FaultyProxy(43, corrupt=0.01)
+    try:
+        r = validate(sim, "sim", random=10, out=tmp_path / "v1.json", proxy=proxy)
+    finally:
+        proxy.close()
+    assert proxy.faults["corrupt"] > 5, proxy.faults
+    assert r.passed and r.bit_exact and len(r.samples) == 10
 
 
 class SwappingProxy:
