@@ -191,7 +191,7 @@ def test_dead_line_fails_with_a_clear_error_after_bounded_retries(build, tmp_pat
         # retries=3: after the 4th silent attempt (one more if the line died mid-reply)
         with pytest.raises(ToolError, match=r"no valid reply from host build to '\w+' after [45] attempts "
                                             r"\(timed out after 0\.[25] s; nothing came back\)"):
-            validate(build, "host", random=50, out=tmp_path / "v.json",
+            validate(build, "host", random=50, out=tmp_path / "v.json", junit=tmp_path / "v.xml",
                      link_kw={"timeout": 0.2, "infer_timeout": 0.5, "retries": 3}, proxy=proxy)
     finally:
         proxy.close()
@@ -199,6 +199,13 @@ def test_dead_line_fails_with_a_clear_error_after_bounded_retries(build, tmp_pat
     rep = json.loads((tmp_path / "v.json").read_text())  # a failed report, not the previous run's
     assert rep["passed"] is False and rep["error"]["exit_code"] == 5 and 0 < rep["samples"] < 50
     assert "no valid reply from host build" in rep["error"]["message"] and "nothing came back" in rep["error"]["message"]
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(tmp_path / "v.xml").getroot().find("testsuite")
+    cases = {tc.get("name"): tc for tc in suite.iter("testcase")}
+    assert suite.get("errors") == "1" and suite.get("failures") == "0"
+    assert cases["model_hash"].find("failure") is None and cases["model_hash"].find("error") is None
+    assert "validation stopped (exit 5): no valid reply" in cases["run"].find("error").get("message")
 
 
 def test_board_reset_between_load_and_infer_is_recovered(build):
