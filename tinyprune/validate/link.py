@@ -16,7 +16,8 @@ requests, each acknowledged and retried on its own, so a 1 % byte error rate sti
 After any silence the device may have been reset, re-flashed or swapped: its identity (model hash
 and firmware build id, ``info``) is checked again before an output is accepted.
 
-May import tinyprune.errors and tinyprune.validate.protocol only (plus pyserial, numpy).
+May import tinyprune.errors, tinyprune.validate.protocol and tinyprune.validate.serialport only
+(plus pyserial, numpy).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Link:
         self.stats = LinkStats()
         self.device_info: P.DeviceInfo | None = None
         self.reported_info: P.DeviceInfo | None = None
-        # a random start: two processes on one line never use the same sequence numbers
+        # a random start: two processes on one line (should the port lock not hold) do not share numbers
         self._seq = int.from_bytes(os.urandom(2), "little")
         self._suspect = False     # silence seen since the last identity check: re-check before trusting
         self._rx_sample = bytearray()   # bytes of the current attempt, to say what came back
