@@ -5,6 +5,7 @@ Makefile, over-budget and missing-toolchain errors, and the `tinyprune firmware`
 Needs arm-none-eabi-gcc (marker arm) and, for the run tests, qemu-system-arm (marker qemu)."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -394,3 +395,18 @@ def test_board_without_bsp_builds_size_check_image(fake_codegen, tmp_path):
         assert res.flash_limit == b.memory.flash_bytes and 0 < res.flash_used < res.flash_limit
         data = json.loads((tmp_path / board / "firmware.json").read_text())
         assert data["runnable"] is False and data["flash_used"] == res.flash_used
+
+
+@needs_gcc
+def test_build_id_names_model_board_and_options(fake_codegen, tmp_path):
+    """The firmware embeds TP_BUILD_ID (reported by the harness's `info`, compared by validate):
+    the same inputs give the same id, another board or option another one."""
+    a = build_firmware(fake_codegen, "mps2-an500", tmp_path / "a", harness_dir="selftest")
+    again = build_firmware(fake_codegen, "mps2-an500", tmp_path / "again", harness_dir="selftest")
+    other_board = build_firmware(fake_codegen, "mps2-an386", tmp_path / "b", harness_dir="selftest")
+    other_opt = build_firmware(fake_codegen, "mps2-an500", tmp_path / "c", harness_dir="selftest",
+                               defines={"TP_X": 3})
+    assert len(a.build_id) == 16 and a.build_id == again.build_id
+    assert len({a.build_id, other_board.build_id, other_opt.build_id}) == 3
+    assert f'-DTP_BUILD_ID="{a.build_id}"' in a.cflags
+    assert json.loads((tmp_path / "a" / "firmware.json").read_text())["build_id"] == a.build_id

@@ -50,7 +50,7 @@ def test_frame_layout_is_exactly_as_documented():
     wire = P.Frame(P.CMD_LOAD, 0x1234, b"\x00\x01\x02").encode()
     assert wire.endswith(b"\x00") and 0 not in wire[:-1]
     raw = P.cobs_decode(wire[:-1])
-    body = bytes([1, 0x02, 0x34, 0x12, 3, 0]) + b"\x00\x01\x02"
+    body = bytes([2, 0x02, 0x34, 0x12, 3, 0]) + b"\x00\x01\x02"  # version 2
     assert raw == body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -109,10 +109,10 @@ def test_overlong_frame_is_dropped_without_buffering_it():
 @pytest.mark.parametrize("mutate,reason", [
     (lambda body: body[:3], "too short"),
     (lambda body: body[:4] + bytes([body[4] + 1]) + body[5:], "length field"),
-    (lambda body: bytes([2]) + body[1:], "version"),
+    (lambda body: bytes([1]) + body[1:], "version"),
 ])
 def test_decode_frame_rejects_bad_length_and_version(mutate, reason):
-    body = bytes(P.HEADER.pack(1, 0x81, 5, 2)) + b"ab"
+    body = bytes(P.HEADER.pack(P.PROTO_VERSION, 0x81, 5, 2)) + b"ab"
     bad = mutate(body)
     wire = P.cobs_encode(bad + struct.pack("<I", P.crc32(bad)))
     with pytest.raises(P.FrameError, match=reason):
@@ -121,13 +121,13 @@ def test_decode_frame_rejects_bad_length_and_version(mutate, reason):
 
 def test_info_payload_round_trip_and_malformed_info():
     hash_ = "ab" * 32
-    p = struct.pack("<BHHIII", 1, 1024, 3, 5000, 490, 12) + hash_.encode()
-    for s in ("mps2-an500", "portable", "instructions"):
+    p = struct.pack("<BHHIII", 2, 1024, 3, 5000, 490, 12) + hash_.encode()
+    for s in ("mps2-an500", "portable", "instructions", "0123456789abcdef"):
         p += bytes([len(s)]) + s.encode()
     info = P.parse_info(p)
     assert (info.arena_bytes, info.input_bytes, info.output_bytes, info.num_layers) == (5000, 490, 12, 3)
-    assert (info.model_hash, info.board, info.kernel_backend, info.counter_unit) == \
-        (hash_, "mps2-an500", "portable", "instructions")
+    assert (info.model_hash, info.board, info.kernel_backend, info.counter_unit, info.build_id) == \
+        (hash_, "mps2-an500", "portable", "instructions", "0123456789abcdef")
     with pytest.raises(P.FrameError):
         P.parse_info(p[:-1])
     with pytest.raises(P.FrameError):
@@ -144,24 +144,27 @@ def test_selftest_input_is_xorshift32():
     assert list(P.selftest_input(4)) == want
 
 
-def test_link_reports_another_protocol_version_clearly():
-    from tinyprune.errors import ToolError
+def test_link_refuses_old_firmware_with_a_rebuild_message():
+    """Firmware of protocol version 1 answers a version-2 request with a version-1 error frame
+    ('wrong protocol version'): wrong firmware (exit 4), and the user is told to rebuild it."""
+    from tinyprune.errors import ValidationFailed
     from tinyprune.validate.link import Link
 
-    class FakePort:  # a device that answers every request with a version-2 frame
+    class OldFirmware:
         def __init__(self):
             self.out = b""
 
         def write(self, data):
-            seq = P.decode_frame(data[1:-1]).seq
-            self.out += P.Frame(P.CMD_INFO | P.REPLY, seq, b"", version=2).encode()
+            seq = P.decode_frame(data.strip(b"\x00"), check_version=False).seq
+            self.out += P.Frame(P.ERROR, seq, bytes([P.E_BAD_VERSION, P.CMD_INFO]), version=1).encode()
 
         def read(self, n):
             data, self.out = self.out[:n], self.out[n:]
             return data
 
-    with pytest.raises(ToolError, match="speaks protocol version 2, this tinyprune speaks 1"):
-        Link(FakePort(), name="dev", timeout=0.2).info()
+    with pytest.raises(ValidationFailed, match="speaking protocol version 1, this tinyprune speaks 2") as e:
+        Link(OldFirmware(), name="dev", timeout=0.2).info()
+    assert "rebuild the firmware" in str(e.value) and e.value.exit_code == 4
 
 
 def test_link_gives_up_after_bounded_retries_on_silence():

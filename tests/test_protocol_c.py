@@ -62,6 +62,9 @@ def test_info_reply_echoes_sequence_and_describes_the_model(harness):
     assert (info.input_bytes, info.output_bytes, info.arena_bytes, info.num_layers) == (16, 4, 64, 2)
     assert info.board == "host" and info.counter_unit == "ns" and info.kernel_backend == "portable"
     assert info.model_hash == (build / "codegen" / "model.h").read_text().split('MODEL_HASH "')[1][:64]
+    from tinyprune.validate.host import host_build_id
+
+    assert info.build_id == host_build_id(exe) and len(info.build_id) == 16  # -DTP_BUILD_ID of the host build
 
 
 def test_load_infer_read_matches_tflite_micro(harness):
@@ -92,15 +95,15 @@ def test_load_infer_read_matches_tflite_micro(harness):
 
 @pytest.mark.parametrize("data,code,seq", [
     (lambda: bytearray(P.Frame(P.CMD_INFO, 9).encode()), None, 9),  # control: no damage
-    (lambda: raw_frame(bytes([1, P.CMD_INFO, 9, 0, 1, 0]) + b"zz"), P.E_BAD_LENGTH, 9),  # len 1, 2 bytes
-    (lambda: raw_frame(bytes([2, P.CMD_INFO, 9, 0, 0, 0])), P.E_BAD_VERSION, 9),
-    (lambda: raw_frame(bytes([1, 0x42, 9, 0, 0, 0])), P.E_UNKNOWN_CMD, 9),
-    (lambda: raw_frame(bytes([1, P.CMD_INFO, 9])), P.E_BAD_LENGTH, 0),  # shorter than a header
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, P.CMD_INFO, 9, 0, 1, 0]) + b"zz"), P.E_BAD_LENGTH, 9),  # len 1, 2 bytes
+    (lambda: raw_frame(bytes([P.PROTO_VERSION - 1, P.CMD_INFO, 9, 0, 0, 0])), P.E_BAD_VERSION, 9),
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, 0x42, 9, 0, 0, 0])), P.E_UNKNOWN_CMD, 9),
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, P.CMD_INFO, 9])), P.E_BAD_LENGTH, 0),  # shorter than a header
     (lambda: b"\x05\x01\x02\x00", P.E_BAD_COBS, 0),  # COBS code runs past the end
-    (lambda: raw_frame(bytes([1, P.CMD_LOAD, 9, 0, 6, 0]) + struct.pack("<I", 15) + b"ab"), P.E_BAD_ARG, 9),
-    (lambda: raw_frame(bytes([1, P.CMD_READ, 9, 0, 7, 0]) + struct.pack("<BIH", 7, 0, 1)), P.E_BAD_ARG, 9),
-    (lambda: raw_frame(bytes([1, P.CMD_READ, 9, 0, 7, 0]) + struct.pack("<BIH", 0, 2, 3)), P.E_BAD_ARG, 9),
-    (lambda: raw_frame(bytes([1, P.CMD_INFER, 9, 0, 5, 0]) + struct.pack("<IB", 1234, 0)), P.E_INPUT_CRC, 9),
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, P.CMD_LOAD, 9, 0, 6, 0]) + struct.pack("<I", 15) + b"ab"), P.E_BAD_ARG, 9),
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, P.CMD_READ, 9, 0, 7, 0]) + struct.pack("<BIH", 7, 0, 1)), P.E_BAD_ARG, 9),
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, P.CMD_READ, 9, 0, 7, 0]) + struct.pack("<BIH", 0, 2, 3)), P.E_BAD_ARG, 9),
+    (lambda: raw_frame(bytes([P.PROTO_VERSION, P.CMD_INFER, 9, 0, 5, 0]) + struct.pack("<IB", 1234, 0)), P.E_INPUT_CRC, 9),
 ])
 def test_malformed_frames_get_the_right_error_and_the_next_frame_still_works(harness, data, code, seq):
     exe, _ = harness
@@ -153,7 +156,9 @@ def test_a_stalled_partial_frame_is_dropped_after_the_timeout(harness):
         if p.poll() is None:
             p.kill()
     frames = P.FrameDecoder().feed(out)
-    assert [(f.type, f.seq) for f in frames] == [(P.CMD_INFO | P.REPLY, 2)]
+    # the dropped frame is reported (bad length, seq 0: the host resends without waiting)
+    assert [(f.type, f.seq) for f in frames] == [(P.ERROR, 0), (P.CMD_INFO | P.REPLY, 2)]
+    assert error_of(frames[0]) == P.E_BAD_LENGTH
 
 
 def test_selftest_matches_tflite_micro_on_the_documented_input(harness):

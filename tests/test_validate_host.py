@@ -102,11 +102,44 @@ def test_degraded_model_is_caught_by_the_baseline_exit_4(builds, tmp_path):
                     "--max-accuracy-drop", "60", "-o", tmp_path / "deg2.json"]) == 0
 
 
-def test_wrong_model_hash_stops_at_once(builds, tmp_path):
+def test_wrong_model_hash_stops_at_once_and_writes_a_failed_report(builds, tmp_path):
+    """The previous run's passing validate.json and JUnit file are replaced by failed ones, and the
+    JUnit model_hash case fails with the message (it used to pass unconditionally)."""
+    out, junit = tmp_path / "v.json", tmp_path / "v.xml"
+    validate(builds["good"], "host", random=2, out=out, junit=junit)
+    assert json.loads(out.read_text())["passed"] is True
     with pytest.raises(ValidationFailed, match="wrong firmware on the board: device runs model [0-9a-f]{64}, "
                                                "build is 0{64}"):
-        validate(builds["good"], "host", random=2, out=tmp_path / "v.json", link_kw={"expected_hash": "0" * 64})
-    assert not (tmp_path / "v.json").exists()
+        validate(builds["good"], "host", random=2, out=out, junit=junit, link_kw={"expected_hash": "0" * 64})
+    rep = json.loads(out.read_text())
+    assert rep["passed"] is False and rep["samples"] == 0 and rep["error"]["exit_code"] == 4
+    assert rep["identity"]["ok"] is False and rep["identity"]["expected_model_hash"] == "0" * 64
+    assert "wrong firmware on the board" in rep["failures"][0]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "1" and suite.get("errors") == "0"
+    (case,) = [tc for tc in suite.iter("testcase") if tc.get("name") == "model_hash"]
+    assert "device runs model" in case.find("failure").get("message")
+
+
+def test_model_hash_case_passes_only_when_the_device_reported_the_build(builds, tmp_path):
+    junit = tmp_path / "v.xml"
+    r = validate(builds["good"], "host", random=1, out=tmp_path / "v.json", junit=junit)
+    assert r.identity["ok"] is True and r.identity["model_hash"] == r.identity["expected_model_hash"]
+    assert r.identity["build_id"] == r.identity["expected_build_id"] == r.device["build_id"]
+    (case,) = [tc for tc in ET.parse(junit).iter("testcase") if tc.get("name") == "model_hash"]
+    assert case.find("failure") is None and case.find("error") is None
+
+
+def test_host_build_with_another_build_id_is_wrong_firmware(builds, tmp_path, capsys):
+    """Same model, other firmware build: refused by build id (exit 4), naming both ids."""
+    code = run_cli([builds["good"], "--host", "--random", "1", "-o", tmp_path / "v.json"])
+    assert code == 0
+    from tinyprune.validate.host import host_build_id
+
+    have = host_build_id(builds["good"] / "host" / "tinyprune_host")
+    with pytest.raises(ValidationFailed, match=f"device runs firmware build {have} \\(board host, kernels "
+                                               f"portable\\), the build folder's firmware is 00000000"):
+        validate(builds["good"], "host", random=1, out=tmp_path / "v.json", link_kw={"expected_build": "0" * 8})
 
 
 @pytest.mark.parametrize("args,message", [
@@ -181,4 +214,4 @@ def test_missing_serial_port_is_a_tool_error_at_once(builds, tmp_path, capsys):
     t = time.monotonic()
     assert run_cli([builds["good"], "--port", str(tmp_path / "ttyNOPE"), "--random", "2"]) == 5
     assert time.monotonic() - t < 5
-    assert "cannot open serial link" in capsys.readouterr().err
+    assert f"serial port {tmp_path / 'ttyNOPE'} not found" in capsys.readouterr().err

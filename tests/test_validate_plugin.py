@@ -102,3 +102,42 @@ def test_user_regression_tests_run_in_qemu(pytester, fake_build):
     pytester.makepyfile(test_user=USER_TESTS)
     r = pytester.runpytest(f"--tinyprune-sim={fake_build}")
     r.assert_outcomes(passed=4)
+
+
+def test_build_alone_feeds_the_build_and_reference_fixtures(pytester, fake_build):
+    """--tinyprune-build without a device used to be ignored (tinyprune_build skipped)."""
+    pytester.makepyfile(test_user='''
+import numpy as np
+def test_reference(tinyprune_build, tinyprune_reference):
+    assert (tinyprune_build / "model_int8.tflite").is_file()
+    assert tinyprune_reference.run(np.zeros(16, np.int8)).size == 4
+def test_device(tinyprune_device):
+    pass
+''')
+    r = pytester.runpytest(f"--tinyprune-build={fake_build}", "-rs")
+    r.assert_outcomes(passed=1, skipped=1)
+    r.stdout.fnmatch_lines(["*no tinyprune device*"])
+
+
+def test_build_naming_another_folder_than_the_device_is_a_usage_error(pytester, fake_build, tmp_path):
+    r = pytester.runpytest(f"--tinyprune-build={tmp_path}", f"--tinyprune-host={fake_build}")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*--tinyprune-build * and --tinyprune-host * name different builds*"])
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_timeout_must_be_positive(pytester, value):
+    r = pytester.runpytest(f"--tinyprune-timeout={value}")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*--tinyprune-timeout *: give the seconds one inference may take (> 0)*"])
+
+
+@pytest.mark.hostcc
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
+def test_timeout_option_reaches_the_link(pytester, fake_build):
+    pytester.makepyfile(test_user='''
+def test_timeout(tinyprune_device):
+    assert tinyprune_device.infer_timeout == 0.75
+''')
+    r = pytester.runpytest(f"--tinyprune-host={fake_build}", "--tinyprune-timeout=0.75")
+    r.assert_outcomes(passed=1)

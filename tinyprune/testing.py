@@ -6,7 +6,9 @@ Options::
     --tinyprune-port PORT [--tinyprune-baud N]   a board running tinyprune firmware (or a pyserial URL)
     --tinyprune-sim BUILD_DIR                    run BUILD_DIR's firmware in QEMU
     --tinyprune-host BUILD_DIR                   run BUILD_DIR's model natively (host C compiler)
-    --tinyprune-build BUILD_DIR                  with --tinyprune-port: check the board runs this build
+    --tinyprune-build BUILD_DIR                  the build (with --tinyprune-port: the board must run it;
+                                                 alone: tinyprune_build / tinyprune_reference without a device)
+    --tinyprune-timeout SECONDS                  how long one inference may take (default 20)
 
 Fixtures (session-scoped; tests that use them are skipped, with the reason, when no device is given)::
 
@@ -36,11 +38,15 @@ def pytest_addoption(parser):
     group.addoption("--tinyprune-host", default=None, metavar="BUILD_DIR",
                     help="build directory whose model to run natively (host C compiler)")
     group.addoption("--tinyprune-build", default=None, metavar="BUILD_DIR",
-                    help="with --tinyprune-port: the build the board must be running (model hash check)")
+                    help="the build under test; with --tinyprune-port the board must run it (model hash and "
+                         "firmware build id checked)")
+    group.addoption("--tinyprune-timeout", default=None, type=float, metavar="SECONDS",
+                    help="how long one inference may take on the device (default 20)")
 
 
 def pytest_configure(config):
     _choice(config)  # conflicting options are a usage error before anything runs
+    _link_kw(config)
 
 
 NO_DEVICE = ("no tinyprune device: pass --tinyprune-port PORT (a board), --tinyprune-sim BUILD_DIR (QEMU) "
@@ -55,13 +61,25 @@ def _choice(config):
                                   ("--tinyprune-host", host)) if v]
     if len(given) > 1:
         raise pytest.UsageError(f"give only one of {', '.join(given)}")
+    build = config.getoption("--tinyprune-build")
+    if build and (sim or host) and Path(build).resolve() != Path(sim or host).resolve():
+        raise pytest.UsageError(f"--tinyprune-build {build} and {given[0]} {sim or host} name different builds")
     if port:
-        return "port", config.getoption("--tinyprune-build")
+        return "port", build
     if sim:
         return "sim", sim
     if host:
         return "host", host
-    return None, None
+    return None, build  # a build without a device: tinyprune_build and tinyprune_reference work
+
+
+def _link_kw(config) -> dict:
+    timeout = config.getoption("--tinyprune-timeout")
+    if timeout is None:
+        return {}
+    if not timeout > 0:
+        raise pytest.UsageError(f"--tinyprune-timeout {timeout:g}: give the seconds one inference may take (> 0)")
+    return {"infer_timeout": timeout}
 
 
 @pytest.fixture(scope="session")
@@ -89,13 +107,15 @@ def tinyprune_device(pytestconfig):
     from tinyprune.validate.core import open_target, resolve_build
     from tinyprune.validate.link import Link
 
+    link_kw = _link_kw(pytestconfig)
     with contextlib.ExitStack() as stack:
         if target == "port" and not build:
             link = stack.enter_context(Link.open_url(pytestconfig.getoption("--tinyprune-port"),
-                                                     pytestconfig.getoption("--tinyprune-baud")))
+                                                     pytestconfig.getoption("--tinyprune-baud"), **link_kw))
         else:
             layout = resolve_build(build)
             link = stack.enter_context(open_target(layout, target, port=pytestconfig.getoption("--tinyprune-port"),
-                                                   baud=pytestconfig.getoption("--tinyprune-baud")))
+                                                   baud=pytestconfig.getoption("--tinyprune-baud"),
+                                                   link_kw=link_kw))
         link.info()  # fails fast (wrong firmware, no answer) before any test runs
         yield link

@@ -16,6 +16,12 @@
 #define TP_KERNEL_BACKEND "portable"
 #endif
 #endif
+/* The firmware build id (tinyprune/firmware/build.py passes -DTP_BUILD_ID="..."): a digest of
+ * every source, flag and the linker script, so the host can tell firmware for another board,
+ * kernel set or option from its own build even when the model is the same. */
+#ifndef TP_BUILD_ID
+#define TP_BUILD_ID "unknown"
+#endif
 #ifndef TP_FRAME_TIMEOUT_MS
 #define TP_FRAME_TIMEOUT_MS 500u
 #endif
@@ -27,7 +33,7 @@
 
 static tp_rx rx;
 static uint8_t tx_frame[TP_MAX_FRAME];
-static uint8_t tx_enc[TP_MAX_ENCODED + 1];
+static uint8_t tx_enc[TP_MAX_ENCODED + 2];
 /* Replies are assembled in place in the outgoing frame (tp_frame_build's copy is then a no-op):
  * saves a second payload-sized buffer. */
 #define reply (tx_frame + TP_HEADER_BYTES)
@@ -41,8 +47,11 @@ static void send(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len)
     size_t n = tp_frame_build(type, seq, payload, len, tx_frame, sizeof tx_frame);
     size_t e;
     if (n == 0) return;
-    e = tp_cobs_encode(tx_frame, n, tx_enc, sizeof tx_enc - 1);
+    e = tp_cobs_encode(tx_frame, n, tx_enc, sizeof tx_enc - 2);
     if (e == 0) return;
+    /* two delimiters: if the line damages the first, the second still ends the frame, so the
+     * host sees a damaged frame and resends at once instead of waiting out its timeout */
+    tx_enc[e++] = 0;
     tx_enc[e++] = 0;
     bsp_uart_write(tx_enc, e);
 }
@@ -85,6 +94,7 @@ static size_t build_info(uint8_t *p)
     n += put_str(p + n, bsp_board_name(), 63);
     n += put_str(p + n, TP_KERNEL_BACKEND, 63);
     n += put_str(p + n, bsp_counter_unit(), 31);
+    n += put_str(p + n, TP_BUILD_ID, 64);
     return n;
 }
 
@@ -222,7 +232,10 @@ int main(void)
         int c = bsp_uart_getc(rx.n ? TP_FRAME_TIMEOUT_MS : TP_IDLE_TIMEOUT_MS);
         int r;
         if (c < 0) {
-            tp_rx_reset(&rx);  /* a frame that stalls mid-way is dropped */
+            /* a frame that stalls mid-way is dropped and reported (its end was lost on the line):
+             * the host resends at once instead of waiting for its timeout */
+            if (rx.n) send_error(0, TP_E_BAD_LENGTH, 0);
+            tp_rx_reset(&rx);
             continue;
         }
         r = tp_rx_push(&rx, (uint8_t)c);

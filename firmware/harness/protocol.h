@@ -1,4 +1,4 @@
-/* tinyprune serial protocol, firmware side (version 1; specification: docs/protocol.md).
+/* tinyprune serial protocol, firmware side (version 2; specification: docs/protocol.md).
  *
  * Wire format: every frame is COBS-encoded and terminated by one 0x00 byte. The decoded frame is
  *     version u8 | type u8 | seq u16 LE | len u16 LE | payload[len] | crc32 u32 LE
@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define TP_PROTO_VERSION 1u
+#define TP_PROTO_VERSION 2u  /* 2: info carries the firmware build id */
 #define TP_HEADER_BYTES 6u
 #define TP_CRC_BYTES 4u
 #ifndef TP_MAX_PAYLOAD

@@ -16,6 +16,7 @@ tinyprune.firmware modules; nothing from other stages.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -112,6 +113,7 @@ class FirmwareResult:
     size_source: str = SIZE_SOURCE
     bsp: str = ""                 # BSP source used
     runnable: bool = True         # False when built with bsp_sizeonly.c (flash/RAM check only)
+    build_id: str = ""            # TP_BUILD_ID embedded in the firmware, reported by its `info` (_build_id)
 
     @property
     def flash_headroom(self) -> int:
@@ -226,6 +228,18 @@ def _plan(board, spec: BspSpec, copied: list[str], include_dirs: list[str], *, o
                      "-Tfirmware.ld"]
     sources = [s for s in copied if s.endswith(".c")]
     return BuildPlan(cflags + defs, ldflags, ["-lm"], [f"-I{d}" for d in include_dirs], sources)
+
+
+def _build_id(tmp: Path, plan: BuildPlan) -> str:
+    """The firmware's identity: a digest of every source (model, kernels, harness, BSP), the flags
+    and the linker script, so firmware for another board, kernel set or option has another id.
+    The harness reports it in `info`; validation compares it with firmware.json's."""
+    h = hashlib.sha256()
+    for rel in sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()):
+        h.update(rel.encode() + b"\0" + (tmp / rel).read_bytes() + b"\0")
+    for part in (plan.cflags, plan.ldflags, plan.libs, plan.includes):
+        h.update("\0".join(part).encode() + b"\1")
+    return h.hexdigest()[:16]
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
@@ -449,6 +463,8 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
 
         plan = _plan(board, spec, copied, include_dirs, opt=opt, defines=defines, have_model=cg is not None)
         (tmp / "firmware.ld").write_text(render_linker_script(board))
+        build_id = _build_id(tmp, plan)
+        plan.cflags.append(f'-DTP_BUILD_ID="{build_id}"')
         (tmp / "Makefile").write_text(render_makefile(board, plan))
 
         _compile_all(plan, tmp)
@@ -488,6 +504,6 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             flash_limit=board.memory.flash_bytes, ram_limit=board.memory.ram_bytes, stack_bytes=stack,
             arena_bytes=_arena_bytes(cg, tmp / "firmware.elf"), entry=entry,
             bin_bytes=(tmp / "firmware.bin").stat().st_size, sections=sections,
-            cflags=plan.cflags, bsp=spec.source, runnable=spec.runnable)
+            cflags=plan.cflags, bsp=spec.source, runnable=spec.runnable, build_id=build_id)
         write_json(tmp / "firmware.json", result.to_dict())
     return result

@@ -11,8 +11,9 @@ Public API::
     open_target(layout, target, ...)    # context manager yielding a connected Link
     Link (link.py): .info(), .run(x, layers=False), .infer(x) -> (y, counter), .selftest(), .exit()
 
-Submodules: protocol (framing), link (client), host (native build), qemu (simulator), reference
-(TFLite Micro, metrics), core (validate), cli.
+Submodules: protocol (framing), link (client), serialport (opening and locking a port), host
+(native build), qemu (simulator), reference (TFLite Micro, metrics), core (validate), results
+(the report, validate.json and JUnit rendering), cli.
 """
 from __future__ import annotations
 

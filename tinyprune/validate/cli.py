@@ -10,6 +10,8 @@ import click
 @click.option("--sim", "target", flag_value="sim", help="Run the firmware in QEMU (the board's simulation twin).")
 @click.option("--port", default=None, metavar="PORT", help="Serial port of a real board (or a pyserial URL).")
 @click.option("--baud", default=115200, show_default=True, type=int, help="Baud rate for --port.")
+@click.option("--timeout", "infer_timeout", default=20.0, show_default=True, type=float, metavar="SECONDS",
+              help="How long one inference may take on the device before the request is retried.")
 @click.option("--board", default=None, help="Board name, when BUILD_DIR does not record it.")
 @click.option("--data", default=None, metavar="D.npz|digits",
               help="Labelled data: .npz with float x (N, C, H, W) or (N, C, L) and labels y, or 'digits'.")
@@ -26,7 +28,7 @@ import click
               help="Also write a JUnit XML report.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=str),
               help="Report path [default: BUILD_DIR/validate.json].")
-def command(build_dir, target, port, baud, board, data, random_n, samples, seed, baseline, max_accuracy_drop,
+def command(build_dir, target, port, baud, infer_timeout, board, data, random_n, samples, seed, baseline, max_accuracy_drop,
             no_layers, junit, output):
     """Validate BUILD_DIR bit-exact against TFLite Micro on the host, in QEMU or on a board.
 
@@ -34,6 +36,7 @@ def command(build_dir, target, port, baud, board, data, random_n, samples, seed,
     --max-accuracy-drop below --baseline, or a device that runs another model."""
     from tinyprune.errors import UserInputError
     from tinyprune.validate.core import check, validate
+    from tinyprune.validate.serialport import check_baud
 
     if port is not None:
         if target is not None:
@@ -43,8 +46,12 @@ def command(build_dir, target, port, baud, board, data, random_n, samples, seed,
         raise UserInputError("say where to validate: --host, --sim or --port PORT")
     if data is not None and random_n is not None:
         raise UserInputError("give either --data or --random, not both")
+    if port is not None:
+        check_baud(baud)
+    if not infer_timeout > 0:
+        raise UserInputError(f"--timeout {infer_timeout:g}: give the seconds one inference may take (> 0)")
     report = validate(build_dir, target, port=port, baud=baud, board=board, data=data, random=random_n,
                       samples=samples, seed=seed, baseline=baseline, max_accuracy_drop=max_accuracy_drop,
-                      junit=junit, out=output, layers=not no_layers)
+                      junit=junit, out=output, layers=not no_layers, link_kw={"infer_timeout": infer_timeout})
     click.echo(report.summary())
     check(report)

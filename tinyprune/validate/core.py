@@ -16,24 +16,22 @@ import json
 import os
 import re
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tinyprune import __version__
 from tinyprune._fs import atomic_write_text, check_output_file, sha256_file
 from tinyprune.errors import TinypruneError, ToolError, UserInputError, ValidationFailed
 from tinyprune.validate import protocol as P
 from tinyprune.validate.reference import (Reference, confusion_matrix, float_model_outputs, output_metrics,
                                           prepare_inputs)
+from tinyprune.validate.results import SampleResult, ValidationReport, junit_xml, report_json
 
 TARGETS = ("host", "sim", "port")
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points
 DEFAULT_SAMPLES = 20
 DEFAULT_ICOUNT_SHIFT = 7  # firmware/bsp/bsp_mps2.c, bsp_mps3.c: TP_ICOUNT_SHIFT default
-MAX_MISMATCH_REPORT = 8
 
 
 # ------------------------------------------------------------------------------------- layout
@@ -110,105 +108,8 @@ def resolve_build(build_dir: str | os.PathLike) -> BuildLayout:
 
 # ------------------------------------------------------------------------------------- report
 
-@dataclass
-class SampleResult:
-    index: int
-    bit_exact: bool
-    counter: int
-    label: int | None = None
-    pred: int | None = None
-    ref_pred: int | None = None
-    mismatch: dict | None = None
-    layer_counts: list[int] | None = None
-
-
-@dataclass
-class ValidationReport:
-    target: str
-    build_dir: str
-    device: dict
-    samples: list[SampleResult] = field(default_factory=list)
-    data: dict = field(default_factory=dict)
-    accuracy: float | None = None
-    reference_accuracy: float | None = None
-    confusion: list[list[int]] | None = None
-    metrics: dict = field(default_factory=dict)
-    counters: dict = field(default_factory=dict)
-    layers: list[dict] = field(default_factory=list)
-    selftest: dict = field(default_factory=dict)
-    baseline: dict | None = None
-    link: dict = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    @property
-    def bit_exact(self) -> bool:
-        return all(s.bit_exact for s in self.samples)
-
-    def to_dict(self) -> dict:
-        return {
-            "tinyprune_version": __version__, "target": self.target, "build_dir": self.build_dir,
-            "device": self.device, "passed": self.passed, "failures": self.failures,
-            "bit_exact": self.bit_exact, "samples": len(self.samples),
-            "mismatched_samples": [s.index for s in self.samples if not s.bit_exact],
-            "mismatches": [s.mismatch for s in self.samples if s.mismatch][:MAX_MISMATCH_REPORT],
-            "data": self.data, "accuracy": self.accuracy, "reference_accuracy": self.reference_accuracy,
-            "confusion_matrix": self.confusion, "metrics": self.metrics, "counters": self.counters,
-            "layers": self.layers, "selftest": self.selftest, "baseline": self.baseline, "link": self.link,
-            "per_sample": [{"index": s.index, "bit_exact": s.bit_exact, "counter": s.counter, "label": s.label,
-                            "pred": s.pred} for s in self.samples],
-            "seconds": round(self.seconds, 3),
-        }
-
-    def summary(self) -> str:
-        n = len(self.samples)
-        exact = sum(s.bit_exact for s in self.samples)
-        parts = [f"{self.target}: {exact}/{n} samples bit-exact"]
-        if self.accuracy is not None:
-            parts.append(f"accuracy {100 * self.accuracy:.2f}%")
-        c = self.counters
-        if c.get("median") is not None:
-            parts.append(f"{c['median']} {c.get('unit', '')} per inference")
-        if self.baseline:
-            parts.append(f"baseline {100 * self.baseline['accuracy']:.2f}% (drop {self.baseline['drop_pct']:.2f} pt)")
-        line = ", ".join(parts)
-        return line + ("" if self.passed else "\nFAILED: " + "; ".join(self.failures))
-
-
 def write_junit(report: ValidationReport, path: str | os.PathLike) -> None:
-    cases = []
-    cases.append(("model_hash", None))
-    if report.selftest:
-        cases.append(("selftest", None if report.selftest.get("ok") else
-                      f"self-test output CRC {report.selftest.get('device_crc')} != reference "
-                      f"{report.selftest.get('reference_crc')}"))
-    for s in report.samples:
-        msg = None
-        if not s.bit_exact:
-            m = s.mismatch or {}
-            msg = (f"sample {s.index}: {m.get('count')} of {m.get('size')} output values differ; first at "
-                   f"{m.get('positions')}: device {m.get('device')} vs reference {m.get('reference')}")
-        cases.append((f"sample[{s.index}]", msg))
-    if report.baseline is not None:
-        b = report.baseline
-        cases.append(("accuracy_vs_baseline", None if b["ok"] else
-                      f"accuracy {100 * report.accuracy:.2f}% is {b['drop_pct']:.2f} pt below the baseline "
-                      f"{100 * b['accuracy']:.2f}% (allowed {b['max_drop_pct']:.2f} pt)"))
-    suite = ET.Element("testsuite", name=f"tinyprune.validate.{report.target}", tests=str(len(cases)),
-                       failures=str(sum(1 for _, m in cases if m)), errors="0",
-                       time=f"{report.seconds:.3f}")
-    for name, msg in cases:
-        tc = ET.SubElement(suite, "testcase", classname=f"tinyprune.validate.{report.target}", name=name)
-        if msg:
-            ET.SubElement(tc, "failure", message=msg.splitlines()[0][:500]).text = msg
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    atomic_write_text(Path(path), ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+    atomic_write_text(Path(path), junit_xml(report))
 
 
 # ------------------------------------------------------------------------------------- targets
@@ -231,12 +132,14 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
     link_kw = dict(link_kw or {})
     link_kw.setdefault("expected_hash", layout.expected_hash)
     if target == "host":
-        from tinyprune.validate.host import build_host, host_session
+        from tinyprune.validate.host import build_host, host_build_id, host_session
 
         if layout.codegen is None:
             raise UserInputError(f"{layout.root} has no codegen/ folder (model.h) to build natively",
                                  hint="run `tinyprune codegen` or `tinyprune build` first")
         exe = build_host(layout.codegen, layout.root / "host")
+        link_kw.setdefault("expected_build", host_build_id(exe))
+        link_kw.setdefault("build_label", "the host build")
         return host_session(exe, proxy=proxy, **link_kw)
     if target == "sim":
         from tinyprune.validate.qemu import qemu_session, require_qemu
@@ -244,6 +147,7 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
         # QEMU is looked for before firmware-sim/ is built into the build folder; a firmware that is already
         # there is checked first (qemu_session: a garbage ELF is bad input, whatever the machine has)
         elf, machine, cpu = sim_firmware(layout, board, before_build=require_qemu)
+        _expect_firmware(link_kw, elf)
         return qemu_session(elf, machine, cpu, proxy=proxy, icount_shift=icount_shift(elf), **link_kw)
     if target == "port":
         import contextlib
@@ -252,6 +156,8 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
 
         if not port:
             raise UserInputError("--port needs a serial port (e.g. /dev/ttyACM0)")
+        if layout.firmware_elf is not None:
+            _expect_firmware(link_kw, layout.firmware_elf)
 
         @contextlib.contextmanager
         def _serial():
@@ -262,6 +168,18 @@ def open_target(layout: BuildLayout, target: str, *, port: str | None = None, ba
                 link.close()
         return _serial()
     raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+
+
+def _expect_firmware(link_kw: dict, elf: Path) -> None:
+    """The device must report the build id recorded in firmware.json next to ``elf``."""
+    fj = Path(elf).with_name("firmware.json")
+    try:
+        meta = json.loads(fj.read_text()) if fj.is_file() else {}
+    except ValueError:
+        meta = {}
+    if isinstance(meta, dict) and meta.get("build_id"):
+        link_kw.setdefault("expected_build", str(meta["build_id"]))
+        link_kw.setdefault("build_label", f"{meta.get('board', '?')} firmware in {fj.parent}")
 
 
 def sim_firmware(layout: BuildLayout, board: str | None = None, before_build=None) -> tuple[Path, str, str]:
@@ -357,11 +275,12 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
     to ``out``, default BUILD_DIR/validate.json, and to ``junit`` when given); ``report.passed`` is
     False on any bit mismatch, self-test mismatch or accuracy drop beyond ``max_accuracy_drop``
     percentage points below ``baseline`` (a previous validate.json). A device running another model
-    raises ValidationFailed at once. ``report_build_dir``: the build folder the report names (default
-    ``build_dir``; `tinyprune build` validates in a work folder that becomes OUT/BOARD on success).
-    Unwritable ``out``/``junit`` fail first. Before the run only the native build (``host/``) or the
-    twin's firmware (``firmware-sim/``, when missing) may be built, each atomically; the report is
-    written after the run, also when the validation failed (it lists the failures)."""
+    or firmware build raises ValidationFailed at once, a lost link ToolError; either way a failed
+    report (``passed: false`` with the error) is written first, so no earlier report survives.
+    ``report_build_dir``: the build folder the report names (default ``build_dir``; `tinyprune build`
+    validates in a work folder that becomes OUT/BOARD on success). Unwritable ``out``/``junit`` fail
+    first. Before the run only the native build (``host/``) or the twin's firmware (``firmware-sim/``,
+    when missing) may be built, each atomically."""
     t0 = time.monotonic()
     if target not in TARGETS:
         raise UserInputError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
@@ -374,36 +293,24 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
     x, y, x_float, data_desc = _load_data(ref, layout, data, random, samples, seed)
     base = _read_baseline(baseline) if baseline is not None else None
 
-    with open_target(layout, target, port=port, baud=baud, board=board, link_kw=link_kw, proxy=proxy) as link:
-        info = link.info()
-        if info.input_bytes != ref.input.nbytes or info.output_bytes != ref.output.nbytes:
-            raise ValidationFailed(f"the device's model takes {info.input_bytes} bytes and returns "
-                                   f"{info.output_bytes}, the build's model {ref.input.nbytes} and "
-                                   f"{ref.output.nbytes}", hint="flash this build's firmware")
-        report = ValidationReport(target, report_build_dir or str(layout.root), info.to_dict(), data=data_desc)
-        st = link.selftest()
-        st_ref = P.crc32(ref.run(np.frombuffer(st["input"], dtype=np.int8)).tobytes())
-        report.selftest = {"ok": st["input_ok"] and st["status"] == 0 and st["output_crc"] == st_ref,
-                           "device_crc": st["output_crc"], "reference_crc": st_ref, "counter": st["counter"]}
-        if not report.selftest["ok"]:
-            report.failures.append("self-test output differs from TFLite Micro")
-        outs_dev, outs_ref = [], []
-        for i in range(len(x)):
-            r = link.run(x[i], layers=layers)
-            dev = np.frombuffer(r.output, dtype=np.int8).reshape(ref.output.shape)
-            want = ref.run(x[i])
-            s = SampleResult(i, bool(np.array_equal(dev, want)), r.counter, layer_counts=r.layer_counts)
-            if not s.bit_exact:
-                diff = np.flatnonzero(dev.ravel() != want.ravel())
-                s.mismatch = {"sample": i, "count": int(len(diff)), "size": int(dev.size),
-                              "positions": diff[:8].tolist(), "device": dev.ravel()[diff[:8]].tolist(),
-                              "reference": want.ravel()[diff[:8]].tolist()}
-            if y is not None:
-                s.label, s.pred, s.ref_pred = int(y[i]), int(dev.ravel().argmax()), int(want.ravel().argmax())
-            report.samples.append(s)
-            outs_dev.append(dev)
-            outs_ref.append(want)
-        report.link = link.stats.to_dict()
+    report = ValidationReport(target, report_build_dir or str(layout.root), {}, data=data_desc)
+    session: dict = {}
+    try:
+        with open_target(layout, target, port=port, baud=baud, board=board, link_kw=link_kw, proxy=proxy) as link:
+            session["link"] = link
+            outs_dev, outs_ref, st = _run_samples(link, report, ref, x, y, layers)
+            report.identity = _identity(link)
+            report.link = link.stats.to_dict()
+    except TinypruneError as e:  # wrong firmware, lost link...: the run's report says so
+        link = session.get("link")
+        report.error = {"exit_code": e.exit_code, "message": e.message}
+        report.failures.append(e.message)
+        report.identity = _identity(link, e) if link is not None else {"ok": None}
+        report.link = link.stats.to_dict() if link is not None else {}
+        report.seconds = time.monotonic() - t0
+        _write_reports(report, out_path, junit)
+        raise
+    info = link.device_info or link.reported_info
 
     dev_all, ref_all = np.stack(outs_dev), np.stack(outs_ref)
     mismatched = [s.index for s in report.samples if not s.bit_exact]
@@ -448,20 +355,62 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
                                    f"percentage points below the baseline {100 * base['accuracy']:.2f}% "
                                    f"(allowed: {max_accuracy_drop:g})")
     report.seconds = time.monotonic() - t0
-    atomic_write_text(out_path, json.dumps(report.to_dict(), indent=2, sort_keys=True, default=_jd) + "\n")
-    if junit is not None:
-        write_junit(report, junit)
+    _write_reports(report, out_path, junit)
     return report
 
 
-def _jd(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, (np.ndarray,)):
-        return o.tolist()
-    return str(o)
+def _run_samples(link, report: ValidationReport, ref: Reference, x, y, layers: bool):
+    """Self-test and every sample on the connected device -> (device outputs, reference outputs,
+    self-test result); fills report.device, .selftest and .samples as it goes."""
+    info = link.info()
+    report.device = info.to_dict()
+    if info.input_bytes != ref.input.nbytes or info.output_bytes != ref.output.nbytes:
+        raise ValidationFailed(f"the device's model takes {info.input_bytes} bytes and returns "
+                               f"{info.output_bytes}, the build's model {ref.input.nbytes} and "
+                               f"{ref.output.nbytes}", hint="flash this build's firmware")
+    st = link.selftest()
+    st_ref = P.crc32(ref.run(np.frombuffer(st["input"], dtype=np.int8)).tobytes())
+    report.selftest = {"ok": st["input_ok"] and st["status"] == 0 and st["output_crc"] == st_ref,
+                       "device_crc": st["output_crc"], "reference_crc": st_ref, "counter": st["counter"]}
+    if not report.selftest["ok"]:
+        report.failures.append("self-test output differs from TFLite Micro")
+    outs_dev, outs_ref = [], []
+    for i in range(len(x)):
+        r = link.run(x[i], layers=layers)
+        dev = np.frombuffer(r.output, dtype=np.int8).reshape(ref.output.shape)
+        want = ref.run(x[i])
+        s = SampleResult(i, bool(np.array_equal(dev, want)), r.counter, layer_counts=r.layer_counts)
+        if not s.bit_exact:
+            diff = np.flatnonzero(dev.ravel() != want.ravel())
+            s.mismatch = {"sample": i, "count": int(len(diff)), "size": int(dev.size),
+                          "positions": diff[:8].tolist(), "device": dev.ravel()[diff[:8]].tolist(),
+                          "reference": want.ravel()[diff[:8]].tolist()}
+        if y is not None:
+            s.label, s.pred, s.ref_pred = int(y[i]), int(dev.ravel().argmax()), int(want.ravel().argmax())
+        report.samples.append(s)
+        outs_dev.append(dev)
+        outs_ref.append(want)
+    return outs_dev, outs_ref, st
+
+
+def _identity(link, error: TinypruneError | None = None) -> dict:
+    """The device's model hash and build id against the build's; ok None: never reported."""
+    got = link.reported_info
+    d = {"expected_model_hash": link.expected_hash, "expected_build_id": link.expected_build}
+    if got is None:
+        return {**d, "ok": None}
+    ok = (not link.expected_hash or got.model_hash == link.expected_hash) and \
+        (not link.expected_build or got.build_id == link.expected_build)
+    d.update(model_hash=got.model_hash, build_id=got.build_id, board=got.board, ok=ok)
+    if not ok and error is not None:
+        d["message"] = error.message
+    return d
+
+
+def _write_reports(report: ValidationReport, out_path: Path, junit) -> None:
+    atomic_write_text(out_path, report_json(report))
+    if junit is not None:
+        write_junit(report, junit)
 
 
 def _read_baseline(path) -> dict:

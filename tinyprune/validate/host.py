@@ -59,6 +59,7 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
     for f in sources + sorted(p for d in include for p in Path(d).glob("*.h")):
         h.update(f.read_bytes())
     stamp = h.hexdigest()
+    cmd[1:1] = [f'-DTP_BUILD_ID="{stamp[:16]}"']  # what `info` reports: host_build_id(exe)
     out_dir = Path(out_dir)
     exe = out_dir / BINARY
     if exe.is_file() and (out_dir / f"{BINARY}.stamp").is_file() and \
@@ -72,6 +73,12 @@ def build_host(codegen_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cc
                                  "codegen folder attached")
         (Path(tmp) / f"{BINARY}.stamp").write_text(stamp + "\n")
     return exe
+
+
+def host_build_id(exe: str | os.PathLike) -> str | None:
+    """The build id the native harness ``exe`` reports in `info` (None when it has no stamp)."""
+    stamp = Path(exe).with_name(f"{BINARY}.stamp")
+    return stamp.read_text().strip()[:16] if stamp.is_file() else None
 
 
 @contextlib.contextmanager

@@ -9,10 +9,19 @@ device refuses to run on anything else (a reset board has lost its input: the li
 with ``info``, checks the model hash again and reloads). The output read back is checked
 against the CRC the device computed before it was sent.
 
-May import tinyprune.errors and tinyprune.validate.protocol only (plus pyserial, numpy).
+A noisy line is not a dead one: a damaged reply (or the device reporting our request damaged)
+triggers an immediate resend, and up to ``retries + noise_retries`` attempts are made, but only
+``retries`` attempts that got no byte back at all. The input goes out in ``chunk``-byte LOAD
+requests, each acknowledged and retried on its own, so a 1 % byte error rate still gets through.
+After any silence the device may have been reset, re-flashed or swapped: its identity (model hash
+and firmware build id, ``info``) is checked again before an output is accepted.
+
+May import tinyprune.errors, tinyprune.validate.protocol and tinyprune.validate.serialport only
+(plus pyserial, numpy).
 """
 from __future__ import annotations
 
+import os
 import struct
 import time
 from dataclasses import dataclass, field
@@ -55,21 +64,41 @@ class LinkStats:
                 "bad_frames": self.bad_frames, "stray_frames": self.stray_frames}
 
 
+DEFAULT_CHUNK = 64        # LOAD/READ bytes per request: at 1 % byte errors ~1 in 3 attempts gets through
+DEFAULT_NOISE_RETRIES = 40
+DEFAULT_INFER_TIMEOUT = 20.0
+RX_SAMPLE = 48            # bytes of unusable input kept to say what came back instead of a reply
+
+
 class Link:
-    """A protocol client over any pyserial-like object (``read(n)``, ``write(b)``, ``close()``)."""
+    """A protocol client over any pyserial-like object (``read(n)``, ``write(b)``, ``close()``).
+
+    ``expected_hash`` / ``expected_build``: the model hash and firmware build id the device must
+    report (None: not checked); ``build_label`` names the build in the wrong-firmware message."""
 
     def __init__(self, port, *, name: str = "device", timeout: float = 2.0, retries: int = 6,
-                 expected_hash: str | None = None, poll: float = 0.01, infer_timeout: float = 20.0):
+                 noise_retries: int = DEFAULT_NOISE_RETRIES, chunk: int = DEFAULT_CHUNK,
+                 expected_hash: str | None = None, expected_build: str | None = None,
+                 build_label: str | None = None, poll: float = 0.01, infer_timeout: float = DEFAULT_INFER_TIMEOUT):
         self.port = port
         self.infer_timeout = infer_timeout
         self.name = name
         self.timeout = timeout
         self.retries = retries
+        self.noise_retries = noise_retries
+        self.chunk = max(1, int(chunk))
         self.expected_hash = expected_hash
+        self.expected_build = expected_build
+        self.build_label = build_label
         self.poll = poll
         self.stats = LinkStats()
         self.device_info: P.DeviceInfo | None = None
-        self._seq = 0
+        self.reported_info: P.DeviceInfo | None = None
+        # a random start: two processes on one line (should the port lock not hold) do not share numbers
+        self._seq = int.from_bytes(os.urandom(2), "little")
+        self._suspect = False     # silence seen since the last identity check: re-check before trusting
+        self._rx_sample = bytearray()   # bytes of the current attempt, to say what came back
+        self._rx_frames = 0
         self._decoder = P.FrameDecoder(check_version=False)  # another version gets a clear error
         self._pending: list[P.Frame] = []
         try:
@@ -80,24 +109,12 @@ class Link:
     # -------------------------------------------------------------- opening
     @classmethod
     def open_url(cls, url: str, baud: int = 115200, *, connect_timeout: float | None = None, **kw) -> "Link":
-        """Open a serial port or a ``socket://host:port`` URL. Sockets are retried for
-        ``connect_timeout`` seconds (default 10: QEMU and the host build need a moment to listen);
-        a serial port that cannot be opened fails at once (default 0)."""
-        import serial
+        """Open a serial port (exclusively locked, see serialport.py) or a ``socket://host:port``
+        URL. Sockets are retried for ``connect_timeout`` seconds (default 10: QEMU and the host
+        build need a moment to listen); a serial port that cannot be opened fails at once."""
+        from tinyprune.validate.serialport import open_port
 
-        if connect_timeout is None:
-            connect_timeout = 10.0 if url.startswith("socket://") else 0.0
-        deadline = time.monotonic() + connect_timeout
-        while True:
-            try:
-                port = serial.serial_for_url(url, baudrate=baud, timeout=kw.get("poll", 0.01))
-                break
-            except (serial.SerialException, OSError, ValueError) as e:
-                if time.monotonic() > deadline:
-                    raise ToolError(f"cannot open serial link {url}: {e}",
-                                    hint="check the port name (e.g. /dev/ttyACM0) and that no other program "
-                                         "holds it open") from None
-                time.sleep(0.1)
+        port = open_port(url, baud, poll=kw.get("poll", 0.01), connect_timeout=connect_timeout)
         return cls(port, name=kw.pop("name", url), **kw)
 
     def close(self) -> None:
@@ -128,69 +145,107 @@ class Link:
                 raise ToolError(f"serial link to {self.name} lost: {e}",
                                 hint="the device (or QEMU) stopped or was disconnected") from None
             if data:
+                if len(self._rx_sample) < RX_SAMPLE:
+                    self._rx_sample += data[:RX_SAMPLE - len(self._rx_sample)]
                 before = self._decoder.errors
                 frames = self._decoder.feed(data)
                 self.stats.bad_frames += self._decoder.errors - before
-                if frames:
+                if frames or self._decoder.errors != before:  # a damaged frame: the caller resends now
                     return frames
             if time.monotonic() > deadline:
                 return []
 
     def request(self, cmd: int, payload: bytes = b"", *, timeout: float | None = None) -> P.Frame:
-        """Send one request and return its reply frame (type cmd|0x80), retrying on timeouts and
-        damaged frames; DeviceError for an error reply that retrying cannot fix, ToolError when
-        no valid reply came after the retries."""
+        """Send one request and return its reply frame (type cmd|0x80), resending on timeouts and
+        damaged frames; DeviceError for an error reply that resending cannot fix, ToolError when
+        no valid reply came: after ``retries`` silent attempts, or ``retries + noise_retries`` in all."""
         timeout = self.timeout if timeout is None else timeout
-        self._seq = (self._seq + 1) & 0xFFFF or 1
+        self._seq = (self._seq + 1) & 0xFFFF or 1  # 0 is the device's "header unreadable"
         seq = self._seq
-        wire = P.DELIMITER + P.Frame(cmd, seq, payload).encode()
+        # a delimiter before (flushes a partial frame) and an extra one after (if the frame's own
+        # delimiter is damaged, the frame still ends: a damaged frame is answered, not waited out)
+        wire = P.DELIMITER + P.Frame(cmd, seq, payload).encode() + P.DELIMITER
         what = P.COMMAND_NAMES.get(cmd, hex(cmd))
         self.stats.requests += 1
-        last = "no reply"
-        for attempt in range(self.retries + 1):
-            if attempt:
+        last, attempts, silent = "no reply", 0, 0
+        while True:
+            if silent > self.retries or attempts > self.retries + self.noise_retries:
+                raise ToolError(f"no valid reply from {self.name} to '{what}' after {attempts} attempts ({last})",
+                                hint="check the serial connection, the baud rate and that the board runs tinyprune "
+                                     "firmware (reset it and retry)")
+            if attempts:
                 self.stats.retries += 1
                 self.stats.log.append(f"retry {what} seq {seq}: {last}")
+            attempts += 1
+            self._rx_sample.clear()
+            self._rx_frames = 0
             try:
                 self.port.write(wire)
                 if hasattr(self.port, "flush"):
                     self.port.flush()
             except Exception as e:  # noqa: BLE001 - pyserial raises several types
                 raise ToolError(f"cannot write to {self.name}: {e}") from None
-            deadline = time.monotonic() + timeout
-            retry = False
-            while not retry:
-                frames = self._read_frames(deadline)
-                if not frames:
-                    last = f"timed out after {timeout:g} s"
-                    break
-                for i, f in enumerate(frames):
-                    if f.version != P.PROTO_VERSION:
-                        raise ToolError(f"{self.name} speaks protocol version {f.version}, this tinyprune speaks "
-                                        f"{P.PROTO_VERSION}", hint="rebuild and flash the firmware with this "
-                                                                   "tinyprune version")
-                    if f.type == P.ERROR and len(f.payload) >= 1:
-                        code = f.payload[0]
-                        if code in RETRYABLE:
-                            if f.seq == seq:  # the device saw our request damaged: resend now
-                                last = f"device reported {P.ERROR_NAMES.get(code, code)}"
-                                retry = True
-                            else:  # noise, or a stale/replayed report: a timeout covers it
-                                self.stats.stray_frames += 1
-                            continue
-                        if f.seq == seq:
-                            self._pending = list(frames[i + 1:])
-                            raise DeviceError(f"{self.name} answered {what} with error "
-                                              f"{code} ({P.ERROR_NAMES.get(code, 'unknown')})", code)
-                        self.stats.stray_frames += 1
+            reply, last = self._await(seq, cmd, what, timeout, wire)
+            if reply is not None:
+                return reply
+            if last.startswith("timed out") and not self._rx_sample:
+                silent += 1
+                self._suspect = True  # the device went quiet: it may come back as something else
+
+    def _await(self, seq: int, cmd: int, what: str, timeout: float, wire: bytes) -> tuple[P.Frame | None, str]:
+        """Wait for the reply to attempt ``seq``: (frame, "") or (None, why to resend)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            errors = self._decoder.errors
+            frames = self._read_frames(deadline)
+            if not frames and self._decoder.errors == errors:
+                return None, f"timed out after {timeout:g} s; {self._describe_rx(wire)}"
+            resend = None if self._decoder.errors == errors else "a damaged frame came back"
+            self._rx_frames += len(frames)
+            for i, f in enumerate(frames):
+                if f.version != P.PROTO_VERSION:
+                    raise ValidationFailed(f"{self.name} runs firmware speaking protocol version {f.version}, this "
+                                           f"tinyprune speaks {P.PROTO_VERSION}",
+                                           hint="rebuild the firmware with this tinyprune (tinyprune build or "
+                                                "tinyprune firmware) and flash it")
+                if f.type == P.ERROR and len(f.payload) >= 1:
+                    code = f.payload[0]
+                    if code in RETRYABLE:
+                        # our request arrived damaged (its seq may be damaged too, or 0 when the header
+                        # was unreadable): resend now; a late report about an earlier frame costs at
+                        # most one extra, harmless resend (requests are idempotent)
+                        resend = f"device reported {P.ERROR_NAMES.get(code, code)}"
                         continue
-                    if f.seq == seq and f.type == (cmd | P.REPLY):
+                    if f.seq == seq:
                         self._pending = list(frames[i + 1:])
-                        return f
-                    self.stats.stray_frames += 1  # a late reply to an earlier attempt: never used
-        raise ToolError(f"no valid reply from {self.name} to '{what}' after {self.retries + 1} attempts ({last})",
-                        hint="check the serial connection, the baud rate and that the board runs tinyprune "
-                             "firmware (reset it and retry)")
+                        raise DeviceError(f"{self.name} answered {what} with error "
+                                          f"{code} ({P.ERROR_NAMES.get(code, 'unknown')})", code)
+                    self.stats.stray_frames += 1
+                    continue
+                if f.seq == seq and f.type == (cmd | P.REPLY):
+                    self._pending = list(frames[i + 1:])
+                    return f, ""
+                self.stats.stray_frames += 1  # a late reply to an earlier attempt: never used
+            if resend:
+                return None, resend
+
+    def _describe_rx(self, wire: bytes) -> str:
+        """What came back during the last attempt instead of a reply (for the no-reply error)."""
+        rx = bytes(self._rx_sample)
+        if not rx:
+            return "nothing came back"
+        if rx.strip(b"\x00") and rx.strip(b"\x00") in wire:
+            return (f"the line echoed the request back ({len(rx)} bytes): a loopback, or a terminal program "
+                    "attached to the port?")
+        if self._rx_frames:
+            return f"only {self._rx_frames} stale frame(s), replies to earlier requests, came back"
+        shown = rx[:RX_SAMPLE]
+        printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in shown)
+        if printable >= 0.8 * len(shown):
+            return (f"text came back instead of tinyprune frames: {shown.decode('ascii', 'replace')!r} (another "
+                    "program on the board, or a wrong baud rate?)")
+        return (f"bytes came back that are not tinyprune frames: {shown.hex(' ')} (wrong baud rate, or not "
+                "tinyprune firmware?)")
 
     # -------------------------------------------------------------- commands
     def info(self) -> P.DeviceInfo:
@@ -200,24 +255,45 @@ class Link:
         except P.FrameError as e:
             raise ToolError(f"{self.name}: {e}") from None
         if info.protocol_version != P.PROTO_VERSION:
-            raise ToolError(f"{self.name} speaks protocol version {info.protocol_version}, this tinyprune "
-                            f"speaks {P.PROTO_VERSION}", hint="rebuild and flash the firmware with this tinyprune")
-        self.check_hash(info)
+            raise ValidationFailed(f"{self.name} runs firmware speaking protocol version {info.protocol_version}, "
+                                   f"this tinyprune speaks {P.PROTO_VERSION}",
+                                   hint="rebuild the firmware with this tinyprune and flash it")
+        self.check_identity(info)
         self.device_info = info
+        self._suspect = False
         return info
 
-    def check_hash(self, info: P.DeviceInfo) -> None:
+    def check_identity(self, info: P.DeviceInfo) -> None:
+        """ValidationFailed unless the device runs the expected model and firmware build."""
+        self.reported_info = info  # what the device said it is, kept even when it is refused
+        hint = "flash this build's firmware (tinyprune flash BUILD_DIR) and retry"
         if self.expected_hash and info.model_hash != self.expected_hash:
             raise ValidationFailed(f"wrong firmware on the board: device runs model {info.model_hash}, "
-                                   f"build is {self.expected_hash}",
-                                   hint="flash this build's firmware (tinyprune flash BUILD_DIR) and retry")
+                                   f"build is {self.expected_hash}", hint=hint)
+        if self.expected_build and info.build_id != self.expected_build:
+            label = f" ({self.build_label})" if self.build_label else ""
+            raise ValidationFailed(f"wrong firmware on the board: device runs firmware build {info.build_id} (board "
+                                   f"{info.board}, kernels {info.kernel_backend}), the build folder's firmware is "
+                                   f"{self.expected_build}{label}; same model, but another board, kernel set or "
+                                   f"build option", hint=hint)
+
+    check_hash = check_identity  # the name before build ids were checked
+
+    def _recheck(self) -> None:
+        """After silence (a reset, a re-flash, another device behind the port), ask the device who
+        it is before one of its outputs is accepted: a swapped firmware is wrong firmware, not a
+        kernel bug."""
+        if self._suspect:
+            self.stats.resyncs += 1
+            self.stats.log.append("silence on the line: identity checked again")
+            self.info()
 
     def _ensure_info(self) -> P.DeviceInfo:
         return self.device_info or self.info()
 
     def _load(self, data: bytes) -> None:
         info = self._ensure_info()
-        chunk = max(1, info.max_payload - 4)
+        chunk = max(1, min(self.chunk, info.max_payload - 4))
         for off in range(0, len(data), chunk):
             part = data[off:off + chunk]
             f = self.request(P.CMD_LOAD, struct.pack("<I", off) + part)
@@ -226,7 +302,7 @@ class Link:
 
     def _read(self, region: int, size: int) -> bytes:
         info = self._ensure_info()
-        chunk = max(1, info.max_payload - 5)
+        chunk = max(1, min(self.chunk, info.max_payload - 5))
         out = bytearray()
         while len(out) < size:
             n = min(chunk, size - len(out))
@@ -281,6 +357,7 @@ class Link:
             elif layers and r.num_layers:
                 raw = self._read(P.REGION_LAYERS, 4 * r.num_layers)
                 counts = list(struct.unpack(f"<{r.num_layers}I", raw))
+            self._recheck()
             return Inference(out, r.counter, counts, attempts)
 
     def infer(self, x) -> tuple[np.ndarray, int]:
@@ -295,6 +372,7 @@ class Link:
             raise ToolError(f"{self.name}: selftest reply has {len(f.payload)} bytes, expected 22")
         r = P.parse_infer(f.payload[:18])
         (in_crc,) = struct.unpack("<I", f.payload[18:])
+        self._recheck()
         expected_input = P.selftest_input(info.input_bytes)
         return {"status": r.status, "counter": r.counter, "output_crc": r.output_crc, "input_crc": in_crc,
                 "input": expected_input, "input_ok": in_crc == P.crc32(expected_input)}

@@ -1,5 +1,5 @@
 """The tinyprune serial protocol, host side: COBS framing, CRC-32, frame encode/decode and the
-payload layouts (version 1; the specification is docs/protocol.md, the firmware side
+payload layouts (version 2; the specification is docs/protocol.md, the firmware side
 firmware/harness/protocol.c).
 
 A decoded frame is ``version u8 | type u8 | seq u16 | len u16 | payload | crc32 u32`` (little
@@ -14,7 +14,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2            # 2: info carries the firmware build id (docs/protocol.md, Versioning)
 HEADER = struct.Struct("<BBHH")
 MAX_PAYLOAD = 1024           # the firmware's TP_MAX_PAYLOAD (info reports the actual value)
 DELIMITER = b"\x00"
@@ -172,6 +172,7 @@ class DeviceInfo:
     board: str
     kernel_backend: str
     counter_unit: str
+    build_id: str = "unknown"   # the firmware build id (firmware.json "build_id"); "unknown" if not embedded
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -184,7 +185,7 @@ def parse_info(p: bytes) -> DeviceInfo:
         model_hash = p[off:off + 64].decode("ascii")
         off += 64
         strings = []
-        for _ in range(3):
+        for _ in range(4):
             n = p[off]
             strings.append(p[off + 1:off + 1 + n].decode("ascii", "replace"))
             off += 1 + n

@@ -4,7 +4,7 @@
 
     qemu-system-arm -M MACHINE -cpu CPU -icount shift=N -display none -monitor none
         -semihosting-config enable=on,target=native
-        -serial tcp:127.0.0.1:PORT,server=on,wait=on -kernel firmware.elf
+        -serial tcp:127.0.0.1:PORT,server=on,wait=on,nodelay=on -kernel firmware.elf
 
 on a free port, connects a Link, and always kills QEMU on the way out; QEMU's stderr is kept
 in a temporary file and quoted in error messages. ``-icount`` makes the instruction counter
@@ -46,7 +46,7 @@ def qemu_command(elf, machine: str, cpu: str | None, port: int, icount_shift: in
     if icount_shift is not None:
         cmd += ["-icount", f"shift={icount_shift}"]
     cmd += ["-display", "none", "-monitor", "none", "-semihosting-config", "enable=on,target=native",
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", "-kernel", str(elf)]
     return cmd
 
 

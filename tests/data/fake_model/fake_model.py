@@ -31,9 +31,9 @@ S_W = 1.0 / 128
 S_OUT, ZP_OUT = 0.1, 3
 
 
-def weights(seed: int = 0, degrade: float = 0.0):
+def weights(seed: int = 0, degrade: float = 0.0, inputs: int = IN):
     rng = np.random.default_rng(seed)
-    w = rng.integers(-12, 12, size=(OUT, IN))
+    w = rng.integers(-12, 12, size=(OUT, inputs))
     for k in range(OUT):
         w[k, 4 * k:4 * k + 4] = 100
     if degrade:
@@ -98,9 +98,10 @@ def tflite_bytes(w: np.ndarray, b: np.ndarray) -> bytes:
         return Tensor.TensorEnd(bld)
 
     s_bias = float(np.float32(S_IN) * np.float32(S_W))
+    n_in = int(w.shape[1])
     tensors = [
-        tensor("input", [1, IN], TensorType.TensorType.INT8, 3, quant(S_IN, ZP_IN)),
-        tensor("fc/weights", [OUT, IN], TensorType.TensorType.INT8, 1, quant(S_W, 0)),
+        tensor("input", [1, n_in], TensorType.TensorType.INT8, 3, quant(S_IN, ZP_IN)),
+        tensor("fc/weights", [OUT, n_in], TensorType.TensorType.INT8, 1, quant(S_W, 0)),
         tensor("fc/bias", [OUT], TensorType.TensorType.INT32, 2, quant(s_bias, 0)),
         tensor("output", [1, OUT], TensorType.TensorType.INT8, 4, quant(S_OUT, ZP_OUT)),
     ]
@@ -169,21 +170,23 @@ def _c_array(values) -> str:
     return ", ".join(str(int(v)) for v in values)
 
 
-def make_build(out: Path, seed: int = 0, degrade: float = 0.0) -> Path:
-    """Write BUILD_DIR (model_int8.tflite + codegen/) and return it."""
+def make_build(out: Path, seed: int = 0, degrade: float = 0.0, inputs: int = IN) -> Path:
+    """Write BUILD_DIR (model_int8.tflite + codegen/) and return it; ``inputs`` input bytes
+    (16 by default; e.g. 490 for a KWS-sized input that needs several LOAD chunks)."""
     out = Path(out)
     (out / "codegen").mkdir(parents=True, exist_ok=True)
-    w, b = weights(seed, degrade)
+    w, b = weights(seed, degrade, inputs)
     tfl = tflite_bytes(w, b)
     (out / "model_int8.tflite").write_bytes(tfl)
     digest = hashlib.sha256(tfl).hexdigest()
     real = float(np.float32(S_IN) * np.float32(S_W)) / float(np.float32(S_OUT))
     m, shift = quantize_multiplier(real)
-    header = (HERE / "model.h.in").read_text().replace("@HASH@", digest)
+    header = (HERE / "model.h.in").read_text().replace("@HASH@", digest).replace(
+        f"#define MODEL_INPUT_BYTES {IN}\n", f"#define MODEL_INPUT_BYTES {inputs}\n")
     (out / "codegen" / "model.h").write_text(header)
-    params = (f"static const int8_t fc_w[{OUT * IN}] = {{{_c_array(w.ravel())}}};\n"
+    params = (f"static const int8_t fc_w[{OUT * inputs}] = {{{_c_array(w.ravel())}}};\n"
               f"static const int32_t fc_b[{OUT}] = {{{_c_array(b)}}};\n"
-              f"#define FC_IN {IN}\n#define FC_OUT {OUT}\n#define IN_OFFSET ({-ZP_IN})\n"
+              f"#define FC_IN {inputs}\n#define FC_OUT {OUT}\n#define IN_OFFSET ({-ZP_IN})\n"
               f"#define OUT_OFFSET ({ZP_OUT})\n#define OUT_MULT ({m})\n#define OUT_SHIFT ({shift})\n")
     (out / "codegen" / "fake_params.h").write_text(params)
     (out / "codegen" / "model.c").write_text((HERE / "model.c").read_text())
