@@ -49,3 +49,19 @@ def test_reference_runs_and_codegen_check_is_bit_exact(big_activation_model, tmp
     assert code == 0, out.err
     assert "check: bit-exact with TFLite Micro on 3 inputs" in out.out, out.out
     assert "(TFLite Micro: " in out.out     # its arena was measured too (it could not be before)
+
+
+def test_reference_refusing_a_model_is_bad_input_not_internal_error(big_activation_model, tmp_path):
+    """A full-integer model whose operator TFLite Micro has no kernel for (the conv's opcode rewritten to
+    LOCAL_RESPONSE_NORMALIZATION): validation's reference says so (exit 2) instead of raising RuntimeError."""
+    from test_atomic_outputs import patched_opcode
+
+    from tinyprune.errors import UnsupportedModelError
+    from tinyprune.validate.reference import Reference
+    conv_2d, lrn = 3, 13          # tflite BuiltinOperator codes
+    path = tmp_path / "lrn.tflite"
+    path.write_bytes(patched_opcode(big_activation_model.read_bytes(), conv_2d, lrn))
+    with pytest.raises(UnsupportedModelError, match="TFLite Micro, the reference validation compares with, "
+                                                    "cannot run this model") as e:
+        Reference(path)
+    assert e.value.exit_code == 2

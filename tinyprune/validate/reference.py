@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyprune._int8 import quantize_int8
-from tinyprune.errors import UserInputError
+from tinyprune.errors import UnsupportedModelError, UserInputError
 
 
 @dataclass
@@ -61,7 +61,13 @@ class Reference:
             raise UserInputError(f"{self.path}: input {self.input.dtype}, output {self.output.dtype}; "
                                  "validation needs a full-integer model with int8 input and output",
                                  hint="convert with `tinyprune convert` (full-integer int8)")
-        self._interp = interpreter(self.flat)
+        try:
+            self._interp = interpreter(self.flat)
+        except RuntimeError as e:   # TFLite Micro's Prepare refuses the model (its reason is printed above)
+            raise UnsupportedModelError(
+                f"{self.path}: TFLite Micro, the reference validation compares with, cannot run this model ({e})",
+                hint="the model uses an operator or option TFLite Micro has no kernel for; re-export it with "
+                     "the TFLite converter or replace that layer") from None
 
     def run(self, x_int8: np.ndarray) -> np.ndarray:
         """One sample (any shape with input.nbytes elements) -> int8 output of output.shape."""
