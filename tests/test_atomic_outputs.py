@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import struct
 from pathlib import Path
@@ -383,6 +384,12 @@ def test_firmware_and_validate_failures_keep_the_build(good_build, tmp_path, cap
     monkeypatch.setenv("TINYPRUNE_QEMU", "/nonexistent/qemu-system-arm")
     code, err = run(capfd, "validate", d, "--sim")   # no firmware-sim/ yet: nothing may be built for it
     assert code == 5 and "qemu-system-arm not found" in err, err
+    # validate's own report is the one output a failed run replaces (issue 13, item 7): a stale
+    # `passed: true` must not survive a run that could not happen
+    rep = json.loads((d / "validate.json").read_text())
+    assert rep["passed"] is False and "qemu-system-arm not found" in rep["error"]["message"]
+    (d / "validate.json").unlink()
+    before = {k: v for k, v in before.items() if k != "validate.json"}
     monkeypatch.setenv("PATH", str(tmp_path))
     code, err = run(capfd, "firmware", d, "--board", BOARD)
     assert code == 5 and "arm-none-eabi-gcc" in err, err
