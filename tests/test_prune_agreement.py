@@ -21,6 +21,7 @@ def _models():
     out["example"] = (ex, xe)
     x8 = torch.zeros(1, 1, 8, 8)
     out["se"] = (se_hswish_net(8).eval(), x8)   # hard-swish, SE gate (sigmoid, broadcast MUL), functional pooling
+    out["se-hsig"] = (se_hswish_net(8, gate="hardsigmoid").eval(), x8)   # MobileNetV3's gate: hard-sigmoid
     # res_dw's trunk is pruned too: onnx2tf used to fail on it for trunk widths other than 8 ("'/dw/Conv/kernel'
     # is not a valid root scope name") until the convert stage sanitised ONNX node names
     for name, m, x, macs, ram, cfg in (
@@ -41,7 +42,8 @@ def models():
     return _models()
 
 
-@pytest.mark.parametrize("which", ["example", "example-pruned", "res_dw-pruned", "plain-pruned", "se", "se-pruned"])
+@pytest.mark.parametrize("which", ["example", "example-pruned", "res_dw-pruned", "plain-pruned", "se", "se-pruned",
+                                   "se-hsig"])
 def test_estimate_matches_codegen_of_converted_model(which, models, tmp_path):
     convert = pytest.importorskip("tinyprune.convert").convert
     from tinyprune.codegen.estimate import estimate
@@ -52,6 +54,7 @@ def test_estimate_matches_codegen_of_converted_model(which, models, tmp_path):
     assert mine.source == "codegen"
     res = convert(model, tmp_path / "c", data="digits", input_shape=tuple(x.shape), calib_samples=16)
     real = estimate(read_tflite(res.tflite_path))
+    assert "RELU_0_TO_1" not in res.report["tflite"]["operators"]   # TFLite Micro has no kernel for it
     assert real.macs == mine.macs
     assert abs(real.arena_bytes - mine.ram_bytes) <= 0.01 * real.arena_bytes, (real.arena_bytes, mine.ram_bytes)
     assert abs(real.flash_bytes - mine.flash_bytes) <= 0.01 * real.flash_bytes, (real.flash_bytes, mine.flash_bytes)

@@ -134,7 +134,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                 onnx_model = onnx_utils.load_onnx(raw)
         onnx_utils.input_shape_of(onnx_model)
         onnx_model = onnx_utils.sanitize_node_names(onnx_utils.explicit_max_pool_padding(
-            onnx_utils.fuse_hardswish(onnx_utils.simplify(onnx_model))))
+            onnx_utils.hardsigmoid_as_relu6(onnx_utils.fuse_hardswish(onnx_utils.simplify(onnx_model)))))
         onnx_ops = onnx_utils.check_supported_ops(onnx_model)
         onnx_path.write_bytes(onnx_model.SerializeToString())
         session = onnx_utils.ort_session(onnx_model)

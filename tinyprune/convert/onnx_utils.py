@@ -298,3 +298,37 @@ def explicit_max_pool_padding(model):
         model.graph.node.extend(nodes)
         onnx.checker.check_model(model)
     return model
+
+
+def hardsigmoid_as_relu6(model):
+    """Rewrite every ``HardSigmoid(x; alpha, beta)`` left after ``fuse_hardswish`` (a squeeze-and-excitation
+    gate, as in MobileNetV3) into ``Mul(Clip(Add(x, beta/alpha), 0, 1/alpha), alpha)``, the same function.
+    onnx2tf turns a HardSigmoid into RELU_0_TO_1, for which TFLite Micro has no kernel; the rewrite
+    becomes ADD (with a fused RELU6 for PyTorch's alpha = 1/6) and MUL, which it has."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    nodes, changed = [], False
+    for n in model.graph.node:
+        if n.op_type != "HardSigmoid":
+            nodes.append(n)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+        if alpha <= 0:
+            raise UnsupportedModelError(f"HardSigmoid node '{n.name}' with alpha {alpha} <= 0 is not supported")
+        base = n.name or n.output[0]
+        consts = {"shift": beta / alpha, "lo": 0.0, "hi": 1.0 / alpha, "scale": alpha}
+        names = {k: f"{base}__{k}" for k in consts}
+        for k, v in consts.items():
+            model.graph.initializer.append(numpy_helper.from_array(np.array(v, dtype=np.float32), names[k]))
+        shifted, clipped = f"{base}__shifted", f"{base}__clipped"
+        nodes += [helper.make_node("Add", [n.input[0], names["shift"]], [shifted], name=f"{base}_add"),
+                  helper.make_node("Clip", [shifted, names["lo"], names["hi"]], [clipped], name=f"{base}_clip"),
+                  helper.make_node("Mul", [clipped, names["scale"]], list(n.output), name=f"{base}_mul")]
+        changed = True
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return model

@@ -9,7 +9,8 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
   * Linear -> FULLY_CONNECTED [out,in] + int32 bias; a flatten of a 1x1 map vanishes (FC takes the
     (1,1,1,C) tensor); other flatten/view/reshape -> RESHAPE (preceded by TRANSPOSE to NCHW order
     when the spatial size is > 1);
-  * Hardswish -> HARD_SWISH, sigmoid -> LOGISTIC (module or functional), tensor * tensor -> MUL
+  * Hardswish -> HARD_SWISH, sigmoid -> LOGISTIC (module or functional), hard-sigmoid -> fused RELU6 (or
+    ADD + RELU6) and a MUL by a scalar, tensor * tensor -> MUL
     (broadcasting, as in squeeze-and-excitation gates);
   * add -> ADD, cat -> CONCATENATION (axis in NHWC), MaxPool2d / AvgPool2d -> MAX_POOL_2D /
     AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / mean over H,W -> MEAN (int32 axes const), softmax -> SOFTMAX;
@@ -239,6 +240,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 kind = "RELU" if isinstance(m, nn.ReLU) else "RELU6"
                 b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
                 continue
+            if isinstance(m, nn.Hardsigmoid):
+                _hard_sigmoid(b, node, args[0], oshape, users)
+                continue
             if isinstance(m, tuple(_UNARY_MODULES)):
                 kind = next(k for t, k in _UNARY_MODULES.items() if isinstance(m, t))
                 b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
@@ -291,6 +295,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                        {"fused_activation": "NONE"}, node.name)
             b.ops.append(op)
             fuse_relu(node, op)
+            continue
+        if tgt is F.hardsigmoid:
+            _hard_sigmoid(b, node, args[0], oshape, users)
             continue
         if tgt in _UNARY_FUNCS:
             b.ops.append(ir.Op(_UNARY_FUNCS[tgt], [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
@@ -389,6 +396,25 @@ def _explicit_pool_pad(b: _Builder, node, x, ishape, oshape, k, st, pads) -> str
     b.ops.append(ir.Op("PAD", [x, pc], [pt], {"paddings": [[0, 0], [pads[0], end[0]], [pads[1], end[1]], [0, 0]]},
                        node.target))
     return pt
+
+
+def _hard_sigmoid(b: _Builder, node, arg, oshape, users):
+    """hard-sigmoid(x) = relu6(x + 3) * (1/6), as the convert stage rewrites it (onnx_utils.hardsigmoid_as_relu6):
+    the + 3 folds into the bias of a conv / linear right before it, which then gets a fused RELU6 (else an
+    ADD of a scalar with a fused RELU6), and a MUL by a scalar follows."""
+    x = b.src(arg)
+    prod = next((op for op in b.ops if x in op.outputs), None)
+    if (prod is not None and prod.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+            and prod.options.get("fused_activation", "NONE") == "NONE" and len(users[arg.name]) == 1):
+        prod.options["fused_activation"] = "RELU6"
+    else:
+        shifted = f"{node.name}_relu6"
+        b.tensors[shifted] = ir.Tensor(shifted, _nhwc(oshape), "int8", ir.Quant([1.0], [0]))
+        b.ops.append(ir.Op("ADD", [x, b.const(f"{node.name}.shift", (), "int8")], [shifted],
+                           {"fused_activation": "RELU6"}, node.name))
+        x = shifted
+    b.ops.append(ir.Op("MUL", [x, b.const(f"{node.name}.scale", (), "int8")], [b.act(node.name, oshape)],
+                       {"fused_activation": "NONE"}, node.name))
 
 
 def _mean(b: _Builder, node, arg, oshape):

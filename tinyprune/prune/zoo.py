@@ -75,9 +75,10 @@ class SEHswishNet(nn.Module):
     squeeze-and-excitation gate (``F.adaptive_avg_pool2d(x, 1)``, 1x1 convs, sigmoid, broadcast
     multiply) and a skip add, functional global average pool before the classifier."""
 
-    def __init__(self, width=16, classes=10, in_ch=1):
+    def __init__(self, width=16, classes=10, in_ch=1, gate="sigmoid"):
         super().__init__()
         w = width
+        self.gate = {"sigmoid": torch.sigmoid, "hardsigmoid": F.hardsigmoid}[gate]   # MobileNetV3: hard-sigmoid
         self.stem = nn.Conv2d(in_ch, w, 3, stride=2, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(w)
         self.act = nn.Hardswish()
@@ -98,7 +99,7 @@ class SEHswishNet(nn.Module):
         y = F.hardswish(self.expand_bn(self.expand(x)))
         y = F.hardswish(self.dw_bn(self.dw(y)))
         s = F.adaptive_avg_pool2d(y, 1)
-        s = torch.sigmoid(self.se_expand(torch.relu(self.se_reduce(s))))
+        s = self.gate(self.se_expand(torch.relu(self.se_reduce(s))))
         y = self.project_bn(self.project(y * s))
         x = F.hardswish(self.head_bn(self.head(x + y)))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
@@ -112,5 +113,5 @@ def res_dw_net(width=16):
     return ResDWNet(width)
 
 
-def se_hswish_net(width=16):
-    return SEHswishNet(width)
+def se_hswish_net(width=16, gate="sigmoid"):
+    return SEHswishNet(width, gate=gate)
