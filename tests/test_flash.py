@@ -88,7 +88,9 @@ class FakeProbe(threading.Thread):
         (fresh / "DETAILS.TXT").write_text("Version: 0221\r\n")
         if self.fail:
             (fresh / "FAIL.TXT").write_text(self.fail + "\r\n")
-        shutil.rmtree(self.vol)
+        gone = self.vol.parent / ".gone"        # the drive disappears at once, as an unmounted volume does
+        os.rename(self.vol, gone)               # (an rmtree in place shows a drive without the image first)
+        shutil.rmtree(gone)
         time.sleep(0.3)
         if self.come_back:
             os.rename(fresh, self.vol)
