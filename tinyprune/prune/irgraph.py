@@ -16,7 +16,8 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
   * Dropout / Identity / eval BatchNorm vanish (folded);
   * shape access (``x.shape``, ``x.size()``, integer arithmetic on them) adds nothing, and a channel
     shuffle (view to (N, g, C/g, H, W), transpose/permute of the channel groups, view back) becomes
-    RESHAPE to 5-D channels-last, TRANSPOSE (0, 1, 2, 4, 3), RESHAPE back (see ``irshape``).
+    TRANSPOSE to NCHW, RESHAPE to 5-D, TRANSPOSE (0, 2, 1, 3, 4), RESHAPE to 4-D, TRANSPOSE to NHWC,
+    as the convert stage emits it (see ``irshape``).
 Shapes come from torch.fx symbolic tracing plus shape propagation on the example input.
 
 Figures come from ``tinyprune.codegen.estimate.estimate`` (the code-generation stage's planner and
@@ -109,11 +110,6 @@ class _Builder:
         self.tensors[name] = ir.Tensor(name, _nhwc(shape), "int8", ir.Quant([1.0], [0]))
         return name
 
-    def act_shaped(self, name, tflite_shape):
-        """An activation whose int8 (TFLite) shape is given as is (not derived from an NCHW shape)."""
-        self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in tflite_shape), "int8", ir.Quant([1.0], [0]))
-        return name
-
     def const(self, name, shape, dtype):
         self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in shape), dtype, None, None, True)
         return name
@@ -164,7 +160,6 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
 
     fused: set[str] = set()
     values: set[str] = set()   # fx nodes holding Python values computed from shapes (irshape)
-    split: dict[str, int] = {}  # fx node -> channel dimensions of a channel-split tensor (irshape)
     for node in gm.graph.nodes:
         if node.name in fused:
             continue
@@ -281,7 +276,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 _mean(b, node, args[0], oshape)
                 continue
             if isinstance(m, nn.Flatten):
-                _reshape(b, node, args[0], oshape, meta_shape(args[0]), split)
+                _reshape(b, node, args[0], oshape, meta_shape(args[0]))
                 continue
             if isinstance(m, nn.Softmax):
                 b.ops.append(ir.Op("SOFTMAX", [b.src(args[0])], [b.act(node.name, oshape)], {"beta": 1.0}, node.target))
@@ -329,15 +324,13 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             b.ops.append(ir.Op("RELU", [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
             continue
         if tgt in (torch.flatten, "flatten", "view", "reshape", torch.reshape):
-            _reshape(b, node, args[0], oshape, meta_shape(args[0]), split)
+            _reshape(b, node, args[0], oshape, meta_shape(args[0]))
             continue
         if tgt in irshape.TRANSPOSE_TARGETS:
-            irshape.transpose(b, node, b.src(args[0]), meta_shape(args[0]), oshape, split)
+            irshape.transpose(b, node, b.src(args[0]), meta_shape(args[0]), oshape)
             continue
         if tgt in irshape.CONTIGUOUS_TARGETS:
             b.alias[node.name] = b.src(args[0])
-            if args[0].name in split:
-                split[node.name] = split[args[0].name]
             continue
         if tgt in (torch.mean, "mean"):
             _mean(b, node, args[0], oshape)
@@ -420,9 +413,9 @@ def _mean(b: _Builder, node, arg, oshape):
                        {"axes": [1, 2], "keep_dims": len(oshape) == 4}, node.name))
 
 
-def _reshape(b: _Builder, node, arg, oshape, ishape, split):
+def _reshape(b: _Builder, node, arg, oshape, ishape):
     x = b.src(arg)
-    if irshape.reshape(b, node, x, ishape, oshape, split):  # into or out of a channel shuffle's split layout
+    if irshape.reshape_to_map(b, node, x, ishape, oshape):  # e.g. the end of a channel shuffle
         return
     if len(ishape) == 4 and ishape[2] * ishape[3] == 1 and len(oshape) == 2:
         b.alias[node.name] = x  # onnx2tf feeds the (1,1,1,C) tensor straight into FULLY_CONNECTED

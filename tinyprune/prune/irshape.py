@@ -4,21 +4,21 @@ Shape access in forward() (``x.shape``, ``x.size()``, ``x.size(i)``, ``x.dim()``
 integer arithmetic on those such as ``c // g``) gives torch.fx nodes that carry Python values, not
 tensors: they add no operator to the int8 graph (the converter folds them into constant shapes).
 
-A channel shuffle (ShuffleNet) is what the converter emits in channels-last order:
-  * ``view``/``reshape`` of an (N, C, H, W) tensor to (N, c1, ..., ck, H, W) with c1*...*ck = C
-    -> RESHAPE to (N, H, W, c1, ..., ck): the tensor is "split" (k channel dimensions, last);
-  * ``transpose``/``permute`` of a split tensor that only reorders its channel dimensions
-    -> TRANSPOSE with that order on the trailing dimensions (e.g. perm (0, 1, 2, 4, 3));
-  * ``view``/``reshape``/``flatten`` of a split tensor back to (N, C, H, W) -> RESHAPE to NHWC;
+A channel shuffle (ShuffleNet) is converted (onnx2tf + the TF converter) in PyTorch's order:
+  * ``view``/``reshape`` of an (N, C, H, W) tensor to 5-D -> TRANSPOSE to NCHW, RESHAPE (as any
+    reshape of a 4-D map, ``irgraph._reshape``); tensors of rank other than 4 keep PyTorch's order;
+  * ``transpose``/``permute`` of a tensor of rank other than 4 -> TRANSPOSE with the same
+    permutation (e.g. (0, 2, 1, 3, 4));
+  * ``view``/``reshape`` back to (N, C, H, W) -> RESHAPE to (N, C, H, W), TRANSPOSE to NHWC
+    (``reshape_to_map``);
   * ``contiguous`` vanishes.
-Anything else on a split tensor is refused with the layer's name.
+A transpose/permute of a 4-D map (NHWC in the int8 model) is refused with the layer's name.
 
 May import: torch, tinyprune.errors, tinyprune.codegen.ir. Not other stages.
 """
 from __future__ import annotations
 
 import operator
-from math import prod
 
 import torch
 
@@ -45,55 +45,41 @@ def is_shape_value(node, values: set) -> bool:
     return False
 
 
-def _split_shape(shape, k):
-    """Channels-last shape of a split torch shape (N, c1..ck, H, W)."""
-    return (shape[0], shape[-2], shape[-1], *shape[1:1 + k])
-
-
-def reshape(b, node, src: str, ishape, oshape, split: dict) -> bool:
-    """RESHAPE into or out of a split layout; False when neither side is split (plain reshape)."""
-    k_in = split.get(node.args[0].name)
-    k_out = len(oshape) - 3
-    if k_in is None:
-        if (len(ishape) == 4 and k_out >= 2 and oshape[0] == ishape[0] and tuple(oshape[-2:]) == tuple(ishape[2:])
-                and prod(oshape[1:1 + k_out]) == ishape[1]):
-            _emit_reshape(b, node, src, _split_shape(oshape, k_out))
-            split[node.name] = k_out
-            return True
-        return False
-    if len(oshape) == 4 and oshape[0] == ishape[0] and tuple(oshape[2:]) == tuple(ishape[-2:]):
-        _emit_reshape(b, node, src, (oshape[0], oshape[2], oshape[3], oshape[1]))
-        return True
-    raise UnsupportedModelError(
-        f"{node.name}: reshape of the channel-split tensor {list(ishape)} to {list(oshape)}; after splitting the "
-        "channels (as in a channel shuffle) tinyprune supports only reshaping back to (N, C, H, W)")
-
-
-def transpose(b, node, src: str, ishape, oshape, split: dict):
-    """TRANSPOSE of a split tensor's channel dimensions (a channel shuffle)."""
-    k = split.get(node.args[0].name)
-    r = len(ishape)
+def _perm(node, r: int) -> list[int]:
     if node.target in ("permute", torch.permute):
-        dims = node.args[1:] if len(node.args) > 2 or not isinstance(node.args[1], (list, tuple)) else node.args[1]
-        dims = node.kwargs.get("dims", dims)
-        perm = [int(d) % r for d in dims]
-    else:
-        d0 = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim0")
-        d1 = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim1")
-        perm = list(range(r))
-        perm[int(d0) % r], perm[int(d1) % r] = perm[int(d1) % r], perm[int(d0) % r]
-    if k is None or perm[0] != 0 or perm[-2:] != [r - 2, r - 1]:
+        dims = node.kwargs.get("dims")
+        if dims is None:
+            dims = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (list, tuple)) else node.args[1:]
+        return [int(d) % r for d in dims]
+    d0 = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim0")
+    d1 = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim1")
+    perm = list(range(r))
+    perm[int(d0) % r], perm[int(d1) % r] = perm[int(d1) % r], perm[int(d0) % r]
+    return perm
+
+
+def transpose(b, node, src: str, ishape, oshape):
+    """TRANSPOSE of a tensor the int8 model holds in PyTorch's order (rank other than 4)."""
+    r = len(ishape)
+    perm = _perm(node, r)
+    if r == 4:
         raise UnsupportedModelError(
-            f"{node.name}: transpose/permute {perm} of a {r}-D tensor; tinyprune supports only reordering the "
-            "channel groups of a channel shuffle (view (N, g, C/g, H, W), transpose(1, 2), view (N, C, H, W))")
-    perm_t = [0, 1, 2] + [2 + p for p in perm[1:1 + k]]
-    out = b.act_shaped(node.name, _split_shape(oshape, k))
-    pc = b.const(f"{node.name}.perm", (len(perm_t),), "int32")
-    b.ops.append(ir.Op("TRANSPOSE", [src, pc], [out], {"perm": perm_t}, node.name))
-    split[node.name] = k
+            f"{node.name}: transpose/permute {perm} of a 4-D (N, C, H, W) tensor has no int8 equivalent that "
+            "tinyprune supports; reorder channels as a channel shuffle does: view (N, g, C/g, H, W), "
+            "transpose(1, 2), view (N, C, H, W)")
+    pc = b.const(f"{node.name}.perm", (r,), "int32")
+    b.ops.append(ir.Op("TRANSPOSE", [src, pc], [b.act(node.name, oshape)], {"perm": perm}, node.name))
 
 
-def _emit_reshape(b, node, src, tshape):
-    sc = b.const(f"{node.name}.shape", (len(tshape),), "int32")
-    b.ops.append(ir.Op("RESHAPE", [src, sc], [b.act_shaped(node.name, tshape)], {}, node.name))
-
+def reshape_to_map(b, node, src: str, ishape, oshape) -> bool:
+    """RESHAPE of a tensor of rank other than 4 to an (N, C, H, W) map with H*W > 1: the converter
+    reshapes in PyTorch's order, then transposes to NHWC. False when that is not the case."""
+    if len(oshape) != 4 or len(ishape) == 4 or oshape[2] * oshape[3] == 1:
+        return False
+    t = f"{node.name}_nchw"
+    b.tensors[t] = ir.Tensor(t, tuple(int(s) for s in oshape), "int8", ir.Quant([1.0], [0]))
+    sc = b.const(f"{node.name}.shape", (4,), "int32")
+    b.ops.append(ir.Op("RESHAPE", [src, sc], [t], {}, node.name))
+    pc = b.const(f"{node.name}.perm", (4,), "int32")
+    b.ops.append(ir.Op("TRANSPOSE", [t, pc], [b.act(node.name, oshape)], {"perm": [0, 2, 3, 1]}, node.name))
+    return True
