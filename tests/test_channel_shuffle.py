@@ -110,3 +110,112 @@ def test_transpose_still_5d_after_merging_is_refused_with_exit_2(tmp_path):
     assert "TRANSPOSE" in r.stderr and "still has 5 dimensions" in r.stderr and "at most 4" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "cg").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# prune: tracing shape access, the int8 graph of a channel shuffle, channel groups kept whole
+
+def _shuffle_net():
+    import torch
+    from tinyprune.prune.zoo import shuffle_net
+    torch.manual_seed(0)
+    return shuffle_net(8).eval()
+
+
+# the convert stage's op list for zoo.shuffle_net (onnx2tf + TF converter, checked by the slow test below)
+SHUFFLE = ["TRANSPOSE", "RESHAPE", "TRANSPOSE", "RESHAPE", "TRANSPOSE"]
+SHUFFLE_NET_OPS = (["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
+                    "CONCATENATION"] + SHUFFLE + ["CONV_2D"] + SHUFFLE + ["MEAN", "FULLY_CONNECTED"])
+
+
+def test_build_graph_follows_shape_access_and_channel_shuffle():
+    import torch
+    from tinyprune.prune import build_graph
+    g, macs = build_graph(_shuffle_net(), torch.zeros(1, 1, 8, 8))
+    assert [op.kind for op in g.ops] == SHUFFLE_NET_OPS
+    five_d = [op for op in g.ops if op.kind == "TRANSPOSE" and len(g.tensors[op.inputs[0]].shape) == 5]
+    assert [(g.tensors[op.inputs[0]].shape, op.options["perm"]) for op in five_d] == [
+        ((1, 2, 8, 8, 8), [0, 2, 1, 3, 4]), ((1, 4, 8, 8, 8), [0, 2, 1, 3, 4])]
+    assert g.tensors[g.outputs[0]].shape == (1, 10)
+    assert sum(macs.values()) == 59200
+
+
+def test_shape_access_forms_trace_and_transpose_of_a_map_is_refused():
+    import torch
+    import torch.nn as nn
+    from tinyprune.prune import build_graph
+
+    class Forms(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 6, 3, padding=1)
+            self.fc = nn.Linear(6 * 16, 4)
+
+        def forward(self, x):
+            x = self.c(x)
+            g = 3
+            b, c = x.size(0), x.size(1)
+            h, w = x.size()[2], x.shape[-1]
+            x = x.view(b, g, c // g, h, w).transpose(1, 2).contiguous().view(b, -1, h, w)
+            return self.fc(torch.flatten(x, 1))
+    g, _ = build_graph(Forms().eval(), torch.zeros(1, 1, 4, 4))
+    assert [op.kind for op in g.ops] == ["CONV_2D"] + SHUFFLE + ["TRANSPOSE", "RESHAPE", "FULLY_CONNECTED"]
+
+    class MapTranspose(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.c(x).transpose(2, 3)
+    with pytest.raises(UnsupportedModelError, match=r"transpose/permute \[0, 1, 3, 2\] of a 4-D"):
+        build_graph(MapTranspose().eval(), torch.zeros(1, 1, 5, 5))
+
+
+def test_torch_pruning_misreads_the_shuffle_so_its_groups_are_kept_whole():
+    """torch-pruning maps channel indices through a shuffle as if it were the identity: pruning
+    channel 1 of ``unit.left.2`` with it removes input channel 1 of ``mix`` (the shuffle put it at
+    2) and leaves 15 channels for a 2-group shuffle: a broken model. tinyprune keeps such groups
+    whole and says so; the other groups still prune and the model still runs."""
+    import copy
+
+    import torch
+    import torch_pruning as tp
+    from tinyprune.prune.structure import CHANNEL_REORDER_REASON, Structure
+    model = _shuffle_net()
+    x = torch.randn(4, 1, 8, 8)
+    raw = copy.deepcopy(model)
+    dg = tp.DependencyGraph().build_dependency(raw, example_inputs=x[:1])
+    group = dg.get_pruning_group(raw.unit.left[2], tp.prune_conv_out_channels, [1])
+    assert [idxs for dep, idxs in group if dep.target.module is raw.mix] == [[1]]
+    group.prune()
+    with pytest.raises(RuntimeError, match="invalid for input of size"):
+        raw(x)
+
+    st = Structure(model, x[:1])
+    assert sorted(st.excluded) == ["mix", "unit.left.2", "unit.right.5"]
+    assert set(st.excluded.values()) == {CHANNEL_REORDER_REASON}
+    assert sorted(st.groups) == ["stem", "unit.right.3"]
+    st.remove({"stem": [0, 1], "unit.right.3": [3]})
+    assert tuple(model.mix.weight.shape) == (32, 16, 1, 1)
+    assert model(x).shape == (4, 10)
+
+
+def test_prune_cli_reports_the_layers_kept_whole(tmp_path):
+    import json
+
+    import torch
+    from tinyprune.prune import figures
+    out = tmp_path / "p"
+    r = _cli("prune", "tinyprune.prune.zoo:shuffle_net", "--input-shape", "1,1,8,8", "--max-macs", 45000,
+             "--epochs", 0, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "note: not pruned: mix, unit.left.2, unit.right.5: their channels pass through a transpose/permute" \
+        in r.stdout
+    rep = json.loads((out / "prune.json").read_text())
+    assert rep["not_pruned"]["layers"] == ["mix", "unit.left.2", "unit.right.5"]
+    model = torch.load(out / "pruned_model.pt", weights_only=False).eval()
+    f = figures(model, torch.zeros(1, 1, 8, 8))
+    assert f.macs <= 45000 and rep["after"]["macs"] == f.macs
+    assert model.mix.in_channels == 16 and model.mix.out_channels == 32 and model.stem.out_channels < 8
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
