@@ -219,3 +219,48 @@ def test_prune_cli_reports_the_layers_kept_whole(tmp_path):
     assert f.macs <= 45000 and rep["after"]["macs"] == f.macs
     assert model.mix.in_channels == 16 and model.mix.out_channels == 32 and model.stem.out_channels < 8
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# slow: the convert stage (onnx2tf + TensorFlow) and a full build
+
+@pytest.mark.slow
+@needs_gcc
+def test_pruned_shuffle_net_figures_equal_codegen_of_converted_model(tmp_path):
+    """The prune stage's graph of the pruned ShuffleNet-style model has the converted model's op list
+    and exactly its MACs/arena/flash; the converted model (5-D TRANSPOSE) is bit-exact in codegen --check."""
+    import torch
+    from tinyprune.codegen.estimate import estimate
+    from tinyprune.codegen.tflite_reader import read_model, read_tflite
+    from tinyprune.convert import convert
+    from tinyprune.prune import Budget, PruneConfig, build_graph, figures, prune
+    model, x = _shuffle_net(), torch.zeros(1, 1, 8, 8)
+    before = figures(model, x)
+    res = prune(model, x, Budget(max_macs=int(before.macs * 0.75)), config=PruneConfig(epochs=0))
+    pruned = res.model
+    mine = figures(pruned, x)
+    assert mine.macs <= before.macs * 0.75 and pruned(x).shape == (1, 10)
+    conv = convert(pruned, tmp_path / "c", data="digits", input_shape=(1, 1, 8, 8), calib_samples=16)
+    g = read_model(conv.tflite_path).graph
+    assert [op.kind for op in g.ops] == [op.kind for op in build_graph(pruned, x)[0].ops] == SHUFFLE_NET_OPS
+    real = estimate(read_tflite(conv.tflite_path))
+    assert (real.macs, real.arena_bytes, real.flash_bytes) == (mine.macs, mine.ram_bytes, mine.flash_bytes)
+    r = _cli("codegen", conv.tflite_path, "-o", tmp_path / "cg", "--check", "--random", 10)
+    assert r.returncode == 0 and "bit-exact with TFLite Micro on 10 inputs" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.arm
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_build_shuffle_net_for_nucleo_f746_is_bit_exact_on_host(tmp_path):
+    import json
+    out = tmp_path / "b"
+    r = _cli("build", "tinyprune.prune.zoo:shuffle_net", "--board", "nucleo-f746", "--no-sim", "--input-shape",
+             "1,1,8,8", "--max-macs", 45000, "--epochs", 0, "--samples", 20, "--calib-samples", 32, "-o", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = out / "nucleo-f746"
+    v = json.loads((d / "validate-host.json").read_text())
+    assert v["passed"] and v["bit_exact"] and v["samples"] == 20
+    assert json.loads((d / "prune" / "prune.json").read_text())["not_pruned"]["layers"] == [
+        "mix", "unit.left.2", "unit.right.5"]
+    assert json.loads((d / "summary.json").read_text())["budget"]["model"]["macs"] <= 45000
