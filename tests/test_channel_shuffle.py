@@ -17,14 +17,14 @@ from tinyprune.errors import UnsupportedModelError
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
-import codegen_opmodels as M  # noqa: E402
+import codegen_opmodels as M
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
 
 
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "tinyprune.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
+                          text=True, cwd=cwd, check=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,6 +117,7 @@ def test_transpose_still_5d_after_merging_is_refused_with_exit_2(tmp_path):
 
 def _shuffle_net():
     import torch
+
     from tinyprune.prune.zoo import shuffle_net
     torch.manual_seed(0)
     return shuffle_net(8).eval()
@@ -130,6 +131,7 @@ SHUFFLE_NET_OPS = (["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "DEPTH
 
 def test_build_graph_follows_shape_access_and_channel_shuffle():
     import torch
+
     from tinyprune.prune import build_graph
     g, macs = build_graph(_shuffle_net(), torch.zeros(1, 1, 8, 8))
     assert [op.kind for op in g.ops] == SHUFFLE_NET_OPS
@@ -142,7 +144,8 @@ def test_build_graph_follows_shape_access_and_channel_shuffle():
 
 def test_shape_access_forms_trace_and_transpose_of_a_map_is_refused():
     import torch
-    import torch.nn as nn
+    from torch import nn
+
     from tinyprune.prune import build_graph
 
     class Forms(nn.Module):
@@ -181,6 +184,7 @@ def test_torch_pruning_misreads_the_shuffle_so_its_groups_are_kept_whole():
 
     import torch
     import torch_pruning as tp
+
     from tinyprune.prune.structure import CHANNEL_REORDER_REASON, Structure
     model = _shuffle_net()
     x = torch.randn(4, 1, 8, 8)
@@ -205,6 +209,7 @@ def test_prune_cli_reports_the_layers_kept_whole(tmp_path):
     import json
 
     import torch
+
     from tinyprune.prune import figures
     out = tmp_path / "p"
     r = _cli("prune", "tinyprune.prune.zoo:shuffle_net", "--input-shape", "1,1,8,8", "--max-macs", 45000,
@@ -230,6 +235,7 @@ def test_pruned_shuffle_net_figures_equal_codegen_of_converted_model(tmp_path):
     """The prune stage's graph of the pruned ShuffleNet-style model has the converted model's op list
     and exactly its MACs/arena/flash; the converted model (5-D TRANSPOSE) is bit-exact in codegen --check."""
     import torch
+
     from tinyprune.codegen.estimate import estimate
     from tinyprune.codegen.tflite_reader import read_model, read_tflite
     from tinyprune.convert import convert
@@ -264,3 +270,22 @@ def test_build_shuffle_net_for_nucleo_f746_is_bit_exact_on_host(tmp_path):
     assert json.loads((d / "prune" / "prune.json").read_text())["not_pruned"]["layers"] == [
         "mix", "unit.left.2", "unit.right.5"]
     assert json.loads((d / "summary.json").read_text())["budget"]["model"]["macs"] <= 45000
+
+
+@pytest.mark.slow
+def test_view_with_size_figures_equal_codegen_of_converted_model(tmp_path):
+    """``x.view(x.size(0), -1)`` (tests/archs.py MaxPoolFlatten), refused by the prune stage before
+    shape access was traced: same op list and figures as codegen of the converted model."""
+    import archs
+    import torch
+
+    from tinyprune.codegen.estimate import estimate
+    from tinyprune.codegen.tflite_reader import read_model, read_tflite
+    from tinyprune.convert import convert
+    from tinyprune.prune import build_graph, figures
+    torch.manual_seed(0)
+    model, x = archs.MaxPoolFlatten().eval(), torch.zeros(1, 1, 16, 16)
+    conv = convert(model, tmp_path / "c", data="digits", input_shape=(1, 1, 16, 16), calib_samples=16)
+    assert [op.kind for op in read_model(conv.tflite_path).graph.ops] == [op.kind for op in build_graph(model, x)[0].ops]
+    real, mine = estimate(read_tflite(conv.tflite_path)), figures(model, x)
+    assert (real.macs, real.arena_bytes, real.flash_bytes) == (mine.macs, mine.ram_bytes, mine.flash_bytes)
