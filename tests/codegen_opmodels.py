@@ -170,3 +170,27 @@ def unsupported_tanh(rng):
     def f(x):
         return tf.tanh(tf.matmul(x, w))
     return f, [(1, 6)]
+
+
+def channel_shuffle_cases(rng):
+    """Channel shuffle as ShuffleNet writes it: RESHAPE to (1, H, W, g, C/g), 5-D TRANSPOSE
+    (0, 1, 2, 4, 3), RESHAPE back; random H, W, g, C/g (sizes 1 included), after a 1x1 conv so the
+    input is quantised data, and a second shuffle with H = W = 1 (all but two axes of size 1)."""
+    import tensorflow as tf
+    h, w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    g, cg = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    c = g * cg
+    k1 = _w(rng, (1, 1, c, c))
+
+    def shuffle(t, hh, ww):
+        t = tf.reshape(t, [1, hh, ww, g, cg])
+        t = tf.transpose(t, [0, 1, 2, 4, 3])
+        return tf.reshape(t, [1, hh, ww, c])
+
+    @tf.function
+    def f(x):
+        a = tf.nn.conv2d(x, k1, 1, "SAME")
+        s = shuffle(a, h, w)
+        m = tf.reduce_mean(a, axis=[1, 2], keepdims=True)
+        return [s, shuffle(m, 1, 1)]
+    return f, [(1, h, w, c)]

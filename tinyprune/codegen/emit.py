@@ -23,7 +23,7 @@ import numpy as np
 
 from tinyprune import __version__
 from tinyprune._paths import KERNELS_DIR
-from tinyprune.codegen import ir, quant, relayout
+from tinyprune.codegen import ir, layout_ops, quant, relayout
 from tinyprune.codegen.accounting import ARRAY_ALIGN
 from tinyprune.codegen.tflite_reader import TfliteModel
 from tinyprune.errors import UnsupportedModelError, UserInputError
@@ -424,10 +424,9 @@ class _Lowering:
     _lower_padv2 = _lower_pad
 
     def _lower_transpose(self, op, op_i, pre):
-        shape = list(self.g.tensors[op.inputs[0]].shape)
-        off = 4 - len(shape)
-        perm = list(range(off)) + [p + off for p in op.options["perm"]]
-        defs = [f"static const int32_t {pre}_dims[4] = {{ {', '.join(map(str, _dims(shape)))} }};",
+        dims, perm = layout_ops.lower_transpose(self.g.tensors[op.inputs[0]].shape, op.options["perm"],
+                                                f"operator {op_i} (TRANSPOSE)")
+        defs = [f"static const int32_t {pre}_dims[4] = {{ {', '.join(map(str, dims))} }};",
                 f"static const int32_t {pre}_perm[4] = {{ {', '.join(map(str, perm))} }};"]
         return defs, (f"tp_transpose_s8({pre}_dims, {pre}_perm, {self.ptr(op.inputs[0])}, "
                       f"{self.ptr(op.outputs[0], False)})")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyprune.codegen import ir, model_checks
+from tinyprune.codegen import ir, layout_ops, model_checks
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
 SUPPORTED_OPS = (
@@ -409,9 +409,8 @@ def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) 
             op.options["pad_value"] = int(np.asarray(_const(tensors, op.inputs[2], where, "pad value")).ravel()[0])
     if k == "TRANSPOSE":
         perm = _const(tensors, op.inputs[1], where, "permutation")
-        if len(inp.shape) > 4:
-            raise UnsupportedModelError(f"{where}: TRANSPOSE of more than 4 dimensions")
         op.options["perm"] = [int(p) for p in np.asarray(perm).ravel()]
+        layout_ops.lower_transpose(inp.shape, op.options["perm"], where)  # refuses > 4-D after merging
     if k == "CONCATENATION":
         op.options["axis"] = int(op.options["axis"]) % len(out.shape)
         for t in op.inputs:

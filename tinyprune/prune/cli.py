@@ -87,6 +87,8 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
     if acc["before"] is not None:
         click.echo(f"accuracy: {acc['before']:.4f} before, {acc['after_pruning']:.4f} after pruning, "
                    f"{acc['after_finetuning']:.4f} after fine-tuning")
+    if "not_pruned" in r:
+        click.echo(f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
     if "note" in r:
         click.echo(f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
     click.echo(f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")

@@ -178,6 +178,8 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
               "training": {"epochs": cfg.epochs,
                            "by": "train_fn" if train_fn is not None else ("built-in" if trainer is not None else
                                                                            "none (no data, no train_fn)")}}
+    if st.excluded:  # kept whole, never a wrong model: said in the report and by the CLI
+        report["not_pruned"] = {"layers": sorted(st.excluded), "reason": min(st.excluded.values())}
 
     if cfg.granularity == "weight":
         from tinyprune.prune.unstructured import prune_weights

@@ -14,7 +14,11 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
     (broadcasting, as in squeeze-and-excitation gates);
   * add -> ADD, cat -> CONCATENATION (axis in NHWC), MaxPool2d / AvgPool2d -> MAX_POOL_2D /
     AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / mean over H,W -> MEAN (int32 axes const), softmax -> SOFTMAX;
-  * Dropout / Identity / eval BatchNorm vanish (folded).
+  * Dropout / Identity / eval BatchNorm vanish (folded);
+  * shape access (``x.shape``, ``x.size()``, integer arithmetic on them) adds nothing, and a channel
+    shuffle (view to (N, g, C/g, H, W), transpose/permute of the channel groups, view back) becomes
+    TRANSPOSE to NCHW, RESHAPE to 5-D, TRANSPOSE (0, 2, 1, 3, 4), RESHAPE to 4-D, TRANSPOSE to NHWC,
+    as the convert stage emits it (see ``irshape``).
 Shapes come from torch.fx symbolic tracing plus shape propagation on the example input.
 
 Figures come from ``tinyprune.codegen.estimate.estimate`` (the code-generation stage's planner and
@@ -22,7 +26,8 @@ flash accounting) when it is importable; until then a documented fallback (``fal
 is used: flash = constant bytes + 8 bytes of requantisation parameters per output channel,
 arena = greedy first-fit offset plan over tensor lifetimes + the largest kernel scratch buffer.
 
-May import: torch, tinyprune.errors, tinyprune.codegen (ir, scratch, estimate). Not other stages.
+May import: torch, tinyprune.errors, tinyprune.prune.irshape, tinyprune.codegen (ir, scratch, estimate).
+Not other stages.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
+from tinyprune.prune import irshape
 
 _RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.relu_}
 # element-wise activations the converter emits as one TFLite operator of the same shape
@@ -154,8 +160,12 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
         return node
 
     fused: set[str] = set()
+    values: set[str] = set()   # fx nodes holding Python values computed from shapes (irshape)
     for node in gm.graph.nodes:
         if node.name in fused:
+            continue
+        if irshape.is_shape_value(node, values):
+            values.add(node.name)
             continue
         if node.op == "placeholder":
             graph_inputs.append(b.act(node.name, meta_shape(node)))
@@ -172,7 +182,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             raise UnsupportedModelError(f"the model reads a raw parameter/buffer {node.target!r} in forward(); "
                                         "wrap it in a standard layer (Conv2d, Linear, ...)")
         oshape = meta_shape(node)
-        args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        args = [a for a in node.args if isinstance(a, torch.fx.Node) and a.name not in values]
         if node.op == "call_module":
             m = modules[node.target]
             if isinstance(m, nn.Conv2d):
@@ -323,15 +333,21 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
         if tgt in (torch.flatten, "flatten", "view", "reshape", torch.reshape):
             _reshape(b, node, args[0], oshape, meta_shape(args[0]))
             continue
+        if tgt in irshape.TRANSPOSE_TARGETS:
+            irshape.transpose(b, node, b.src(args[0]), meta_shape(args[0]), oshape)
+            continue
+        if tgt in irshape.CONTIGUOUS_TARGETS:
+            b.alias[node.name] = b.src(args[0])
+            continue
         if tgt in (torch.mean, "mean"):
             _mean(b, node, args[0], oshape)
             continue
         if tgt in (torch.softmax, torch.nn.functional.softmax, "softmax"):
             b.ops.append(ir.Op("SOFTMAX", [b.src(args[0])], [b.act(node.name, oshape)], {"beta": 1.0}, node.name))
             continue
-        if tgt in ("size", getattr) or tgt is getattr:
-            raise UnsupportedModelError(f"{node.name}: shape arithmetic in forward() is not supported; use "
-                                        "nn.Flatten() or x.flatten(1)")
+        if tgt is getattr:
+            raise UnsupportedModelError(f"{node.name}: reading the tensor attribute {node.args[1]!r} in forward() is "
+                                        "not supported (shape access x.shape / x.size() is)")
         raise UnsupportedModelError(f"operation {getattr(tgt, '__name__', tgt)!r} ({node.name}) has no int8 TFLite "
                                     "equivalent that tinyprune supports")
     g = ir.Graph(b.tensors, b.ops, graph_inputs, graph_outputs, name)
@@ -425,6 +441,8 @@ def _mean(b: _Builder, node, arg, oshape):
 
 def _reshape(b: _Builder, node, arg, oshape, ishape):
     x = b.src(arg)
+    if irshape.reshape_to_map(b, node, x, ishape, oshape):  # e.g. the end of a channel shuffle
+        return
     if len(ishape) == 4 and ishape[2] * ishape[3] == 1 and len(oshape) == 2:
         b.alias[node.name] = x  # onnx2tf feeds the (1,1,1,C) tensor straight into FULLY_CONNECTED
         return

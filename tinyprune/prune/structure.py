@@ -22,6 +22,21 @@ from tinyprune.errors import UnsupportedModelError, UserInputError
 PRUNABLE = (nn.Conv2d, nn.Linear)
 
 
+CHANNEL_REORDER_REASON = ("their channels pass through a transpose/permute of the channel axis (e.g. a channel "
+                          "shuffle), whose channel order torch-pruning does not follow; pruning them would remove "
+                          "the wrong channels downstream or break the group split")
+
+
+def _reorders_channels(group) -> bool:
+    """The group's channels pass through a transpose/permute (a channel shuffle): torch-pruning maps
+    channel indices through it as if it were the identity, which is wrong."""
+    for dep, _ in group:
+        fn = type(getattr(dep.target, "grad_fn", None)).__name__
+        if fn.startswith(("TransposeBackward", "PermuteBackward")):
+            return True
+    return False
+
+
 @dataclass
 class ChannelGroup:
     """One prunable unit: the out-channels of ``root`` and everything coupled to them."""
@@ -97,14 +112,20 @@ class Structure:
         mods = dict(self.model.named_modules())
         ignored = [mods[n] for n in self.ignored if n in mods]
         self.groups: dict[str, ChannelGroup] = {}
+        self.excluded: dict[str, str] = {}    # root layer -> why its channels are never pruned
         for g in self.dg.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE):
             root = self.names[g[0].dep.target.module]
             layers = sorted({self.names[dep.target.module] for dep, _ in g
                              if isinstance(dep.target.module, nn.Module) and dep.target.module in self.names})
+            if _reorders_channels(g):
+                self.excluded[root] = CHANNEL_REORDER_REASON
+                continue
             self.groups[root] = ChannelGroup(root, len(g[0].idxs), layers, g)
         if not self.groups:
-            raise UnsupportedModelError("torch-pruning found no prunable channel group in the model (only the "
-                                        "output layer?); nothing to prune")
+            why = (f" (layer(s) {', '.join(self.excluded)} are kept whole: {CHANNEL_REORDER_REASON})"
+                   if self.excluded else " (only the output layer?)")
+            raise UnsupportedModelError(f"torch-pruning found no prunable channel group in the model{why}; "
+                                        "nothing to prune")
 
     # ---- scores -------------------------------------------------------------------------------
     def aggregate(self, elem, root: str, signed: bool = True) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Small reference architectures for the prune tests and benchmark (digits-sized inputs):
 ``plain_cnn`` (conv-bn-relu stack, max pool, linear after flatten), ``res_dw_net`` (residual add,
 depthwise-separable block, channel concatenation, global average pool) and ``se_hswish_net``
-(hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling).
+(hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling) and
+``shuffle_net`` (ShuffleNet-v2-style units: two branches concatenated, depthwise convs, a channel
+shuffle written with shape access, view and transpose as torchvision writes it).
 
 May import: torch only.
 """
@@ -105,6 +107,55 @@ class SEHswishNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+def channel_shuffle(x, groups: int):
+    """ShuffleNet's channel shuffle, as torchvision's shufflenet_v2 writes it."""
+    n, c, h, w = x.size()
+    x = x.view(n, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(n, -1, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNet-v2 down-sampling-style unit at stride 1: a depthwise + 1x1 branch and a
+    1x1 + depthwise + 1x1 branch, both on the input, concatenated and shuffled (2 groups)."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        b = cout // 2
+        self.left = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                                  nn.Conv2d(cin, b, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU())
+        self.right = nn.Sequential(nn.Conv2d(cin, b, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(),
+                                   nn.Conv2d(b, b, 3, padding=1, groups=b, bias=False), nn.BatchNorm2d(b),
+                                   nn.Conv2d(b, b, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU())
+
+    def forward(self, x):
+        return channel_shuffle(torch.cat([self.left(x), self.right(x)], dim=1), 2)
+
+
+class ShuffleNetTiny(nn.Module):
+    """stem -> max pool -> shuffle unit -> 1x1 conv whose shape is read with ``x.shape`` for a
+    4-group shuffle -> global average pool -> linear classifier."""
+
+    def __init__(self, width=8, classes=10, in_ch=1):
+        super().__init__()
+        w = width
+        self.stem = nn.Conv2d(in_ch, w, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(w)
+        self.unit = ShuffleUnit(w, 2 * w)
+        self.mix = nn.Conv2d(2 * w, 4 * w, 1, bias=False)
+        self.mix_bn = nn.BatchNorm2d(4 * w)
+        self.fc = nn.Linear(4 * w, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        x = self.unit(x)
+        x = torch.relu(self.mix_bn(self.mix(x)))
+        n, c, h, w = x.shape
+        g = 4
+        x = x.reshape(n, g, c // g, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def plain_cnn(width=16):
     return PlainCNN(width)
 
@@ -115,3 +166,7 @@ def res_dw_net(width=16):
 
 def se_hswish_net(width=16, gate="sigmoid"):
     return SEHswishNet(width, gate=gate)
+
+
+def shuffle_net(width=8):
+    return ShuffleNetTiny(width)
