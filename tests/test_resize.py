@@ -1,7 +1,8 @@
 """Nearest-neighbour upsampling end to end (issue 11): ONNX Resize (nearest, as torch exports
 nn.Upsample / F.interpolate) accepted by convert and other modes refused naming the node;
 RESIZE_NEAREST_NEIGHBOR read, checked and run by tp_resize_nearest_s8 bit-exact with TFLite Micro
-(randomised TF-built models, and hand-built ones for the option combination TF cannot emit);
+(randomised TF-built models, and hand-built ones for the option combination TF cannot emit; on the
+host with sanitizers and in QEMU on Cortex-M7);
 the prune stage's estimate graph; and a tiny segmentation model through `tinyprune build`."""
 from __future__ import annotations
 
@@ -87,6 +88,41 @@ def test_resize_options_tf_cannot_emit_are_bit_exact(in_shape, size, align, half
     model, r = _check(p, tmp_path, samples=10)
     assert [op.kind for op in model.graph.ops] == ["RESIZE_NEAREST_NEIGHBOR"]
     assert r.mismatches == 0 and r.samples == 10 and r.elements == 10 * in_shape[0] * size[0] * size[1] * in_shape[3]
+
+
+def _resize_chain() -> bytes:
+    """[1,8,8,1] resized five times: every option combination (both at once too), up and down."""
+    sizes = [(13, 11), (5, 7), (16, 16), (20, 24), (7, 3)]
+    flags = [(True, True), (True, False), (False, True), (False, False), (True, False)]
+    T = [dict(name="input", shape=[1, 8, 8, 1], type="int8", scale=0.05, zp=3)]
+    O = []
+    for k, ((h, w), (a, hp)) in enumerate(zip(sizes, flags)):
+        prev = len(T) - 1
+        T.append(dict(name=f"size{k}", shape=[2], type="int32", data=np.array([h, w], np.int32)))
+        T.append(dict(name=f"r{k}", shape=[1, h, w, 1], type="int8", scale=0.05, zp=3))
+        O.append(("RESIZE_NEAREST_NEIGHBOR", [prev, len(T) - 2], [len(T) - 1],
+                  RF._opts("ResizeNearestNeighborOptionsT", alignCorners=a, halfPixelCenters=hp)))
+    return RF.build(T, O, [0], [len(T) - 1])
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_resize_bit_exact_in_qemu_cortex_m7(tmp_path):
+    """The float32 source-index formula gives TFLite Micro's indices on a Cortex-M7 with its FPU too
+    (nucleo-f746's QEMU twin), for every option combination."""
+    p = tmp_path / "chain.tflite"
+    p.write_bytes(_resize_chain())
+    r = subprocess.run([sys.executable, "-m", "tinyprune.cli", "build", str(p), "--board", "nucleo-f746",
+                        "--samples", "10", "--sim-samples", "10", "--json", "-o", str(tmp_path / "b")],
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(r.stdout)
+    assert [layer["kind"] for layer in s["codegen"]["layers"]] == ["RESIZE_NEAREST_NEIGHBOR"] * 5
+    for target in ("host", "sim"):
+        v = s["validation"][target]
+        assert v["passed"] and v["bit_exact"] and v["mismatched_samples"] == 0, v
+    assert s["validation"]["sim"]["board"] == "mps2-an500"
 
 
 # ---- codegen: refusals (exit 2, naming the operator and the field) -----------------------------
