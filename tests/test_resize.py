@@ -241,3 +241,20 @@ def test_tiny_segmentation_model_builds_pruned_and_bit_exact(tmp_path):
     after = s["pruning"]["estimate_after"]
     assert after["macs"] == s["codegen"]["macs"] < s["pruning"]["estimate_before"]["macs"]
     assert (after["ram_bytes"], after["flash_bytes"]) == (s["codegen"]["arena_bytes"], s["codegen"]["flash_bytes"])
+
+
+def test_segmentation_model_prunes_without_fine_tuning_and_refuses_fine_tuning():
+    """Per-pixel outputs: accuracy is measured as convert measures agreement (argmax of the flattened
+    output), pruning without fine-tuning works, fine-tuning (a classifier loss) is refused (exit 2)."""
+    from tinyprune.errors import UserInputError
+    from tinyprune.prune import Budget, PruneConfig, figures, prune
+    from tinyprune.prune.zoo import tiny_seg_net
+    torch.manual_seed(0)
+    m, x = tiny_seg_net().eval(), torch.zeros(1, 1, 16, 16)
+    budget = Budget(max_macs=int(figures(m, x).macs * 0.7))
+    res = prune(m, x, budget, criterion="l1", data="digits", config=PruneConfig(epochs=0))
+    assert res.report["after"]["macs"] <= budget.max_macs
+    assert 0.0 <= res.report["accuracy"]["before"] <= 1.0
+    with pytest.raises(UserInputError, match=r"fine-tuning trains a classifier .* shape \(4, 16, 16\) per sample") as e:
+        prune(m, x, budget, criterion="l1", data="digits", config=PruneConfig(epochs=1))
+    assert e.value.exit_code == 2 and "--epochs 0" in e.value.hint

@@ -409,8 +409,7 @@ def _static_size_nodes(gm) -> set[str]:
     for node in reversed(list(gm.graph.nodes)):  # users before producers
         is_shape = (node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",)) or \
             (node.op == "call_method" and node.target == "size") or \
-            (node.op == "call_function" and node.target is operator.getitem and node.args
-             and getattr(node.args[0], "name", None) is not None)
+            (node.op == "call_function" and node.target is operator.getitem)
         if is_shape and node.users and all(
                 u.name in sizes or (u.op == "call_function" and u.target is F.interpolate and u.args[0] is not node)
                 for u in node.users):
