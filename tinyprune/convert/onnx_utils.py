@@ -25,8 +25,8 @@ SUPPORTED_OPS = frozenset({
     "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax",
     "Resize", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
 })
-# Resize (nearest only: RESIZE_NEAREST_NEIGHBOR) is further checked by check_resize; its attributes as
-# torch.onnx exports nn.Upsample / F.interpolate(mode="nearest"), the only ones that map onto TFLite's op
+# Resize (nearest only: RESIZE_NEAREST_NEIGHBOR) is further checked by _resize_problem; these attributes
+# are how torch.onnx exports nn.Upsample / F.interpolate(mode="nearest"), which onnx2tf maps onto that op
 RESIZE_NEAREST_ATTRS = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
 
 
@@ -141,7 +141,8 @@ def _constants(model) -> dict:
 def _resize_problem(node, model) -> str | None:
     """Why this Resize cannot become RESIZE_NEAREST_NEIGHBOR, or None. Taken: mode nearest with
     RESIZE_NEAREST_ATTRS, a constant output size or constant whole-number scale factors >= 1 on the
-    height and width of a 4-D (N, C, H, W) tensor (batch and channels unchanged)."""
+    height and width of a 4-D (N, C, H, W) tensor (scale 1 on batch and channels; a size that changes
+    them is left to the TFLite reader, which refuses RESIZE_NEAREST_NEIGHBOR changing them)."""
     from onnx import helper
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
