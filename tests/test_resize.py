@@ -258,3 +258,34 @@ def test_segmentation_model_prunes_without_fine_tuning_and_refuses_fine_tuning()
     with pytest.raises(UserInputError, match=r"fine-tuning trains a classifier .* shape \(4, 16, 16\) per sample") as e:
         prune(m, x, budget, criterion="l1", data="digits", config=PruneConfig(epochs=1))
     assert e.value.exit_code == 2 and "--epochs 0" in e.value.hint
+
+
+@needs_gcc
+def test_kernel_argument_errors(tmp_path):
+    """tp_resize_nearest_s8 returns TP_ERR_ARG for NULL pointers, non-positive dimensions and an output
+    that changes the batch or channels; TP_OK (and the right bytes) otherwise."""
+    from tinyprune._paths import KERNELS_DIR
+    src = tmp_path / "t.c"
+    src.write_text(r'''
+#include <stdio.h>
+#include "tp_nn.h"
+int main(void) {
+    const tp_resize_params p = { 0, 0 };
+    const tp_dims in = { 1, 2, 2, 1 }, out = { 1, 4, 4, 1 }, bad_c = { 1, 4, 4, 2 }, bad_n = { 2, 4, 4, 1 },
+                  zero = { 1, 0, 4, 1 };
+    const int8_t x[4] = { 1, 2, 3, 4 };
+    int8_t y[32];
+    printf("%d %d %d %d %d %d %d\n", (int)tp_resize_nearest_s8(0, &in, x, &out, y),
+           (int)tp_resize_nearest_s8(&p, &in, 0, &out, y), (int)tp_resize_nearest_s8(&p, &in, x, &out, 0),
+           (int)tp_resize_nearest_s8(&p, &in, x, &bad_c, y), (int)tp_resize_nearest_s8(&p, &in, x, &bad_n, y),
+           (int)tp_resize_nearest_s8(&p, &in, x, &zero, y), (int)tp_resize_nearest_s8(&p, &in, x, &out, y));
+    for (int i = 0; i < 16; ++i) printf("%d ", y[i]);
+    return 0;
+}
+''')
+    exe = tmp_path / "t"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined", "-I",
+                    str(KERNELS_DIR), str(src), str(KERNELS_DIR / "tp_resize_s8.c"), "-o", str(exe)], check=True)
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[0] == "1 1 1 1 1 1 0"
+    assert [int(v) for v in lines[1].split()] == [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4]
