@@ -62,7 +62,7 @@ def test_resize_bit_exact_with_tflite_micro(seed, tmp_path):
 def _resize_model(in_shape, size, *, align=False, half=False, out_scale=0.05, out_zp=3, size_type="int32",
                   size_const=True, out_hw=None) -> bytes:
     """input -> RESIZE_NEAREST_NEIGHBOR(size) built with the flatbuffer schema (no TensorFlow)."""
-    n, h, w, c = in_shape
+    n, _, _, c = in_shape
     oh, ow = out_hw or size
     size_t = dict(name="size", shape=[len(size)], type=size_type)
     if size_const:
