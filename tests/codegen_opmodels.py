@@ -193,4 +193,31 @@ def channel_shuffle_cases(rng):
         s = shuffle(a, h, w)
         m = tf.reduce_mean(a, axis=[1, 2], keepdims=True)
         return [s, shuffle(m, 1, 1)]
+
+def resize_cases(rng):
+    """RESIZE_NEAREST_NEIGHBOR: whole-number factors 1-4 per axis, arbitrary output sizes (up and down),
+    align_corners / half_pixel_centers (TF refuses both at once), after a convolution (another scale
+    than the model input's) and into a concatenation, as in a segmentation decoder."""
+    import tensorflow as tf
+    h, w, c = int(rng.integers(2, 7)), int(rng.integers(2, 7)), int(rng.integers(1, 5))
+    flags = [(False, False), (True, False), (False, True)]
+    cfgs = []
+    for k in range(6):
+        if k < 4:
+            size = (h * int(rng.integers(1, 5)), w * int(rng.integers(1, 5)))
+        else:
+            size = (int(rng.integers(1, 3 * h + 1)), int(rng.integers(1, 3 * w + 1)))
+        cfgs.append((size, *flags[k % 3]))
+    k1 = _w(rng, (1, 1, c, 3))
+
+    @tf.function
+    def f(x):
+        outs = [tf.compat.v1.image.resize_nearest_neighbor(x, s, align_corners=a, half_pixel_centers=hp)
+                for s, a, hp in cfgs]
+        y = tf.nn.relu(tf.nn.conv2d(x, k1, 1, "SAME"))
+        up = tf.compat.v1.image.resize_nearest_neighbor(y, (2 * h, 2 * w))
+        skip = tf.compat.v1.image.resize_nearest_neighbor(x, (2 * h, 2 * w), half_pixel_centers=True)
+        outs.append(tf.concat([up, skip], axis=3))
+        outs.append(tf.image.resize(y, (3 * h, w), method="nearest"))
+        return outs
     return f, [(1, h, w, c)]

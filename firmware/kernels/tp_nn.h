@@ -142,6 +142,13 @@ tp_status tp_concat_s8_ref(const tp_requant_params *params, int32_t outer, int32
 tp_status tp_transpose_s8(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output);
 tp_status tp_transpose_s8_ref(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output);
 
+/* RESIZE_NEAREST_NEIGHBOR of an NHWC tensor to output_dims (same n and c): every output pixel copies
+ * one input pixel, chosen as TFLite Micro does (tp_resize_s8.c documents the index formula). */
+tp_status tp_resize_nearest_s8(const tp_resize_params *params, const tp_dims *input_dims, const int8_t *input,
+                               const tp_dims *output_dims, int8_t *output);
+tp_status tp_resize_nearest_s8_ref(const tp_resize_params *params, const tp_dims *input_dims, const int8_t *input,
+                                   const tp_dims *output_dims, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -84,6 +84,12 @@ typedef struct {
     tp_activation activation;
 } tp_pool_params;
 
+/* RESIZE_NEAREST_NEIGHBOR: TFLite's ResizeNearestNeighborOptions (each 0 or 1). */
+typedef struct {
+    int32_t align_corners;
+    int32_t half_pixel_centers;
+} tp_resize_params;
+
 /* ADD (TFLite int8: left_shift = 20, input multipliers < 1, output multiplier < 1). */
 typedef struct {
     int32_t input1_offset, input2_offset, output_offset;

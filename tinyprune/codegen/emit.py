@@ -46,6 +46,7 @@ KERNEL_FILES = {
     "PAD": ("tp_layout_s8.c", "tp_requantize_s8.c"), "PADV2": ("tp_layout_s8.c", "tp_requantize_s8.c"),
     "CONCATENATION": ("tp_layout_s8.c", "tp_requantize_s8.c"),
     "TRANSPOSE": ("tp_layout_s8.c", "tp_requantize_s8.c"),
+    "RESIZE_NEAREST_NEIGHBOR": ("tp_resize_s8.c",),
 }
 
 
@@ -429,6 +430,16 @@ class _Lowering:
         defs = [f"static const int32_t {pre}_dims[4] = {{ {', '.join(map(str, dims))} }};",
                 f"static const int32_t {pre}_perm[4] = {{ {', '.join(map(str, perm))} }};"]
         return defs, (f"tp_transpose_s8({pre}_dims, {pre}_perm, {self.ptr(op.inputs[0])}, "
+                      f"{self.ptr(op.outputs[0], False)})")
+
+    def _lower_resize_nearest_neighbor(self, op, op_i, pre):
+        i_n, i_h, i_w, i_c = _dims(self.g.tensors[op.inputs[0]].shape)
+        o_n, o_h, o_w, o_c = _dims(self.g.tensors[op.outputs[0]].shape)
+        defs = [f"static const tp_dims {pre}_in = {{ {i_n}, {i_h}, {i_w}, {i_c} }};",
+                f"static const tp_dims {pre}_out = {{ {o_n}, {o_h}, {o_w}, {o_c} }};",
+                f"static const tp_resize_params {pre}_params = {{ {int(op.options['align_corners'])}, "
+                f"{int(op.options['half_pixel_centers'])} }};"]
+        return defs, (f"tp_resize_nearest_s8(&{pre}_params, &{pre}_in, {self.ptr(op.inputs[0])}, &{pre}_out, "
                       f"{self.ptr(op.outputs[0], False)})")
 
     def _lower_concatenation(self, op, op_i, pre):

@@ -12,7 +12,8 @@ Conventions (TFLite's):
   * Op.kind is the TFLite builtin operator name ("CONV_2D", "ADD", ...)
   * Op.options keys (only those that apply): stride_h, stride_w, dilation_h, dilation_w,
     padding ("SAME" | "VALID"), depth_multiplier, fused_activation ("NONE" | "RELU" | "RELU6" | ...),
-    filter_h, filter_w (pools), axis (concat), keep_dims, axes (mean), perm (transpose), beta (softmax)
+    filter_h, filter_w (pools), axis (concat), keep_dims, axes (mean), perm (transpose), beta (softmax),
+    align_corners, half_pixel_centers (resize_nearest_neighbor)
 
 This module may not import other tinyprune modules (other than numpy-free stdlib).
 """

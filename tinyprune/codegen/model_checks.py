@@ -44,6 +44,7 @@ ARITY = {
     "SQUEEZE": (1, 1, set()), "CONCATENATION": (1, 64, set()), "SOFTMAX": (1, 1, set()),
     "LOGISTIC": (1, 1, set()), "HARD_SWISH": (1, 1, set()), "RELU": (1, 1, set()), "RELU6": (1, 1, set()),
     "QUANTIZE": (1, 1, set()), "DEQUANTIZE": (1, 1, set()), "TRANSPOSE": (2, 2, set()),
+    "RESIZE_NEAREST_NEIGHBOR": (2, 2, set()),
 }
 SAME_SHAPE_OPS = ("SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE")
 
@@ -149,12 +150,7 @@ def check_op(label: str, where: str, kind: str, ins: list[str], outs: list[str],
         if out.shape[3] != x.shape[3] or out.shape[0] != x.shape[0]:
             raise _err(f"{w_}: output shape {list(out.shape)} does not keep the input's batch and channels "
                        f"{list(x.shape)}")
-        if x.quant is not None and out.quant is not None and (
-                np.float32(x.quant.scales[0]) != np.float32(out.quant.scales[0])
-                or x.quant.zero_points[0] != out.quant.zero_points[0]):
-            raise _err(f"{w_}: input and output quantization differ (scale {x.quant.scales[0]:.7g} / zero point "
-                       f"{x.quant.zero_points[0]} vs {out.quant.scales[0]:.7g} / {out.quant.zero_points[0]}); int8 "
-                       "pooling keeps them equal (TFLite int8 spec)")
+        _same_quant(w_, x, out, "int8 pooling keeps them equal (TFLite int8 spec)")
     elif kind == "MEAN":
         axes = _int_const(w_, tensors, ins[1], "axis list")
         r = len(x.shape)
@@ -208,12 +204,42 @@ def check_op(label: str, where: str, kind: str, ins: list[str], outs: list[str],
             total += s[axis]
         if total != out.shape[axis]:
             raise _err(f"{w_}: inputs add up to {total} along axis {axis}, the output has {out.shape[axis]}")
+    elif kind == "RESIZE_NEAREST_NEIGHBOR":
+        _check_resize(w_, x, tensors[ins[1]], out)
     if kind in SAME_SHAPE_OPS and tuple(x.shape) != tuple(out.shape):
         raise _err(f"{w_}: output shape {list(out.shape)} != input shape {list(x.shape)}")
     if kind == "SOFTMAX":
         beta = float(options.get("beta", 1.0))
         if not (math.isfinite(beta) and beta > 0) or not x.shape:
             raise _err(f"{w_}: beta {beta} must be a finite positive number (and the input at least 1-D)")
+
+
+def _same_quant(w_: str, x: ir.Tensor, out: ir.Tensor, why: str) -> None:
+    if x.quant is not None and out.quant is not None and (
+            np.float32(x.quant.scales[0]) != np.float32(out.quant.scales[0])
+            or x.quant.zero_points[0] != out.quant.zero_points[0]):
+        raise _err(f"{w_}: input and output quantization differ (scale {x.quant.scales[0]:.7g} / zero point "
+                   f"{x.quant.zero_points[0]} vs {out.quant.scales[0]:.7g} / {out.quant.zero_points[0]}); {why}")
+
+
+def _check_resize(w_: str, x: ir.Tensor, size: ir.Tensor, out: ir.Tensor) -> None:
+    """RESIZE_NEAREST_NEIGHBOR: 4-D NHWC input and output of the same batch and channels, the output's
+    height and width given by a constant int32 [2] size tensor (TFLite Micro refuses any other), and
+    one quantization on both sides: the op copies int8 bytes (TFLite Micro does not requantize)."""
+    if len(x.shape) != 4 or len(out.shape) != 4:
+        raise _err(f"{w_}: input and output must be 4-D, got {list(x.shape)} and {list(out.shape)}")
+    if not size.is_const or size.dtype != "int32" or tuple(size.shape) != (2,):
+        raise _err(f"{w_}: the size must be a constant int32 tensor of 2 values (height, width), got "
+                   f"{'constant ' if size.is_const else ''}{size.dtype} {list(size.shape)} {size.name!r}")
+    hw = [int(v) for v in np.asarray(size.data).ravel()]
+    if (out.shape[1], out.shape[2]) != tuple(hw):
+        raise _err(f"{w_}: output shape {list(out.shape)} does not have the height and width {hw} of the size "
+                   "tensor")
+    if out.shape[0] != x.shape[0] or out.shape[3] != x.shape[3]:
+        raise _err(f"{w_}: output shape {list(out.shape)} does not keep the input's batch and channels "
+                   f"{list(x.shape)}")
+    _same_quant(w_, x, out, "int8 RESIZE_NEAREST_NEIGHBOR copies values unchanged (TFLite int8 spec; TFLite "
+                            "Micro does not requantize), so they must be equal")
 
 
 def _int_const(w_: str, tensors, name: str, what: str) -> np.ndarray:

@@ -33,6 +33,7 @@ SUPPORTED_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "MEAN", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "CONCATENATION", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
+    "RESIZE_NEAREST_NEIGHBOR",
 )
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -327,6 +328,10 @@ def _op_options(op, kind: str, tflite, where: str) -> dict:
     elif kind == "SOFTMAX":
         x = _options(op, tflite.SoftmaxOptions, where)
         o.update(beta=float(x.Beta()) if x is not None else 1.0)
+    elif kind == "RESIZE_NEAREST_NEIGHBOR":
+        x = _options(op, tflite.ResizeNearestNeighborOptions, where)
+        o.update(align_corners=bool(x.AlignCorners()) if x is not None else False,
+                 half_pixel_centers=bool(x.HalfPixelCenters()) if x is not None else False)
     return o
 
 

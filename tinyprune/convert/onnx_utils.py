@@ -23,8 +23,11 @@ SUPPORTED_OPS = frozenset({
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Dropout",
     "Flatten", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity",
     "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax",
-    "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+    "Resize", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
 })
+# Resize (nearest only: RESIZE_NEAREST_NEIGHBOR) is further checked by _resize_problem; these attributes
+# are how torch.onnx exports nn.Upsample / F.interpolate(mode="nearest"), which onnx2tf maps onto that op
+RESIZE_NEAREST_ATTRS = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
 
 
 def export_onnx(module, example_input, path: str | os.PathLike, *, opset: int = OPSET, debug: bool = False) -> Path:
@@ -112,6 +115,10 @@ def check_supported_ops(model) -> list[str]:
             bad.append(f"{node.domain}.{node.op_type} (node '{name}', a custom operator)")
         elif node.op_type not in SUPPORTED_OPS:
             bad.append(f"{node.op_type} (node '{name}')")
+        elif node.op_type == "Resize":
+            why = _resize_problem(node, model)
+            if why:
+                bad.append(f"Resize (node '{name}': {why})")
         ops.append(node.op_type)
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -119,6 +126,57 @@ def check_supported_ops(model) -> list[str]:
             f"the int8 TFLite path cannot take operator{'s' if len(bad) > 1 else ''} {shown}",
             hint="replace those layers; supported ONNX operators: " + ", ".join(sorted(SUPPORTED_OPS)))
     return ops
+
+
+def _constants(model) -> dict:
+    """Constant tensors by name: initializers and Constant nodes' outputs."""
+    from onnx import numpy_helper
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return consts
+
+
+def _resize_problem(node, model) -> str | None:
+    """Why this Resize cannot become RESIZE_NEAREST_NEIGHBOR, or None. Taken: mode nearest with
+    RESIZE_NEAREST_ATTRS, a constant output size or constant whole-number scale factors >= 1 on the
+    height and width of a 4-D (N, C, H, W) tensor (scale 1 on batch and channels; a size that changes
+    them is left to the TFLite reader, which refuses RESIZE_NEAREST_NEIGHBOR changing them)."""
+    from onnx import helper
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    mode = attrs.get("mode", "nearest")
+    if mode != "nearest":
+        return (f"mode '{mode}' ({'bilinear' if mode == 'linear' else mode} interpolation); only nearest-neighbour "
+                "resizing is supported: nn.Upsample(scale_factor=k, mode='nearest') or F.interpolate(..., "
+                "mode='nearest')")
+    for key, want in RESIZE_NEAREST_ATTRS.items():
+        got = attrs.get(key, {"coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor"}[key])
+        if got != want:
+            return (f"{key} '{got}'; nearest resizing is supported as torch exports mode='nearest' "
+                    f"({', '.join(f'{k} {v!r}' for k, v in RESIZE_NEAREST_ATTRS.items())}), without align_corners")
+    consts = _constants(model)
+    names = list(node.input) + [""] * (4 - len(node.input))
+    scales = consts.get(names[2]) if names[2] else None
+    sizes = consts.get(names[3]) if names[3] else None
+    if (names[2] and scales is None) or (names[3] and sizes is None):
+        return "the output size or scale factors are computed at run time; they must be constants"
+    scales = None if scales is None or scales.size == 0 else np.asarray(scales, dtype=np.float64).ravel()
+    sizes = None if sizes is None or sizes.size == 0 else np.asarray(sizes, dtype=np.int64).ravel()
+    vec = scales if scales is not None else sizes
+    if vec is None or vec.size != 4:
+        return ("only 4-D (N, C, H, W) tensors resized in height and width are supported (got "
+                f"{'no scales or sizes' if vec is None else f'{vec.size} dimensions'})")
+    if scales is not None:
+        if scales[0] != 1 or scales[1] != 1:
+            return f"scale factors {scales.tolist()} resize the batch or channels; only height and width can change"
+        if any(f < 1 or f != int(f) for f in scales[2:]):
+            return (f"scale factors {scales[2:].tolist()} on height and width; only whole-number factors >= 1 "
+                    "(or an explicit output size) are supported")
+    elif any(int(v) < 1 for v in sizes):
+        return f"output size {sizes.tolist()} has a dimension below 1"
+    return None
 
 
 def simplify(model):
@@ -254,10 +312,7 @@ def explicit_max_pool_padding(model):
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
     producers = {o: n for n in model.graph.node for o in n.output}
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.attribute:
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    consts = _constants(model)
     nodes, changed = [], False
     for n in model.graph.node:
         if n.op_type != "MaxPool":

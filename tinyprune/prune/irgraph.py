@@ -14,6 +14,9 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
     (broadcasting, as in squeeze-and-excitation gates);
   * add -> ADD, cat -> CONCATENATION (axis in NHWC), MaxPool2d / AvgPool2d -> MAX_POOL_2D /
     AVERAGE_POOL_2D, AdaptiveAvgPool2d(1) / F.adaptive_avg_pool2d(x, 1) / mean over H,W -> MEAN (int32 axes const), softmax -> SOFTMAX;
+  * nn.Upsample / F.interpolate with mode "nearest" -> RESIZE_NEAREST_NEIGHBOR (int32 [2] output size,
+    align_corners and half_pixel_centers off, as onnx2tf converts torch's Resize); a size taken from
+    another tensor's shape (``size=skip.shape[-2:]``) is static and folds away;
   * Dropout / Identity / eval BatchNorm vanish (folded);
   * shape access (``x.shape``, ``x.size()``, integer arithmetic on them) adds nothing, and a channel
     shuffle (view to (N, g, C/g, H, W), transpose/permute of the channel groups, view back) becomes
@@ -159,7 +162,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             return us[0]
         return node
 
-    fused: set[str] = set()
+    fused: set[str] = _static_size_nodes(gm)
     values: set[str] = set()   # fx nodes holding Python values computed from shapes (irshape)
     for node in gm.graph.nodes:
         if node.name in fused:
@@ -282,6 +285,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             if isinstance(m, nn.Flatten):
                 _reshape(b, node, args[0], oshape, meta_shape(args[0]))
                 continue
+            if isinstance(m, nn.Upsample):
+                _resize(b, node, args[0], oshape, m.mode, m.align_corners, node.target)
+                continue
             if isinstance(m, nn.Softmax):
                 b.ops.append(ir.Op("SOFTMAX", [b.src(args[0])], [b.act(node.name, oshape)], {"beta": 1.0}, node.target))
                 continue
@@ -317,6 +323,11 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             if _pair(size) != (1, 1):
                 raise UnsupportedModelError(f"{node.name}: adaptive_avg_pool2d only with output size 1")
             _mean(b, node, args[0], oshape)
+            continue
+        if tgt is F.interpolate:
+            mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+            corners = node.kwargs.get("align_corners", node.args[4] if len(node.args) > 4 else None)
+            _resize(b, node, args[0], oshape, mode, corners, node.name)
             continue
         if tgt in (torch.cat, torch.concat):
             tensors = node.args[0]
@@ -431,6 +442,36 @@ def _hard_sigmoid(b: _Builder, node, arg, oshape, users):
         x = shifted
     b.ops.append(ir.Op("MUL", [x, b.const(f"{node.name}.scale", (), "int8")], [b.act(node.name, oshape)],
                        {"fused_activation": "NONE"}, node.name))
+
+def _static_size_nodes(gm) -> set[str]:
+    """Nodes that only compute a static output size for F.interpolate (``x.shape``, ``x.size()`` and
+    indexing of them): shapes are fixed at export, so they fold into the RESIZE's size constant."""
+    sizes: set[str] = set()
+    for node in reversed(list(gm.graph.nodes)):  # users before producers
+        is_shape = (node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",)) or \
+            (node.op == "call_method" and node.target == "size") or \
+            (node.op == "call_function" and node.target is operator.getitem)
+        if is_shape and node.users and all(
+                u.name in sizes or (u.op == "call_function" and u.target is F.interpolate and u.args[0] is not node)
+                for u in node.users):
+            sizes.add(node.name)
+    return sizes
+
+
+def _resize(b: _Builder, node, arg, oshape, mode, align_corners, name: str):
+    """RESIZE_NEAREST_NEIGHBOR to ``oshape``'s height and width (the convert stage's Resize check
+    takes nearest mode only)."""
+    if mode != "nearest" or align_corners:
+        raise UnsupportedModelError(
+            f"layer {name!r}: {mode!r} upsampling{' with align_corners' if align_corners else ''} has no int8 TFLite "
+            "kernel that tinyprune supports; only nearest-neighbour resizing",
+            hint="use nn.Upsample(scale_factor=2, mode='nearest') or F.interpolate(x, ..., mode='nearest')")
+    if len(oshape) != 4:
+        raise UnsupportedModelError(f"layer {name!r}: resizing a {len(oshape)}-D tensor; only (N, C, H, W) images are "
+                                    "supported")
+    size = b.const(f"{node.name}.size", (2,), "int32")
+    b.ops.append(ir.Op("RESIZE_NEAREST_NEIGHBOR", [b.src(arg), size], [b.act(node.name, oshape)],
+                       {"align_corners": False, "half_pixel_centers": False}, name))
 
 
 def _mean(b: _Builder, node, arg, oshape):

@@ -94,6 +94,13 @@ class Trainer:
                 if len(b) < 2:
                     continue
                 out = model(x[b])
+                if out.ndim != 2:
+                    model.eval()
+                    raise UserInputError(
+                        f"fine-tuning trains a classifier (output (N, classes), one label per sample); this "
+                        f"model's output has shape {tuple(out.shape[1:])} per sample (e.g. per-pixel classes)",
+                        hint="prune it without fine-tuning (--epochs 0) with a data-free criterion (l1, l2), "
+                             "or fine-tune it yourself after pruning")
                 loss = nn.functional.cross_entropy(out, y[b])
                 if teacher is not None:
                     with torch.no_grad():
@@ -113,8 +120,14 @@ class Trainer:
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     model.eval()
     with torch.no_grad():
-        pred = model(torch.from_numpy(x)).argmax(1).numpy()
+        pred = _top1(model(torch.from_numpy(x)))
     return float((pred == y).mean())
+
+
+def _top1(out: torch.Tensor) -> np.ndarray:
+    """Predicted class per sample: the argmax over each sample's flattened output (as the convert
+    stage measures agreement), so a per-pixel output gives one prediction per sample too."""
+    return out.reshape(len(out), -1).argmax(1).numpy()
 
 
 def fgsm_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, eps: float) -> float:
@@ -125,5 +138,5 @@ def fgsm_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, eps: float) ->
     (g,) = torch.autograd.grad(loss, xt)
     adv = (xt + eps * g.sign()).detach()
     with torch.no_grad():
-        pred = model(adv).argmax(1).numpy()
+        pred = _top1(model(adv))
     return float((pred == y).mean())

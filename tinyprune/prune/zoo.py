@@ -1,9 +1,10 @@
 """Small reference architectures for the prune tests and benchmark (digits-sized inputs):
 ``plain_cnn`` (conv-bn-relu stack, max pool, linear after flatten), ``res_dw_net`` (residual add,
-depthwise-separable block, channel concatenation, global average pool) and ``se_hswish_net``
-(hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling) and
+depthwise-separable block, channel concatenation, global average pool), ``se_hswish_net``
+(hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling),
 ``shuffle_net`` (ShuffleNet-v2-style units: two branches concatenated, depthwise convs, a channel
-shuffle written with shape access, view and transpose as torchvision writes it).
+shuffle written with shape access, view and transpose as torchvision writes it) and ``tiny_seg_net``
+(a segmentation-style encoder-decoder: nearest-neighbour upsampling, skip concat).
 
 May import: torch only.
 """
@@ -155,6 +156,27 @@ class ShuffleNetTiny(nn.Module):
         x = x.reshape(n, g, c // g, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
+class TinySegNet(nn.Module):
+    """conv -> strided conv (downsample) -> conv -> nearest upsample x2 (``nn.Upsample``, or
+    ``F.interpolate`` to the skip's size) -> concat with the skip -> 1x1 conv head (per-pixel classes)."""
+    input_shape = (1, 1, 16, 16)
+
+    def __init__(self, width=8, classes=4, in_ch=1, interpolate=False):
+        super().__init__()
+        w = width
+        self.stem = nn.Conv2d(in_ch, w, 3, padding=1)
+        self.down = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1)
+        self.mid = nn.Conv2d(2 * w, 2 * w, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.interpolate = interpolate
+        self.head = nn.Conv2d(3 * w, classes, 1)
+
+    def forward(self, x):
+        s = torch.relu(self.stem(x))
+        y = torch.relu(self.mid(torch.relu(self.down(s))))
+        y = F.interpolate(y, size=s.shape[-2:], mode="nearest") if self.interpolate else self.up(y)
+        return self.head(torch.cat([y, s], 1))
+
 
 def plain_cnn(width=16):
     return PlainCNN(width)
@@ -170,3 +192,14 @@ def se_hswish_net(width=16, gate="sigmoid"):
 
 def shuffle_net(width=8):
     return ShuffleNetTiny(width)
+
+def se_hswish_net(width=16):
+    return SEHswishNet(width)
+
+
+def tiny_seg_net(width=8, interpolate=False):
+    return TinySegNet(width, interpolate=interpolate)
+
+
+def tiny_seg_net_interpolate(width=8):
+    return tiny_seg_net(width, interpolate=True)
