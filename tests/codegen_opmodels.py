@@ -193,6 +193,8 @@ def channel_shuffle_cases(rng):
         s = shuffle(a, h, w)
         m = tf.reduce_mean(a, axis=[1, 2], keepdims=True)
         return [s, shuffle(m, 1, 1)]
+    return f, [(1, h, w, c)]
+
 
 def resize_cases(rng):
     """RESIZE_NEAREST_NEIGHBOR: whole-number factors 1-4 per axis, arbitrary output sizes (up and down),
