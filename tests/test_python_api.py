@@ -81,6 +81,8 @@ def test_build_refuses_what_is_not_a_model(tmp_path):
     with pytest.raises(UserInputError, match="cannot build a object") as e:
         tinyprune.build(object(), BOARD, out=str(tmp_path), progress=False)
     assert e.value.exit_code == 2
+    with pytest.raises(UserInputError, match="model file not found: .*missing.tflite"):   # a Path, not a str
+        tinyprune.build(tmp_path / "missing.tflite", BOARD, out=str(tmp_path / "o"), progress=False)
 
 
 def test_build_takes_a_sequential_and_fails_a_collapsed_one(tmp_path):

@@ -259,6 +259,9 @@ class _Pipeline:
             if self.kind == "tflite":
                 h.set_status("skipped", "model is already int8 TFLite")
                 dst = self.dir / "model_int8.tflite"
+                if not Path(cfg.model).is_file():
+                    raise UserInputError(f"model file not found: {cfg.model}" if not Path(cfg.model).exists()
+                                         else f"model {cfg.model} is a directory, not an int8 .tflite file")
                 shutil.copyfile(cfg.model, dst)
                 self.summary["conversion"] = {"skipped": True}
                 self.keys["convert"] = hash_path(dst)

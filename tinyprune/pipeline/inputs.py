@@ -57,7 +57,8 @@ def take(cfg):
     """-> (cfg with labels instead of objects, InMemory)."""
     from tinyprune.data import as_dataset, fingerprint
     mem = InMemory()
-    changes = {}
+    changes = {k: os.fspath(getattr(cfg, k)) for k in ("model", "weights", "data", "out")
+               if isinstance(getattr(cfg, k), os.PathLike)}     # Path objects: the strings the CLI gives
     if not _is_path(cfg.model):
         if not callable(getattr(cfg.model, "state_dict", None)) or not callable(cfg.model):
             raise UserInputError(f"cannot build a {type(cfg.model).__name__}",
