@@ -62,6 +62,15 @@ def test_12_class_tflite_without_data_is_not_measured(capsys, tmp_path, _):
     assert "not measured" in html and 'id="confusion"' not in html
 
 
+@pytest.mark.skipif(not KWS.is_file(), reason=f"MLPerf Tiny KWS model not found at {KWS}")
+def test_digits_for_a_12_class_model_is_bad_input(capsys, tmp_path):
+    """digits (10 classes) asked for a 12-output model: exit 2 before codegen, never 'resized and scored'."""
+    code, _, err = tp(capsys, "build", KWS, "--board", "mps2-an500", "--no-sim", "--data", "digits", "-o", tmp_path)
+    assert code == UserInputError.exit_code, err[-2000:]
+    assert "--data digits has 10 classes but the model has 12 outputs" in err
+    assert "codegen" not in failed_summary(tmp_path, "mps2-an500")["stage_status"]
+
+
 def _npz(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     np.savez(path, x=x, y=y)
     return path
@@ -120,6 +129,7 @@ def test_agreement_below_the_minimum_fails_naming_the_figures(converted):
     assert rows["int8 check"][1] == "FAILED" and "minimum" in rows["int8 check"][2]
 
 
+@pytest.mark.slow
 def test_two_input_model_is_refused_before_codegen(capsys, tmp_path):
     """A two-input int8 .tflite used to be refused only at validation, after codegen and firmware."""
     import tensorflow as tf

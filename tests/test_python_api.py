@@ -102,6 +102,7 @@ def test_build_takes_a_sequential_and_fails_a_collapsed_one(tmp_path):
     assert "codegen" not in s["stage_status"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("_", [pytest.param(None, marks=needs_toolchain)])
 def test_build_module_state_dict_and_arrays_measures_and_caches(tmp_path, digits, _):
     """An untrained module + the trained state_dict + digits as (x, y) arrays: accuracy measured on those
@@ -123,6 +124,7 @@ def test_build_module_state_dict_and_arrays_measures_and_caches(tmp_path, digits
     assert r2.summary["validation"]["host"] == s["validation"]["host"]
 
 
+@pytest.mark.slow
 def test_prune_and_convert_take_arrays_and_a_loader(tmp_path, digits):
     """tinyprune.prune with a state_dict and (x, y) arrays, tinyprune.convert with a module, a state_dict and a
     DataLoader; both callable even after their subpackages were imported (which rebinds the names)."""

@@ -78,8 +78,8 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
     ``model``: ``"example"``, ``"path/file.py:factory"``, ``"pkg.module:factory"``, a path to an
     ``.onnx`` file, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
     shape). ``data``: ``"digits"`` (default), an ``.npz`` path, a tinyprune.data.Dataset, (x, y) NumPy
-    arrays or a torch Dataset/DataLoader (tinyprune.data.as_dataset); its labels must fit the model's
-    outputs. ``weights``: a state_dict (or a file holding one) for a PyTorch model. Writes model.onnx, model_int8.tflite and
+    arrays or a torch Dataset/DataLoader (tinyprune.data.as_dataset); given data's labels must fit the
+    model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model. Writes model.onnx, model_int8.tflite and
     convert.json into ``out_dir``; on any error nothing is left behind."""
     from tinyprune.data import Dataset, as_dataset, check_classes, load_dataset
 
@@ -146,7 +146,8 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         onnx_path.write_bytes(onnx_model.SerializeToString())
         session = onnx_utils.ort_session(onnx_model)
         float_out = onnx_utils.ort_run(session, ds.x_test)
-        check_classes(ds, int(np.prod(float_out.shape[1:])), data_name)
+        if data is not None:    # the default digits only calibrates; given data must be this model's
+            check_classes(ds, int(np.prod(float_out.shape[1:])), data_name)
 
         torch_ort_err = None
         if module is not None:

@@ -238,7 +238,13 @@ def _stack_pairs(items: list, where: str, batched: bool) -> tuple[np.ndarray, np
 
 
 def check_classes(ds: Dataset, outputs: int, name: str | None = None) -> None:
-    """UserInputError (exit 2) when the data's labels do not fit a model with ``outputs`` outputs."""
+    """UserInputError (exit 2) when the data's labels do not fit a model with ``outputs`` outputs, or the
+    data is digits (10 classes) and the model does not have 10 outputs: digits' labels are not its classes."""
+    if ds.name == "digits" and outputs != ds.classes:
+        raise UserInputError(f"--data digits has 10 classes but the model has {outputs} outputs: digits' labels "
+                             "are not this model's classes",
+                             hint="give labelled data for this model (--data file.npz, docs/data.md), or no --data "
+                                  "(build then validates on random inputs; accuracy not measured)")
     if ds.classes > outputs:
         raise UserInputError(f"data {name or ds.name} has labels up to {ds.classes - 1} ({ds.classes} classes) but "
                              f"the model has {outputs} outputs: these are not this model's classes",

@@ -31,8 +31,9 @@ NOT_MEASURED = "not measured"
 
 
 def data_plan(model_spec, data, in_memory_model: bool = False) -> dict:
-    """-> {"data": what prune/convert/validate get, "labelled": bool, "reason": str}. ``data`` None for
-    validation means random inputs; prune and convert then use ``calibration`` (digits)."""
+    """-> {"data": what prune and validate get, "calibration": what convert gets, "labelled": bool,
+    "source": name, "reason": str}. ``data`` None: random inputs for validation, no fine-tuning when
+    pruning; ``calibration`` None: convert's default (digits, resized; calibration only)."""
     if data is not None:
         name = data if isinstance(data, str) else getattr(data, "name", None) or type(data).__name__
         return {"data": data, "labelled": True, "calibration": data, "source": str(name),
@@ -40,7 +41,7 @@ def data_plan(model_spec, data, in_memory_model: bool = False) -> dict:
     if not in_memory_model and str(model_spec) == "example":
         return {"data": "digits", "labelled": True, "calibration": "digits", "source": "digits",
                 "reason": "the bundled example is trained on digits"}
-    return {"data": None, "labelled": False, "calibration": "digits", "source": "random",
+    return {"data": None, "labelled": False, "calibration": None, "source": "random",
             "reason": "no --data for this model: validated on random inputs (bit-exactness only); "
                       "pass --data with labelled samples to measure accuracy"}
 
