@@ -15,7 +15,6 @@ This module orchestrates; it calls only the stages' public APIs.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
