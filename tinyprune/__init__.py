@@ -13,6 +13,11 @@ Pipeline stages, one subpackage each (the CLI in ``cli.py`` only calls these):
     pipeline  ``tinyprune build``: all stages with caching
     report    HTML / Markdown reports
     bench     instruction-count benchmarks in QEMU
+
+Python API: ``tinyprune.build``, ``tinyprune.prune`` and ``tinyprune.convert`` take a model as a path/spec
+or an ``nn.Module``, ``weights`` as a file or a state_dict, and data as a path, ``"digits"``, NumPy
+arrays ``(x, y)``, a ``tinyprune.data.Dataset`` or a torch ``Dataset``/``DataLoader`` of ``(x, y)``
+(``tinyprune.data.as_dataset``).
 """
 
 __version__ = "0.1.0"
@@ -25,4 +30,7 @@ def __getattr__(name):  # lazy public API so ``import tinyprune`` stays cheap
     if name == "prune":
         from tinyprune.prune import prune
         return prune
+    if name == "convert":
+        from tinyprune.convert import convert
+        return convert
     raise AttributeError(f"module 'tinyprune' has no attribute {name!r}")

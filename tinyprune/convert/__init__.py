@@ -28,3 +28,8 @@ def __getattr__(name):
         import importlib
         return getattr(importlib.import_module(f"tinyprune.convert.{_NAMES[name]}"), name)
     raise AttributeError(f"module 'tinyprune.convert' has no attribute {name!r}")
+
+
+from tinyprune._api import callable_package  # noqa: E402 - after the module's names exist
+
+callable_package(__name__, "convert")   # tinyprune.convert(...) even once this subpackage is imported

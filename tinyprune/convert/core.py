@@ -77,16 +77,23 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
 
     ``model``: ``"example"``, ``"path/file.py:factory"``, ``"pkg.module:factory"``, a path to an
     ``.onnx`` file, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
-    shape). ``data``: ``"digits"`` (default), an ``.npz`` path, or a tinyprune.data.Dataset.
-    ``weights``: a state_dict file for a PyTorch model. Writes model.onnx, model_int8.tflite and
+    shape). ``data``: ``"digits"`` (default), an ``.npz`` path, a tinyprune.data.Dataset, (x, y) NumPy
+    arrays or a torch Dataset/DataLoader (tinyprune.data.as_dataset); given data's labels must fit the
+    model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model. Writes model.onnx, model_int8.tflite and
     convert.json into ``out_dir``; on any error nothing is left behind."""
-    from tinyprune.data import Dataset, load_dataset
+    from tinyprune.data import Dataset, as_dataset, check_classes, load_dataset
 
+    data = as_dataset(data)
     if calib_samples < 1:
         raise UserInputError(f"--calib-samples must be at least 1 (got {calib_samples})")
     spec = model if isinstance(model, (str, os.PathLike)) else None
+    if spec is None and not callable(getattr(model, "state_dict", None)):
+        raise UserInputError(f"cannot convert a {type(model).__name__}",
+                             hint="pass a torch nn.Module, 'example', 'file.py:factory', 'pkg.module:factory' "
+                                  "or an .onnx path")
     source = {"model": str(spec) if spec is not None else type(model).__name__,
-              "weights": str(weights) if weights is not None else None}
+              "weights": None if weights is None else str(weights) if isinstance(weights, (str, os.PathLike))
+              else "state_dict"}
     module = onnx_model = None
     if spec is not None and loader.is_onnx_spec(spec):
         if weights is not None:
@@ -138,6 +145,9 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         onnx_ops = onnx_utils.check_supported_ops(onnx_model)
         onnx_path.write_bytes(onnx_model.SerializeToString())
         session = onnx_utils.ort_session(onnx_model)
+        float_out = onnx_utils.ort_run(session, ds.x_test)
+        if data is not None:    # the default digits only calibrates; given data must be this model's
+            check_classes(ds, int(np.prod(float_out.shape[1:])), data_name)
 
         torch_ort_err = None
         if module is not None:
@@ -156,7 +166,6 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         conv = onnx_to_int8_tflite(onnx_path, calib, tmp / TFLITE_NAME, debug=debug)
         flat = conv.path.read_bytes()
 
-        float_out = onnx_utils.ort_run(session, ds.x_test)
         float_pred = float_out.reshape(len(float_out), -1).argmax(1)
         q = evaluate_tflite(conv.path, ds.x_test, ds.y_test)
         det = io_details(flat)

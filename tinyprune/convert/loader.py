@@ -97,19 +97,23 @@ WEIGHTS_HINT = "save the weights with torch.save(model.state_dict(), path)"
 ZIP_MAGIC, PICKLE_PROTO = b"PK\x03\x04", 0x80   # torch.save: a zip archive; before PyTorch 1.6: a pickle
 
 
-def load_weights(model, weights: str | os.PathLike) -> None:
-    """Load a state_dict (or a dict holding one under 'state_dict'/'model') into ``model``.
+def load_weights(model, weights) -> None:
+    """Load a state_dict (a file or, from the Python API, the dict itself; or a dict holding one under
+    'state_dict'/'model') into ``model``.
 
     Every problem is a UserInputError (exit code 2) naming the file: not a checkpoint (random bytes,
     truncated), a pickled whole model instead of a state_dict, keys or shapes that do not match the
     model (the first few are named), NaN/inf weights."""
     import torch
 
-    p = Path(weights)
-    if not p.is_file():
-        raise UserInputError(f"weights file not found: {p}" if not p.exists() else f"weights {p} is a directory",
-                             hint=WEIGHTS_HINT)
-    state = _read_checkpoint(p)
+    if isinstance(weights, dict):           # the Python API: a state_dict object
+        p, state = "the state_dict", weights
+    else:
+        p = Path(weights)
+        if not p.is_file():
+            raise UserInputError(f"weights file not found: {p}" if not p.exists() else f"weights {p} is a directory",
+                                 hint=WEIGHTS_HINT)
+        state = _read_checkpoint(p)
     if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):

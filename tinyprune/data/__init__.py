@@ -48,6 +48,12 @@ def load_dataset(spec: str | os.PathLike, input_shape: tuple[int, ...] | None = 
     against it (UserInputError naming expected and actual shapes when it does not fit).
     """
     shape = _sample_shape(input_shape)
+    if isinstance(spec, Dataset):
+        if shape is not None and spec.sample_shape != tuple(shape):
+            raise UserInputError(f"data {spec.name or 'in memory'} has samples of shape {spec.sample_shape} but the "
+                                 f"model expects {tuple(shape)}",
+                                 hint="give samples in the model's PyTorch layout (N, C, H, W) or (N, C, L)")
+        return spec
     if str(spec) == "digits":
         return load_digits(shape)
     return load_npz(spec, shape)
@@ -176,6 +182,84 @@ def from_arrays(x_train, y_train, x_test, y_test, sample_shape: tuple[int, ...] 
     y_te = _check_y(np.asarray(y_test), "y_test", where, len(x_te))
     classes = int(max(y_tr.max(initial=0), y_te.max(initial=0))) + 1
     return Dataset(x_tr, y_tr, x_te, y_te, classes=classes, name=name)
+
+
+def as_dataset(data, sample_shape: tuple[int, ...] | None = None, test_fraction: float = 0.25,
+               seed: int = 0):
+    """What the Python API accepts as data, made into something the stages take: a path or ``"digits"``
+    (returned as it is), a Dataset (returned), NumPy arrays ``(x, y)`` (split like an .npz without
+    x_test) or ``(x_train, y_train, x_test, y_test)``, an object with those four attributes, a torch
+    ``Dataset`` of ``(x, y)`` items or a ``DataLoader`` of ``(x, y)`` batches (read once, here). None stays None.
+    Every array gets the .npz checks (UserInputError, exit 2)."""
+    if data is None or isinstance(data, (str, os.PathLike, Dataset)):
+        return data
+    where = type(data).__name__
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        return from_arrays(*data, sample_shape=sample_shape)
+    if all(hasattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")):
+        return from_arrays(data.x_train, data.y_train, data.x_test, data.y_test, sample_shape=sample_shape,
+                           name=where)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = (np.asarray(a) for a in data)
+        where = "arrays"
+    elif hasattr(data, "dataset") and hasattr(data, "__iter__"):      # a torch DataLoader: (x, y) batches
+        x, y = _stack_pairs(list(data), where, batched=True)
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):   # a torch Dataset: (x, y) items
+        x, y = _stack_pairs([data[i] for i in range(len(data))], where, batched=False)
+    else:
+        raise UserInputError(f"cannot use a {where} as data",
+                             hint="pass 'digits', an .npz path, (x, y) NumPy arrays, a tinyprune.data.Dataset, "
+                                  "or a torch Dataset/DataLoader of (x, y)")
+    x = _check_x(np.asarray(x), "x", Path(where), sample_shape)
+    y = _check_y(np.asarray(y), "y", Path(where), len(x))
+    if len(x) < 2:
+        raise UserInputError(f"{where} has {len(x)} sample(s); at least 2 are needed to calibrate and evaluate")
+    idx = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(len(x) * test_fraction)))
+    return from_arrays(x[idx[n_test:]], y[idx[n_test:]], x[idx[:n_test]], y[idx[:n_test]], name=where)
+
+
+def _stack_pairs(items: list, where: str, batched: bool) -> tuple[np.ndarray, np.ndarray]:
+    """[(x, y), ...] items (or batches) of tensors/arrays -> (x, y) arrays."""
+    if not items:
+        raise UserInputError(f"the {where} is empty", hint="give at least 2 samples")
+    xs, ys = [], []
+    for i, item in enumerate(items):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise UserInputError(f"item {i} of the {where} is a {type(item).__name__}, not an (x, y) pair",
+                                 hint="make __getitem__ return (input tensor, integer label)")
+        x, y = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for v in item)
+        xs.append(x if batched else x[None])
+        ys.append(np.atleast_1d(y) if batched else np.asarray(y).reshape(1))
+    try:
+        return np.concatenate(xs), np.concatenate(ys)
+    except ValueError as e:
+        raise UserInputError(f"the samples of the {where} differ in shape ({e})") from None
+
+
+def check_classes(ds: Dataset, outputs: int, name: str | None = None) -> None:
+    """UserInputError (exit 2) when the data's labels do not fit a model with ``outputs`` outputs, or the
+    data is digits (10 classes) and the model does not have 10 outputs: digits' labels are not its classes."""
+    if ds.name == "digits" and outputs != ds.classes:
+        raise UserInputError(f"--data digits has 10 classes but the model has {outputs} outputs: digits' labels "
+                             "are not this model's classes",
+                             hint="give labelled data for this model (--data file.npz, docs/data.md), or no --data "
+                                  "(build then validates on random inputs; accuracy not measured)")
+    if ds.classes > outputs:
+        raise UserInputError(f"data {name or ds.name} has labels up to {ds.classes - 1} ({ds.classes} classes) but "
+                             f"the model has {outputs} outputs: these are not this model's classes",
+                             hint=f"give --data labelled with this model's classes 0..{outputs - 1}")
+
+
+def fingerprint(ds: Dataset) -> str:
+    """SHA-256 of a Dataset's arrays (shapes, dtypes and bytes): the stage cache's key for in-memory data."""
+    import hashlib
+    h = hashlib.sha256()
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

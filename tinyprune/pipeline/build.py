@@ -15,18 +15,21 @@ This module orchestrates; it calls only the stages' public APIs.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tinyprune import __version__, _paths
 from tinyprune._fs import write_json
 from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
 from tinyprune.pipeline import workdir
+from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, check_int8, data_plan
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
+from tinyprune.pipeline.summaries import codegen_summary, get, prune_layers, validation_summary
 
 PRUNE_MODES = ("auto", "always", "never")
 MAX_BUDGET_RETRIES = 2
@@ -34,11 +37,11 @@ MAX_BUDGET_RETRIES = 2
 
 @dataclass
 class BuildConfig:
-    model: str = "example"
+    model: str = "example"                # or, from the Python API, an nn.Module (pipeline/inputs.py)
     board: str = "nucleo-f746"
     out: str = "build"
-    data: str | None = None               # digits | .npz (default: digits)
-    weights: str | None = None
+    data: str | None = None               # digits | .npz | in memory; default: pipeline/accuracy.py
+    weights: str | None = None            # a state_dict file, or the state_dict itself
     input_shape: str | None = None
     boards_dir: str | None = None
     # pruning
@@ -57,6 +60,7 @@ class BuildConfig:
     fast_weights: bool = False            # int16 conv filters (codegen --fast-weights): faster, more flash
     # validation
     samples: int = 100                    # host validation samples
+    min_agreement: float = DEFAULT_MIN_AGREEMENT   # int8 vs float top-1 agreement below it: exit 4
     sim: bool = True
     sim_samples: int = 20
     force: bool = False
@@ -95,8 +99,8 @@ def _model_kind(spec: str) -> str:
     return "pytorch"
 
 
-def _model_inputs(cfg: BuildConfig) -> dict:
-    """Files that define the model, for the cache key."""
+def _model_inputs(cfg: BuildConfig, mem=None) -> dict:
+    """Files that define the model, for the cache key (in-memory inputs: their hashes, as options)."""
     inputs = {}
     spec = cfg.model
     if spec == "example":
@@ -105,17 +109,23 @@ def _model_inputs(cfg: BuildConfig) -> dict:
         inputs["model"] = Path(spec.rsplit(":", 1)[0])
     elif Path(spec).exists():
         inputs["model"] = Path(spec)
-    if cfg.weights:
+    if cfg.weights and not (mem and mem.weights is not None):
         inputs["weights"] = Path(cfg.weights)
-    if cfg.data and Path(cfg.data).exists():
+    if cfg.data and not (mem and mem.data is not None) and Path(cfg.data).exists():
         inputs["data"] = Path(cfg.data)
     return inputs
 
 
 class _Pipeline:
-    def __init__(self, cfg: BuildConfig, progress: Progress):
+    def __init__(self, cfg: BuildConfig, progress: Progress, mem=None):
+        from tinyprune.pipeline.inputs import InMemory
         self.cfg = cfg
         self.progress = progress
+        self.mem = mem or InMemory()
+        if not 0.0 <= cfg.min_agreement <= 1.0:
+            raise UserInputError(f"--min-agreement {cfg.min_agreement}: expected a fraction from 0 to 1 (e.g. 0.9)")
+        self.plan = data_plan(cfg.model, self.mem.data_or(cfg.data),
+                              in_memory_model=self.mem.module is not None)
         from tinyprune.boards import load_board
         self.board = load_board(cfg.board, cfg.boards_dir)
         if cfg.prune not in PRUNE_MODES:
@@ -132,7 +142,11 @@ class _Pipeline:
                       "model_ram_budget": self.board.model_ram_budget, "sim_twin": self.board.sim_twin or None},
             "options": {k: v for k, v in asdict(cfg).items() if k not in ("force", "debug")},
             "status": "running",
+            "accuracy": {"measured": self.plan["labelled"], "data": self.plan["source"],
+                         "reason": self.plan["reason"]},
         }
+        if self.mem.no_cache:
+            self.summary["cache"] = {"disabled": self.mem.no_cache}
         self.keys: dict[str, str] = {}
         # the kernels the memory plan is made for: codegen reserves the DSP variants' scratch on a DSP
         # core, so the pruning estimates must too (else estimate and firmware disagree)
@@ -147,7 +161,7 @@ class _Pipeline:
     # ------------------------------------------------------------------ helpers
     def _cached(self, name: str, key: str, handle) -> dict | None:
         self.keys[name] = key
-        if self.cfg.force:
+        if self.cfg.force or self.mem.no_cache:
             return None
         hit = self.cache.lookup(name, key)
         if hit is not None:
@@ -157,7 +171,17 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ stages
     def stage_prune(self) -> Path | None:
-        """Returns the pruned model file, or None when the model is used as it is."""
+        """Returns the pruned model file, or None when the model is used as it is. When the stage fails,
+        the summary says what failed (never just "pruning off")."""
+        try:
+            return self._prune()
+        except Exception as e:  # noqa: BLE001 - recorded, then re-raised
+            what = e.message if isinstance(e, TinypruneError) else f"internal error: {type(e).__name__}: {e}"
+            self.summary["pruning"] = {**(self.summary.get("pruning") or {}), "applied": False, "failed": True,
+                                       "reason": f"the prune stage failed: {what}"}
+            raise
+
+    def _prune(self) -> Path | None:
         cfg = self.cfg
         out = self.dir / "prune"
         explicit = any(v is not None for v in (cfg.max_macs, cfg.max_ram, cfg.max_flash))
@@ -170,12 +194,13 @@ class _Pipeline:
                 h.set_status("skipped", f"{self.kind} models are not pruned")
                 self.summary["pruning"] = {"applied": False, "reason": f"{self.kind} model"}
                 return None
-            key = stage_key("prune", inputs=_model_inputs(cfg),
+            key = stage_key("prune", inputs=_model_inputs(cfg, self.mem),
                             options={k: getattr(cfg, k) for k in ("model", "prune", "criterion", "when", "max_macs",
                                                                   "max_ram", "max_flash", "epochs", "round_to",
                                                                   "seed", "data", "input_shape", "kernels",
                                                                   "fast_weights")}
-                            | {"board": self.board.to_dict(), "tighten": getattr(self, "_tighten", None)},
+                            | {"board": self.board.to_dict(), "tighten": getattr(self, "_tighten", None),
+                               "in_memory": self.mem.keys},
                             code=_code("prune"))
             hit = self._cached("prune", key, h)
             if hit is not None:
@@ -184,10 +209,10 @@ class _Pipeline:
 
             import torch
 
-            from tinyprune.convert.loader import load_torch_model, torch_input_shape
+            from tinyprune.convert.loader import torch_input_shape
             from tinyprune.prune import Budget, PruneConfig, figures, prune
-            net = load_torch_model(cfg.model, cfg.weights)
-            shape = torch_input_shape(net, cfg.model, cfg.input_shape, cfg.data)
+            net = self.mem.torch_model(cfg)
+            shape = torch_input_shape(net, cfg.model, cfg.input_shape, self.mem.data_or(cfg.data))
             example = torch.zeros(shape)
             budget = Budget.from_board(self.board, max_macs=cfg.max_macs, max_ram=cfg.max_ram,
                                        max_flash=cfg.max_flash)
@@ -212,15 +237,15 @@ class _Pipeline:
             from tinyprune._fs import atomic_output_dir
             with atomic_output_dir(out, "prune.json") as tmp:
                 res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
-                            data=cfg.data or "digits",
+                            data=self.plan["data"],
                             config=PruneConfig(epochs=cfg.epochs, round_to=cfg.round_to, seed=cfg.seed,
                                                kernels=self.plan_kernels, fast_weights=cfg.fast_weights))
                 res.save(tmp)
             rep = res.report
             pruning = base | {"applied": True, "criterion": cfg.criterion, "when": cfg.when,
-                              "macs_after": _get(rep, "after", "macs"), "params_after": _get(rep, "after", "params"),
+                              "macs_after": get(rep, "after", "macs"), "params_after": get(rep, "after", "params"),
                               "estimate_after": rep.get("after"), "accuracy": rep.get("accuracy"),
-                              "layers": _prune_layers(rep)}
+                              "layers": prune_layers(rep)}
             self.summary["pruning"] = pruning
             self.cache.store("prune", key, [out], {"pruning": pruning})
             h.set_status("done", f"MACs {fig.macs:,} -> {pruning['macs_after']:,}")
@@ -233,12 +258,17 @@ class _Pipeline:
             if self.kind == "tflite":
                 h.set_status("skipped", "model is already int8 TFLite")
                 dst = self.dir / "model_int8.tflite"
+                if not Path(cfg.model).is_file():
+                    raise UserInputError(f"model file not found: {cfg.model}" if not Path(cfg.model).exists()
+                                         else f"model {cfg.model} is a directory, not an int8 .tflite file")
                 shutil.copyfile(cfg.model, dst)
                 self.summary["conversion"] = {"skipped": True}
                 self.keys["convert"] = hash_path(dst)
+                self._check_tflite(dst)
                 return dst
-            key = stage_key("convert", inputs=_model_inputs(cfg) | ({"pruned": pruned} if pruned else {}),
-                            options={"calib": cfg.calib_samples, "data": cfg.data, "input_shape": cfg.input_shape},
+            key = stage_key("convert", inputs=_model_inputs(cfg, self.mem) | ({"pruned": pruned} if pruned else {}),
+                            options={"calib": cfg.calib_samples, "data": cfg.data, "input_shape": cfg.input_shape,
+                                     "calibration": str(self.plan["calibration"]), "in_memory": self.mem.keys},
                             upstream=[self.keys.get("prune", "")], code=_code("convert"))
             hit = self._cached("convert", key, h)
             if hit is None:
@@ -247,24 +277,41 @@ class _Pipeline:
                     import torch
                     module = torch.load(pruned, weights_only=False)
                     from tinyprune.convert.loader import torch_input_shape
-                    shape = torch_input_shape(module, cfg.model, cfg.input_shape, cfg.data)
-                    res = convert(module, out, data=cfg.data, input_shape=shape, calib_samples=cfg.calib_samples,
-                                  debug=cfg.debug)
-                else:
-                    res = convert(cfg.model, out, data=cfg.data, weights=cfg.weights, input_shape=cfg.input_shape,
+                    shape = torch_input_shape(module, cfg.model, cfg.input_shape, self.mem.data_or(cfg.data))
+                    res = convert(module, out, data=self.plan["calibration"], input_shape=shape,
                                   calib_samples=cfg.calib_samples, debug=cfg.debug)
+                elif self.mem.module is not None:
+                    res = convert(self.mem.torch_model(cfg), out, data=self.plan["calibration"],
+                                  input_shape=cfg.input_shape, calib_samples=cfg.calib_samples, debug=cfg.debug)
+                else:
+                    res = convert(cfg.model, out, data=self.plan["calibration"], weights=cfg.weights,
+                                  input_shape=cfg.input_shape, calib_samples=cfg.calib_samples, debug=cfg.debug)
                 ev = res.report["evaluation"]
                 hit = {"conversion": {"float_accuracy": ev["float_accuracy"], "int8_accuracy": ev["int8_accuracy"],
                                       "agreement": ev["top1_agreement"], "samples": ev["samples"],
                                       "operators": res.report["tflite"]["operators"],
                                       "input": res.report["input"], "output": res.report["output"]}}
                 self.cache.store("convert", key, [out], hit)
-                h.set_status("done", f"int8 accuracy {100 * ev['int8_accuracy']:.2f}%, "
-                                     f"agreement {100 * ev['top1_agreement']:.2f}%")
-            self.summary["conversion"] = hit["conversion"]
+                h.set_status("done", (f"int8 accuracy {100 * ev['int8_accuracy']:.2f}%, " if self.plan["labelled"]
+                                      else "") + f"agreement {100 * ev['top1_agreement']:.2f}%")
+            conv = dict(hit["conversion"])
+            if not self.plan["labelled"]:   # measured against digits' labels, which are not this model's
+                conv.update(float_accuracy=None, int8_accuracy=None, calibration="digits (resized; no --data)")
+            self.summary["conversion"] = conv
             dst = self.dir / "model_int8.tflite"
             shutil.copyfile(out / "model_int8.tflite", dst)
+            self._check_tflite(dst)
             return dst
+
+    def _check_tflite(self, tflite: Path) -> None:
+        """What the int8 model tells before anything is generated from it: one input and one output, data
+        that fits it (an int8 .tflite with --data), and not collapsed or disagreeing with the float model."""
+        from tinyprune.pipeline.accuracy import check_data_fits, check_model_io
+        name = self.cfg.model if self.kind == "tflite" else "the converted model"
+        out_shape = check_model_io(tflite, name)
+        if self.kind == "tflite" and self.mem.data_or(self.cfg.data) is not None:
+            check_data_fits(self.mem.data_or(self.cfg.data), tflite, int(np.prod(out_shape)))
+        check_int8(self.summary, tflite, self.cfg.min_agreement)
 
     def stage_codegen(self, tflite: Path) -> Path:
         cfg = self.cfg
@@ -279,7 +326,7 @@ class _Pipeline:
                 from tinyprune.codegen.generate import generate
                 generate(tflite, out, board=str(self.board.source_path), kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn,
                          fast_weights=cfg.fast_weights)
-                hit = {"codegen": _codegen_summary(out / "codegen.json", tflite)}
+                hit = {"codegen": codegen_summary(out / "codegen.json", tflite)}
                 self.cache.store("codegen", key, [out], hit)
                 h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
                                      f"{hit['codegen'].get('macs', 0):,} MACs")
@@ -313,20 +360,22 @@ class _Pipeline:
             key = stage_key(f"validate-{target}", inputs={"firmware": (build_dir / "firmware-sim") if (build_dir / "firmware-sim").exists()
                                                else build_dir / "firmware"} if target == "sim"
                             else {"codegen": build_dir / "codegen"},
-                            options={"samples": samples, "data": cfg.data},
+                            options={"samples": samples, "data": cfg.data, "labelled": self.plan["labelled"],
+                                     "in_memory": self.mem.keys.get("data")},
                             upstream=[self.keys.get("codegen", "")], code=_code("validate"))
             hit = self._cached(f"validate-{target}", key, h)
             if hit is None:
                 from tinyprune.validate import validate
                 report_path = self.dir / f"validate-{target}.json"
-                rep = validate(build_dir, target, data=cfg.data or "digits", samples=samples, out=report_path,
-                               report_build_dir=str(self.out_dir))
-                hit = {"validation": _validation_summary(rep, target)}
+                data = self.plan["data"]
+                rep = validate(build_dir, target, data=data, random=None if data is not None else samples,
+                               samples=samples, out=report_path, report_build_dir=str(self.out_dir))
+                hit = {"validation": validation_summary(rep, target)}
                 v = hit["validation"]
                 if v["passed"]:
                     self.cache.store(f"validate-{target}", key, [report_path], hit)
-                h.set_status("done" if v["passed"] else "FAILED",
-                             f"accuracy {100 * (v.get('accuracy') or 0):.2f}%, "
+                acc = NOT_MEASURED if v.get("accuracy") is None else f"{100 * v['accuracy']:.2f}%"
+                h.set_status("done" if v["passed"] else "FAILED", f"accuracy {acc}, "
                              f"{v['samples'] - v['mismatched_samples']}/{v['samples']} samples bit-exact")
             return hit["validation"]
 
@@ -401,88 +450,19 @@ class _Pipeline:
         return self.summary
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.is_symlink() or dst.exists():
-        if dst.is_symlink() or dst.is_file():
-            dst.unlink()
-        else:
-            shutil.rmtree(dst)
-    try:
-        dst.symlink_to(Path("..") / src.name, target_is_directory=True)
-    except OSError:
-        shutil.copytree(src, dst)
-
-
-def _get(d: dict, *keys):
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def _prune_layers(rep: dict) -> list[dict]:
-    out = []
-    for l in rep.get("layers") or []:
-        out.append({"name": l.get("name"), "kind": l.get("kind"), "channels_before": l.get("out_before"),
-                    "channels_after": l.get("out_after"), "macs_before": l.get("macs_before"),
-                    "macs_after": l.get("macs_after"), "params_before": l.get("params_before"),
-                    "params_after": l.get("params_after")})
-    return out
-
-
-def _codegen_summary(path: Path, tflite: Path) -> dict:
-    cg = json.loads(Path(path).read_text())
-    layers = cg.get("layers") or []
-    return {"arena_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"], "weight_bytes": cg["weight_bytes"],
-            "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
-            "fast_weights": bool(cg.get("fast_weights")),
-            "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
-                        "output_bytes": l.get("output_bytes")} for l in layers],
-            **_arena_timeline(tflite, cg)}
-
-
-def _arena_timeline(tflite: Path, cg: dict) -> dict:
-    """Tensors of the memory plan (offset, size, live steps) for the report's arena plot: the same
-    planner call that codegen made (same model, same kernel scratch, same options)."""
-    from tinyprune.codegen.generate import plan_for
-    from tinyprune.codegen.tflite_reader import read_model
-    model = read_model(tflite)
-    plan = plan_for(model, cg["plan_kernels"], overlap=cg["plan"]["overlap"]).plan
-    assert plan.arena_bytes == cg["arena_bytes"], "memory plan differs from codegen's"
-    tensors = [{"name": n, "offset": plan.offsets[n], "size": model.graph.tensors[n].nbytes,
-                "first": first, "last": last}
-               for n, (first, last) in sorted(plan.lifetimes.items()) if n in plan.offsets]
-    for op, size in sorted(plan.scratch.items()):
-        if size and op in plan.scratch_offsets:
-            step = plan.order.index(op)
-            tensors.append({"name": f"scratch of op {op}", "offset": plan.scratch_offsets[op], "size": size,
-                            "first": step, "last": step})
-    return {"tensors": tensors, "steps": len(plan.order)}
-
-
-def _validation_summary(rep, target: str) -> dict:
-    d = rep.to_dict()
-    counters = d.get("counters") or {}
-    confusion = d.get("confusion_matrix")
-    return {"target": target, "samples": d.get("samples"), "accuracy": d.get("accuracy"),
-            "passed": d.get("passed"), "failures": d.get("failures") or [],
-            "bit_exact": d.get("bit_exact"), "mismatched_samples": len(d.get("mismatched_samples") or []),
-            "confusion": confusion, "classes": list(range(len(confusion))) if confusion else None,
-            "counter_per_inference": counters.get("median"), "counter_unit": counters.get("unit"),
-            "device": d.get("device")}
-
-
 def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildConfig | None = None,
           progress: bool = True, **options) -> BuildResult:
     """Run the whole pipeline. Options are BuildConfig fields. Returns a BuildResult; raises
     TinypruneError subclasses for bad input (exit 2), over budget (3), validation failure (4),
     missing tools (5). OUT/BOARD/ changes only when the build succeeded; a failed attempt, with its
     summary.json and report, is kept in OUT/BOARD.failed/ (the error's ``build_dir``)."""
-    cfg = config or BuildConfig(model=model, board=board, **options)
+    from tinyprune.pipeline.inputs import take
+    cfg, mem = take(config or BuildConfig(model=model, board=board, **options))
     prog = Progress(total_stages=7 if cfg.sim else 5, enabled=progress)
     start = time.monotonic()
-    pipe = _Pipeline(cfg, prog)
+    pipe = _Pipeline(cfg, prog, mem)
+    if mem.no_cache:
+        prog.log(mem.no_cache)
     folders = workdir.start(pipe.out_dir)
     pipe.dir, pipe.cache = folders.work, StageCache(folders.work)
     error: Exception | None = None

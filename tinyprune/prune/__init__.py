@@ -25,3 +25,8 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+from tinyprune._api import callable_package  # noqa: E402 - after the module's names exist
+
+callable_package(__name__, "prune")   # tinyprune.prune(...) even once this subpackage is imported

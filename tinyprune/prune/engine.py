@@ -109,11 +109,13 @@ def _step_budget(budget: Budget, start: Figures, s: int, k: int) -> Budget:
 
 
 def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, criterion: str = "l1",
-          when: str = "trained", train_fn=None, data=None, config: PruneConfig | None = None) -> PruneResult:
+          when: str = "trained", train_fn=None, data=None, config: PruneConfig | None = None,
+          weights=None) -> PruneResult:
     """Prune ``model`` (not modified; a pruned copy is returned) until its int8 figures meet ``budget``.
 
     ``data``: "digits", an .npz path (docs/data.md), an (x_train, y_train, x_test, y_test) tuple or an
-    object with those attributes (float32 NCHW), all checked by tinyprune.data;
+    object with those attributes (float32 NCHW), (x, y) arrays, a torch Dataset/DataLoader of (x, y), all
+    checked by tinyprune.data; ``weights``: a state_dict (or a file holding one) loaded into the copy first;
     used for data-driven criteria, the built-in trainer and the accuracies in the report.
     ``train_fn(model, epochs) -> None``: your own training loop, used instead of the built-in trainer.
     """
@@ -127,11 +129,17 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         raise UserInputError(f"--round-to {cfg.round_to} is not supported", hint="use 1, 4 or 8")
     if cfg.min_channels < 1:
         raise UserInputError("--min-channels must be at least 1 (a layer never loses its last channel)")
+    if not isinstance(model, nn.Module):
+        raise UserInputError(f"cannot prune a {type(model).__name__}: pass a torch nn.Module",
+                             hint="load a model spec first: tinyprune.convert.load_torch_model('file.py:factory')")
     if not isinstance(example_input, torch.Tensor):
         raise UserInputError("example_input must be a torch.Tensor of the model's input shape (N, C, H, W)")
     _seed(cfg.seed)
     torch.set_num_threads(max(1, cfg.threads))
     model = copy.deepcopy(model).float().eval()
+    if weights is not None:
+        from tinyprune.convert.loader import load_weights
+        load_weights(model, weights)
     example_input = example_input[:1].float()
     data = as_data(data, tuple(example_input.shape))
     if (crit.needs_data and data is None) or (crit.needs_training and data is None and train_fn is None):

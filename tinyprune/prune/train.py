@@ -26,15 +26,17 @@ class Data:
 
 def as_data(data, input_shape=None) -> Data | None:
     """Accept ``"digits"``, a path to an .npz (see docs/data.md), an (x_train, y_train, x_test, y_test)
-    tuple, or an object with those attributes (e.g. a tinyprune.data.Dataset). Everything goes through
+    tuple, (x, y) arrays, a torch Dataset/DataLoader (tinyprune.data.as_dataset), or an object with those attributes (e.g. a tinyprune.data.Dataset). Everything goes through
     tinyprune.data, so every array gets the same checks (finite numbers, integer labels, lengths)."""
-    from tinyprune.data import Dataset, from_arrays, load_dataset
+    from tinyprune.data import Dataset, as_dataset, from_arrays, load_dataset
 
     if data is None:
         return None
     if isinstance(data, Data):
         return data
     sample_shape = tuple(input_shape[1:]) if input_shape is not None else None
+    if not isinstance(data, (tuple, list)) or len(data) == 2:   # (x, y), torch Dataset/DataLoader, ...
+        data = as_dataset(data, sample_shape)
     if isinstance(data, (str, Path)):
         ds = load_dataset(data, tuple(input_shape) if input_shape is not None else None)
     elif isinstance(data, Dataset):

@@ -30,6 +30,13 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100.0 * float(x):.2f}%"
 
 
+NOT_MEASURED = "not measured"   # accuracy without labelled data for this model (pipeline/accuracy.py)
+
+
+def _acc(x, measured: bool) -> str:
+    return NOT_MEASURED if x is None and not measured else _pct(x)
+
+
 def _budget_ctx(bud: dict, key: str, unit: str = " B") -> str:
     """'limit 100 B (--max-flash)', with ': OVER by 28,972 B' when over ('' without a limit)."""
     lim = (bud.get("limits") or {}).get(key)
@@ -54,6 +61,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     model = bud.get("model") or {}
     lim = bud.get("limits") or {}
     over = bud.get("over") or {}
+    acc = s.get("accuracy") or {}
+    measured = acc.get("measured", True)   # summaries of older builds have no "accuracy" record
 
     def joined(*parts):
         return "; ".join(p for p in parts if p)
@@ -72,7 +81,7 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     rows = [
         ("MACs", _b(pr.get("macs_after") or model.get("macs") or cg.get("macs")), joined(
          f"before pruning {_b(pr.get('macs_before'))}" if pr.get("applied") else
-         f"not pruned: {pr.get('reason', 'pruning off')}", _budget_ctx(bud, "macs", ""))),
+         f"not pruned: {pr.get('reason', 'the prune stage did not run')}", _budget_ctx(bud, "macs", ""))),
         ("parameters", _b(pr.get("params_after") or pr.get("params_before")),
          f"before pruning {_b(pr.get('params_before'))}" if pr.get("applied") else ""),
         ("model constants (flash)", _b(model.get("flash_bytes") or cg.get("flash_bytes")),
@@ -81,15 +90,21 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
         ("flash used", flash_used, flash_ctx +
          ("" if fw.get("runnable", True) else " (size-check image: no board support package yet)")),
         ("RAM used", ram_used, ram_ctx + (f" (arena {_b(cg.get('arena_bytes'))} B)" if fw else "")),
-        ("float accuracy", _pct(cv.get("float_accuracy")), ""),
-        ("int8 accuracy", _pct(cv.get("int8_accuracy")), f"top-1 agreement {_pct(cv.get('agreement'))}"),
+        ("float accuracy", _acc(cv.get("float_accuracy"), measured), "" if measured else acc.get("reason", "")),
+        ("int8 accuracy", _acc(cv.get("int8_accuracy"), measured), "no float model (int8 .tflite given)" if cv.get("skipped") else f"top-1 agreement {_pct(cv.get('agreement'))}"),
     ]
+    if "min_agreement" in acc:
+        rows.append(("int8 check", "FAILED" if acc.get("agreement_ok") is False else "ok", joined(
+            f"agreement with float {_pct(acc.get('agreement'))}, minimum {_pct(acc.get('min_agreement'))}"
+            if acc.get("agreement") is not None else "", "COLLAPSED: same output for every input"
+            if acc.get("collapsed") else "outputs vary with the input")))
     for target in ("host", "sim", "device"):
         v = va.get(target)
         if v:
             bad = v.get("mismatched_samples", 0)
             exact = "bit-exact" if v.get("bit_exact") and not bad else f"{bad} samples differ from TFLite Micro"
-            rows.append((f"{target} accuracy", _pct(v.get("accuracy")), f"{exact} on {v.get('samples')} samples"))
+            rows.append((f"{target} accuracy", _acc(v.get("accuracy"), measured),
+                         f"{exact} on {v.get('samples')} {'' if measured else 'random '}samples"))
             if v.get("counter_per_inference"):
                 rows.append((f"{v.get('counter_unit', 'cycles')} per inference ({target})",
                              _b(v.get("counter_per_inference")), v.get("board", "")))
@@ -159,7 +174,11 @@ def render_html(s: dict) -> str:
     acc = [("float", cv.get("float_accuracy")), ("int8 (TFLM)", cv.get("int8_accuracy"))]
     acc += [(f"{t}", (va.get(t) or {}).get("accuracy")) for t in ("host", "sim", "device") if va.get(t)]
     acc = [(k, v) for k, v in acc if v is not None]
-    if acc:
+    rec = s.get("accuracy") or {}
+    if rec.get("measured") is False:
+        parts.append(f"<section id=\"accuracy\"><h2>Accuracy</h2><p>{NOT_MEASURED}: "
+                     f"{escape(str(rec.get('reason', '')))}</p></section>")
+    elif acc:
         parts.append("<section id=\"accuracy\"><h2>Accuracy</h2>")
         parts.append(svg.grouped_bars("accuracy", "Top-1 accuracy: float, int8 and on the device", [k for k, _ in acc],
                                       {"accuracy %": [100.0 * float(v) for _, v in acc]}, unit="%"))

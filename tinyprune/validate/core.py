@@ -261,7 +261,8 @@ def _load_data(ref: Reference, layout: BuildLayout, data, random, samples, seed)
     x_f, y = ds.x_test, ds.y_test
     if samples is not None:
         x_f, y = x_f[:int(samples)], y[:int(samples)]
-    return prepare_inputs(ref, x_f), y, x_f, {"source": str(data), "split": "test", "samples": int(len(y)),
+    source = ds.name if not isinstance(data, (str, os.PathLike)) else str(data)   # in-memory: its name
+    return prepare_inputs(ref, x_f), y, x_f, {"source": source, "split": "test", "samples": int(len(y)),
                                                "classes": int(ds.classes)}
 
 
