@@ -17,7 +17,6 @@ tinyprune.firmware modules; nothing from other stages.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess

@@ -193,9 +193,6 @@ def se_hswish_net(width=16, gate="sigmoid"):
 def shuffle_net(width=8):
     return ShuffleNetTiny(width)
 
-def se_hswish_net(width=16):
-    return SEHswishNet(width)
-
 
 def tiny_seg_net(width=8, interpolate=False):
     return TinySegNet(width, interpolate=interpolate)
