@@ -60,9 +60,6 @@ tp_status tp_resize_nearest_s8_ref(const tp_resize_params *params, const tp_dims
 tp_status tp_resize_nearest_s8(const tp_resize_params *params, const tp_dims *input_dims, const int8_t *input,
                                const tp_dims *output_dims, int8_t *output)
 {
-#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_RESIZE_NEAREST_S8)
-    return tp_resize_nearest_s8_arm(params, input_dims, input, output_dims, output);
-#else
+    /* a copy of whole pixels: no DSP variant (the reference is bound by the copy) */
     return tp_resize_nearest_s8_ref(params, input_dims, input, output_dims, output);
-#endif
 }

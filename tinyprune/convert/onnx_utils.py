@@ -274,6 +274,22 @@ def ort_run(session, x: np.ndarray, batch: int = 1) -> np.ndarray:
     return np.concatenate(outs, axis=0)
 
 
+def _rewrite_nodes(model, op_type: str, rewrite):
+    """Replace every ``op_type`` node by the nodes ``rewrite(node)`` returns (``[node]`` keeps it), in
+    graph order; the model is checked when anything changed."""
+    import onnx
+    nodes, changed = [], False
+    for n in model.graph.node:
+        new = rewrite(n) if n.op_type == op_type else [n]
+        changed |= new != [n]
+        nodes += new
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return model
+
+
 _NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "HardSigmoid")
 
 
@@ -313,18 +329,14 @@ def explicit_max_pool_padding(model):
               for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
     producers = {o: n for n in model.graph.node for o in n.output}
     consts = _constants(model)
-    nodes, changed = [], False
-    for n in model.graph.node:
-        if n.op_type != "MaxPool":
-            nodes.append(n)
-            continue
+
+    def rewrite(n):
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         ishape, oshape = shapes.get(n.input[0]), shapes.get(n.output[0])
         k = list(attrs.get("kernel_shape", []))
         pads = list(attrs.get("pads", [0] * 2 * len(k)))
         if not (any(pads) or attrs.get("ceil_mode", 0)) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            nodes.append(n)
-            continue
+            return [n]
         if not ishape or not oshape or len(ishape) != 2 + len(k) or 0 in ishape or 0 in oshape:
             raise UnsupportedModelError(f"max-pool node '{n.name}': padded/ceil-mode pooling needs static shapes")
         strides = list(attrs.get("strides", [1] * len(k)))
@@ -344,15 +356,10 @@ def explicit_max_pool_padding(model):
         pads_name = f"{n.name}__pads"
         model.graph.initializer.append(numpy_helper.from_array(
             np.array([0, 0] + begin + [0, 0] + end, dtype=np.int64), pads_name))
-        nodes.append(helper.make_node("Pad", [n.input[0], pads_name], [padded], name=f"{n.name}_pad", mode="constant"))
         keep = {a: v for a, v in attrs.items() if a not in ("pads", "ceil_mode", "auto_pad")}
-        nodes.append(helper.make_node("MaxPool", [padded], list(n.output), name=n.name, **keep))
-        changed = True
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        onnx.checker.check_model(model)
-    return model
+        return [helper.make_node("Pad", [n.input[0], pads_name], [padded], name=f"{n.name}_pad", mode="constant"),
+                helper.make_node("MaxPool", [padded], list(n.output), name=n.name, **keep)]
+    return _rewrite_nodes(model, "MaxPool", rewrite)
 
 
 def hardsigmoid_as_relu6(model):
@@ -360,14 +367,9 @@ def hardsigmoid_as_relu6(model):
     gate, as in MobileNetV3) into ``Mul(Clip(Add(x, beta/alpha), 0, 1/alpha), alpha)``, the same function.
     onnx2tf turns a HardSigmoid into RELU_0_TO_1, for which TFLite Micro has no kernel; the rewrite
     becomes ADD (with a fused RELU6 for PyTorch's alpha = 1/6) and MUL, which it has."""
-    import onnx
     from onnx import helper, numpy_helper
 
-    nodes, changed = [], False
-    for n in model.graph.node:
-        if n.op_type != "HardSigmoid":
-            nodes.append(n)
-            continue
+    def rewrite(n):
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
         if alpha <= 0:
@@ -378,12 +380,7 @@ def hardsigmoid_as_relu6(model):
         for k, v in consts.items():
             model.graph.initializer.append(numpy_helper.from_array(np.array(v, dtype=np.float32), names[k]))
         shifted, clipped = f"{base}__shifted", f"{base}__clipped"
-        nodes += [helper.make_node("Add", [n.input[0], names["shift"]], [shifted], name=f"{base}_add"),
-                  helper.make_node("Clip", [shifted, names["lo"], names["hi"]], [clipped], name=f"{base}_clip"),
-                  helper.make_node("Mul", [clipped, names["scale"]], list(n.output), name=f"{base}_mul")]
-        changed = True
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        onnx.checker.check_model(model)
-    return model
+        return [helper.make_node("Add", [n.input[0], names["shift"]], [shifted], name=f"{base}_add"),
+                helper.make_node("Clip", [shifted, names["lo"], names["hi"]], [clipped], name=f"{base}_clip"),
+                helper.make_node("Mul", [clipped, names["scale"]], list(n.output), name=f"{base}_mul")]
+    return _rewrite_nodes(model, "HardSigmoid", rewrite)
