@@ -289,3 +289,24 @@ int main(void) {
     lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
     assert lines[0] == "1 1 1 1 1 1 0"
     assert [int(v) for v in lines[1].split()] == [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4]
+
+
+def test_dense_output_agreement_is_per_position_and_accuracy_not_measured():
+    """A per-pixel output (N, C, H, W) in float vs (N, H, W, C) in int8: top-1 is compared position by
+    position along the class axis (flattening both gave ~0 % for a perfect model, which failed `build`'s
+    --min-agreement check), and per-sample labels cannot score it."""
+    import numpy as np
+
+    from tinyprune.convert.tflite_int8 import top1, top1_agreement
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((5, 4, 6, 7)).astype(np.float32)
+    q = np.ascontiguousarray(f.transpose(0, 2, 3, 1))
+    assert top1(f, 1).shape == (5, 6, 7) and top1_agreement(f, q) == 1.0
+    q2 = q.copy()
+    q2[:, 0, 0, :] = 0
+    for n in range(5):                                          # another class at one position of 42
+        q2[n, 0, 0, (int(f[n, :, 0, 0].argmax()) + 1) % 4] = 9
+    assert top1_agreement(f, q2) == 1 - 1 / 42
+    v = rng.standard_normal((5, 10)).astype(np.float32)        # a classifier: one top-1 per sample
+    assert top1(v).shape == (5,) and top1_agreement(v, v) == 1.0
+    assert top1(v.reshape(5, 1, 1, 10), -1).shape == (5,)      # (N, 1, 1, K) is still a class vector

@@ -33,5 +33,9 @@ def command(ctx, model, weights, data, input_shape, calib_samples, out):
     click.echo(f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
                f"zero point {inp['zero_point']}")
     click.echo(f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")
-    click.echo(f"accuracy on {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
-               f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")
+    if ev["float_accuracy"] is None:   # a dense output (e.g. per-pixel classes): labels per sample don't score it
+        click.echo(f"accuracy: not measured (the output is not one class score vector per sample); "
+                   f"top-1 agreement per position on {ev['samples']} held-out samples {ev['top1_agreement']:.4f}")
+    else:
+        click.echo(f"accuracy on {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
+                   f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")

@@ -21,7 +21,7 @@ import numpy as np
 from tinyprune._fs import atomic_output_dir, sha256_file, write_json
 from tinyprune.convert import loader, onnx_utils
 from tinyprune.convert.tflite_int8 import (evaluate_tflite, io_details, natural_perm, onnx_to_int8_tflite,
-                                           to_channels_last, tflite_ops)
+                                           to_channels_last, tflite_ops, top1, top1_agreement)
 from tinyprune.errors import TinypruneError, UserInputError
 
 DEFAULT_CALIB_SAMPLES = 200
@@ -166,7 +166,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         conv = onnx_to_int8_tflite(onnx_path, calib, tmp / TFLITE_NAME, debug=debug)
         flat = conv.path.read_bytes()
 
-        float_pred = float_out.reshape(len(float_out), -1).argmax(1)
+        float_pred = top1(float_out, 1)
         q = evaluate_tflite(conv.path, ds.x_test, ds.y_test)
         det = io_details(flat)
         report = {
@@ -190,9 +190,9 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
             "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(len(calib)),
                      "train_samples": int(len(ds.x_train)), "test_samples": int(len(ds.x_test))},
             "evaluation": {"interpreter": "tflite_micro",
-                           "float_accuracy": float((float_pred == ds.y_test).mean()),
+                           "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
                            "int8_accuracy": q["accuracy"],
-                           "top1_agreement": float((float_pred == q["pred"]).mean()),
+                           "top1_agreement": top1_agreement(float_out, q["output"]),
                            "samples": int(len(ds.x_test))},
             "versions": _versions(),
         }

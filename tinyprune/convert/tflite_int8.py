@@ -395,10 +395,30 @@ def run_tflm(flat: bytes, x_int8: np.ndarray) -> np.ndarray:
     return np.concatenate(outs, axis=0)
 
 
+def top1(out: np.ndarray, class_axis: int = 1) -> np.ndarray:
+    """Top-1 class per sample (N,) for a classifier's (N, K) output, or per position (N, *positions) for a
+    dense output such as per-pixel classes (the argmax along ``class_axis``: 1 in PyTorch's layout, -1 in
+    the int8 model's channels-last one)."""
+    out = np.asarray(out)
+    if out.ndim <= 2 or int(np.prod(out.shape[1:])) == out.shape[class_axis]:
+        return out.reshape(len(out), -1).argmax(1)
+    return out.argmax(axis=class_axis)
+
+
+def top1_agreement(float_nchw: np.ndarray, int8_cl: np.ndarray) -> float:
+    """Share of samples (or of positions, for a dense output) where the float model's top-1 class in
+    PyTorch layout equals the int8 model's in channels-last layout."""
+    a, b = top1(float_nchw, 1), top1(int8_cl, -1)
+    if a.shape != b.shape:   # the int8 model kept PyTorch's layout
+        b = top1(int8_cl, 1)
+    return float((a.reshape(len(a), -1) == b.reshape(len(b), -1)).mean())
+
+
 def evaluate_tflite(path: str | os.PathLike, x_nchw: np.ndarray, y: np.ndarray | None = None) -> dict:
     """Run the int8 model with TFLite Micro on PyTorch-layout float data: permute to channels-last,
-    quantize with the input's scale/zero point, invoke, dequantize. Returns ``accuracy`` (if ``y``),
-    ``pred`` (top-1 per sample), ``output_int8`` and ``output`` (dequantized float)."""
+    quantize with the input's scale/zero point, invoke, dequantize. Returns ``accuracy`` (if ``y``; None
+    for a dense output, which per-sample labels can't score), ``pred`` (top-1 per sample, or per position),
+    ``output_int8`` and ``output`` (dequantized float)."""
     flat = Path(path).read_bytes()
     det = io_details(flat)
     exp = tuple(det["input"]["shape"][1:])
@@ -409,8 +429,8 @@ def evaluate_tflite(path: str | os.PathLike, x_nchw: np.ndarray, y: np.ndarray |
     xi = quantize_input(x_cl, det["input"]["scale"], det["input"]["zero_point"])
     out_q = run_tflm(flat, xi)
     out = (out_q.astype(np.float32) - det["output"]["zero_point"]) * det["output"]["scale"]
-    pred = out.reshape(len(out), -1).argmax(1)
+    pred = top1(out, -1)
     res = {"pred": pred, "output_int8": out_q, "output": out, "samples": int(len(x_cl))}
-    if y is not None:
-        res["accuracy"] = float((pred == np.asarray(y)).mean())
+    if y is not None:   # one label per sample: only a classifier's output can be scored against it
+        res["accuracy"] = float((pred == np.asarray(y)).mean()) if pred.ndim == 1 else None
     return res

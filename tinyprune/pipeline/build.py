@@ -292,10 +292,11 @@ class _Pipeline:
                                       "operators": res.report["tflite"]["operators"],
                                       "input": res.report["input"], "output": res.report["output"]}}
                 self.cache.store("convert", key, [out], hit)
-                h.set_status("done", (f"int8 accuracy {100 * ev['int8_accuracy']:.2f}%, " if self.plan["labelled"]
+                measured = self.plan["labelled"] and ev["int8_accuracy"] is not None
+                h.set_status("done", (f"int8 accuracy {100 * ev['int8_accuracy']:.2f}%, " if measured
                                       else "") + f"agreement {100 * ev['top1_agreement']:.2f}%")
             conv = dict(hit["conversion"])
-            if not self.plan["labelled"]:   # measured against digits' labels, which are not this model's
+            if not self.plan["labelled"] or conv["int8_accuracy"] is None:   # digits' labels are not this model's
                 conv.update(float_accuracy=None, int8_accuracy=None, calibration="digits (resized; no --data)")
             self.summary["conversion"] = conv
             dst = self.dir / "model_int8.tflite"

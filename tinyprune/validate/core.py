@@ -292,6 +292,10 @@ def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = No
             check_output_file(p)
     ref = Reference(layout.tflite)
     x, y, x_float, data_desc = _load_data(ref, layout, data, random, samples, seed)
+    if y is not None and int(np.prod(ref.output.shape)) != max(ref.output.shape):
+        # a dense output (e.g. per-pixel classes): one label per sample cannot score it
+        y = None
+        data_desc = dict(data_desc, accuracy="not measured: the model's output is not one class vector per sample")
     base = _read_baseline(baseline) if baseline is not None else None
 
     report = ValidationReport(target, report_build_dir or str(layout.root), {}, data=data_desc)
