@@ -248,7 +248,10 @@ def test_pruned_shuffle_net_figures_equal_codegen_of_converted_model(tmp_path):
     assert mine.macs <= before.macs * 0.75 and pruned(x).shape == (1, 10)
     conv = convert(pruned, tmp_path / "c", data="digits", input_shape=(1, 1, 8, 8), calib_samples=16)
     g = read_model(conv.tflite_path).graph
-    assert [op.kind for op in g.ops] == [op.kind for op in build_graph(pruned, x)[0].ops] == SHUFFLE_NET_OPS
+    # the pruned widths decide some kinds (a depthwise conv cut to one channel is a plain CONV_2D): compare the
+    # converted model with the prune stage's graph of the same pruned model, and the op sequence's length
+    assert [op.kind for op in g.ops] == [op.kind for op in build_graph(pruned, x)[0].ops]
+    assert len(g.ops) == len(SHUFFLE_NET_OPS)
     real = estimate(read_tflite(conv.tflite_path))
     assert (real.macs, real.arena_bytes, real.flash_bytes) == (mine.macs, mine.ram_bytes, mine.flash_bytes)
     r = _cli("codegen", conv.tflite_path, "-o", tmp_path / "cg", "--check", "--random", 10)
@@ -262,7 +265,8 @@ def test_build_shuffle_net_for_nucleo_f746_is_bit_exact_on_host(tmp_path):
     import json
     out = tmp_path / "b"
     r = _cli("build", "tinyprune.prune.zoo:shuffle_net", "--board", "nucleo-f746", "--no-sim", "--input-shape",
-             "1,1,8,8", "--max-macs", 45000, "--epochs", 0, "--samples", 20, "--calib-samples", 32, "-o", out)
+             "1,1,8,8", "--max-macs", 45000, "--epochs", 0, "--samples", 20, "--calib-samples", 32, "-o", out,
+             "--min-agreement", 0)   # an untrained, unseeded model: its int8 top-1 agreement is noise
     assert r.returncode == 0, r.stdout + r.stderr
     d = out / "nucleo-f746"
     v = json.loads((d / "validate-host.json").read_text())
