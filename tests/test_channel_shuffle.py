@@ -273,7 +273,11 @@ def test_build_shuffle_net_for_nucleo_f746_is_bit_exact_on_host(tmp_path):
     assert v["passed"] and v["bit_exact"] and v["samples"] == 20
     assert json.loads((d / "prune" / "prune.json").read_text())["not_pruned"]["layers"] == [
         "mix", "unit.left.2", "unit.right.5"]
-    assert json.loads((d / "summary.json").read_text())["budget"]["model"]["macs"] <= 45000
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["budget"]["model"]["macs"] <= 45000
+    # the layers kept out of pruning are said by build too, not only by `tinyprune prune`
+    assert summary["pruning"]["not_pruned"]["layers"] == ["mix", "unit.left.2", "unit.right.5"]
+    assert "not pruned: mix, unit.left.2, unit.right.5" in r.stderr + r.stdout
 
 
 @pytest.mark.slow

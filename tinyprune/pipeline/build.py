@@ -245,10 +245,12 @@ class _Pipeline:
             pruning = base | {"applied": True, "criterion": cfg.criterion, "when": cfg.when,
                               "macs_after": get(rep, "after", "macs"), "params_after": get(rep, "after", "params"),
                               "estimate_after": rep.get("after"), "accuracy": rep.get("accuracy"),
-                              "layers": prune_layers(rep)}
+                              "layers": prune_layers(rep), "not_pruned": rep.get("not_pruned")}
             self.summary["pruning"] = pruning
             self.cache.store("prune", key, [out], {"pruning": pruning})
-            h.set_status("done", f"MACs {fig.macs:,} -> {pruning['macs_after']:,}")
+            kept = rep.get("not_pruned")   # e.g. layers feeding a channel shuffle: said, never silent
+            h.set_status("done", f"MACs {fig.macs:,} -> {pruning['macs_after']:,}" +
+                         (f"; not pruned: {', '.join(kept['layers'])} ({kept['reason']})" if kept else ""))
             return out / "pruned_model.pt"
 
     def stage_convert(self, pruned: Path | None) -> Path:
