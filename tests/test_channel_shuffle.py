@@ -248,10 +248,11 @@ def test_pruned_shuffle_net_figures_equal_codegen_of_converted_model(tmp_path):
     assert mine.macs <= before.macs * 0.75 and pruned(x).shape == (1, 10)
     conv = convert(pruned, tmp_path / "c", data="digits", input_shape=(1, 1, 8, 8), calib_samples=16)
     g = read_model(conv.tflite_path).graph
-    # the pruned widths decide some kinds (a depthwise conv cut to one channel is a plain CONV_2D): compare the
-    # converted model with the prune stage's graph of the same pruned model, and the op sequence's length
-    assert [op.kind for op in g.ops] == [op.kind for op in build_graph(pruned, x)[0].ops]
-    assert len(g.ops) == len(SHUFFLE_NET_OPS)
+    # the same operators as the prune stage's graph of the same pruned model; the TF converter may order the
+    # two branches of a shuffle unit either way (seen in full-suite runs), and the planner plans from a
+    # canonical order, so the figures below must agree whatever the order
+    assert sorted(op.kind for op in g.ops) == sorted(op.kind for op in build_graph(pruned, x)[0].ops) == \
+        sorted(SHUFFLE_NET_OPS)
     real = estimate(read_tflite(conv.tflite_path))
     assert (real.macs, real.arena_bytes, real.flash_bytes) == (mine.macs, mine.ram_bytes, mine.flash_bytes)
     r = _cli("codegen", conv.tflite_path, "-o", tmp_path / "cg", "--check", "--random", 10)
