@@ -198,9 +198,4 @@ def test_firmware_for_another_board_through_a_tty_is_wrong_firmware(fake_sim, tm
     assert "firmware build" in case.find("failure").get("message")
 
 
-def run_cli(args) -> int:
-    try:
-        main(["validate", *map(str, args)])
-    except SystemExit as e:
-        return e.code
-    return 0
+from test_validate_port import run_cli  # noqa: E402  (`tinyprune validate ARGS` -> exit code)
