@@ -5,6 +5,8 @@ import os
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 
 @click.command(name="codegen")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -28,7 +30,9 @@ import click
               help="With --check: .npz with x (int8 NHWC in the model's input layout, or float NCHW/NHWC).")
 @click.option("--random", "random_n", default=None, type=int, help="With --check: N seeded random int8 inputs (default 10).")
 @click.option("--seed", default=0, show_default=True, help="Seed of --random.")
-def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights, do_check, data, random_n, seed):
+@json_option
+def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights, do_check, data, random_n, seed,
+            as_json):
     """Generate a self-contained C99 module from an int8 TFLite MODEL."""
     from tinyprune.codegen.generate import generate
     from tinyprune.errors import UserInputError
@@ -49,9 +53,14 @@ def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights,
     r = generate(model, out, prefix=prefix, kernels=kernels, cmsis_nn=cmsis_nn, board=board, overlap=overlap,
                  fast_weights=fast_weights, verify=check_new_folder if do_check else None)
     tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
-    click.echo(f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
+    say(as_json, f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")
     if checked:
         res = checked[0]
-        click.echo(f"check: bit-exact with TFLite Micro on {res.samples} inputs "
+        say(as_json, f"check: bit-exact with TFLite Micro on {res.samples} inputs "
                    f"({res.elements} output elements, builds: {', '.join(res.builds)})")
+    if as_json:
+        out_json = dict(r.report)
+        if checked:
+            out_json["check"] = checked[0]
+        print_json(out_json)

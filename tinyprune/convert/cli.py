@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 
 @click.command(name="convert")
 @click.argument("model")
@@ -15,8 +17,9 @@ import click
               help="Representative samples used to calibrate int8 ranges.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (model.onnx, model_int8.tflite, convert.json).")
+@json_option
 @click.pass_context
-def command(ctx, model, weights, data, input_shape, calib_samples, out):
+def command(ctx, model, weights, data, input_shape, calib_samples, out, as_json):
     """Convert MODEL to a full-integer int8 TFLite model calibrated on your data.
 
     MODEL is `example`, path/to/file.py:factory, pkg.module:factory or a .onnx file.
@@ -28,14 +31,16 @@ def command(ctx, model, weights, data, input_shape, calib_samples, out):
                   calib_samples=calib_samples, debug=debug)
     r = res.report
     ev, inp, outp = r["evaluation"], r["input"], r["output"]
-    click.echo(f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), "
+    say(as_json, f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), "
                f"{res.onnx_path.name}, {res.report_path.name}")
-    click.echo(f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
+    say(as_json, f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
                f"zero point {inp['zero_point']}")
-    click.echo(f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")
+    say(as_json, f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")
     if ev["float_accuracy"] is None:   # a dense output (e.g. per-pixel classes): labels per sample don't score it
-        click.echo(f"accuracy: not measured (the output is not one class score vector per sample); "
+        say(as_json, f"accuracy: not measured (the output is not one class score vector per sample); "
                    f"top-1 agreement per position on {ev['samples']} held-out samples {ev['top1_agreement']:.4f}")
     else:
-        click.echo(f"accuracy on {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
+        say(as_json, f"accuracy on {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
                    f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")
+    if as_json:
+        print_json(r)

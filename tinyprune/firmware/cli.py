@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 from tinyprune.errors import UserInputError
 
 
@@ -47,7 +49,8 @@ def _board_from_codegen(build_dir: Path) -> str | None:
 @click.option("--opt", default="-O2", show_default=True, help="Optimisation flag for gcc.")
 @click.option("-D", "--define", "defines", multiple=True, metavar="NAME[=VALUE]",
               help="Extra preprocessor define (repeatable).")
-def command(build_dir, board, out, harness, opt, defines):
+@json_option
+def command(build_dir, board, out, harness, opt, defines, as_json):
     """Cross-compile firmware for BOARD around the generated code in BUILD_DIR.
 
     BUILD_DIR is a `tinyprune codegen` output folder or a `tinyprune build` folder containing
@@ -69,10 +72,12 @@ def command(build_dir, board, out, harness, opt, defines):
         click.echo(f"note: tinyprune has no board support package for {res.board} yet: this image is built for its "
                    "exact core and memory map to check flash/RAM, but it drives no clock or UART and is not "
                    "meant to run (validate on the board's QEMU twin; docs/firmware.md)", err=True)
-    click.echo(f"wrote {res.out_dir}/firmware.elf, .bin, .hex, .map, Makefile ({harness_name}; board {res.board})")
-    click.echo(f"flash: {res.flash_used:>10,} B used of {res.flash_limit:>10,} B  "
+    say(as_json, f"wrote {res.out_dir}/firmware.elf, .bin, .hex, .map, Makefile ({harness_name}; board {res.board})")
+    say(as_json, f"flash: {res.flash_used:>10,} B used of {res.flash_limit:>10,} B  "
                f"({100.0 * res.flash_used / res.flash_limit:5.1f}%, {res.flash_headroom:,} B free)")
-    click.echo(f"RAM:   {res.ram_used:>10,} B used of {res.ram_limit:>10,} B  "
+    say(as_json, f"RAM:   {res.ram_used:>10,} B used of {res.ram_limit:>10,} B  "
                f"({100.0 * res.ram_used / res.ram_limit:5.1f}%, {res.ram_headroom:,} B free; "
                f"stack {res.stack_bytes:,} B" +
                (f", arena {res.arena_bytes:,} B" if res.arena_bytes is not None else "") + ")")
+    if as_json:
+        print_json(res.to_dict())

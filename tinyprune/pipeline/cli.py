@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from tinyprune._cli import json_option, print_json
+
 from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT
 from tinyprune.pipeline.build import BuildConfig
 
@@ -53,7 +55,7 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--sim/--no-sim", default=True, show_default=True, help="validate on the board's QEMU twin")
 @click.option("--sim-samples", type=int, default=20, show_default=True)
 @click.option("--force", is_flag=True, help="re-run every stage (ignore the cache)")
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
+@json_option
 @click.option("-o", "--out", default="build", show_default=True, help="output folder (artifacts in OUT/BOARD/)")
 @click.pass_context
 def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mode, no_prune, criterion, when, max_macs,
@@ -81,12 +83,12 @@ def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mod
         if build_dir is not None and (build_dir / "summary.json").exists():
             summary = json.loads((build_dir / "summary.json").read_text())
             if as_json:
-                click.echo(json.dumps(summary, indent=2, sort_keys=True))
+                print_json(summary)
             else:
                 _print_table(summary, build_dir)
         raise
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        print_json(summary)
     else:
         _print_table(summary, build_dir)
     sys.stdout.flush()

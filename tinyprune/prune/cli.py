@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 from tinyprune.errors import UserInputError
 
 _CRITERIA_HELP = "l1, l2, taylor, random, snip, snip-it, grasp, synflow, imp, halo"
@@ -52,8 +54,9 @@ def _load_model(spec: str, weights, input_shape, data=None):
 @click.option("--input-shape", default=None, help="1,C,H,W when the model does not declare it")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", "out", required=True, help="output directory")
+@json_option
 def command(model, board, max_macs, max_ram, max_flash, criterion, when, granularity, sparsity, data, epochs,
-            round_to, min_channels, distill, weights, input_shape, seed, out):
+            round_to, min_channels, distill, weights, input_shape, seed, out, as_json):
     from tinyprune._fs import atomic_output_dir
     from tinyprune.prune import Budget, PruneConfig, prune
     from tinyprune.prune import criteria
@@ -81,14 +84,16 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
         result.save(tmp)
     r = result.report
     b, a = r["before"], r["after"]
-    click.echo(f"pruned {model} with {criterion} ({when}): MACs {b['macs']:,} -> {a['macs']:,}, "
+    say(as_json, f"pruned {model} with {criterion} ({when}): MACs {b['macs']:,} -> {a['macs']:,}, "
                f"RAM {b['ram_bytes']:,} -> {a['ram_bytes']:,} B, flash {b['flash_bytes']:,} -> {a['flash_bytes']:,} B")
     acc = r["accuracy"]
     if acc["before"] is not None:
-        click.echo(f"accuracy: {acc['before']:.4f} before, {acc['after_pruning']:.4f} after pruning, "
+        say(as_json, f"accuracy: {acc['before']:.4f} before, {acc['after_pruning']:.4f} after pruning, "
                    f"{acc['after_finetuning']:.4f} after fine-tuning")
     if "not_pruned" in r:
-        click.echo(f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
+        say(as_json, f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
     if "note" in r:
-        click.echo(f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
-    click.echo(f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")
+        say(as_json, f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
+    say(as_json, f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")
+    if as_json:
+        print_json(r)
