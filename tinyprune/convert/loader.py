@@ -254,8 +254,26 @@ def _factory_module(spec: str):
 
 
 def _user_module_name(path: Path) -> str:
+    """The module name a ``file.py:factory`` file is imported under: the file's stem (``model.py`` ->
+    ``model``), so that a pickled model (``pruned_model.pt``) loads in a new process that can import the
+    file as usual (its folder on sys.path). Only when that name already means another module (``test.py``,
+    ``torch.py``, ...) a stable name derived from the path is used instead."""
     import hashlib
-    return "_tinyprune_user_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    import keyword
+    stem, real = path.stem, path.resolve()
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", None) or "").resolve() == real:
+                return stem
+        else:
+            try:
+                found = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                found = None
+            if found is None or (found.origin and Path(found.origin).resolve() == real):
+                return stem
+    return "_tinyprune_user_" + hashlib.sha1(str(real).encode()).hexdigest()[:16]
 
 
 def normalise_shape(shape) -> tuple[int, ...]:

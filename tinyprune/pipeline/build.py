@@ -30,6 +30,7 @@ from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, che
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
 from tinyprune.pipeline.summaries import codegen_summary, get, prune_layers, validation_summary
+from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 PRUNE_MODES = ("auto", "always", "never")
 MAX_BUDGET_RETRIES = 2
@@ -51,7 +52,7 @@ class BuildConfig:
     max_macs: int | None = None
     max_ram: int | None = None
     max_flash: int | None = None
-    epochs: int = 3
+    epochs: int = FINETUNE_EPOCHS
     round_to: int = 1
     # conversion / codegen
     calib_samples: int = 200

@@ -10,6 +10,7 @@ from tinyprune._cli import json_option, print_json
 
 from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT
 from tinyprune.pipeline.build import BuildConfig
+from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 
 def _print_table(summary: dict, build_dir) -> None:
@@ -41,7 +42,7 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--max-macs", type=int, default=None, help="MAC limit per inference")
 @click.option("--max-ram", type=int, default=None, help="int8 arena limit, bytes")
 @click.option("--max-flash", type=int, default=None, help="model constants limit, bytes")
-@click.option("--epochs", type=int, default=3, show_default=True, help="fine-tuning epochs after pruning")
+@click.option("--epochs", type=int, default=FINETUNE_EPOCHS, show_default=True, help="fine-tuning epochs after pruning")
 @click.option("--round-to", type=click.Choice(["1", "4", "8"]), default="1", show_default=True)
 @click.option("--calib-samples", type=int, default=200, show_default=True)
 @click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True)

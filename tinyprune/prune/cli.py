@@ -10,6 +10,7 @@ import click
 from tinyprune._cli import json_option, print_json, say
 
 from tinyprune.errors import UserInputError
+from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 _CRITERIA_HELP = "l1, l2, taylor, random, snip, snip-it, grasp, synflow, imp, halo"
 
@@ -45,7 +46,7 @@ def _load_model(spec: str, weights, input_shape, data=None):
 @click.option("--sparsity", type=float, default=0.5, show_default=True, help="target for --granularity weight")
 @click.option("--data", default=None, help="digits or a .npz with x, y[, x_test, y_test] (docs/data.md) "
                                            "(default: digits for the example)")
-@click.option("--epochs", type=int, default=5, show_default=True, help="(fine-)tuning epochs")
+@click.option("--epochs", type=int, default=FINETUNE_EPOCHS, show_default=True, help="(fine-)tuning epochs")
 @click.option("--round-to", type=click.Choice(["1", "4", "8"]), default="1", show_default=True,
               help="round channel counts to multiples of this (SIMD-friendly kernels)")
 @click.option("--min-channels", type=int, default=1, show_default=True, help="minimum channels per layer")
@@ -86,10 +87,14 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
     b, a = r["before"], r["after"]
     say(as_json, f"pruned {model} with {criterion} ({when}): MACs {b['macs']:,} -> {a['macs']:,}, "
                f"RAM {b['ram_bytes']:,} -> {a['ram_bytes']:,} B, flash {b['flash_bytes']:,} -> {a['flash_bytes']:,} B")
+    for w in r.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
     acc = r["accuracy"]
     if acc["before"] is not None:
         say(as_json, f"accuracy: {acc['before']:.4f} before, {acc['after_pruning']:.4f} after pruning, "
                    f"{acc['after_finetuning']:.4f} after fine-tuning")
+    else:
+        say(as_json, "accuracy: not measured (no labelled data)")
     if "not_pruned" in r:
         say(as_json, f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
     if "note" in r:

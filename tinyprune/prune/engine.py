@@ -24,7 +24,7 @@ import torch.nn as nn
 from tinyprune import _fs
 from tinyprune.errors import OverBudgetError, UserInputError
 from tinyprune.prune import criteria as _criteria
-from tinyprune.prune.budget import Budget
+from tinyprune.prune.budget import FINETUNE_EPOCHS, Budget
 from tinyprune.prune.criteria.base import Context
 from tinyprune.prune.irgraph import Figures, figures
 from tinyprune.prune.search import over_budget_error, search, smallest_reachable
@@ -39,7 +39,7 @@ WEIGHT_SPARSITY_NOTE = ("weight sparsity (--granularity weight) zeroes individua
 
 @dataclass
 class PruneConfig:
-    epochs: int = 5                 # training (init), fine-tuning (trained) or total (gradual) epochs
+    epochs: int = FINETUNE_EPOCHS   # training (init), fine-tuning (trained) or total (gradual) epochs
     granularity: str = "channel"
     round_to: int = 1
     min_channels: int = 1
@@ -145,7 +145,10 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     if (crit.needs_data and data is None) or (crit.needs_training and data is None and train_fn is None):
         raise UserInputError(f"criterion {criterion!r} needs data" + (" or a train_fn" if crit.needs_training else ""),
                              hint="pass --data digits or --data file.npz (arrays x, y; see docs/data.md)")
+    warnings = []
     if cfg.epochs > 0 and data is None and train_fn is None:
+        warnings.append(f"no data and no train_fn: the pruned model is NOT fine-tuned ({cfg.epochs} epochs asked "
+                        "for, 0 run) and its accuracy is not measured; pass --data (docs/data.md) or a train_fn")
         cfg = dataclasses.replace(cfg, epochs=0)
 
     def acc(m):
@@ -186,6 +189,8 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
               "training": {"epochs": cfg.epochs,
                            "by": "train_fn" if train_fn is not None else ("built-in" if trainer is not None else
                                                                            "none (no data, no train_fn)")}}
+    if warnings:
+        report["warnings"] = warnings
     if st.excluded:  # kept whole, never a wrong model: said in the report and by the CLI
         report["not_pruned"] = {"layers": sorted(st.excluded), "reason": min(st.excluded.values())}
 
