@@ -139,3 +139,16 @@ def test_without_data_it_says_nothing_was_fine_tuned(tmp_path, capsys):
     rep = json.loads((out / "prune.json").read_text())
     assert rep["training"]["epochs"] == 0 and len(rep["warnings"]) == 1
     assert rep["accuracy"]["after_finetuning"] is None
+    # the two MAC counts: the int8 graph's conv+linear (the budget) and torch-pruning's every-layer count
+    import importlib.util
+
+    import torch_pruning as tp
+    spec = importlib.util.spec_from_file_location("net_for_count", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.make()
+    conv_linear = (16 * 9 * 64) + (16 * 16 * 9 * 64) + 16 * 10      # conv1, conv2, fc at 8x8
+    assert rep["before"]["macs"] == conv_linear
+    assert rep["before"]["macs_all_layers"] == int(tp.utils.count_ops_and_params(net, torch.zeros(1, 1, 8, 8))[0])
+    assert rep["before"]["macs_all_layers"] > conv_linear and rep["after"]["macs_all_layers"] > rep["after"]["macs"]
+    assert "macs_all_layers" in rep["macs_definition"] and "MACs counted over every layer" in stdout

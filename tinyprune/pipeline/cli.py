@@ -39,7 +39,8 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--no-prune", is_flag=True, help="same as --prune never")
 @click.option("--criterion", default="l1", show_default=True, help="pruning criterion (see `tinyprune prune -h`)")
 @click.option("--when", default="trained", show_default=True, type=click.Choice(["trained", "init", "gradual"]))
-@click.option("--max-macs", type=int, default=None, help="MAC limit per inference")
+@click.option("--max-macs", type=int, default=None, help="limit on multiply-accumulates per inference (convolutions and fully-connected layers "
+                                                          "of the int8 graph; docs/pruning.md#macs)")
 @click.option("--max-ram", type=int, default=None, help="int8 arena limit, bytes")
 @click.option("--max-flash", type=int, default=None, help="model constants limit, bytes")
 @click.option("--epochs", type=int, default=FINETUNE_EPOCHS, show_default=True, help="fine-tuning epochs after pruning")

@@ -34,7 +34,8 @@ def _load_model(spec: str, weights, input_shape, data=None):
 @click.command(name="prune", help="Structured pruning until the model fits a board's budget.")
 @click.argument("model")
 @click.option("--board", default=None, help="board name (boards/NAME.toml): flash and RAM limits")
-@click.option("--max-macs", type=int, default=None, help="limit on multiply-accumulates per inference")
+@click.option("--max-macs", type=int, default=None, help="limit on multiply-accumulates per inference: convolutions and fully-connected layers of the "
+                   "int8 graph (BatchNorm folded; activations, pooling, adds not counted; docs/pruning.md#macs)")
 @click.option("--max-ram", type=int, default=None, help="limit on the int8 tensor arena, bytes")
 @click.option("--max-flash", type=int, default=None, help="limit on model constants in flash, bytes")
 @click.option("--criterion", default="l1", show_default=True, help=f"importance criterion: {_CRITERIA_HELP}")
@@ -87,6 +88,9 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
     b, a = r["before"], r["after"]
     say(as_json, f"pruned {model} with {criterion} ({when}): MACs {b['macs']:,} -> {a['macs']:,}, "
                f"RAM {b['ram_bytes']:,} -> {a['ram_bytes']:,} B, flash {b['flash_bytes']:,} -> {a['flash_bytes']:,} B")
+    if b.get("macs_all_layers") and a.get("macs_all_layers"):
+        say(as_json, f"MACs counted over every layer (torch-pruning's count, BN/activations/pooling included): "
+                     f"{b['macs_all_layers']:,} -> {a['macs_all_layers']:,}")
     for w in r.get("warnings", []):
         click.echo(f"warning: {w}", err=True)
     acc = r["accuracy"]

@@ -175,6 +175,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         ignored = [output_layer(model, example_input)] + list(cfg.ignored_layers)
     st = Structure(model, example_input, ignored)
     before_fig = figures(model, example_input, **_acct(cfg))
+    before_all_macs = _all_layer_macs(model, example_input)
     before_layers = _layers(model)
     acc_before = acc(model)
     ctx = Context(model=model, structure=st, example_input=example_input,
@@ -204,8 +205,9 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         after_fig = figures(model, example_input, **_acct(cfg))
         report.update(sparsity)
         report["note"] = WEIGHT_SPARSITY_NOTE
-        return _finish(model, report, before_fig, after_fig, before_layers, acc_before, sparsity.pop("_acc_pruned"),
-                       acc(model), stats, set())
+        res = _finish(model, report, before_fig, after_fig, before_layers, acc_before, sparsity.pop("_acc_pruned"),
+                      acc(model), stats, set())
+        return _with_all_layer_macs(res, before_all_macs, example_input)
 
     # feasibility first (before any expensive training)
     if not budget.fits(before_fig):
@@ -235,8 +237,9 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     after_fig = figures(model, example_input, **_acct(cfg))
     if not budget.fits(after_fig):  # cannot happen: every step checks the pruned copy's figures
         raise RuntimeError(f"pruned model misses the budget: {budget.violations(after_fig)}")
-    return _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc(model),
-                   stats, clamped)
+    res = _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc(model),
+                  stats, clamped)
+    return _with_all_layer_macs(res, before_all_macs, example_input)
 
 
 def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
@@ -255,6 +258,11 @@ def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
     return set(ranking.clamped) if ranking is not None else set()
 
 
+MACS_DEFINITION = ("macs: multiply-accumulates of the convolutions and fully-connected layers of the int8 graph "
+                   "(BatchNorm folded; activations, pooling, adds, resizes not counted); macs_all_layers: "
+                   "torch-pruning's count_ops_and_params of the float model, every layer included")
+
+
 def _acct(cfg) -> dict:
     """The figures() options of this run: the kernels and weight layout codegen will use."""
     return {"kernels": cfg.kernels, "fast_weights": cfg.fast_weights}
@@ -263,6 +271,25 @@ def _acct(cfg) -> dict:
 def _guard_width(config: dict) -> int:
     m, r = max(1, config.get("min_channels", 1)), config.get("round_to", 1)
     return -(-m // r) * r if r > 1 else m
+
+
+def _all_layer_macs(model, example_input) -> int | None:
+    """Torch-Pruning's count (``tp.utils.count_ops_and_params``): every layer it knows, BatchNorm, activations,
+    pooling and adds included, so 10-20 % above ``macs`` (conv + fully-connected of the int8 graph, what
+    the kernels multiply and what budgets limit). Reported beside it for comparison with other tools."""
+    import torch_pruning as tp
+    try:
+        with torch.no_grad():
+            return int(tp.utils.count_ops_and_params(copy.deepcopy(model).eval(), example_input)[0])
+    except Exception:  # noqa: BLE001 - an informative second count only; None = "could not be counted"
+        return None
+
+
+def _with_all_layer_macs(res, before: int | None, example_input):
+    res.report["before"]["macs_all_layers"] = before
+    res.report["after"]["macs_all_layers"] = _all_layer_macs(res.model, example_input)
+    res.report["macs_definition"] = MACS_DEFINITION
+    return res
 
 
 def _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc_after, stats, clamped):
