@@ -25,7 +25,7 @@ import numpy as np
 from tinyprune import __version__, _paths
 from tinyprune._fs import write_json
 from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
-from tinyprune.pipeline import workdir
+from tinyprune.pipeline import latency, workdir
 from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, check_int8, data_plan
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
@@ -149,6 +149,7 @@ class _Pipeline:
         if self.mem.no_cache:
             self.summary["cache"] = {"disabled": self.mem.no_cache}
         self.keys: dict[str, str] = {}
+        self.cached_seconds: dict[str, float] = {}   # stage -> how long it ran when its cached result was made
         # the kernels the memory plan is made for: codegen reserves the DSP variants' scratch on a DSP
         # core, so the pruning estimates must too (else estimate and firmware disagree)
         self.plan_kernels = "dsp" if cfg.kernels == "portable" and self.board.core.dsp else cfg.kernels
@@ -167,6 +168,8 @@ class _Pipeline:
         hit = self.cache.lookup(name, key)
         if hit is not None:
             handle.set_status("cached")
+            if hit.get("seconds") is not None:
+                self.cached_seconds[name] = hit["seconds"]
             return hit.get("result") or {}
         return None
 
@@ -431,6 +434,7 @@ class _Pipeline:
 
     def _validate(self, codegen_dir: Path) -> dict:
         validation = {}
+        sim_board = self.board
         validation["host"] = self.stage_validate("host", self.dir, self.cfg.samples)
         twin = self.board.sim_twin if not self.board.simulation else None
         if self.cfg.sim and (twin or self.board.simulation):
@@ -439,13 +443,15 @@ class _Pipeline:
                 sim_board = load_board(twin, self.cfg.boards_dir)
                 self.summary["sim_firmware"] = self.stage_firmware(codegen_dir, sim_board, "firmware-sim",
                                                                    self.dir / "firmware-sim")
-            else:
-                sim_board = self.board
             validation["sim"] = self.stage_validate("sim", self.dir, self.cfg.sim_samples)
             validation["sim"]["board"] = sim_board.name
         elif self.cfg.sim:
             self.progress.log(f"no simulation twin for {self.board.name}: simulation validation skipped")
         self.summary["validation"] = validation
+        from tinyprune.boards import list_boards
+        self.summary["latency"] = latency.summarise(self.board, sim_board, validation.get("sim"),
+                                                    self.summary.get("firmware"), list_boards(self.cfg.boards_dir))
+        self.progress.log(latency.line(self.summary["latency"], self.board.name))
         bad = {t: v for t, v in validation.items() if not v.get("passed")}
         if bad:
             raise ValidationFailed("validation failed: " + "; ".join(
@@ -484,6 +490,11 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
             summary["message"] = e.message if isinstance(e, TinypruneError) else \
                 f"internal error: {type(e).__name__}: {e}"
         summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
+        for name, status in prog.status.items():   # a later cached run reports how long the stage really took
+            if status != "cached" and name in pipe.keys:
+                pipe.cache.annotate(name, seconds=round(prog.timings.get(name, 0.0), 2))
+        summary["timings_when_run"] = {**{k: round(v, 2) for k, v in prog.timings.items()
+                                          if prog.status.get(k) != "cached"}, **pipe.cached_seconds}
         summary["stage_status"] = dict(prog.status)
         summary["stage_order"] = list(prog.status)
         summary["total_seconds"] = round(time.monotonic() - start, 2)
