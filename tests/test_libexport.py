@@ -101,6 +101,7 @@ target_include_directories(two_models PRIVATE "{REPO}/firmware/bsp")
 
 
 @needs_cmake
+@pytest.mark.slow
 def test_cmake_host_two_models_bit_exact(models, reference, tmp_path):
     app = _host_project(tmp_path, models, f"""add_subdirectory("{models}/kws" kws)
 add_subdirectory("{models}/ic" ic)
@@ -132,6 +133,7 @@ target_link_libraries(two_models PRIVATE kws ic)""")
 
 @needs_cmake
 @needs_arm
+@pytest.mark.slow
 def test_cmake_arm_toolchain(models, tmp_path):
     app = tmp_path / "arm"
     app.mkdir()
@@ -175,6 +177,7 @@ add_library(zephyr_interface INTERFACE)
 
 
 @needs_cmake
+@pytest.mark.slow
 def test_zephyr_module(models, reference, tmp_path):
     for name in INPUTS:
         yml = (models / name / "zephyr/module.yml").read_text()
@@ -204,6 +207,7 @@ def test_platformio_library_json(models, tmp_path):
     assert (models / "kws" / b["includeDir"] / "kws.h").is_file()
 
 
+@pytest.mark.slow
 def test_arduino_layout_cli(tmp_path, reference):
     out = tmp_path / "kws_arduino"
     r = subprocess.run([sys.executable, "-m", "tinyprune.cli", "codegen", str(KWS), "-o", str(out), "--prefix", "kws",
@@ -270,6 +274,7 @@ def test_two_models_firmware_refusals(models, tmp_path):
 @needs_arm
 @pytest.mark.arm
 @pytest.mark.qemu
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm not installed")
 @pytest.mark.parametrize("shared_arena", [False, True])
 def test_two_models_one_firmware_qemu_bit_exact(models, reference, tmp_path, shared_arena):
