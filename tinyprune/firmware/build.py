@@ -356,6 +356,16 @@ def _arena_bytes(codegen_dir: Path | None, elf_path: Path) -> int | None:
     return max(sizes) if sizes else None
 
 
+def _single_model(cg: Path | None) -> list[str]:
+    """[prefix] of a one-model firmware; [] without a model or a readable codegen.json (older folders)."""
+    if cg is None:
+        return []
+    try:
+        return [model_prefix(cg)]
+    except UserInputError:
+        return []
+
+
 def _over_budget_figures(board, flash: int, ram: int) -> dict:
     """{figure: (used, limit)} over the board's limits, for OverBudgetError.figures."""
     fl, rl = board.memory.flash_bytes, board.memory.ram_bytes
@@ -490,6 +500,6 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
                          else _arena_bytes(cg, tmp / "firmware.elf")), entry=entry,
             bin_bytes=(tmp / "firmware.bin").stat().st_size, sections=sections,
             cflags=plan.cflags, bsp=spec.source, runnable=spec.runnable, build_id=build_id,
-            models=prefixes or ([model_prefix(cg)] if cg is not None and (cg / "codegen.json").is_file() else []))
+            models=prefixes or _single_model(cg))
         write_json(tmp / "firmware.json", result.to_dict())
     return result
