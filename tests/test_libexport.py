@@ -301,3 +301,10 @@ def test_two_models_one_firmware_qemu_bit_exact(models, reference, tmp_path, sha
                         str(res.elf)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout
     assert parse_outputs(r.stdout) == reference
+
+
+def test_prefix_of_the_shared_kernels_refused(tmp_path):
+    from tinyprune.errors import UserInputError
+    with pytest.raises(UserInputError, match="name of the shared kernels library"):
+        generate(KWS, tmp_path / "o", prefix="tinyprune_kernels", tflm_arena=False)
+    assert not (tmp_path / "o").exists()
