@@ -308,3 +308,22 @@ def test_prefix_of_the_shared_kernels_refused(tmp_path):
     with pytest.raises(UserInputError, match="name of the shared kernels library"):
         generate(KWS, tmp_path / "o", prefix="tinyprune_kernels", tflm_arena=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_make_archives_two_models_bit_exact(models, reference, tmp_path):
+    """Make (and PlatformIO/Arduino, which archive each library): both libNAME.a hold the shared kernels;
+    the linker takes each kernel object once, from the first archive that has it."""
+    for name in INPUTS:
+        run(["make", "-s", "-C", str(models / name), "CFLAGS=-std=c99 -O2 -Wall -Wextra -Werror"])
+    exe = tmp_path / "two_models"
+    run(["gcc", "-O2", f"-I{REPO}/firmware/bsp", f"-I{models / 'kws'}", f"-I{models / 'ic'}", str(EXAMPLE / "main.c"),
+         str(REPO / "firmware/harness/bsp_host.c"), str(models / "kws/libkws.a"), str(models / "ic/libic.a"),
+         "-o", str(exe)])
+    assert parse_outputs(run([str(exe)]).stdout) == reference
+    # compiling every source of both folders into one program is what fails
+    srcs = [str(p) for n in INPUTS for p in sorted((models / n).rglob("*.c"))]
+    r = subprocess.run(["gcc", f"-I{REPO}/firmware/bsp", f"-I{models / 'kws'}", f"-I{models / 'ic'}",
+                        str(EXAMPLE / "main.c"), str(REPO / "firmware/harness/bsp_host.c"), *srcs, "-o",
+                        str(tmp_path / "bad")], capture_output=True, text=True)
+    assert r.returncode != 0 and "multiple definition of `tp_conv_s8'" in r.stderr
