@@ -10,8 +10,8 @@
   Arduino IDE and PlatformIO both take as they are.
 
 ``source_dir(out_dir)`` is where a generated folder keeps its C sources (read from codegen.json).
-Pure text: no C is produced here (that is emit.py). May import tinyprune.codegen.emit and
-tinyprune.errors only.
+Pure text: no C is produced here (that is emit.py). May import tinyprune.__version__,
+tinyprune.codegen.emit (templates), tinyprune.codegen.cmsis and tinyprune.errors only.
 """
 from __future__ import annotations
 
