@@ -38,7 +38,8 @@ def _board_from_codegen(build_dir: Path) -> str | None:
 
 
 @click.command(name="firmware")
-@click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("build_dirs", nargs=-1, required=True, metavar="BUILD_DIR...",
+                type=click.Path(file_okay=False, path_type=Path))
 @click.option("--board", "-b", default=None,
               help="Board name (boards/NAME.toml) or path to a board .toml file.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -50,22 +51,29 @@ def _board_from_codegen(build_dir: Path) -> str | None:
 @click.option("-D", "--define", "defines", multiple=True, metavar="NAME[=VALUE]",
               help="Extra preprocessor define (repeatable).")
 @json_option
-def command(build_dir, board, out, harness, opt, defines, as_json):
+def command(build_dirs, board, out, harness, opt, defines, as_json):
     """Cross-compile firmware for BOARD around the generated code in BUILD_DIR.
 
     BUILD_DIR is a `tinyprune codegen` output folder or a `tinyprune build` folder containing
-    codegen/. Writes firmware.elf/.bin/.hex/.map, a standalone Makefile with all sources, and
+    codegen/. Several BUILD_DIRs (models generated with different --prefix) are linked into one
+    firmware with one copy of the kernels; they need --harness DIR (your main()).
+    Writes firmware.elf/.bin/.hex/.map, a standalone Makefile with all sources, and
     firmware.json; prints flash and RAM use against the board's limits (exit code 3 when over)."""
     from tinyprune.firmware.build import build_firmware
 
-    if not build_dir.is_dir():
-        raise UserInputError(f"{build_dir}: no such folder",
-                             hint="pass the output folder of `tinyprune codegen` or `tinyprune build`")
+    for build_dir in build_dirs:
+        if not build_dir.is_dir():
+            raise UserInputError(f"{build_dir}: no such folder",
+                                 hint="pass the output folder of `tinyprune codegen` or `tinyprune build`")
+    build_dir = build_dirs[0]
+    if len(build_dirs) > 1 and out is None:
+        raise UserInputError("several models: give the firmware's output folder with -o OUT")
     board = board or _board_from_codegen(build_dir)
     if not board:
         raise UserInputError("no board given", hint="pass --board NAME (see `tinyprune boards`)")
     harness_dir = None if harness == "default" else harness
-    res = build_firmware(build_dir, board, out or default_out_dir(build_dir), harness_dir=harness_dir,
+    res = build_firmware(build_dir if len(build_dirs) == 1 else list(build_dirs), board,
+                         out or default_out_dir(build_dir), harness_dir=harness_dir,
                          defines=_parse_defines(defines), opt=opt)
     harness_name = {"harness": "serial-protocol harness", "selftest": "selftest"}.get(res.harness, res.harness)
     if not res.runnable:
