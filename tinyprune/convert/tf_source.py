@@ -234,10 +234,32 @@ def _show(shape) -> str:
 
 
 def check_full_integer(flat: bytes, label: str) -> None:
-    """The quantized model must be int8 throughout (an op TFLite cannot quantize stays float)."""
+    """The quantized model must be int8 throughout: an operator TFLite cannot quantize is left in float
+    between DEQUANTIZE and QUANTIZE; it is named with its output tensor (which carries the layer's name)."""
     kind = tflite_kind(flat)
-    if kind != "int8":
-        from tinyprune.convert.tflite_int8 import tflite_ops
-        raise UnsupportedModelError(f"{label}: TensorFlow's quantizer left {DESCRIPTION[kind]}, not a full-integer "
-                                    f"int8 one (operators: {', '.join(sorted(set(tflite_ops(flat))))})",
-                                    hint="an operator has no int8 TFLite kernel; replace that layer")
+    if kind == "int8":
+        return
+    floats = float_operators(flat)
+    shown = "; ".join(f"{op} (output {out!r})" for op, out in floats[:4]) or "none found"
+    raise UnsupportedModelError(f"{label}: TensorFlow's int8 quantizer left {DESCRIPTION[kind]}; operators without "
+                                f"an int8 kernel: {shown}",
+                                hint="replace those layers with ones TFLite quantizes to int8 (e.g. ReLU/ReLU6 for "
+                                     "ELU), docs/convert.md lists what the int8 path takes")
+
+
+def float_operators(flat: bytes) -> list[tuple[str, str]]:
+    """(operator, output tensor name) of each operator other than QUANTIZE/DEQUANTIZE writing a float tensor."""
+    import tflite
+
+    from tinyprune.convert.tflite_int8 import tflite_ops
+    m = tflite.Model.GetRootAsModel(flat, 0)
+    sg = m.Subgraphs(0)
+    out = []
+    for i, name in enumerate(tflite_ops(flat)):
+        op = sg.Operators(i)
+        if name in ("QUANTIZE", "DEQUANTIZE") or not op.OutputsLength():
+            continue
+        t = sg.Tensors(int(op.Outputs(0)))
+        if t.Type() in (0, 1):   # float32, float16
+            out.append((name, (t.Name() or b"").decode(errors="replace")))
+    return out

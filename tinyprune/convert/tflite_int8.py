@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,10 +231,24 @@ def full_integer(tf, conv, calib_nhwc: np.ndarray, debug: bool = False) -> tuple
         return flat, captured()
 
 
+_MLIR_LOC = re.compile(r'fused\["([^":]+):?", "([^"@]+)')
+
+
 def converter_error(e: Exception) -> UnsupportedModelError:
-    msg = " ".join(str(e).split())
-    return UnsupportedModelError(f"TensorFlow's int8 converter refused the model: {msg[:400]}",
-                                 hint="an operator has no int8 kernel; re-run with --debug")
+    """The converter's error, shortened: MLIR's first ``error: loc(... fused["Op:", "model/layer/..."]): why``
+    becomes ``why (TF operator Op in model/layer)``."""
+    text = str(e)
+    first = next((ln for ln in text.splitlines() if "error:" in ln), "")
+    m = _MLIR_LOC.search(first)
+    if m and ")): " in first:
+        why = first.rsplit(")): ", 1)[1].strip()
+        where = m.group(2).rsplit("/", 1)[0] if "/" in m.group(2) else m.group(2)
+        msg = f"{why} (TF operator {m.group(1)} in {where!r})"
+    else:
+        msg = " ".join(text.split())[:400]
+    return UnsupportedModelError(f"TensorFlow's int8 converter refused the model: {msg}",
+                                 hint="a layer has no int8 TFLite kernel (replace it); re-run with --debug for the "
+                                      "converter's log")
 
 
 def check_int8_io(flat: bytes, nhwc_shape: tuple[int, ...]) -> None:
