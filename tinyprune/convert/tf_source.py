@@ -3,7 +3,7 @@ directory and a float ``.tflite``. Each is loaded into a ``TfModel`` that runs t
 channels-last data (the reference of the int8 checks) and quantizes it to full-integer int8 with
 TensorFlow's own post-training quantization, on the representative samples ``core.convert`` gives:
 
-* Keras: ``TFLiteConverter.from_keras_model``; SavedModel: ``from_concrete_functions`` on its serving
+* Keras: ``TFLiteConverter.from_keras_model`` (the model called on a batch-1 Input); SavedModel: ``from_concrete_functions`` on its serving
   signature called at batch 1; both with the settings every float input form gets
   (``tflite_int8.full_integer``);
 * float ``.tflite``: there is no TFLiteConverter for a flatbuffer, so the two steps that
@@ -35,6 +35,7 @@ from tinyprune.errors import UnsupportedModelError, UserInputError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 FLOAT_BATCH = 64
+DYNAMIC_SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "RESHAPE"}
 SAVED_MODEL_HINT = ("save it with a serving signature: `model.export(DIR)` (Keras) or `tf.saved_model.save(obj, DIR, "
                     "signatures=fn.get_concrete_function(tf.TensorSpec((1, H, W, C), tf.float32)))`")
 
@@ -105,11 +106,16 @@ def _keras(tf, path: Path, debug: bool) -> TfModel:
 
     def to_int8(calib, dbg):
         with quiet(dbg):
-            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            # the model called on a batch-1 input: with an open batch, a Reshape/Flatten computes its
+            # shape at run time (SHAPE, STRIDED_SLICE, PACK), which neither TFLite Micro nor codegen runs
+            mod = importlib.import_module(loaded_with.split()[0])
+            inp = mod.Input(shape=shape[1:], batch_size=1, name="input")
+            fixed = mod.Model(inp, model(inp))
+            conv = tf.lite.TFLiteConverter.from_keras_model(fixed)
         return full_integer(tf, conv, calib, dbg)
 
     return TfModel("keras", path, shape, loaded_with, run, to_int8,
-                   converter="TFLiteConverter.from_keras_model")
+                   converter="TFLiteConverter.from_keras_model (the model on a batch-1 input)")
 
 
 # ---------------------------------------------------------------------------------------------- SavedModel
@@ -236,6 +242,14 @@ def _show(shape) -> str:
 def check_full_integer(flat: bytes, label: str) -> None:
     """The quantized model must be int8 throughout: an operator TFLite cannot quantize is left in float
     between DEQUANTIZE and QUANTIZE; it is named with its output tensor (which carries the layer's name)."""
+    from tinyprune.convert.tflite_int8 import tflite_ops
+    ops = tflite_ops(flat)
+    if "SHAPE" in ops:
+        raise UnsupportedModelError(f"{label}: the model computes tensor shapes at run time (SHAPE operator: "
+                                    f"{', '.join(sorted(set(ops) & DYNAMIC_SHAPE_OPS))}), which TFLite Micro and "
+                                    "tinyprune's code do not run",
+                                    hint="export the model with a fixed batch of 1 (e.g. keras.Input(shape, "
+                                         "batch_size=1), or a SavedModel signature of shape (1, H, W, C))")
     kind = tflite_kind(flat)
     if kind == "int8":
         return
