@@ -5,7 +5,8 @@ also returns what code generation needs besides the graph (TFLite tensor indices
 the float boundary of models that take/return float through QUANTIZE/DEQUANTIZE).
 
 Refusals (all before any file is written):
-  * ``UserInputError``: not a TFLite flatbuffer / truncated / corrupt; a float (non-quantized) model.
+  * ``UserInputError``: not a TFLite flatbuffer / truncated / corrupt; a model that is not full-integer
+    int8 (float, int16 16x8, dynamic-range, ...: ``tinyprune._tflite_kind`` names which).
   * ``UnsupportedModelError``: an operator or option outside SUPPORTED_OPS (message names the op,
     its node index and output tensor, and the supported list); any tensor or operator field the
     generated code relies on out of range or inconsistent (``model_checks``: shapes, strides,
@@ -15,7 +16,7 @@ Boundary QUANTIZE (float32 model input -> int8) and DEQUANTIZE (int8 -> float32 
 removed from the graph: the generated C takes and returns the int8 tensors; ``Boundary`` keeps
 their scale/zero point so that the host check can feed TFLite Micro floats that quantize exactly.
 
-This module may import only tinyprune.errors, tinyprune._fs, tinyprune.codegen.ir and
+This module may import only tinyprune.errors, tinyprune._fs, tinyprune._tflite_kind, tinyprune.codegen.ir and
 tinyprune.codegen.model_checks (+ numpy, tflite).
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyprune._tflite_kind import DESCRIPTION, tflite_kind
 from tinyprune.codegen import ir, layout_ops, model_checks
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
@@ -211,23 +213,15 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
     inputs = [tname(int(i), "model inputs") for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
     outputs = [tname(int(i), "model outputs") for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
 
-    # --- float model? (before op checks, so a float model gets the float message) ---
-    act_dtypes = set()
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        kind = _opname(model, op, i, label)
-        if kind in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        for j in list(op.InputsAsNumpy() if op.InputsLength() else []) + list(
-                op.OutputsAsNumpy() if op.OutputsLength() else []):
-            t = tname(int(j), f"operator {i} ({kind})")
-            if t and not tensors[t].is_const:
-                act_dtypes.add(tensors[t].dtype)
-    if "float32" in act_dtypes or "float16" in act_dtypes or not act_dtypes & {"int8"}:
-        raise UserInputError(f"{label}: float (non-quantized) model: operators compute in "
-                             f"{', '.join(sorted(act_dtypes)) or 'float32'}; code generation needs a "
-                             "full-integer int8 model",
-                             hint="quantize it first with `tinyprune convert MODEL --data CALIB.npz`")
+    # --- an int8 model? (before op checks, so a float or int16 model is told so, not an op error) ---
+    kind = tflite_kind(data)
+    if kind != "int8":
+        raise UserInputError(
+            f"{label}: {DESCRIPTION[kind]}; code generation needs a full-integer int8 model",
+            hint="quantize it to int8 on your data: `tinyprune convert MODEL --data CALIB.npz -o OUT` (or `tinyprune "
+                 "build MODEL`) takes a float .tflite" if kind == "float" else
+                 "tinyprune's kernels are int8: quantize the float model (float .tflite, Keras .keras/.h5, SavedModel, "
+                 "PyTorch or ONNX) to full-integer int8 with `tinyprune convert FLOAT_MODEL --data CALIB.npz -o OUT`")
 
     # --- ops ---
     ops: list[ir.Op] = []

@@ -16,14 +16,16 @@ from tinyprune._cli import json_option, print_json, say
 @click.option("--calib-samples", type=int, default=200, show_default=True,
               help="Representative samples used to calibrate int8 ranges.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Output directory (model.onnx, model_int8.tflite, convert.json).")
+              help="Output directory (model_int8.tflite, convert.json; model.onnx for PyTorch/ONNX).")
 @json_option
 @click.pass_context
 def command(ctx, model, weights, data, input_shape, calib_samples, out, as_json):
     """Convert MODEL to a full-integer int8 TFLite model calibrated on your data.
 
-    MODEL is `example`, path/to/file.py:factory, pkg.module:factory or a .onnx file.
-    The int8 model takes channels-last input: the PyTorch tensor permuted (0, 2, 3, 1)."""
+    MODEL is `example`, path/to/file.py:factory, pkg.module:factory, a .onnx file, a Keras model
+    (.keras, .h5), a TensorFlow SavedModel directory or a float .tflite.
+    The int8 model takes channels-last input: the PyTorch tensor permuted (0, 2, 3, 1); --data
+    samples are in PyTorch layout (N, C, H, W) for every input form (docs/data.md)."""
     from tinyprune.convert.core import convert
 
     debug = bool((ctx.obj or {}).get("debug"))
@@ -31,8 +33,11 @@ def command(ctx, model, weights, data, input_shape, calib_samples, out, as_json)
                   calib_samples=calib_samples, debug=debug)
     r = res.report
     ev, inp, outp = r["evaluation"], r["input"], r["output"]
-    say(as_json, f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), "
-               f"{res.onnx_path.name}, {res.report_path.name}")
+    written = ", ".join(p.name for p in (res.onnx_path, res.report_path) if p is not None)
+    say(as_json, f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), {written}")
+    if r.get("tf"):
+        say(as_json, f"from {r['tf']['format']} {r['source']['model']} (loaded with {r['tf']['loaded_with']}, input "
+                     f"{tuple(r['tf']['input_shape'])} channels-last), quantized by {r['tf']['converter']}")
     say(as_json, f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
                f"zero point {inp['zero_point']}")
     say(as_json, f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")

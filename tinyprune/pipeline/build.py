@@ -33,6 +33,7 @@ from tinyprune.pipeline.summaries import codegen_summary, get, prune_layers, val
 from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 PRUNE_MODES = ("auto", "always", "never")
+TF_KINDS = ("keras", "savedmodel", "tflite-float")   # converted by TensorFlow's converter (convert/tf_source.py)
 MAX_BUDGET_RETRIES = 2
 
 
@@ -92,12 +93,11 @@ def _code(*stage_pkgs: str) -> list[Path]:
 
 
 def _model_kind(spec: str) -> str:
-    s = spec.lower()
-    if s.endswith(".tflite"):
-        return "tflite"
-    if s.endswith(".onnx"):
-        return "onnx"
-    return "pytorch"
+    """pytorch (a factory, the example, an nn.Module) | onnx | tflite (int8, used as it is) | keras |
+    savedmodel | tflite-float (converted to int8 like onnx; convert/loader.py model_format)."""
+    from tinyprune.convert.loader import model_format
+    kind = model_format(spec)
+    return "pytorch" if kind == "example" else kind
 
 
 def _model_inputs(cfg: BuildConfig, mem=None) -> dict:
@@ -192,8 +192,10 @@ class _Pipeline:
         with self.progress.stage("prune", "fit the model to the board's budget") as h:
             if self.kind != "pytorch":
                 if cfg.prune == "always":
+                    from tinyprune.pipeline.budget_check import SHRINK
                     raise UserInputError(f"--prune always: {self.kind} models are not pruned by tinyprune",
-                                         hint="prune the PyTorch source (`tinyprune build model.py:factory`), "
+                                         hint=SHRINK[self.kind] + ", or drop --prune always" if self.kind in SHRINK
+                                         else "prune the PyTorch source (`tinyprune build model.py:factory`), "
                                               "or drop --prune always")
                 h.set_status("skipped", f"{self.kind} models are not pruned")
                 self.summary["pruning"] = {"applied": False, "reason": f"{self.kind} model"}
@@ -260,7 +262,9 @@ class _Pipeline:
     def stage_convert(self, pruned: Path | None) -> Path:
         cfg = self.cfg
         out = self.dir / "convert"
-        with self.progress.stage("convert", "ONNX export, int8 TFLite, calibration") as h:
+        what = "int8 TFLite (TensorFlow's converter), calibration" if self.kind in TF_KINDS \
+            else "ONNX export, int8 TFLite, calibration"
+        with self.progress.stage("convert", what) as h:
             if self.kind == "tflite":
                 h.set_status("skipped", "model is already int8 TFLite")
                 dst = self.dir / "model_int8.tflite"

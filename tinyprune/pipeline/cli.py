@@ -66,7 +66,8 @@ def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mod
             sim_samples, force, as_json, out):
     """Model -> pruned -> int8 -> C -> firmware -> validated, with a report.
 
-    MODEL is `example` (default), path/file.py:factory, pkg.module:factory, an .onnx or an int8 .tflite.
+    MODEL is `example` (default), path/file.py:factory, pkg.module:factory, an .onnx, a Keras .keras/.h5,
+    a TensorFlow SavedModel directory, or a .tflite (int8, or float: quantized on --data).
     Exit codes: 0 ok, 2 bad input, 3 over budget, 4 validation failed, 5 missing tool."""
     from tinyprune.errors import TinypruneError
     from tinyprune.pipeline.build import build
