@@ -31,7 +31,7 @@ def codegen_summary(path: Path, tflite: Path) -> dict:
     layers = cg.get("layers") or []
     return {"arena_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"], "weight_bytes": cg["weight_bytes"],
             "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
-            "fast_weights": bool(cg.get("fast_weights")),
+            "fast_weights": bool(cg.get("fast_weights")), "notes": cg.get("notes", []),
             "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
                         "output_bytes": l.get("output_bytes")} for l in layers],
             **_arena_timeline(tflite, cg)}

@@ -89,6 +89,8 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
                    f"{acc['after_finetuning']:.4f} after fine-tuning")
     if "not_pruned" in r:
         click.echo(f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
+    if "grouped_units" in r:
+        click.echo(f"note: grouped convolutions: {', '.join(f'{k} ({v} channels per pattern)' for k, v in sorted(r['grouped_units']['layers'].items()))}: {r['grouped_units']['note']}")
     if "note" in r:
         click.echo(f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
     click.echo(f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")
