@@ -197,7 +197,7 @@ def kernel_notes(model: TfliteModel, layers, plan_kernels: str) -> list[str]:
         return []
     from tinyprune.codegen.ir import conv_groups
     g = model.graph
-    grouped = [f"{L.index} ({L.name[:60]}, groups={conv_groups(g.ops[L.op], g)})" for L in layers
+    grouped = [f"{L.index} (groups={conv_groups(g.ops[L.op], g)})" for L in layers
                if conv_groups(g.ops[L.op], g) > 1]
     if not grouped:
         return []
