@@ -34,6 +34,15 @@ def _cli(*args):
                           text=True, check=False, timeout=1200)
 
 
+def _main(capsys, *args):
+    """The CLI in this process (TensorFlow and torch already imported): (exit code, stdout, stderr)."""
+    from tinyprune.cli import main
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
 @pytest.fixture(scope="module")
 def grouped_tflite(tmp_path_factory):
     pytest.importorskip("tensorflow")
@@ -133,19 +142,20 @@ def test_model_checks_accept_tflite_groups_and_refuse_the_rest(in_c, filter_c, o
 # ------------------------------------------------------------------------------------------------
 # DSP plan and CMSIS-NN: grouped convs run the reference, scratch 0, and it is said
 
-def test_dsp_plan_reserves_no_scratch_for_grouped_convs_and_says_they_run_the_reference(grouped_tflite, tmp_path):
+def test_dsp_plan_reserves_no_scratch_for_grouped_convs_and_says_they_run_the_reference(grouped_tflite, tmp_path,
+                                                                                        capsys):
     path = grouped_tflite(0)
-    r = _cli("codegen", path, "-o", tmp_path / "cg", "--board", "nucleo-f746")
-    assert r.returncode == 0, r.stderr
+    code, out, err = _main(capsys, "codegen", path, "-o", tmp_path / "cg", "--board", "nucleo-f746")
+    assert code == 0, err
     rep = json.loads((tmp_path / "cg" / "codegen.json").read_text())
     assert rep["plan_kernels"] == "dsp"
     assert [L["groups"] > 1 for L in rep["layers"]] == [True] * 4
     assert [L["scratch_bytes"] for L in rep["layers"]] == [0] * 4
     assert len(rep["notes"]) == 1 and "run the reference C kernel" in rep["notes"][0]
-    assert "note: grouped convolution layer(s) 0 (groups=" in r.stdout
+    assert "note: grouped convolution layer(s) 0 (groups=" in out
     # the portable plan has nothing to say
-    r = _cli("codegen", path, "-o", tmp_path / "cg2")
-    assert r.returncode == 0 and "note:" not in r.stdout
+    code, out, _ = _main(capsys, "codegen", path, "-o", tmp_path / "cg2")
+    assert code == 0 and "note:" not in out
     assert json.loads((tmp_path / "cg2" / "codegen.json").read_text())["notes"] == []
 
 
@@ -153,30 +163,30 @@ def test_cmsis_nn_lowers_grouped_convs_to_the_portable_kernel(tmp_path):
     """Not every CMSIS-NN v6 release takes a grouped filter: the generated code calls tinyprune's
     kernel for those layers and CMSIS-NN for the rest (a stand-in checkout: only the generated C is
     inspected; compiling against CMSIS-NN is tests/test_codegen_cmsis.py's, with CMSIS_NN_PATH)."""
-    torch = pytest.importorskip("torch")
-    from torch import nn
-
+    tf = pytest.importorskip("tensorflow")
     from tinyprune.codegen.generate import generate
-    from tinyprune.convert import convert
     fake = tmp_path / "cmsis"
     (fake / "Include").mkdir(parents=True)
     (fake / "Source").mkdir()
     (fake / "Include" / "arm_nnfunctions.h").write_text("arm_convolve_wrapper_s8 cmsis_nn_context\n")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 9, 1, groups=3), nn.ReLU(),
-                        nn.Conv2d(9, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 64, 10)).eval()
-    conv = convert(net, tmp_path / "c", data="digits", input_shape=(1, 1, 8, 8), calib_samples=8)
-    ops = conv.report["tflite"]["operators"]
-    assert ops.count("CONV_2D") == 3 and "SPLIT" not in ops and "CONCATENATION" not in ops
-    _, grouped = _grouped_ops(conv.tflite_path)
-    assert len(grouped) == 1
-    res = generate(conv.tflite_path, tmp_path / "g", kernels="cmsis-nn", cmsis_nn=fake, tflm_arena=False)
+    rng = np.random.default_rng(4)
+    k1, k2, k3 = M._w(rng, (3, 3, 1, 6)), M._w(rng, (1, 1, 2, 9)), M._w(rng, (3, 3, 9, 4))
+
+    @tf.function
+    def f(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, k1, 1, "SAME"))
+        y = tf.nn.relu(tf.nn.conv2d(y, k2, 1, "SAME"))      # 3 groups of 2 input channels
+        return tf.nn.conv2d(y, k3, 1, "SAME")
+    path = tmp_path / "m.tflite"
+    path.write_bytes(M.convert(f, [(1, 8, 8, 1)], rng))
+    assert len(_grouped_ops(path)[1]) == 1
+    res = generate(path, tmp_path / "g", kernels="cmsis-nn", cmsis_nn=fake, tflm_arena=False)
     src = (tmp_path / "g" / "model.c").read_text()
     assert src.count("arm_convolve_wrapper_s8(") == 2 and src.count("tp_conv_s8(") == 1
-    layers = {L["layer"]: L for L in res.report["layers"]}
-    g_layer = [L for L in layers.values() if L["groups"] == 3]
+    g_layer = [L for L in res.report["layers"] if L["groups"] == 3]
     assert len(g_layer) == 1 and g_layer[0]["layer"] not in res.report["cmsis_nn"]["layers"]
     assert g_layer[0]["scratch_bytes"] == 0
+    assert len(res.report["cmsis_nn"]["layers"]) == 2
     assert "CMSIS-NN's convolution takes groups=1 only" in res.report["notes"][0]
 
 
@@ -263,16 +273,16 @@ def test_aggregate_of_a_grouped_conv_sums_each_units_channels():
     assert torch.equal(got, torch.full((4,), 6.0 * 4))
 
 
-def test_prune_cli_says_the_per_group_patterns(tmp_path):
+def test_prune_cli_says_the_per_group_patterns(tmp_path, capsys):
     import torch
 
     from tinyprune.prune import figures
     out = tmp_path / "p"
-    r = _cli("prune", "tinyprune.prune.zoo:shufflev1_net", "--input-shape", "1,1,8,8", "--max-macs", 80000,
-             "--epochs", 0, "-o", out)
-    assert r.returncode == 0, r.stderr
+    code, stdout, err = _main(capsys, "prune", "tinyprune.prune.zoo:shufflev1_net", "--input-shape", "1,1,8,8",
+                              "--max-macs", 80000, "--epochs", 0, "-o", out)
+    assert code == 0, err
     assert "note: grouped convolutions: down (2 channels per pattern), unit2.expand (6 channels per pattern)" \
-        in r.stdout
+        in stdout
     rep = json.loads((out / "prune.json").read_text())
     assert rep["grouped_units"]["layers"] == {"down": 2, "unit2.expand": 6}
     model = torch.load(out / "pruned_model.pt", weights_only=False).eval()
