@@ -190,6 +190,19 @@ def test_cmsis_nn_lowers_grouped_convs_to_the_portable_kernel(tmp_path):
     assert "CMSIS-NN's convolution takes groups=1 only" in res.report["notes"][0]
 
 
+def test_report_says_which_layers_run_the_reference():
+    from tinyprune.report import render_html, render_markdown
+    note = "grouped convolution layer(s) 1 (groups=3) run the reference C kernel: the DSP convolution takes " \
+           "groups=1 only"
+    s = {"status": "ok", "model": {"name": "m"}, "board": {"name": "nucleo-f746"},
+         "codegen": {"arena_bytes": 10, "macs": 5, "notes": [note],
+                     "layers": [{"name": "a", "kind": "CONV_2D", "macs": 5, "output_bytes": 10}]}}
+    assert f"<p class=\"note\">Note: {note}</p>" in render_html(s)
+    assert f"Note: {note}" in render_markdown(s)
+    s["codegen"]["notes"] = []
+    assert "Note:" not in render_html(s) and "Note:" not in render_markdown(s)
+
+
 # ------------------------------------------------------------------------------------------------
 # pruning: whole per-group patterns
 
@@ -362,5 +375,6 @@ def test_build_shufflev1_prunes_and_validates_bit_exact_on_host_and_in_qemu(tmp_
         assert v["passed"] and v["bit_exact"] and v["mismatched_samples"] == 0
     assert s["codegen"]["notes"] and "run the reference C kernel" in s["codegen"]["notes"][0]
     assert "run the reference C kernel" in r.stderr + r.stdout
+    assert "run the reference C kernel" in (d / "report.html").read_text()
     cg = json.loads((d / "codegen" / "codegen.json").read_text())
     assert sorted(L["groups"] for L in cg["layers"] if L["kind"] == "CONV_2D") == [1, 1, 2, 3, 3, 3, 3]

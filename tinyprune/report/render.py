@@ -159,7 +159,10 @@ def render_html(s: dict) -> str:
             short = full if len(full) <= 60 else full[:28] + "..." + full[-28:]
             parts.append(f"<tr><td>{i}</td><td title=\"{escape(full)}\">{escape(short)}</td><td>{escape(str(l.get('kind', '')))}"
                          f"</td><td>{_b(l.get('macs'))}</td><td>{_b(l.get('output_bytes'))}</td></tr>")
-        parts.append("</table></section>")
+        parts.append("</table>")
+        for note in cg.get("notes") or []:   # e.g. grouped convs running the reference kernel
+            parts.append(f"<p class=\"note\">Note: {escape(str(note))}</p>")
+        parts.append("</section>")
 
     fw = s.get("firmware") or {}
     if fw.get("flash_limit"):
@@ -212,6 +215,9 @@ def render_markdown(s: dict) -> str:
         lines += [s["message"], ""]
     lines += ["| figure | value | context |", "|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in headline_rows(s)]
+    notes = (s.get("codegen") or {}).get("notes") or []
+    if notes:
+        lines += [""] + [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
