@@ -62,6 +62,34 @@ def conv_cases(rng):
     return f, [(1, h, w, c)]
 
 
+def grouped_conv_cases(rng):
+    """Grouped CONV_2D (filter in_c = input c / groups): groups 2-4, 2-5 channels per group (input
+    channels often not a multiple of 4), 1x1 and 3x3 (and other) kernels, strides 1-2, SAME/VALID,
+    fused activations; every case's filter and output channels differ."""
+    import tensorflow as tf
+    g = int(rng.integers(2, 5))
+    cg = int(rng.integers(2, 6))
+    h, w, c = int(rng.integers(6, 12)), int(rng.integers(6, 12)), g * cg
+    cfgs = []
+    for k in range(4):
+        kh = kw = [1, 3][k % 2] if k < 3 else int(rng.integers(1, 4))
+        stride = [1, 2][(k // 2) % 2] if k < 3 else int(rng.integers(1, 3))
+        pad = ["SAME", "VALID"][int(rng.integers(0, 2))]
+        act = ["none", "relu", "relu6"][k % 3]
+        oc = g * int(rng.integers(1, 4))
+        cfgs.append((_w(rng, (kh, kw, cg, oc)), _w(rng, (oc,), 0.3), stride, pad, act))
+
+    @tf.function
+    def f(x):
+        outs = []
+        for wt, b, s, p, a in cfgs:
+            y = tf.nn.conv2d(x, wt, strides=s, padding=p) + b
+            y = tf.nn.relu(y) if a == "relu" else tf.nn.relu6(y) if a == "relu6" else y
+            outs.append(y)
+        return outs
+    return f, [(1, h, w, c)]
+
+
 def depthwise_cases(rng):
     import tensorflow as tf
     h, w, c = int(rng.integers(6, 12)), int(rng.integers(6, 12)), int(rng.integers(1, 6))

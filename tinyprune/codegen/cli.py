@@ -59,6 +59,8 @@ def command(model, out, board, kernels, cmsis_nn, prefix, layout, overlap, fast_
     tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
     say(as_json, f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")
+    for note in r.report.get("notes", []):
+        click.echo(f"note: {note}")
     if checked:
         res = checked[0]
         say(as_json, f"check: bit-exact with TFLite Micro on {res.samples} inputs "

@@ -238,7 +238,7 @@ class _Lowering:
                         f"{{ {sh}, {sw} }}, {{ {ph}, {pw} }}, {{ {dh}, {dw} }}, {{ {lo}, {hi} }} }};")
             fn = "tp_depthwise_conv_s8"
         else:
-            defs.append(f"static const tp_dims {pre}_filter = {{ {o_c}, {kh}, {kw}, {i_c} }};")
+            defs.append(f"static const tp_dims {pre}_filter = {{ {o_c}, {kh}, {kw}, {int(w[3])} }};")
             defs.append(f"static const tp_conv_params {pre}_params = {{ {-in_zp}, {out_zp}, "
                         f"{{ {sh}, {sw} }}, {{ {ph}, {pw} }}, {{ {dh}, {dw} }}, {{ {lo}, {hi} }} }};")
             fn = "tp_conv_s8"

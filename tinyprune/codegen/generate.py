@@ -162,6 +162,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "outputs": [_io(model, t) for t in model.graph.outputs],
         "layers": _layers_json(model, est, layers),
         "kernel_files": kfiles,
+        "notes": kernel_notes(model, layers, plan_kernels),
     }
     if kernels == "cmsis-nn":
         from tinyprune.codegen.cmsis import SOURCE_DIRS
@@ -199,7 +200,23 @@ def _io(model: TfliteModel, name: str) -> dict:
     return d
 
 
+def kernel_notes(model: TfliteModel, layers, plan_kernels: str) -> list[str]:
+    """Layers that run a slower kernel than the variant asked for (said, never silent): a grouped
+    CONV_2D runs the reference C kernel under the DSP variants and CMSIS-NN (both take groups=1)."""
+    if plan_kernels == "portable":
+        return []
+    from tinyprune.codegen.ir import conv_groups
+    g = model.graph
+    grouped = [f"{L.index} (groups={conv_groups(g.ops[L.op], g)})" for L in layers
+               if conv_groups(g.ops[L.op], g) > 1]
+    if not grouped:
+        return []
+    who = "CMSIS-NN's convolution" if plan_kernels == "cmsis-nn" else "the DSP convolution"
+    return [f"grouped convolution layer(s) {', '.join(grouped)} run the reference C kernel: {who} takes groups=1 only"]
+
+
 def _layers_json(model: TfliteModel, est, layers) -> list[dict]:
+    from tinyprune.codegen.ir import conv_groups
     by_op = {x["op"]: x for x in est.per_layer}
     out = []
     for L in layers:
@@ -209,6 +226,7 @@ def _layers_json(model: TfliteModel, est, layers) -> list[dict]:
                     "name": L.name, "macs": e["macs"], "output_bytes": e["output_bytes"],
                     "input_bytes": sum(model.graph.tensors[t].nbytes for t in op.inputs
                                        if t and not model.graph.tensors[t].is_const),
+                    "groups": conv_groups(op, model.graph),
                     "scratch_bytes": e["scratch_bytes"],
                     "output_offset": est.plan.offsets.get(L.out_tensor)})
     return out

@@ -312,6 +312,16 @@ def _check_conv(w_: str, kind: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Te
     if kind == "CONV_2D":
         if w.shape[0] != oc:
             raise _err(f"{w_}: filter shape {list(w.shape)} has {w.shape[0]} output channels, the output {oc}")
+        ic, fc = x.shape[3], w.shape[3]
+        if fc <= 0 or ic % fc or oc % (ic // fc):
+            # TFLite's grouped CONV_2D: groups = input channels / filter channels, and the output
+            # channels split evenly over the groups (TFLite Micro's ConvPerChannel)
+            raise _err(f"{w_}: filter {list(w.shape)} reads {fc} input channels of {ic} and writes {oc} output "
+                       f"channels; a CONV_2D needs input channels = groups x filter channels and output "
+                       f"channels a multiple of groups",
+                       hint="supported forms: an ordinary convolution (filter channels = input channels), a "
+                            "grouped one (groups dividing both channel counts, e.g. nn.Conv2d(..., groups=g)), "
+                            "or DEPTHWISE_CONV_2D (groups = input channels)")
         k = w.shape[1] * w.shape[2] * w.shape[3]
         axis = 0
     else:

@@ -359,9 +359,6 @@ def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) 
                 data=w.data.transpose(3, 1, 2, 0).copy(), is_const=True)
             op.inputs[1] = dw_name
             op.kind = k = "DEPTHWISE_CONV_2D"
-        if k == "CONV_2D" and w.shape[3] != inp.shape[3]:
-            raise UnsupportedModelError(f"{where}: grouped convolution (filter in_c {w.shape[3]} != input "
-                                        f"channels {inp.shape[3]}) is not supported")
         if k == "DEPTHWISE_CONV_2D":
             w = tensors[op.inputs[1]]
             if w.shape[3] % inp.shape[3] or out.shape[3] != w.shape[3]:

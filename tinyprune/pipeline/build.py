@@ -340,7 +340,8 @@ class _Pipeline:
                 hit = {"codegen": codegen_summary(out / "codegen.json", tflite)}
                 self.cache.store("codegen", key, [out], hit)
                 h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
-                                     f"{hit['codegen'].get('macs', 0):,} MACs")
+                                     f"{hit['codegen'].get('macs', 0):,} MACs" +
+                             "".join(f"; {n}" for n in hit["codegen"].get("notes", [])))
             self.summary["codegen"] = hit["codegen"]
             return out
 

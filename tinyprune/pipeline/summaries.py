@@ -39,7 +39,7 @@ def codegen_summary(path: Path, tflite: Path) -> dict:
         return sum(g.tensors[t].nbytes for t in g.ops[op_index].inputs if t and g.tensors[t].is_const)
     return {"arena_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"], "weight_bytes": cg["weight_bytes"],
             "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
-            "fast_weights": bool(cg.get("fast_weights")),
+            "fast_weights": bool(cg.get("fast_weights")), "notes": cg.get("notes", []),
             "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
                         "weight_bytes": const_bytes(l.get("op")), "input_bytes": l.get("input_bytes"),
                         "output_bytes": l.get("output_bytes"), "scratch_bytes": l.get("scratch_bytes"),

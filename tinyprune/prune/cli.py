@@ -101,6 +101,9 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
         say(as_json, "accuracy: not measured (no labelled data)")
     if "not_pruned" in r:
         say(as_json, f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
+    if "grouped_units" in r:
+        units = ", ".join(f"{k} ({v} channels per pattern)" for k, v in sorted(r["grouped_units"]["layers"].items()))
+        say(as_json, f"note: grouped convolutions: {units}: {r['grouped_units']['note']}")
     if "note" in r:
         say(as_json, f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
     say(as_json, f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")

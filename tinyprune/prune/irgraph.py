@@ -207,10 +207,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                                                                          [pads[1], pads[1]], [0, 0]]}, node.target))
                     x = pt
                 depthwise = m.groups == in_c and m.groups > 1
-                if m.groups != 1 and not depthwise:
-                    raise UnsupportedModelError(f"layer {node.target!r}: grouped convolution (groups={m.groups}) has no "
-                                                "int8 TFLite kernel; use groups=1 or depthwise (groups=in_channels)")
-                wname = b.const(f"{node.target}.weight", (1, kh, kw, out_c) if depthwise else (out_c, kh, kw, in_c), "int8")
+                # groups < in_channels: TFLite's grouped CONV_2D, filter [out_c, kh, kw, in_c / groups]
+                wname = b.const(f"{node.target}.weight", (1, kh, kw, out_c) if depthwise
+                                else (out_c, kh, kw, in_c // m.groups), "int8")
                 bname = b.const(f"{node.target}.bias", (out_c,), "int32")
                 end = bn_passthrough(node)
                 out_name = b.act(end.name, oshape)
@@ -220,7 +219,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                     opts["depth_multiplier"] = out_c // in_c
                 op = ir.Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, wname, bname], [out_name], opts, node.target)
                 b.ops.append(op)
-                macs = oh * ow * out_c * kh * kw * (1 if depthwise else in_c)
+                macs = oh * ow * out_c * kh * kw * (1 if depthwise else in_c // m.groups)
                 b.layer_macs[node.target] = macs
                 if end is not node:
                     fused.add(end.name)

@@ -156,6 +156,54 @@ class ShuffleNetTiny(nn.Module):
         x = x.reshape(n, g, c // g, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
+class ShuffleV1Unit(nn.Module):
+    """ShuffleNet-v1 unit at stride 1: grouped 1x1 -> channel shuffle -> depthwise 3x3 -> grouped 1x1,
+    added to the input."""
+
+    def __init__(self, c, mid, groups):
+        super().__init__()
+        self.groups = groups
+        self.reduce = nn.Conv2d(c, mid, 1, groups=groups, bias=False)
+        self.reduce_bn = nn.BatchNorm2d(mid)
+        self.dw = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)
+        self.dw_bn = nn.BatchNorm2d(mid)
+        self.expand = nn.Conv2d(mid, c, 1, groups=groups, bias=False)
+        self.expand_bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        y = channel_shuffle(torch.relu(self.reduce_bn(self.reduce(x))), self.groups)
+        y = self.expand_bn(self.expand(self.dw_bn(self.dw(y))))
+        return torch.relu(x + y)
+
+
+class ShuffleNetV1Tiny(nn.Module):
+    """stem -> two ShuffleNet-v1 units (grouped 1x1 convolutions, 3 groups, channel shuffle) -> a
+    ResNeXt-style grouped 3x3 convolution at stride 2 (2 groups) -> 1x1 head -> global average pool ->
+    linear classifier. Channel counts are not multiples of 4 (the grouped convs' filters have 8, 4
+    and 12 input channels)."""
+    input_shape = (1, 1, 8, 8)
+
+    def __init__(self, width=24, classes=10, in_ch=1, groups=3):
+        super().__init__()
+        w = width
+        self.stem = nn.Conv2d(in_ch, w, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(w)
+        self.unit1 = ShuffleV1Unit(w, w // 2, groups)
+        self.unit2 = ShuffleV1Unit(w, w // 2, groups)
+        self.down = nn.Conv2d(w, 4 * w // 3, 3, stride=2, padding=1, groups=2, bias=False)
+        self.down_bn = nn.BatchNorm2d(4 * w // 3)
+        self.head = nn.Conv2d(4 * w // 3, 4 * w // 3, 1, bias=False)
+        self.head_bn = nn.BatchNorm2d(4 * w // 3)
+        self.fc = nn.Linear(4 * w // 3, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        x = self.unit2(self.unit1(x))
+        x = torch.relu(self.down_bn(self.down(x)))
+        x = torch.relu(self.head_bn(self.head(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class TinySegNet(nn.Module):
     """conv -> strided conv (downsample) -> conv -> nearest upsample x2 (``nn.Upsample``, or
     ``F.interpolate`` to the skip's size) -> concat with the skip -> 1x1 conv head (per-pixel classes)."""
@@ -192,6 +240,10 @@ def se_hswish_net(width=16, gate="sigmoid"):
 
 def shuffle_net(width=8):
     return ShuffleNetTiny(width)
+
+
+def shufflev1_net(width=24):
+    return ShuffleNetV1Tiny(width)
 
 
 def tiny_seg_net(width=8, interpolate=False):

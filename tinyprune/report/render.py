@@ -214,6 +214,8 @@ def render_html(s: dict) -> str:
         parts.append("</section>")
     if cg.get("layers"):
         parts.append(_layers_section(cg["layers"], s.get("latency") or {}))
+        for note in cg.get("notes") or []:   # e.g. grouped convs running the reference kernel
+            parts.append(f"<p class=\"note\">Note: {escape(str(note))}</p>")
     if (s.get("latency") or {}).get("boards"):
         parts.append(_boards_section(s["latency"], board.get("name", "")))
 
@@ -275,6 +277,9 @@ def render_markdown(s: dict) -> str:
         lines += [s["message"], ""]
     lines += ["| figure | value | context |", "|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in headline_rows(s)]
+    notes = (s.get("codegen") or {}).get("notes") or []
+    if notes:
+        lines += [""] + [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
