@@ -33,7 +33,7 @@ SUPPORTED_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "MEAN", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "CONCATENATION", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
-    "RESIZE_NEAREST_NEIGHBOR",
+    "RESIZE_NEAREST_NEIGHBOR", "TANH", "LEAKY_RELU", "PRELU", "STRIDED_SLICE",
 )
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -332,6 +332,18 @@ def _op_options(op, kind: str, tflite, where: str) -> dict:
         x = _options(op, tflite.ResizeNearestNeighborOptions, where)
         o.update(align_corners=bool(x.AlignCorners()) if x is not None else False,
                  half_pixel_centers=bool(x.HalfPixelCenters()) if x is not None else False)
+    elif kind == "LEAKY_RELU":
+        x = _options(op, tflite.LeakyReluOptions, where)
+        o.update(alpha=float(np.float32(x.Alpha())) if x is not None else 0.0)
+    elif kind == "STRIDED_SLICE":
+        x = _options(op, tflite.StridedSliceOptions, where)
+        masks = {k: int(getattr(x, k)()) if x is not None else 0
+                 for k in ("BeginMask", "EndMask", "ShrinkAxisMask", "EllipsisMask", "NewAxisMask")}
+        if masks["EllipsisMask"] or masks["NewAxisMask"] or (x is not None and x.Offset()):
+            raise UnsupportedModelError(f"{where}: STRIDED_SLICE with an ellipsis mask, a new-axis mask or offset "
+                                        "is not supported (TFLite Micro ignores them)",
+                                        hint="slice with explicit begin/end/strides on every axis")
+        o.update(begin_mask=masks["BeginMask"], end_mask=masks["EndMask"], shrink_axis_mask=masks["ShrinkAxisMask"])
     return o
 
 
@@ -429,6 +441,19 @@ def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) 
     if k == "LOGISTIC":
         if out.quant.zero_points[0] != -128:
             raise UnsupportedModelError(f"{where}: int8 LOGISTIC output must have zero point -128")
+    if k == "TANH":
+        q = out.quant
+        if q.zero_points[0] != 0 or np.float32(q.scales[0]) != np.float32(1.0 / 128):
+            raise UnsupportedModelError(f"{where}: int8 TANH output must have scale 1/128 and zero point 0 "
+                                        "(TFLite int8 spec; TFLite Micro's kernel assumes them)")
+    if k == "STRIDED_SLICE":
+        vals = [np.asarray(_const(tensors, op.inputs[j], where, what)).ravel()
+                for j, what in ((1, "begin"), (2, "end"), (3, "strides"))]
+        dims, first, step, count, out_shape = layout_ops.resolve_strided_slice(
+            inp.shape, *vals, op.options["begin_mask"], op.options["end_mask"], op.options["shrink_axis_mask"], where)
+        if list(out.shape) != out_shape:
+            raise UnsupportedModelError(f"{where}: output shape {list(out.shape)} != the slice's shape {out_shape}")
+        op.options.update(slice_dims=dims, slice_begin=first, slice_stride=step, slice_count=count)
     if k in ("QUANTIZE", "DEQUANTIZE"):
         if k == "QUANTIZE" and inp.dtype == "int8":
             return
