@@ -174,10 +174,31 @@ def test_estimate_graph_and_channel_groups():
     assert set(st.groups) == {"a", "b"} and "a_act" in st.groups["a"].layers
     assert st.excluded["stem"] == structure.CHANNEL_SPLIT_REASON
     assert "torch-pruning fails to map their channels" in st.excluded["mid"]
+    assert "torch-pruning fails to map their channels" in st.excluded["head"]
+
+
+def test_layers_coupled_to_a_split_are_all_named():
+    """x[:, :4] / x[:, 4:] of a conv's output, one piece through a conv, concatenated: torch-pruning
+    couples the second conv to the first through the slice; both are kept whole, both are named."""
+    from tinyprune.errors import UnsupportedModelError as E
+    from tinyprune.prune import structure
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.d, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.c(x))
+            return self.fc(torch.cat([self.d(x[:, :4]), x[:, 4:]], 1).mean((2, 3)))
+    with pytest.raises(E) as e:
+        structure.Structure(Net(), torch.zeros(1, 1, 8, 8))
+    assert "layer(s) d, c are kept whole: their channels are split by torch.chunk" in str(e.value)
+    assert e.value.exit_code == 2
 
 
 def test_prune_keeps_prelu_slopes_with_their_channels_and_rebuilds():
-    from tinyprune.prune import Budget, PruneConfig, figures, prune
+    from tinyprune.prune import Budget, PruneConfig, figures, prune, structure
     from tinyprune.prune.structure import channel_config, rebuild
     from tinyprune.prune.zoo import act_split_net
     torch.manual_seed(0)
@@ -189,6 +210,10 @@ def test_prune_keeps_prelu_slopes_with_their_channels_and_rebuilds():
     assert res.report["after"]["macs"] <= before.macs * 0.85
     assert p.a.out_channels < 8 and p.a_act.num_parameters == p.a.out_channels   # the slopes followed
     assert p.stem.out_channels == 16 and p.mid.out_channels == 24                  # kept whole
+    kept = res.report["not_pruned"]
+    assert kept["layers"] == ["head", "mid", "stem"]
+    assert kept["by_layer"]["stem"] == structure.CHANNEL_SPLIT_REASON
+    assert structure.CHANNEL_SPLIT_REASON in kept["reason"] and "torch-pruning fails" in kept["reason"]
     cfg = channel_config(p)
     assert cfg["layers"]["a_act"] == {"type": "PReLU", "num_parameters": p.a.out_channels}
     r = rebuild(act_split_net, cfg, p.state_dict()).eval()

@@ -187,7 +187,9 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
                            "by": "train_fn" if train_fn is not None else ("built-in" if trainer is not None else
                                                                            "none (no data, no train_fn)")}}
     if st.excluded:  # kept whole, never a wrong model: said in the report and by the CLI
-        report["not_pruned"] = {"layers": sorted(st.excluded), "reason": min(st.excluded.values())}
+        report["not_pruned"] = {"layers": sorted(st.excluded),
+                                "reason": "; ".join(sorted(set(st.excluded.values()))),   # each distinct one
+                                "by_layer": dict(sorted(st.excluded.items()))}
 
     if cfg.granularity == "weight":
         from tinyprune.prune.unstructured import prune_weights

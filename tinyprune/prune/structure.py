@@ -135,11 +135,17 @@ class Structure:
         self.excluded: dict[str, str] = {}    # root layer -> why its channels are never pruned
         for root_mod, g in self._groups(ignored):
             root = self.names[root_mod]
+            why = None
             if isinstance(g, Exception):
-                self.excluded[root] = CHANNEL_MAPPING_REASON.format(f"{type(g).__name__}: {g}"[:120])
-                continue
-            if _splits_channels(g):
-                self.excluded[root] = CHANNEL_SPLIT_REASON
+                why = CHANNEL_MAPPING_REASON.format(f"{type(g).__name__}: {g}"[:120])
+            elif _splits_channels(g):
+                why = CHANNEL_SPLIT_REASON
+            if why:   # the root and every layer whose out-channels are coupled to it stay whole
+                coupled = [] if isinstance(g, Exception) else [
+                    dep.target.module for dep, _ in g if self.dg.is_out_channel_pruning_fn(dep.handler)
+                    and isinstance(dep.target.module, PRUNABLE) and dep.target.module in self.names]
+                for m in [root_mod] + coupled:
+                    self.excluded.setdefault(self.names[m], why)
                 continue
             layers = sorted({self.names[dep.target.module] for dep, _ in g
                              if isinstance(dep.target.module, nn.Module) and dep.target.module in self.names})
