@@ -162,16 +162,14 @@ def layout_cases(rng):
     return f, [(1, h, w, c)]
 
 
-def unsupported_split(rng):
-    """tf.split -> SPLIT (a multi-output operator the int8 code generator does not take; onnx2tf writes
-    torch.chunk / torch.split as STRIDED_SLICE instead)."""
+def unsupported_abs(rng):
+    """tf.abs -> ABS, an operator the int8 code generator does not take."""
     import tensorflow as tf
     w = _w(rng, (6, 4))
 
     @tf.function
     def f(x):
-        a, b = tf.split(tf.matmul(x, w), 2, axis=1)
-        return a + b
+        return tf.abs(tf.matmul(x, w))
     return f, [(1, 6)]
 
 
@@ -257,7 +255,7 @@ def activation_cases(rng):
 def slice_cases(rng):
     """STRIDED_SLICE as converters emit it for torch.chunk / torch.split / x[:, a:b] (channel ranges of an
     NHWC tensor), and general slices: negative and masked begin/end, strides > 1 and < 0, a shrunk axis,
-    2-D inputs."""
+    2-D inputs; SPLIT and SPLIT_V (tf.split, as a TF/Keras model has them), read as slices."""
     import tensorflow as tf
     h, w, c = int(rng.integers(2, 7)), int(rng.integers(2, 7)), int(rng.integers(3, 10))
     k1 = _w(rng, (1, 1, c, c))
@@ -269,8 +267,11 @@ def slice_cases(rng):
     def f(x):
         y = tf.nn.conv2d(x, k1, 1, "SAME")
         a, b = y[:, :, :, :cut], y[:, :, :, cut:]
-        k = c // 3       # torch.chunk(y, 3, dim=1) after onnx2tf: three channel slices (tf.split would be SPLIT)
+        k = c // 3       # torch.chunk(y, 3, dim=1) after onnx2tf: three channel slices
         thirds = [y[:, :, :, i * k:(i + 1) * k] for i in range(3)]
+        thirds += tf.split(y[:, :, :, :3 * k], 3, axis=3)                 # SPLIT (a TF/Keras model's)
+        thirds += tf.split(y, [cut, -1], axis=3)                           # SPLIT_V
+        thirds += tf.split(y, [1, h - 1], axis=1) if h > 1 else []
         outs = [a, b, *thirds, y[:, 1:, ::2, :], y[:, ::-1, :, -2:], y[:, -1, :, 1:],
                 x[:, h // 2:, : w // 2 + 1, ::3]]
         z = tf.matmul(tf.reduce_mean(y, axis=[1, 2]), wd)

@@ -247,3 +247,55 @@ def test_act_split_net_builds_pruned_and_bit_exact_on_host_and_qemu(tmp_path):
     after = s["pruning"]["estimate_after"]
     assert after["macs"] == s["codegen"]["macs"] <= 95000
     assert (after["ram_bytes"], after["flash_bytes"]) == (s["codegen"]["arena_bytes"], s["codegen"]["flash_bytes"])
+
+
+# ---- SPLIT / SPLIT_V: read as one STRIDED_SLICE per output ------------------------------------------
+
+def _split_model(kind, in_shape, axis, sizes, out_shapes, out_scale=0.05) -> bytes:
+    T = [dict(name="input", shape=list(in_shape), type="int8", scale=0.05, zp=3),
+         dict(name="axis", shape=[], type="int32", data=np.array(axis, np.int32))]
+    if kind == "SPLIT":
+        ins = [1, 0]
+        opts = RF._opts("SplitOptionsT", numSplits=len(out_shapes))
+    else:
+        T.append(dict(name="sizes", shape=[len(sizes)], type="int32", data=np.array(sizes, np.int32)))
+        ins = [0, 2, 1]
+        opts = RF._opts("SplitVOptionsT", numSplits=len(out_shapes))
+    outs = []
+    for k, s in enumerate(out_shapes):
+        T.append(dict(name=f"piece{k}", shape=list(s), type="int8", scale=out_scale if k == 0 else 0.05, zp=3))
+        outs.append(len(T) - 1)
+    return RF.build(T, [(kind, ins, outs, opts)], [0], outs)
+
+
+@needs_gcc
+@pytest.mark.parametrize("kind,in_shape,axis,sizes,out_shapes", [
+    ("SPLIT", (1, 3, 4, 6), 3, None, [(1, 3, 4, 2)] * 3),
+    ("SPLIT", (1, 4, 5, 3), -3, None, [(1, 2, 5, 3)] * 2),
+    ("SPLIT_V", (1, 3, 4, 7), 3, [2, -1, 1], [(1, 3, 4, 2), (1, 3, 4, 4), (1, 3, 4, 1)]),
+    ("SPLIT_V", (5, 9), 1, [4, 5], [(5, 4), (5, 5)]),
+])
+def test_split_is_read_as_slices_bit_exact(kind, in_shape, axis, sizes, out_shapes, tmp_path):
+    p = tmp_path / "m.tflite"
+    p.write_bytes(_split_model(kind, in_shape, axis, sizes, out_shapes))
+    model = read_model(p)
+    assert [op.kind for op in model.graph.ops] == ["STRIDED_SLICE"] * len(out_shapes)
+    assert model.graph.outputs == [f"piece{k}" for k in range(len(out_shapes))]
+    generate(p, tmp_path / "cg", tflm_arena=False)
+    r = check(tmp_path / "cg", p, load_inputs(model, random=5, seed=2), sanitize=True)
+    assert r.mismatches == 0 and r.elements == 5 * int(np.prod(in_shape))
+
+
+@pytest.mark.parametrize("kind,sizes,out_shapes,out_scale,expect", [
+    ("SPLIT", None, [(1, 3, 4, 3)] * 2, 0.05, "do not split into 4 pieces"),
+    ("SPLIT_V", [2, 3], [(1, 3, 4, 2), (1, 3, 4, 3)], 0.05, "split sizes [2, 3] do not divide the 6 elements"),
+    ("SPLIT", None, [(1, 3, 4, 3)] * 2, 0.1, "input and output quantization differ"),
+])
+def test_bad_split_is_refused_naming_the_operator(kind, sizes, out_shapes, out_scale, expect):
+    data = _split_model(kind, (1, 3, 4, 6), 3, sizes, out_shapes, out_scale)
+    if expect.startswith("do not split"):    # 4 outputs of an axis of 6
+        data = _split_model(kind, (1, 3, 4, 6), 3, sizes, [(1, 3, 4, 1)] * 4)
+    with pytest.raises(UnsupportedModelError) as e:
+        read_model_bytes(data, "m.tflite")
+    assert expect in str(e.value) and "operator 0 (" in str(e.value), str(e.value)
+    assert e.value.exit_code == 2

@@ -29,7 +29,7 @@ FAMILIES = {
     "pool_cases": {"AVERAGE_POOL_2D", "MAX_POOL_2D"},
     "layout_cases": {"PAD", "CONCATENATION", "TRANSPOSE", "RESHAPE", "RELU", "RELU6", "QUANTIZE"},
     "activation_cases": {"TANH", "LEAKY_RELU", "PRELU"},
-    "slice_cases": {"STRIDED_SLICE"},
+    "slice_cases": {"STRIDED_SLICE"},      # SPLIT / SPLIT_V among them, read as STRIDED_SLICEs
 }
 
 
@@ -88,13 +88,13 @@ def test_float_boundary_quantize_dequantize_is_stripped(op_model, tmp_path):
 
 def test_unsupported_operator_is_refused_with_node_and_list(tmp_path):
     rng = np.random.default_rng(0)
-    fn, shapes = M.unsupported_split(rng)
-    p = tmp_path / "split.tflite"
+    fn, shapes = M.unsupported_abs(rng)
+    p = tmp_path / "abs.tflite"
     p.write_bytes(M.convert(fn, shapes, rng))
     with pytest.raises(UnsupportedModelError) as e:
         generate(p, tmp_path / "out")
     msg = str(e.value)
-    assert "unsupported operator SPLIT at node 1" in msg
+    assert "unsupported operator ABS at node 1" in msg
     assert "supported operators: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED" in msg
     assert not (tmp_path / "out").exists()
     from tinyprune.cli import main

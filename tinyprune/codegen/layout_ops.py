@@ -16,6 +16,9 @@ index, count and step per axis, as TFLite Micro's reference does at run time
 the options TFLite Micro ignores (ellipsis/new-axis masks, offset), and the emitter writes the
 resolved indices, so the kernel only copies.
 
+SPLIT / SPLIT_V (several outputs) are read as one STRIDED_SLICE per output (``split_pieces`` gives their
+begin/end along the axis): the same bytes, and every other stage keeps to single-output operators.
+
 May import: tinyprune.errors only.
 """
 from __future__ import annotations
@@ -109,3 +112,23 @@ def resolve_strided_slice(shape, begin, end, strides, begin_mask: int, end_mask:
     off = KERNEL_RANK - r
     return ([1] * off + [int(x) for x in shape], [0] * off + first, [1] * off + step, [1] * off + count,
             out_shape)
+
+
+def split_pieces(shape, axis: int, sizes, where: str = "SPLIT") -> list[tuple[int, int]]:
+    """[(begin, end)] along ``axis`` of each output of a SPLIT (``sizes`` all equal) or SPLIT_V (one
+    size may be -1: the rest of the axis), refused unless they tile the axis exactly."""
+    r = len(shape)
+    if not -r <= axis < r:
+        raise UnsupportedModelError(f"{where}: axis {axis} out of range for a {r}-D input")
+    n = int(shape[axis % r])
+    sizes = [int(v) for v in sizes]
+    if sizes.count(-1) == 1:
+        sizes[sizes.index(-1)] = n - sum(v for v in sizes if v != -1)
+    if not sizes or any(v < 1 for v in sizes) or sum(sizes) != n:
+        raise UnsupportedModelError(f"{where}: split sizes {sizes} do not divide the {n} elements of axis "
+                                    f"{axis % r} into non-empty pieces")
+    out, b = [], 0
+    for v in sizes:
+        out.append((b, b + v))
+        b += v
+    return out
