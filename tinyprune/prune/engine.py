@@ -193,7 +193,9 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     if warnings:
         report["warnings"] = warnings
     if st.excluded:  # kept whole, never a wrong model: said in the report and by the CLI
-        report["not_pruned"] = {"layers": sorted(st.excluded), "reason": "; ".join(sorted(set(st.excluded.values())))}
+        report["not_pruned"] = {"layers": sorted(st.excluded),
+                                "reason": "; ".join(sorted(set(st.excluded.values()))),   # each distinct one
+                                "by_layer": dict(sorted(st.excluded.items()))}
     units = {r: g.unit for r, g in st.groups.items() if g.unit > 1}
     if units:  # groups reaching grouped convolutions lose whole per-group patterns (structure.py)
         report["grouped_units"] = {"layers": units, "note": "channels removed in whole per-group patterns (one at "

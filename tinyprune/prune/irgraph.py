@@ -17,6 +17,8 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
   * nn.Upsample / F.interpolate with mode "nearest" -> RESIZE_NEAREST_NEIGHBOR (int32 [2] output size,
     align_corners and half_pixel_centers off, as onnx2tf converts torch's Resize); a size taken from
     another tensor's shape (``size=skip.shape[-2:]``) is static and folds away;
+  * Tanh -> TANH, LeakyReLU -> LEAKY_RELU, PReLU -> PRELU, chunk/split pieces and ``x[...]`` slices ->
+    STRIDED_SLICE (``irops``);
   * Dropout / Identity / eval BatchNorm vanish (folded);
   * shape access (``x.shape``, ``x.size()``, integer arithmetic on them) adds nothing, and a channel
     shuffle (view to (N, g, C/g, H, W), transpose/permute of the channel groups, view back) becomes
@@ -29,7 +31,8 @@ flash accounting) when it is importable; until then a documented fallback (``fal
 is used: flash = constant bytes + 8 bytes of requantisation parameters per output channel,
 arena = greedy first-fit offset plan over tensor lifetimes + the largest kernel scratch buffer.
 
-May import: torch, tinyprune.errors, tinyprune.prune.irshape, tinyprune.codegen (ir, scratch, estimate).
+May import: torch, tinyprune.errors, tinyprune.prune.irshape, tinyprune.prune.irops, tinyprune.codegen (ir,
+scratch, estimate).
 Not other stages.
 """
 from __future__ import annotations
@@ -44,13 +47,13 @@ import torch.nn.functional as F
 
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
-from tinyprune.prune import irshape
+from tinyprune.prune import irops, irshape
 
 _RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.relu_}
 # element-wise activations the converter emits as one TFLite operator of the same shape
-_UNARY_MODULES = {nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC"}
+_UNARY_MODULES = {nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC", nn.Tanh: "TANH"}
 _UNARY_FUNCS = {F.hardswish: "HARD_SWISH", torch.sigmoid: "LOGISTIC", F.sigmoid: "LOGISTIC",
-                "sigmoid": "LOGISTIC"}
+                "sigmoid": "LOGISTIC", **{f: "TANH" for f in irops.TANH_FUNCS}}
 _IDENTITY_MODULES = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -164,6 +167,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
 
     fused: set[str] = _static_size_nodes(gm)
     values: set[str] = set()   # fx nodes holding Python values computed from shapes (irshape)
+    split_shapes: dict[str, tuple] = {}   # chunk/split node -> shape of the tensor it splits
     for node in gm.graph.nodes:
         if node.name in fused:
             continue
@@ -184,8 +188,16 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
         if node.op == "get_attr":
             raise UnsupportedModelError(f"the model reads a raw parameter/buffer {node.target!r} in forward(); "
                                         "wrap it in a standard layer (Conv2d, Linear, ...)")
+        if irops.is_split(node):    # its pieces (getitem) become STRIDED_SLICEs of the split tensor
+            b.alias[node.name] = b.src(node.args[0])
+            split_shapes[node.name] = meta_shape(node.args[0])
+            continue
         oshape = meta_shape(node)
         args = [a for a in node.args if isinstance(a, torch.fx.Node) and a.name not in values]
+        if node.target is operator.getitem and args:
+            ishape = split_shapes.get(args[0].name) or meta_shape(args[0])
+            if irops.getitem(b, node, b.src(args[0]), ishape, oshape):
+                continue
         if node.op == "call_module":
             m = modules[node.target]
             if isinstance(m, nn.Conv2d):
@@ -259,6 +271,12 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 kind = next(k for t, k in _UNARY_MODULES.items() if isinstance(m, t))
                 b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
                 continue
+            if isinstance(m, nn.LeakyReLU):
+                irops.leaky_relu(b, node, b.src(args[0]), oshape, m)
+                continue
+            if isinstance(m, nn.PReLU):
+                irops.prelu(b, node, b.src(args[0]), oshape, m)
+                continue
             if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
                 kh, kw = _pair(m.kernel_size)
                 st = _pair(m.stride if m.stride is not None else m.kernel_size)
@@ -316,6 +334,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             continue
         if tgt in _UNARY_FUNCS:
             b.ops.append(ir.Op(_UNARY_FUNCS[tgt], [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
+            continue
+        if tgt in irops.LEAKY_FUNCS:
+            irops.leaky_relu(b, node, b.src(args[0]), oshape)
             continue
         if tgt is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")

@@ -60,6 +60,25 @@ def _grouped_unit(dg, group, channels: int) -> int | None:
         unit = unit * layer.groups // math.gcd(unit, layer.groups)
     return unit
 
+CHANNEL_SPLIT_REASON = ("their channels are split by torch.chunk / torch.split / x[:, a:b] with sizes fixed in "
+                        "forward(); removing channels would move the split points (the pieces would get other "
+                        "channels or other sizes), so the channels before a split are kept whole")
+
+
+CHANNEL_MAPPING_REASON = ("torch-pruning fails to map their channels through the model's chunk/split/slice "
+                          "operations ({}), so they are kept whole")
+
+
+def _splits_channels(group) -> bool:
+    """The group's channels reach a split/chunk or a slice of the channel axis (dimension 1)."""
+    for dep, _ in group:
+        for node in (dep.source, dep.target):
+            if node.type == tp.ops.OPTYPE.SPLIT or getattr(node.module, "split_sizes", None) is not None:
+                return True
+            if node.type == tp.ops.OPTYPE.SLICE and getattr(node.module, "dim", 1) == 1:
+                return True
+    return False
+
 
 def _reorders_channels(group) -> bool:
     """The group's channels pass through a transpose/permute (a channel shuffle): torch-pruning maps
@@ -153,8 +172,20 @@ class Structure:
         ignored = [mods[n] for n in self.ignored if n in mods]
         self.groups: dict[str, ChannelGroup] = {}
         self.excluded: dict[str, str] = {}    # root layer -> why its channels are never pruned
-        for g in self.dg.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE):
-            root = self.names[g[0].dep.target.module]
+        for root_mod, g in self._groups(ignored):
+            root = self.names[root_mod]
+            why = None
+            if isinstance(g, Exception):
+                why = CHANNEL_MAPPING_REASON.format(f"{type(g).__name__}: {g}"[:120])
+            elif _splits_channels(g):
+                why = CHANNEL_SPLIT_REASON
+            if why:   # the root and every layer whose out-channels are coupled to it stay whole
+                coupled = [] if isinstance(g, Exception) else [
+                    dep.target.module for dep, _ in g if self.dg.is_out_channel_pruning_fn(dep.handler)
+                    and isinstance(dep.target.module, PRUNABLE) and dep.target.module in self.names]
+                for m in [root_mod] + coupled:
+                    self.excluded.setdefault(self.names[m], why)
+                continue
             layers = sorted({self.names[dep.target.module] for dep, _ in g
                              if isinstance(dep.target.module, nn.Module) and dep.target.module in self.names})
             if _reorders_channels(g):
@@ -171,6 +202,27 @@ class Structure:
                    f"{'; '.join(sorted(set(self.excluded.values())))})" if self.excluded else " (only the output layer?)")
             raise UnsupportedModelError(f"torch-pruning found no prunable channel group in the model{why}; "
                                         "nothing to prune")
+
+    def _groups(self, ignored):
+        """(root module, group) per prunable root, as DependencyGraph.get_all_groups makes them; the group
+        is the exception when torch-pruning fails to map the root's channels (it does through some
+        chunk/split/slice patterns), so that root is excluded rather than the whole prune failing."""
+        visited, ignored = set(), list(ignored) + list(self.dg.IGNORED_LAYERS_IN_TRACING)
+        for m in list(self.dg.module2node):
+            if m in ignored or not isinstance(m, PRUNABLE) or m in visited:
+                continue
+            pruner = self.dg.get_pruner_of_module(m)
+            if pruner is None or pruner.get_out_channels(m) is None:
+                continue
+            try:
+                g = self.dg.get_pruning_group(m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m))))
+            except (IndexError, KeyError, ValueError, RuntimeError) as e:
+                yield m, e
+                continue
+            outs = [dep.target.module for dep, _ in g if self.dg.is_out_channel_pruning_fn(dep.handler)]
+            visited.update(outs)
+            if not any(o in ignored for o in outs):
+                yield m, g
 
     # ---- scores -------------------------------------------------------------------------------
     def aggregate(self, elem, root: str, signed: bool = True) -> torch.Tensor:
@@ -283,7 +335,7 @@ def apply_plan(model: nn.Module, example_input: torch.Tensor, plan: dict[str, li
 # ---- channel configuration ---------------------------------------------------------------------
 
 def channel_config(model: nn.Module) -> dict:
-    """Widths of every Conv2d / Linear / BatchNorm: enough to rebuild the pruned model from its factory."""
+    """Widths of every Conv2d / Linear / BatchNorm / PReLU: enough to rebuild the pruned model from its factory."""
     cfg = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
@@ -293,6 +345,8 @@ def channel_config(model: nn.Module) -> dict:
             cfg[name] = {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features}
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             cfg[name] = {"type": type(m).__name__, "num_features": m.num_features}
+        elif isinstance(m, nn.PReLU):    # one slope per channel follows its channels
+            cfg[name] = {"type": "PReLU", "num_parameters": m.num_parameters}
     return {"format": "tinyprune-channels/1", "layers": cfg}
 
 
@@ -326,6 +380,8 @@ def rebuild(factory, channels, state_dict=None) -> nn.Module:
                             c["groups"], m.bias is not None, m.padding_mode)
         elif c["type"] == "Linear":
             new = nn.Linear(c["in_features"], c["out_features"], m.bias is not None)
+        elif c["type"] == "PReLU":
+            new = nn.PReLU(c["num_parameters"])
         else:
             cls = getattr(nn, c["type"])
             new = cls(c["num_features"], m.eps, m.momentum, m.affine, m.track_running_stats)

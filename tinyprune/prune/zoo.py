@@ -4,7 +4,9 @@ depthwise-separable block, channel concatenation, global average pool), ``se_hsw
 (hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling),
 ``shuffle_net`` (ShuffleNet-v2-style units: two branches concatenated, depthwise convs, a channel
 shuffle written with shape access, view and transpose as torchvision writes it) and ``tiny_seg_net``
-(a segmentation-style encoder-decoder: nearest-neighbour upsampling, skip concat).
+(a segmentation-style encoder-decoder: nearest-neighbour upsampling, skip concat) and
+``act_split_net`` (PReLU per channel and shared, LeakyReLU, tanh, channels split with torch.chunk,
+torch.split and x[:, a:b]).
 
 May import: torch only.
 """
@@ -226,6 +228,38 @@ class TinySegNet(nn.Module):
         return self.head(torch.cat([y, s], 1))
 
 
+class ActSplitNet(nn.Module):
+    """stem conv + PReLU (one slope per channel) -> torch.chunk into two branches (conv + PReLU per
+    channel, conv + tanh) -> concat -> strided conv + PReLU (one shared slope) -> torch.split into a 1x1
+    conv + leaky ReLU branch and x[:, a:b] slices multiplied -> global average pools -> linear."""
+    input_shape = (1, 1, 8, 8)
+
+    def __init__(self, width=8, classes=10, in_ch=1):
+        super().__init__()
+        w = self.w = width
+        self.stem = nn.Conv2d(in_ch, 2 * w, 3, padding=1)
+        self.stem_act = nn.PReLU(2 * w)
+        self.a = nn.Conv2d(w, w, 3, padding=1)
+        self.a_act = nn.PReLU(w)
+        self.b = nn.Conv2d(w, w, 1)
+        self.b_act = nn.Tanh()
+        self.mid = nn.Conv2d(2 * w, 3 * w, 3, stride=2, padding=1)
+        self.mid_act = nn.PReLU()
+        self.head = nn.Conv2d(2 * w, 2 * w, 1)
+        self.fc = nn.Linear(2 * w + w // 2, classes)
+
+    def forward(self, x):
+        w = self.w
+        x = self.stem_act(self.stem(x))
+        a, b = torch.chunk(x, 2, dim=1)
+        x = torch.cat([self.a_act(self.a(a)), self.b_act(self.b(b))], 1)
+        x = self.mid_act(self.mid(x))
+        p, q = torch.split(x, [2 * w, w], dim=1)
+        p = F.leaky_relu(self.head(p), 0.1)
+        q = q[:, : w // 2] * q[:, w - w // 2:]
+        return self.fc(torch.cat([p.mean((2, 3)), q.mean((2, 3))], 1))
+
+
 def plain_cnn(width=16):
     return PlainCNN(width)
 
@@ -252,3 +286,7 @@ def tiny_seg_net(width=8, interpolate=False):
 
 def tiny_seg_net_interpolate(width=8):
     return tiny_seg_net(width, interpolate=True)
+
+
+def act_split_net(width=8):
+    return ActSplitNet(width)
