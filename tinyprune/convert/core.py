@@ -25,6 +25,7 @@ from tinyprune.convert.tflite_int8 import (evaluate_tflite, io_details, natural_
 from tinyprune.errors import TinypruneError, UserInputError
 
 DEFAULT_CALIB_SAMPLES = 200
+DEFAULT_MAX_INT8_DROP = 1.0     # points of accuracy (or of top-1 agreement) int8 may lose before layers are diagnosed
 TORCH_ORT_CHECK_SAMPLES = 16
 ONNX_NAME, TFLITE_NAME, REPORT_NAME = "model.onnx", "model_int8.tflite", "convert.json"
 
@@ -72,20 +73,27 @@ def private_tempdir(prefix: str = "tinyprune-convert-"):
 
 
 def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input_shape=None,
-            calib_samples: int = DEFAULT_CALIB_SAMPLES, debug: bool = False) -> ConvertResult:
+            calib_samples: int = DEFAULT_CALIB_SAMPLES, max_int8_drop: float = DEFAULT_MAX_INT8_DROP,
+            equalize: bool = False, bias_correction: bool = False, debug: bool = False) -> ConvertResult:
     """Convert ``model`` to a full-integer int8 TFLite model calibrated on ``data``.
 
     ``model``: ``"example"``, ``"path/file.py:factory"``, ``"pkg.module:factory"``, a path to an
     ``.onnx`` file, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
     shape). ``data``: ``"digits"`` (default), an ``.npz`` path, a tinyprune.data.Dataset, (x, y) NumPy
     arrays or a torch Dataset/DataLoader (tinyprune.data.as_dataset); given data's labels must fit the
-    model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model. Writes model.onnx, model_int8.tflite and
-    convert.json into ``out_dir``; on any error nothing is left behind."""
+    model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model.
+    ``calib_samples``: training samples used to calibrate (all of them when fewer). When int8 loses more than
+    ``max_int8_drop`` points of accuracy (of top-1 agreement without labelled ``data``), the per-layer
+    float-vs-int8 error is measured (report["diagnostics"]). ``equalize`` / ``bias_correction``: cross-layer
+    equalization / bias correction on the PyTorch model before export (tinyprune.convert.fixes). Writes
+    model.onnx, model_int8.tflite and convert.json into ``out_dir``; on any error nothing is left behind."""
     from tinyprune.data import Dataset, as_dataset, check_classes, load_dataset
 
     data = as_dataset(data)
     if calib_samples < 1:
         raise UserInputError(f"--calib-samples must be at least 1 (got {calib_samples})")
+    if not 0 <= max_int8_drop <= 100:
+        raise UserInputError(f"--max-int8-drop {max_int8_drop}: expected points of accuracy from 0 to 100 (e.g. 1)")
     spec = model if isinstance(model, (str, os.PathLike)) else None
     if spec is None and not callable(getattr(model, "state_dict", None)):
         raise UserInputError(f"cannot convert a {type(model).__name__}",
@@ -96,6 +104,10 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
               else "state_dict"}
     module = onnx_model = None
     if spec is not None and loader.is_onnx_spec(spec):
+        if equalize or bias_correction:
+            raise UserInputError(f"--{'equalize' if equalize else 'bias-correction'} changes the PyTorch model before "
+                                 "export; an .onnx file has none",
+                                 hint="convert the PyTorch model (file.py:factory) to use it, or drop the option")
         if weights is not None:
             raise UserInputError("--weights applies to PyTorch models; an .onnx file already holds its weights")
         onnx_model = onnx_utils.load_onnx(spec)
@@ -124,6 +136,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         ds = load_dataset(data if data is not None else "digits", shape)
     data_name = ds.name or str(data)
 
+    fixes = {"equalize": {"applied": False, "asked": False}, "bias_correction": {"applied": False, "asked": False}}
     with private_tempdir(), atomic_output_dir(out_dir, REPORT_NAME) as tmp:
         onnx_path = tmp / ONNX_NAME
         if module is not None:
@@ -136,6 +149,8 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                 raise UserInputError(f"the model does not run on an input of shape {shape}: {type(e).__name__}: "
                                      f"{msg}", hint="pass the model's input shape with --input-shape 1,C,H,W "
                                                     "(PyTorch layout, batch 1)") from e
+            fixes = _apply_fixes(module, shape, ds, calib_samples, equalize, bias_correction)
+            module = fixes.pop("module")
             with tempfile.TemporaryDirectory(prefix="tinyprune-export-") as work:
                 raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx", debug=debug)
                 onnx_model = onnx_utils.load_onnx(raw)
@@ -169,6 +184,12 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         float_pred = top1(float_out, 1)
         q = evaluate_tflite(conv.path, ds.x_test, ds.y_test)
         det = io_details(flat)
+        evaluation = {"interpreter": "tflite_micro",
+                      "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
+                      "int8_accuracy": q["accuracy"], "top1_agreement": top1_agreement(float_out, q["output"]),
+                      "samples": int(len(ds.x_test)), "held_out_samples": int(len(ds.x_test))}
+        evaluation |= int8_loss(evaluation, labelled=data is not None, max_drop=max_int8_drop)
+        diagnostics = diagnose(onnx_model, flat, ds.x_test, evaluation, max_int8_drop)
         report = {
             "source": source,
             "input": {"pytorch_shape": list(shape), "shape": det["input"]["shape"], "dtype": det["input"]["dtype"],
@@ -189,13 +210,62 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                        "weights": "int8 per-channel", "biases": "int32", "notes": conv.notes},
             "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(len(calib)),
                      "train_samples": int(len(ds.x_train)), "test_samples": int(len(ds.x_test))},
-            "evaluation": {"interpreter": "tflite_micro",
-                           "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
-                           "int8_accuracy": q["accuracy"],
-                           "top1_agreement": top1_agreement(float_out, q["output"]),
-                           "samples": int(len(ds.x_test))},
+            "evaluation": evaluation,
+            "fixes": fixes,
+            "diagnostics": diagnostics,
             "versions": _versions(),
         }
         write_json(tmp / REPORT_NAME, report)
     out = Path(out_dir)
     return ConvertResult(out, out / ONNX_NAME, out / TFLITE_NAME, out / REPORT_NAME, report)
+
+
+def _apply_fixes(module, shape, ds, calib_samples: int, equalize: bool, bias_correction: bool) -> dict:
+    """The asked-for fixes (tinyprune.convert.fixes) on the PyTorch model: {"module": the model to export,
+    "equalize": report, "bias_correction": report} (a fix not asked for: {"applied": False})."""
+    out = {"module": module, "equalize": {"applied": False, "asked": equalize},
+           "bias_correction": {"applied": False, "asked": bias_correction}}
+    if not (equalize or bias_correction):
+        return out
+    import torch
+
+    from tinyprune.convert import fixes
+    if equalize:
+        out["module"], rep = fixes.equalize(out["module"], torch.zeros(shape))
+        out["equalize"] = {"asked": True} | rep
+    if bias_correction:
+        out["module"], rep = fixes.bias_correct(out["module"], ds.x_train[:calib_samples])
+        out["bias_correction"] = {"asked": True} | rep
+    return out
+
+
+def int8_loss(ev: dict, labelled: bool, max_drop: float) -> dict:
+    """How much int8 loses, in points: of accuracy when the data's labels are this model's and the output is
+    one class vector per sample, else of top-1 agreement with the float model (100 - agreement)."""
+    if labelled and ev["float_accuracy"] is not None and ev["int8_accuracy"] is not None:
+        drop, basis = 100 * (ev["float_accuracy"] - ev["int8_accuracy"]), "accuracy"
+    else:
+        drop, basis = 100 * (1 - ev["top1_agreement"]), "agreement"
+    return {"int8_drop_points": round(drop, 4), "int8_drop_basis": basis, "max_int8_drop": max_drop,
+            "int8_drop_exceeded": bool(drop > max_drop)}
+
+
+def diagnose(onnx_model, flat: bytes, x_test, ev: dict, max_drop: float) -> dict:
+    """The per-layer float-vs-int8 error when int8 loses more than ``max_drop`` points (always with 0)."""
+    from tinyprune.convert.diagnose import DIAGNOSE_SAMPLES, layer_errors
+    if not (ev["int8_drop_exceeded"] or max_drop == 0):
+        return {"run": False, "reason": f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}, "
+                                        f"within --max-int8-drop {max_drop:g}"}
+    res = layer_errors(onnx_model, flat, x_test, samples=DIAGNOSE_SAMPLES)
+    return {"run": True} | res | {"advice": ADVICE}
+
+
+ADVICE = [
+    "--calib-samples N: calibrate on more training samples (ranges seen on few samples can be too narrow)",
+    "--equalize: cross-layer equalization (conv/depthwise/linear pairs through ReLU) evens out per-channel ranges",
+    "--bias-correction: removes the mean output shift that int8 weight rounding causes",
+    "a concatenation of branches with different value ranges shares one int8 scale: scale the branches to "
+    "similar ranges in the model (e.g. a BatchNorm or a constant factor before torch.cat)",
+    "per-channel activation ranges from percentiles: not available, TFLite's converter takes one min/max "
+    "range per activation tensor",
+]

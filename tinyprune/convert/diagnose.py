@@ -87,7 +87,7 @@ def _float_activations(onnx_model, x_nchw: np.ndarray) -> tuple[dict[str, np.nda
     producers = {}
     for k, n in enumerate(m.graph.node):
         for o in n.output:
-            producers[o] = (k, n.op_type, n.name)
+            producers[o] = (k, n.op_type, list(n.input), n.name)
             if o and o not in have:
                 m.graph.output.append(onnx.ValueInfoProto(name=o))
     sess = ort_session(m)
@@ -102,7 +102,7 @@ def _float_activations(onnx_model, x_nchw: np.ndarray) -> tuple[dict[str, np.nda
         v = np.concatenate(vs) if vs[0].ndim else np.stack(vs)
         out[n] = v
     out["__input__"] = x_nchw.astype(np.float32)
-    producers["__input__"] = (-1, "input", "input")
+    producers["__input__"] = (-1, "input", [], "input")
     return out, producers
 
 
@@ -127,6 +127,48 @@ def layer_name(onnx_tensor: str, op_type: str) -> str:
     scopes = parts[:-1]
     # torch.onnx repeats the full dotted path at each level: the last scope is the module's full name
     return scopes[-1] if "." in scopes[-1] or len(scopes) == 1 else ".".join(scopes)
+
+
+ACTIVATIONS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "Sigmoid", "Tanh")
+WEIGHTED = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+LAYOUT_OPS = ("PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE")
+CONCAT_RANGE_RATIO = 10.0
+
+
+def _user_layer(tensor: str, producers: dict) -> str:
+    """The layer's name for the user: a fused conv + activation (``head`` then ``torch.relu``) is named
+    after the conv, ``head+Relu``."""
+    _, op_type, inputs, node = producers[tensor]
+    name = layer_name(tensor, op_type)
+    if not tensor.startswith("/") and node.endswith("_" + op_type):    # the graph output: the node's name
+        name = node[:-len(op_type) - 1]     # (sanitised from the module path: fc_Gemm -> fc)
+    if op_type in ACTIVATIONS and inputs and inputs[0] in producers and producers[inputs[0]][1] in WEIGHTED:
+        inner = _user_layer(inputs[0], producers)
+        if inner != name:
+            return f"{inner}+{op_type}"
+    return name
+
+
+def _concat_note(op: dict, acts: dict, fl: dict, float_of: dict, by_tensor: dict) -> None:
+    """TFLite's int8 CONCATENATION gives its inputs and output one scale: inputs whose float ranges differ
+    by more than CONCAT_RANGE_RATIO lose the small ones' resolution. Says so on each input's layer."""
+    ranges = {i: float(np.abs(fl[float_of[i]]).max()) for i in op["inputs"] if i in float_of}
+    if len(ranges) < 2 or min(ranges.values()) <= 0:
+        return
+    ratio = max(ranges.values()) / min(ranges.values())
+    out = by_tensor.get(op["outputs"][0]) if op["outputs"] else None
+    if ratio < CONCAT_RANGE_RATIO or out is None:
+        return
+    small = min(ranges, key=ranges.get)
+    big = max(ranges, key=ranges.get)
+    text = (f"input of concatenation {out['layer']!r}, whose inputs share one int8 scale; their float ranges differ "
+            f"{ratio:.0f}x ({by_tensor[big]['layer'] if big in by_tensor else '?'} up to {ranges[big]:.3g}, "
+            f"{by_tensor[small]['layer'] if small in by_tensor else '?'} up to {ranges[small]:.3g})")
+    for i in op["inputs"]:
+        if i in by_tensor:
+            by_tensor[i]["note"] = text
+    out["note"] = text
+    out["concat_range_ratio"] = round(ratio, 1)
 
 
 def _metrics(f: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:
@@ -157,7 +199,7 @@ def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIA
 
     snr_of = {}
     snr_of[in_idx] = _metrics(x_cl, q[in_idx])[0]
-    layers, unmatched = [], []
+    layers, unmatched, float_of, by_tensor = [], [], {}, {}
     for op in ops:
         for t in op["outputs"]:
             qt = q[t]
@@ -178,23 +220,32 @@ def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIA
                         best = (m, name)
             entry = {"tflite_op": op["op"], "tflite_index": op["index"], "tflite_tensor": acts[t]["name"],
                      "shape": acts[t]["shape"], "scale": acts[t]["scale"]}
+            ins = [snr_of[i] for i in op["inputs"] if i in snr_of]
+            if (best is None or best[0][2] > MATCH_MAX_REL_ERR) and op["op"] in LAYOUT_OPS and ins:
+                snr_of[t] = max(ins)    # padding or a layout change: values pass through unchanged
+                entry.update(layer=None, onnx_tensor=None, onnx_op=None, snr_db=_r(max(ins)), cosine=None,
+                             snr_drop_db=None, note="layout operator (no float tensor of its own)")
+                layers.append(entry)
+                continue
             if best is None or best[0][2] > MATCH_MAX_REL_ERR:
                 entry.update(layer=None, onnx_tensor=None, onnx_op=None, snr_db=None, cosine=None, snr_drop_db=None)
                 unmatched.append(acts[t]["name"])
                 layers.append(entry)
                 continue
             (snr, cos, _), name = best
-            _, op_type, _ = producers[name]
             snr_of[t] = snr
-            ins = [snr_of[i] for i in op["inputs"] if i in snr_of]
+            float_of[t] = name
             drop = (max(ins) - snr) if ins else None
-            entry.update(layer=layer_name(name, op_type), onnx_op=op_type, onnx_tensor=name,
+            entry.update(layer=_user_layer(name, producers), onnx_op=producers[name][1], onnx_tensor=name,
                          snr_db=_r(snr), cosine=_r(cos, 6), snr_drop_db=_r(drop))
             layers.append(entry)
+            by_tensor[t] = entry
+        if op["op"] == "CONCATENATION":
+            _concat_note(op, acts, fl, float_of, by_tensor)
     ranked = sorted((L for L in layers if L["snr_drop_db"] is not None), key=lambda L: -L["snr_drop_db"])
     return {"samples": int(len(x)), "interpreter": "tflite_micro", "float_reference": "onnxruntime",
             "layers": layers, "worst": ranked[:TOP_LAYERS], "unmatched": unmatched}
 
 
 def _r(v, nd: int = 2):
-    return None if v is None else round(float(v), nd)
+    return None if v is None else round(float(v), nd) + 0.0   # + 0.0: no -0.0
