@@ -25,7 +25,7 @@ from tinyprune.convert.tflite_int8 import _op_names, natural_perm, quantize_inpu
 
 DIAGNOSE_SAMPLES = 32
 SNR_CAP_DB = 120.0          # no error at all (or less than this) is reported as this many dB
-MATCH_MAX_REL_ERR = 1.0     # an int8 tensor further than this from every float tensor is left unmatched
+MATCH_MAX_REL_ERR = 3.0     # an int8 tensor further than this from every float tensor is left unmatched
 TOP_LAYERS = 5
 
 
@@ -131,6 +131,12 @@ def layer_name(onnx_tensor: str, op_type: str) -> str:
 
 ACTIVATIONS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "Sigmoid", "Tanh")
 WEIGHTED = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+FUSED_ACTIVATIONS = ("Relu", "Clip")      # what TFLite fuses into a conv / fully-connected operator
+KINDS = {"CONV_2D": ("Conv",), "DEPTHWISE_CONV_2D": ("Conv",), "FULLY_CONNECTED": ("Gemm", "MatMul"),
+         "ADD": ("Add",), "MUL": ("Mul",), "CONCATENATION": ("Concat",), "MEAN": ("ReduceMean", "GlobalAveragePool"),
+         "AVERAGE_POOL_2D": ("AveragePool", "GlobalAveragePool"), "MAX_POOL_2D": ("MaxPool",),
+         "SOFTMAX": ("Softmax",), "HARD_SWISH": ("HardSwish",), "LOGISTIC": ("Sigmoid",),
+         "RELU": ("Relu", "Clip"), "RELU6": ("Clip",), "RESIZE_NEAREST_NEIGHBOR": ("Resize",)}
 LAYOUT_OPS = ("PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE")
 CONCAT_RANGE_RATIO = 10.0
 
@@ -166,7 +172,7 @@ def _concat_note(op: dict, acts: dict, fl: dict, float_of: dict, by_tensor: dict
             f"{by_tensor[small]['layer'] if small in by_tensor else '?'} up to {ranges[small]:.3g})")
     for i in op["inputs"]:
         if i in by_tensor:
-            by_tensor[i]["note"] = text
+            by_tensor[i]["note"] = (by_tensor[i]["note"] + "; " if by_tensor[i].get("note") else "") + text
     out["note"] = text
     out["concat_range_ratio"] = round(ratio, 1)
 
@@ -193,6 +199,21 @@ def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIA
     x_cl = np.ascontiguousarray(x.transpose(natural_perm(x.ndim))) if x.ndim in (3, 4) else x
     q = _int8_activations(flat, x_cl, acts, in_idx)
     fl, producers = _float_activations(onnx_model, x)
+    consumers: dict[str, list] = {}
+    for name, (_, _, inputs, _) in producers.items():
+        for i in inputs:
+            consumers.setdefault(i, []).append(name)
+
+    def kinds(name: str) -> set[str]:
+        _, op_type, inputs, _ = producers[name]
+        k = {op_type}
+        if op_type in FUSED_ACTIVATIONS and inputs and inputs[0] in producers:
+            k.add(producers[inputs[0]][1])
+        return k
+
+    def fused_away(name: str) -> bool:   # a conv output whose only use is an activation TFLite fuses into it
+        c = consumers.get(name, [])
+        return len(c) == 1 and producers[c[0]][1] in FUSED_ACTIVATIONS
     by_size: dict[int, list] = {}
     for name, v in fl.items():
         by_size.setdefault(v.size, []).append(name)
@@ -200,29 +221,45 @@ def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIA
     snr_of = {}
     snr_of[in_idx] = _metrics(x_cl, q[in_idx])[0]
     layers, unmatched, float_of, by_tensor = [], [], {}, {}
+    taken: set[str] = set()
+    out_idx = next((o for op in ops[::-1] for o in op["outputs"]), None)
+    out_name = onnx_model.graph.output[0].name
+    pos_of = {in_idx: -1}        # int8 tensor -> position of its float tensor's node in the ONNX graph
     for op in ops:
+        after = max((pos_of[i] for i in op["inputs"] if i in pos_of), default=-1)
         for t in op["outputs"]:
             qt = q[t]
             best = None
-            for name in by_size.get(qt.size, []):
+            want = KINDS.get(op["op"])
+            names = by_size.get(qt.size, [])
+            if want:     # the float tensors of the same kind of operator, when there are any
+                same = [n for n in names if kinds(n) & set(want) and not (fused_away(n) and op["op"] in
+                                                                           ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                                            "FULLY_CONNECTED"))]
+                names = same or names
+            for name in names:
+                p = producers[name][0]
+                if p < after or (p == after and op["op"] not in LAYOUT_OPS) or \
+                        (name in taken and op["op"] not in LAYOUT_OPS):
+                    continue      # computed before this operator's inputs, or another operator's output already
+                if t == out_idx and name != out_name:
+                    continue      # the model's output is the ONNX graph's output
                 for cand in _candidates(fl[name]):
-                    if cand.shape[1:] != qt.shape[1:] and cand.size != qt.size:
-                        continue
                     if cand.shape != qt.shape:
-                        if int(np.prod(cand.shape[1:])) != int(np.prod(qt.shape[1:])) or \
-                                [d for d in cand.shape[1:] if d > 1] != [d for d in qt.shape[1:] if d > 1]:
+                        if [d for d in cand.shape[1:] if d > 1] != [d for d in qt.shape[1:] if d > 1]:
                             continue
                         cand = cand.reshape(qt.shape)
                     m = _metrics(cand, qt)
-                    # the closest float tensor; on a tie the later one (a fused conv + ReLU is the ReLU)
+                    # the closest float tensor; on a tie the earlier one
                     if best is None or m[2] < best[0][2] - 1e-9 or \
-                            (abs(m[2] - best[0][2]) <= 1e-9 and producers[name][0] > producers[best[1]][0]):
+                            (abs(m[2] - best[0][2]) <= 1e-9 and p < producers[best[1]][0]):
                         best = (m, name)
             entry = {"tflite_op": op["op"], "tflite_index": op["index"], "tflite_tensor": acts[t]["name"],
                      "shape": acts[t]["shape"], "scale": acts[t]["scale"]}
             ins = [snr_of[i] for i in op["inputs"] if i in snr_of]
             if (best is None or best[0][2] > MATCH_MAX_REL_ERR) and op["op"] in LAYOUT_OPS and ins:
                 snr_of[t] = max(ins)    # padding or a layout change: values pass through unchanged
+                pos_of[t] = after
                 entry.update(layer=None, onnx_tensor=None, onnx_op=None, snr_db=_r(max(ins)), cosine=None,
                              snr_drop_db=None, note="layout operator (no float tensor of its own)")
                 layers.append(entry)
@@ -235,14 +272,19 @@ def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIA
             (snr, cos, _), name = best
             snr_of[t] = snr
             float_of[t] = name
+            pos_of[t] = producers[name][0]
+            taken.add(name)
             drop = (max(ins) - snr) if ins else None
             entry.update(layer=_user_layer(name, producers), onnx_op=producers[name][1], onnx_tensor=name,
                          snr_db=_r(snr), cosine=_r(cos, 6), snr_drop_db=_r(drop))
+            if not np.any(qt):
+                entry["note"] = "the int8 output is all zero: the layer's output is lost"
             layers.append(entry)
             by_tensor[t] = entry
         if op["op"] == "CONCATENATION":
             _concat_note(op, acts, fl, float_of, by_tensor)
-    ranked = sorted((L for L in layers if L["snr_drop_db"] is not None), key=lambda L: -L["snr_drop_db"])
+    ranked = sorted((L for L in layers if L["snr_drop_db"] is not None and L["snr_drop_db"] > 0),
+                    key=lambda L: -L["snr_drop_db"])
     return {"samples": int(len(x)), "interpreter": "tflite_micro", "float_reference": "onnxruntime",
             "layers": layers, "worst": ranked[:TOP_LAYERS], "unmatched": unmatched}
 
