@@ -15,11 +15,18 @@ from tinyprune._cli import json_option, print_json, say
 @click.option("--input-shape", default=None, help="Model input with batch 1, e.g. 1,1,16,16 (PyTorch layout).")
 @click.option("--calib-samples", type=int, default=200, show_default=True,
               help="Representative samples used to calibrate int8 ranges.")
+@click.option("--max-int8-drop", type=float, default=1.0, show_default=True,
+              help="Points of accuracy (of top-1 agreement without labels) int8 may lose before the per-layer "
+                   "float-vs-int8 error is measured and shown; 0: always.")
+@click.option("--equalize", is_flag=True, help="Cross-layer equalization of the PyTorch model before export.")
+@click.option("--bias-correction", is_flag=True,
+              help="Correct the biases for the mean error of int8 weight rounding (on the calibration samples).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (model_int8.tflite, convert.json; model.onnx for PyTorch/ONNX).")
 @json_option
 @click.pass_context
-def command(ctx, model, weights, data, input_shape, calib_samples, out, as_json):
+def command(ctx, model, weights, data, input_shape, calib_samples, max_int8_drop, equalize, bias_correction,
+            out, as_json):
     """Convert MODEL to a full-integer int8 TFLite model calibrated on your data.
 
     MODEL is `example`, path/to/file.py:factory, pkg.module:factory, a .onnx file, a Keras model
@@ -30,7 +37,8 @@ def command(ctx, model, weights, data, input_shape, calib_samples, out, as_json)
 
     debug = bool((ctx.obj or {}).get("debug"))
     res = convert(model, out, data=data, weights=weights, input_shape=input_shape,
-                  calib_samples=calib_samples, debug=debug)
+                  calib_samples=calib_samples, max_int8_drop=max_int8_drop, equalize=equalize,
+                  bias_correction=bias_correction, debug=debug)
     r = res.report
     ev, inp, outp = r["evaluation"], r["input"], r["output"]
     written = ", ".join(p.name for p in (res.onnx_path, res.report_path) if p is not None)
@@ -45,7 +53,33 @@ def command(ctx, model, weights, data, input_shape, calib_samples, out, as_json)
         say(as_json, f"accuracy: not measured (the output is not one class score vector per sample); "
                    f"top-1 agreement per position on {ev['samples']} held-out samples {ev['top1_agreement']:.4f}")
     else:
-        say(as_json, f"accuracy on {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
-                   f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")
+        say(as_json, f"accuracy on all {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
+                     f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")
+    for line in int8_lines(r):
+        say(as_json, line)
     if as_json:
         print_json(r)
+
+
+def int8_lines(r: dict) -> list[str]:
+    """What the CLI says about int8 loss, fixes and the layers that lose most (convert and build)."""
+    ev, lines = r["evaluation"], []
+    for name, f in (r.get("fixes") or {}).items():
+        if f.get("asked"):
+            what = (f"{len(f.get('pairs', []))} layer pairs equalized" if name == "equalize"
+                    else f"{f.get('layers', 0)} biases corrected on {f.get('samples')} samples")
+            lines.append(f"{name.replace('_', ' ')}: {what if f.get('applied') else 'nothing to change'}")
+    if "int8_drop_points" not in ev:
+        return lines
+    d = r.get("diagnostics") or {}
+    lines.append(f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']} "
+                 f"(--max-int8-drop {ev['max_int8_drop']:g})" + ("" if d.get("run") else ": layers not diagnosed"))
+    if d.get("run"):
+        lines.append(f"layers losing most (float vs int8 on {d['samples']} held-out samples; SNR drop = dB lost "
+                     "by the layer itself):")
+        for L in d["worst"]:
+            lines.append(f"  {L['layer']:<28} {L['tflite_op']:<16} SNR {L['snr_db']:6.1f} dB  "
+                         f"drop {L['snr_drop_db']:5.1f} dB  cosine {L['cosine']:.4f}" +
+                         (f"  ({L['note']})" if L.get("note") else ""))
+        lines.append("fixes: " + "; ".join(d["advice"]))
+    return lines

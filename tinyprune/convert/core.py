@@ -25,6 +25,7 @@ from tinyprune.convert.tflite_int8 import (evaluate_tflite, io_details, natural_
 from tinyprune.errors import TinypruneError, UserInputError
 
 DEFAULT_CALIB_SAMPLES = 200
+DEFAULT_MAX_INT8_DROP = 1.0     # points of accuracy (or of top-1 agreement) int8 may lose before layers are diagnosed
 TORCH_ORT_CHECK_SAMPLES = 16
 ONNX_NAME, TFLITE_NAME, REPORT_NAME = "model.onnx", "model_int8.tflite", "convert.json"
 
@@ -73,20 +74,27 @@ def private_tempdir(prefix: str = "tinyprune-convert-"):
 
 
 def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input_shape=None,
-            calib_samples: int = DEFAULT_CALIB_SAMPLES, debug: bool = False) -> ConvertResult:
+            calib_samples: int = DEFAULT_CALIB_SAMPLES, max_int8_drop: float = DEFAULT_MAX_INT8_DROP,
+            equalize: bool = False, bias_correction: bool = False, debug: bool = False) -> ConvertResult:
     """Convert ``model`` to a full-integer int8 TFLite model calibrated on ``data``.
 
     ``model``: ``"example"``, ``"path/file.py:factory"``, ``"pkg.module:factory"``, a path to an
     ``.onnx`` file, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
     shape). ``data``: ``"digits"`` (default), an ``.npz`` path, a tinyprune.data.Dataset, (x, y) NumPy
     arrays or a torch Dataset/DataLoader (tinyprune.data.as_dataset); given data's labels must fit the
-    model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model. Writes model.onnx, model_int8.tflite and
-    convert.json into ``out_dir``; on any error nothing is left behind."""
+    model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model.
+    ``calib_samples``: training samples used to calibrate (all of them when fewer). When int8 loses more than
+    ``max_int8_drop`` points of accuracy (of top-1 agreement without labelled ``data``), the per-layer
+    float-vs-int8 error is measured (report["diagnostics"]). ``equalize`` / ``bias_correction``: cross-layer
+    equalization / bias correction on the PyTorch model before export (tinyprune.convert.fixes). Writes
+    model.onnx, model_int8.tflite and convert.json into ``out_dir``; on any error nothing is left behind."""
     from tinyprune.data import as_dataset, check_classes
 
     data = as_dataset(data)
     if calib_samples < 1:
         raise UserInputError(f"--calib-samples must be at least 1 (got {calib_samples})")
+    if not 0 <= max_int8_drop <= 100:
+        raise UserInputError(f"--max-int8-drop {max_int8_drop}: expected points of accuracy from 0 to 100 (e.g. 1)")
     spec = model if isinstance(model, (str, os.PathLike)) else None
     if spec is None and not callable(getattr(model, "state_dict", None)):
         raise UserInputError(f"cannot convert a {type(model).__name__}",
@@ -99,7 +107,11 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
     if fmt in loader.TF_FORMATS:
         if weights is not None:
             raise UserInputError(f"--weights applies to PyTorch models; a {fmt} model already holds its weights")
-        return _convert_tf(spec, fmt, out_dir, data, input_shape, calib_samples, debug, source)
+        if equalize or bias_correction:
+            raise UserInputError(f"--{'equalize' if equalize else 'bias-correction'} changes the PyTorch model before "
+                                 f"export; a {fmt} model is converted by TensorFlow's converter as it is",
+                                 hint="drop the option")
+        return _convert_tf(spec, fmt, out_dir, data, input_shape, calib_samples, debug, source, max_int8_drop)
     if fmt == "tflite" and not Path(spec).is_file():
         raise UserInputError(f"model file not found: {spec}")
     if fmt == "tflite":
@@ -107,6 +119,10 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                              hint="give it to `tinyprune build` or `tinyprune codegen` as it is")
     module = onnx_model = None
     if fmt == "onnx":
+        if equalize or bias_correction:
+            raise UserInputError(f"--{'equalize' if equalize else 'bias-correction'} changes the PyTorch model before "
+                                 "export; an .onnx file has none",
+                                 hint="convert the PyTorch model (file.py:factory) to use it, or drop the option")
         if weights is not None:
             raise UserInputError("--weights applies to PyTorch models; an .onnx file already holds its weights")
         onnx_model = onnx_utils.load_onnx(spec)
@@ -128,6 +144,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
 
     ds, data_name = _dataset(data, shape)
 
+    fixes = {"equalize": {"applied": False, "asked": False}, "bias_correction": {"applied": False, "asked": False}}
     with private_tempdir(), atomic_output_dir(out_dir, REPORT_NAME) as tmp:
         onnx_path = tmp / ONNX_NAME
         if module is not None:
@@ -140,6 +157,8 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
                 raise UserInputError(f"the model does not run on an input of shape {shape}: {type(e).__name__}: "
                                      f"{msg}", hint="pass the model's input shape with --input-shape 1,C,H,W "
                                                     "(PyTorch layout, batch 1)") from e
+            fixes = _apply_fixes(module, shape, ds, calib_samples, equalize, bias_correction)
+            module = fixes.pop("module")
             with tempfile.TemporaryDirectory(prefix="tinyprune-export-") as work:
                 raw = onnx_utils.export_onnx(module, torch.zeros(shape), Path(work) / "raw.onnx", debug=debug)
                 onnx_model = onnx_utils.load_onnx(raw)
@@ -172,14 +191,17 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
 
         report = {
             "source": source,
-            **_int8_report(conv.path, flat, shape, ds, data_name, len(calib), float_out),
+            **_int8_report(conv.path, flat, shape, ds, data_name, len(calib), float_out,
+                           labelled=data is not None, max_int8_drop=max_int8_drop),
             "onnx": {"opset": max((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
                                   default=None),
                      "operators": onnx_ops, "torch_vs_onnxruntime_max_abs_err": torch_ort_err,
                      "sha256": sha256_file(onnx_path)},
+            "fixes": fixes,
         }
         report["tflite"].update(input_transpose=conv.input_transpose, onnx2tf_input_layout=conv.tf_input_layout,
                                 float_tf_vs_onnx_max_abs_err=conv.float_tf_max_abs_err, notes=conv.notes)
+        report["diagnostics"] = diagnose(onnx_model, flat, ds.x_test, report["evaluation"], max_int8_drop)
         report["versions"] = _versions()
         write_json(tmp / REPORT_NAME, report)
     out = Path(out_dir)
@@ -199,12 +221,18 @@ def _dataset(data, shape):
     return ds, ds.name or str(data)
 
 
-def _int8_report(path: Path, flat: bytes, shape, ds, data_name: str, calibration: int, float_out) -> dict:
+def _int8_report(path: Path, flat: bytes, shape, ds, data_name: str, calibration: int, float_out, *,
+                 labelled: bool, max_int8_drop: float) -> dict:
     """convert.json's input/output/tflite/data/evaluation parts, the same for every input form: the int8
     model run by TFLite Micro on the held-out samples against the float model's outputs (PyTorch layout)."""
     float_pred = top1(float_out, 1)
     q = evaluate_tflite(path, ds.x_test, ds.y_test)
     det = io_details(flat)
+    evaluation = {"interpreter": "tflite_micro",
+                  "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
+                  "int8_accuracy": q["accuracy"], "top1_agreement": top1_agreement(float_out, q["output"]),
+                  "samples": int(len(ds.x_test)), "held_out_samples": int(len(ds.x_test))}
+    evaluation |= int8_loss(evaluation, labelled=labelled, max_drop=max_int8_drop)
     return {
         "input": {"pytorch_shape": list(shape), "shape": det["input"]["shape"], "dtype": det["input"]["dtype"],
                   "scale": det["input"]["scale"], "zero_point": det["input"]["zero_point"],
@@ -218,16 +246,12 @@ def _int8_report(path: Path, flat: bytes, shape, ds, data_name: str, calibration
                    "weights": "int8 per-channel", "biases": "int32", "notes": []},
         "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(calibration),
                  "train_samples": int(len(ds.x_train)), "test_samples": int(len(ds.x_test))},
-        "evaluation": {"interpreter": "tflite_micro",
-                       "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
-                       "int8_accuracy": q["accuracy"],
-                       "top1_agreement": top1_agreement(float_out, q["output"]),
-                       "samples": int(len(ds.x_test))},
+        "evaluation": evaluation,
     }
 
 
 def _convert_tf(spec, fmt: str, out_dir, data, input_shape, calib_samples: int, debug: bool,
-                source: dict) -> ConvertResult:
+                source: dict, max_int8_drop: float) -> ConvertResult:
     """A Keras file, a SavedModel or a float .tflite -> model_int8.tflite and convert.json (no model.onnx):
     the same data, calibration samples, evaluation and report as the PyTorch/ONNX path (tf_source.py)."""
     from tinyprune.convert import tf_source
@@ -255,12 +279,71 @@ def _convert_tf(spec, fmt: str, out_dir, data, input_shape, calib_samples: int, 
             path = tmp / TFLITE_NAME
             path.write_bytes(flat)
             report = {"source": source | {"kind": fmt},
-                      **_int8_report(path, flat, shape, ds, data_name, len(calib), float_out),
+                      **_int8_report(path, flat, shape, ds, data_name, len(calib), float_out,
+                                     labelled=data is not None, max_int8_drop=max_int8_drop),
                       "onnx": None,
                       "tf": {"format": fmt, "input_shape": list(src.shape), "loaded_with": src.loaded_with,
                              "converter": src.converter, "float_reference": src.loaded_with},
                       "versions": _versions()}
             report["tflite"]["notes"] = list(src.notes)
+            ev = report["evaluation"]
+            report["diagnostics"] = {"run": False, "reason": (
+                f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}: per-layer float-vs-int8 "
+                f"errors need the float ONNX graph, which a {fmt} model does not have here"
+                if ev["int8_drop_exceeded"] else
+                f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}, within "
+                f"--max-int8-drop {max_int8_drop:g}")}
             write_json(tmp / REPORT_NAME, report)
     out = Path(out_dir)
     return ConvertResult(out, None, out / TFLITE_NAME, out / REPORT_NAME, report)
+
+
+def _apply_fixes(module, shape, ds, calib_samples: int, equalize: bool, bias_correction: bool) -> dict:
+    """The asked-for fixes (tinyprune.convert.fixes) on the PyTorch model: {"module": the model to export,
+    "equalize": report, "bias_correction": report} (a fix not asked for: {"applied": False})."""
+    out = {"module": module, "equalize": {"applied": False, "asked": equalize},
+           "bias_correction": {"applied": False, "asked": bias_correction}}
+    if not (equalize or bias_correction):
+        return out
+    import torch
+
+    from tinyprune.convert import fixes
+    if equalize:
+        out["module"], rep = fixes.equalize(out["module"], torch.zeros(shape))
+        out["equalize"] = {"asked": True} | rep
+    if bias_correction:
+        out["module"], rep = fixes.bias_correct(out["module"], ds.x_train[:calib_samples])
+        out["bias_correction"] = {"asked": True} | rep
+    return out
+
+
+def int8_loss(ev: dict, labelled: bool, max_drop: float) -> dict:
+    """How much int8 loses, in points: of accuracy when the data's labels are this model's and the output is
+    one class vector per sample, else of top-1 agreement with the float model (100 - agreement)."""
+    if labelled and ev["float_accuracy"] is not None and ev["int8_accuracy"] is not None:
+        drop, basis = 100 * (ev["float_accuracy"] - ev["int8_accuracy"]), "accuracy"
+    else:
+        drop, basis = 100 * (1 - ev["top1_agreement"]), "agreement"
+    return {"int8_drop_points": round(drop, 4), "int8_drop_basis": basis, "max_int8_drop": max_drop,
+            "int8_drop_exceeded": bool(drop > max_drop)}
+
+
+def diagnose(onnx_model, flat: bytes, x_test, ev: dict, max_drop: float) -> dict:
+    """The per-layer float-vs-int8 error when int8 loses more than ``max_drop`` points (always with 0)."""
+    from tinyprune.convert.diagnose import DIAGNOSE_SAMPLES, layer_errors
+    if not (ev["int8_drop_exceeded"] or max_drop == 0):
+        return {"run": False, "reason": f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}, "
+                                        f"within --max-int8-drop {max_drop:g}"}
+    res = layer_errors(onnx_model, flat, x_test, samples=DIAGNOSE_SAMPLES)
+    return {"run": True} | res | {"advice": ADVICE}
+
+
+ADVICE = [
+    "--calib-samples N: calibrate on more training samples (ranges seen on few samples can be too narrow)",
+    "--equalize: cross-layer equalization (conv/depthwise/linear pairs through ReLU) evens out per-channel ranges",
+    "--bias-correction: removes the mean output shift that int8 weight rounding causes",
+    "a concatenation of branches with different value ranges shares one int8 scale: scale the branches to "
+    "similar ranges in the model (e.g. a BatchNorm or a constant factor before torch.cat)",
+    "per-channel activation ranges from percentiles: not available, TFLite's converter takes one min/max "
+    "range per activation tensor",
+]

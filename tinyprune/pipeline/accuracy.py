@@ -116,5 +116,20 @@ def check_int8(summary: dict, tflite: Path, min_agreement: float) -> None:
                                     "representative data (--data), or lower --min-agreement if this is expected")
 
 
+def int8_summary(report: dict) -> dict:
+    """What summary.json keeps of convert.json's int8 loss record (docs/convert.md, "Int8 accuracy"): the loss
+    in points and on what it is measured, the fixes applied, and the layers that lose most (the full per-layer
+    table stays in convert/convert.json)."""
+    ev = report["evaluation"]
+    d = report.get("diagnostics") or {}
+    keep = ("int8_drop_points", "int8_drop_basis", "max_int8_drop", "int8_drop_exceeded", "held_out_samples")
+    out = {k: ev.get(k) for k in keep}
+    out["fixes"] = {k: {"applied": v.get("applied", False), "asked": v.get("asked", False)}
+                    for k, v in (report.get("fixes") or {}).items()}
+    out["diagnostics"] = ({"run": True, "samples": d.get("samples"), "worst": d.get("worst"), "advice": d.get("advice")}
+                          if d.get("run") else {"run": False, "reason": d.get("reason")})
+    return out
+
+
 def _pct(x) -> str:
     return NOT_MEASURED if x is None else f"{100 * float(x):.1f}%"

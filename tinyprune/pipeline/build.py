@@ -26,7 +26,7 @@ from tinyprune import __version__, _paths
 from tinyprune._fs import write_json
 from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
 from tinyprune.pipeline import latency, workdir
-from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, check_int8, data_plan
+from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, check_int8, data_plan, int8_summary
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
 from tinyprune.pipeline.summaries import codegen_summary, get, prune_layers, validation_summary
@@ -57,6 +57,9 @@ class BuildConfig:
     round_to: int = 1
     # conversion / codegen
     calib_samples: int = 200
+    max_int8_drop: float = 1.0            # points int8 may lose before its layers are diagnosed (docs/convert.md)
+    equalize: bool = False                # cross-layer equalization before export
+    bias_correction: bool = False         # bias correction of int8 weight rounding before export
     kernels: str = "portable"
     cmsis_nn: str | None = None
     fast_weights: bool = False            # int16 conv filters (codegen --fast-weights): faster, more flash
@@ -135,6 +138,10 @@ class _Pipeline:
         self.dir = self.out_dir                               # where the stages write: the work folder in run
         self.cache = StageCache(self.dir)
         self.kind = _model_kind(cfg.model)
+        if self.kind != "pytorch" and (cfg.equalize or cfg.bias_correction):
+            raise UserInputError(f"--{'equalize' if cfg.equalize else 'bias-correction'} changes the PyTorch model "
+                                 f"before conversion; a {self.kind} model has none",
+                                 hint="build the PyTorch model (file.py:factory), or drop the option")
         self.summary: dict = {
             "tinyprune_version": __version__,
             "model": {"name": cfg.model, "kind": self.kind},
@@ -278,11 +285,17 @@ class _Pipeline:
                 return dst
             key = stage_key("convert", inputs=_model_inputs(cfg, self.mem) | ({"pruned": pruned} if pruned else {}),
                             options={"calib": cfg.calib_samples, "data": cfg.data, "input_shape": cfg.input_shape,
+                                     "max_int8_drop": cfg.max_int8_drop, "equalize": cfg.equalize,
+                                     "bias_correction": cfg.bias_correction,
                                      "calibration": str(self.plan["calibration"]), "in_memory": self.mem.keys},
                             upstream=[self.keys.get("prune", "")], code=_code("convert"))
             hit = self._cached("convert", key, h)
             if hit is None:
-                from tinyprune.convert import convert
+                from tinyprune.convert import convert as _convert
+
+                def convert(*a, **k):
+                    return _convert(*a, max_int8_drop=cfg.max_int8_drop, equalize=cfg.equalize,
+                                    bias_correction=cfg.bias_correction, **k)
                 if pruned is not None:
                     import torch
                     module = torch.load(pruned, weights_only=False)
@@ -300,11 +313,15 @@ class _Pipeline:
                 hit = {"conversion": {"float_accuracy": ev["float_accuracy"], "int8_accuracy": ev["int8_accuracy"],
                                       "agreement": ev["top1_agreement"], "samples": ev["samples"],
                                       "operators": res.report["tflite"]["operators"],
-                                      "input": res.report["input"], "output": res.report["output"]}}
+                                      "input": res.report["input"], "output": res.report["output"]}
+                       | int8_summary(res.report)}
                 self.cache.store("convert", key, [out], hit)
                 measured = self.plan["labelled"] and ev["int8_accuracy"] is not None
+                worst = (hit["conversion"].get("diagnostics") or {}).get("worst") or []
                 h.set_status("done", (f"int8 accuracy {100 * ev['int8_accuracy']:.2f}%, " if measured
-                                      else "") + f"agreement {100 * ev['top1_agreement']:.2f}%")
+                                      else "") + f"agreement {100 * ev['top1_agreement']:.2f}%" +
+                             (f"; int8 loses {ev['int8_drop_points']:.2f} points, most in layer {worst[0]['layer']!r}"
+                              if worst else ""))
             conv = dict(hit["conversion"])
             if not self.plan["labelled"] or conv["int8_accuracy"] is None:   # digits' labels are not this model's
                 conv.update(float_accuracy=None, int8_accuracy=None, calibration="digits (resized; no --data)")

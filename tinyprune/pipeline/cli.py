@@ -46,6 +46,11 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--epochs", type=int, default=FINETUNE_EPOCHS, show_default=True, help="fine-tuning epochs after pruning")
 @click.option("--round-to", type=click.Choice(["1", "4", "8"]), default="1", show_default=True)
 @click.option("--calib-samples", type=int, default=200, show_default=True)
+@click.option("--max-int8-drop", type=float, default=1.0, show_default=True,
+              help="points of accuracy (of top-1 agreement without --data) int8 may lose before the layers that "
+                   "lose most are measured and shown (0: always); it does not fail the build (--min-agreement does)")
+@click.option("--equalize", is_flag=True, help="cross-layer equalization of the PyTorch model before int8 conversion")
+@click.option("--bias-correction", is_flag=True, help="correct biases for the mean error of int8 weight rounding")
 @click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True)
 @click.option("--cmsis-nn", "cmsis_nn", default=None, envvar="CMSIS_NN_PATH", help="CMSIS-NN checkout")
 @click.option("--fast-weights", is_flag=True,
@@ -61,7 +66,7 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("-o", "--out", default="build", show_default=True, help="output folder (artifacts in OUT/BOARD/)")
 @click.pass_context
 def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mode, no_prune, criterion, when, max_macs,
-            max_ram, max_flash, epochs, round_to, calib_samples, kernels, cmsis_nn, fast_weights, samples,
+            max_ram, max_flash, epochs, round_to, calib_samples, max_int8_drop, equalize, bias_correction, kernels, cmsis_nn, fast_weights, samples,
             min_agreement, sim,
             sim_samples, force, as_json, out):
     """Model -> pruned -> int8 -> C -> firmware -> validated, with a report.
@@ -74,7 +79,8 @@ def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mod
     cfg = BuildConfig(model=model, board=board, out=out, data=data, weights=weights, input_shape=input_shape,
                       boards_dir=boards_dir, prune="never" if no_prune else prune_mode, criterion=criterion,
                       when=when, max_macs=max_macs, max_ram=max_ram, max_flash=max_flash, epochs=epochs,
-                      round_to=int(round_to), calib_samples=calib_samples, kernels=kernels, cmsis_nn=cmsis_nn,
+                      round_to=int(round_to), calib_samples=calib_samples, max_int8_drop=max_int8_drop,
+                      equalize=equalize, bias_correction=bias_correction, kernels=kernels, cmsis_nn=cmsis_nn,
                       fast_weights=fast_weights,
                       samples=samples, min_agreement=min_agreement, sim=sim, sim_samples=sim_samples, force=force,
                       debug=bool((ctx.obj or {}).get("debug")))

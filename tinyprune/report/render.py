@@ -93,6 +93,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
         ("float accuracy", _acc(cv.get("float_accuracy"), measured), "" if measured else acc.get("reason", "")),
         ("int8 accuracy", _acc(cv.get("int8_accuracy"), measured), "no float model (int8 .tflite given)" if cv.get("skipped") else f"top-1 agreement {_pct(cv.get('agreement'))}"),
     ]
+    if cv.get("int8_drop_points") is not None:
+        rows.append(int8_loss_row(cv))
     if "min_agreement" in acc:
         rows.append(("int8 check", "FAILED" if acc.get("agreement_ok") is False else "ok", joined(
             f"agreement with float {_pct(acc.get('agreement'))}, minimum {_pct(acc.get('min_agreement'))}"
@@ -175,6 +177,41 @@ def _boards_section(lat: dict, this_board: str) -> str:
     return "\n".join(out)
 
 
+def int8_loss_row(cv: dict) -> tuple[str, str, str]:
+    """The "int8 loss" figure: points lost, on what and how many held-out samples, the fixes applied and, when
+    the loss exceeds --max-int8-drop, the layers that lose most."""
+    d = cv.get("diagnostics") or {}
+    fixes = [k.replace("_", " ") for k, v in (cv.get("fixes") or {}).items() if v.get("applied")]
+    ctx = [f"of {cv.get('int8_drop_basis')} on all {cv.get('held_out_samples')} held-out samples, "
+           f"max {cv.get('max_int8_drop'):g}"]
+    if fixes:
+        ctx.append("fixes applied: " + ", ".join(fixes))
+    if d.get("run"):
+        worst = d.get("worst") or []
+        ctx.append("layers losing most: " + (", ".join(f"{w['layer']} ({w['snr_drop_db']:.1f} dB)" for w in worst[:3])
+                                            or "none found"))
+    return ("int8 loss", f"{cv['int8_drop_points']:.2f} points", "; ".join(ctx))
+
+
+def int8_layers_html(cv: dict) -> str:
+    """The per-layer float-vs-int8 table, when the layers were diagnosed."""
+    d = cv.get("diagnostics") or {}
+    if not d.get("run"):
+        return ""
+    rows = ["<section id=\"int8-layers\"><h2>Int8 accuracy: layers losing most</h2>",
+            f"<p>int8 loses {cv['int8_drop_points']:.2f} points of {escape(str(cv.get('int8_drop_basis')))}, more than "
+            f"--max-int8-drop {cv.get('max_int8_drop'):g}. Float vs dequantised int8 activations on {d.get('samples')} "
+            "held-out samples; SNR drop is the signal-to-noise the layer itself loses against its best input "
+            "(convert/convert.json has every layer).</p>",
+            "<table><tr><th>layer</th><th>int8 op</th><th>SNR dB</th><th>SNR drop dB</th><th>cosine</th>"
+            "<th>note</th></tr>"]
+    for w in d.get("worst") or []:
+        rows.append(f"<tr><td>{escape(str(w['layer']))}</td><td>{escape(w['tflite_op'])}</td><td>{w['snr_db']:.1f}</td>"
+                    f"<td>{w['snr_drop_db']:.1f}</td><td>{w['cosine']:.4f}</td><td>{escape(w.get('note') or '')}</td></tr>")
+    rows.append("</table><p>Fixes: " + "; ".join(escape(a) for a in d.get("advice") or []) + "</p></section>")
+    return "".join(rows)
+
+
 def render_html(s: dict) -> str:
     board = s.get("board", {})
     status = s.get("status", "unknown")
@@ -253,6 +290,9 @@ def render_html(s: dict) -> str:
                                      conf_src["confusion"], labels))
         parts.append("</section>")
 
+    layers_html = int8_layers_html(cv)
+    if layers_html:
+        parts.append(layers_html)
     timings = s.get("timings") or {}
     if timings:
         parts.append("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th>"
