@@ -49,6 +49,9 @@ from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
 from tinyprune.prune import irops, irshape
 
+_POOL_FUNCS = {F.max_pool2d: "MAX_POOL_2D", F.avg_pool2d: "AVERAGE_POOL_2D", torch.max_pool2d: "MAX_POOL_2D"}
+_POOL_ARGS = {f: (("kernel_size", "stride", "padding", "dilation", "ceil_mode") if k == "MAX_POOL_2D"
+                  else ("kernel_size", "stride", "padding", "ceil_mode")) for f, k in _POOL_FUNCS.items()}
 _RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.relu_}
 # element-wise activations the converter emits as one TFLite operator of the same shape
 _UNARY_MODULES = {nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC", nn.Tanh: "TANH"}
@@ -278,21 +281,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 irops.prelu(b, node, b.src(args[0]), oshape, m)
                 continue
             if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-                kh, kw = _pair(m.kernel_size)
-                st = _pair(m.stride if m.stride is not None else m.kernel_size)
-                kind = "MAX_POOL_2D" if isinstance(m, nn.MaxPool2d) else "AVERAGE_POOL_2D"
-                x = b.src(args[0])
-                if any(_pair(m.padding)) or m.ceil_mode:
-                    if kind != "MAX_POOL_2D" or _pair(m.dilation) != (1, 1) or not _non_negative(args[0], modules):
-                        raise UnsupportedModelError(
-                            f"layer {node.target!r}: padded or ceil-mode pooling is supported for max-pool after a "
-                            "ReLU (or sigmoid) only", hint="put the ReLU before the pool, or use padding=0")
-                    x = _explicit_pool_pad(b, node, x, meta_shape(args[0]), oshape, (kh, kw), st, _pair(m.padding))
-                op = ir.Op(kind, [x], [b.act(node.name, oshape)],
-                           {"stride_h": st[0], "stride_w": st[1], "filter_h": kh, "filter_w": kw,
-                            "padding": "VALID", "fused_activation": "NONE"}, node.target)
-                b.ops.append(op)
-                fuse_relu(node, op)
+                _pool(b, node, args[0], oshape, "MAX_POOL_2D" if isinstance(m, nn.MaxPool2d) else "AVERAGE_POOL_2D",
+                      m.kernel_size, m.stride, m.padding, m.ceil_mode, getattr(m, "dilation", 1), modules, fuse_relu,
+                      node.target, meta_shape(args[0]))
                 continue
             if isinstance(m, nn.AdaptiveAvgPool2d):
                 if _pair(m.output_size) != (1, 1):
@@ -337,6 +328,12 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             continue
         if tgt in irops.LEAKY_FUNCS:
             irops.leaky_relu(b, node, b.src(args[0]), oshape)
+            continue
+        if tgt in _POOL_FUNCS:   # F.max_pool2d / F.avg_pool2d(x, kernel_size, stride=None, padding=0, ...)
+            kw_ = dict(zip(_POOL_ARGS[tgt], node.args[1:]), **node.kwargs)
+            _pool(b, node, args[0], oshape, _POOL_FUNCS[tgt], kw_["kernel_size"], kw_.get("stride"),
+                  kw_.get("padding", 0), kw_.get("ceil_mode", False), kw_.get("dilation", 1), modules, fuse_relu,
+                  node.name, meta_shape(args[0]))
             continue
         if tgt is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
@@ -428,6 +425,26 @@ def _non_negative(node, modules) -> bool:
             return False
         node = node.args[0]
     return False
+
+
+def _pool(b, node, src, oshape, kind, kernel, stride, padding, ceil_mode, dilation, modules, fuse_relu, name,
+          ishape):
+    """MAX_POOL_2D / AVERAGE_POOL_2D of nn.MaxPool2d/AvgPool2d or F.max_pool2d/avg_pool2d (VALID; a padded or
+    ceil-mode max-pool after a ReLU gets the explicit PAD the convert stage gives it)."""
+    kh, kw = _pair(kernel)
+    st = _pair(stride if stride else kernel)
+    x = b.src(src)
+    if any(_pair(padding)) or ceil_mode:
+        if kind != "MAX_POOL_2D" or _pair(dilation) != (1, 1) or not _non_negative(src, modules):
+            raise UnsupportedModelError(
+                f"layer {name!r}: padded or ceil-mode pooling is supported for max-pool after a "
+                "ReLU (or sigmoid) only", hint="put the ReLU before the pool, or use padding=0")
+        x = _explicit_pool_pad(b, node, x, ishape, oshape, (kh, kw), st, _pair(padding))
+    op = ir.Op(kind, [x], [b.act(node.name, oshape)],
+               {"stride_h": st[0], "stride_w": st[1], "filter_h": kh, "filter_w": kw,
+                "padding": "VALID", "fused_activation": "NONE"}, name)
+    b.ops.append(op)
+    fuse_relu(node, op)
 
 
 def _explicit_pool_pad(b: _Builder, node, x, ishape, oshape, k, st, pads) -> str:
