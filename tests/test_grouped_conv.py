@@ -378,3 +378,40 @@ def test_build_shufflev1_prunes_and_validates_bit_exact_on_host_and_in_qemu(tmp_
     assert "run the reference C kernel" in (d / "report.html").read_text()
     cg = json.loads((d / "codegen" / "codegen.json").read_text())
     assert sorted(L["groups"] for L in cg["layers"] if L["kind"] == "CONV_2D") == [1, 1, 2, 3, 3, 3, 3]
+
+
+def test_depthwise_with_channel_multiplier_prunes_whole_multiplier_slices():
+    """groups = in_channels < out_channels (a depthwise conv with channel multiplier 3): its output
+    is pruned one multiplier index at a time (one channel of every group); its input side is one
+    pattern (each conv group has one input channel), never pruned -- and said."""
+    import torch
+    from torch import nn
+
+    from tinyprune.prune import build_graph
+    from tinyprune.prune.structure import Structure
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 4, 3, padding=1)
+            self.dw = nn.Conv2d(4, 12, 3, padding=1, groups=4)
+            self.b = nn.Conv2d(12, 6, 1)
+            self.fc = nn.Linear(6, 10)
+
+        def forward(self, x):
+            y = self.b(torch.relu(self.dw(torch.relu(self.a(x)))))
+            return self.fc(torch.relu(y).mean((2, 3)))
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(2, 1, 6, 6)
+    st = Structure(model, x[:1])
+    assert (st.groups["a"].unit, st.groups["a"].channels) == (4, 1)
+    assert (st.groups["dw"].unit, st.groups["dw"].channels) == (4, 3)
+    w = model.dw.weight.detach().clone()
+    st.remove({"dw": [1], "b": [0]})
+    # channels 1, 4, 7, 10 removed: multiplier index 1 of every group
+    assert (model.dw.in_channels, model.dw.out_channels, model.dw.groups) == (4, 8, 4)
+    assert torch.equal(model.dw.weight, w[[0, 2, 3, 5, 6, 8, 9, 11]])
+    assert model(x).shape == (2, 10)
+    g, _ = build_graph(model, x[:1])
+    dw = [op for op in g.ops if op.kind == "DEPTHWISE_CONV_2D"]
+    assert len(dw) == 1 and dw[0].options["depth_multiplier"] == 2
