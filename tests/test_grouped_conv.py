@@ -69,7 +69,7 @@ def _grouped_ops(path):
 # kernel: bit-exact with TFLite Micro on the host
 
 @needs_gcc
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
 def test_grouped_conv_bit_exact_with_tflite_micro(grouped_tflite, seed, tmp_path):
     from tinyprune.codegen.check import check, load_inputs
     from tinyprune.codegen.generate import generate
@@ -502,7 +502,8 @@ def _gen_grouped(rng, i: int, fast: bool) -> tuple[str, str]:
 @pytest.mark.qemu
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
-@pytest.mark.parametrize("board,machine", [("mps2-an500", "mps2-an500"), ("mps2-an386", "mps2-an386")])
+@pytest.mark.parametrize("board,machine", [("mps2-an500", "mps2-an500"),
+                                           pytest.param("mps2-an386", "mps2-an386", marks=pytest.mark.slow)])
 def test_grouped_conv_dsp_path_bit_exact_with_the_reference_in_qemu(tmp_path, board, machine):
     """40 random grouped convs (groups 2-4, 1-8 channels per group, 1x1/3x3/other kernels, strides,
     dilations, paddings, batches, fast-weights filters, scratch one byte short) through tp_conv_s8 with
