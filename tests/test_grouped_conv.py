@@ -69,7 +69,7 @@ def _grouped_ops(path):
 # kernel: bit-exact with TFLite Micro on the host
 
 @needs_gcc
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
 def test_grouped_conv_bit_exact_with_tflite_micro(grouped_tflite, seed, tmp_path):
     from tinyprune.codegen.check import check, load_inputs
     from tinyprune.codegen.generate import generate
@@ -142,17 +142,39 @@ def test_model_checks_accept_tflite_groups_and_refuse_the_rest(in_c, filter_c, o
 # ------------------------------------------------------------------------------------------------
 # DSP plan and CMSIS-NN: grouped convs run the reference, scratch 0, and it is said
 
-def test_dsp_plan_reserves_no_scratch_for_grouped_convs_and_says_they_run_the_reference(grouped_tflite, tmp_path,
+def test_dsp_plan_reserves_the_grouped_scratch_and_says_which_layers_run_the_reference(grouped_tflite, tmp_path,
                                                                                         capsys):
-    path = grouped_tflite(0)
+    """On a DSP core a grouped conv runs the DSP conv group by group when its output rows are 6
+    pixels or wider (scratch: input band + output row + one group's DSP scratch), else the reference
+    (scratch 0), and that is said."""
+    from tinyprune.codegen.scratch import GROUPED_MIN_W, scratch_bytes
+    from tinyprune.codegen.tflite_reader import read_model
+    def widths(seed):
+        gr = read_model(grouped_tflite(seed)).graph
+        return [gr.tensors[op.outputs[0]].shape[2] for op in gr.ops]
+    # the first seed with both narrow and wide grouped convs
+    seed = next(s for s in (0, 1, 2) if min(widths(s)) < GROUPED_MIN_W <= max(widths(s)))
+    path = grouped_tflite(seed)
+    g = read_model(path).graph
     code, out, err = _main(capsys, "codegen", path, "-o", tmp_path / "cg", "--board", "nucleo-f746")
     assert code == 0, err
     rep = json.loads((tmp_path / "cg" / "codegen.json").read_text())
-    assert rep["plan_kernels"] == "dsp"
-    assert [L["groups"] > 1 for L in rep["layers"]] == [True] * 4
-    assert [L["scratch_bytes"] for L in rep["layers"]] == [0] * 4
-    assert len(rep["notes"]) == 1 and "run the reference C kernel" in rep["notes"][0]
-    assert "note: grouped convolution layer(s) 0 (groups=" in out
+    assert rep["plan_kernels"] == "dsp" and [L["groups"] > 1 for L in rep["layers"]] == [True] * 4
+    narrow = [L["layer"] for L in rep["layers"] if g.tensors[g.ops[L["op"]].outputs[0]].shape[2] < GROUPED_MIN_W]
+    assert 1 <= len(narrow) < 4
+    for L in rep["layers"]:
+        op = g.ops[L["op"]]
+        x, f, y = (g.tensors[t].shape for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        k = f[1] * f[2] * f[3]
+        want = 0 if L["layer"] in narrow else \
+            f[1] * x[2] * f[3] + y[2] * y[3] + 8 + 48 * (-(-k // 4)) + 16 * (f[0] // (x[3] // f[3])) + \
+            (4 * (-(-k // 4)) if k % 4 else 0)
+        assert L["scratch_bytes"] == want == scratch_bytes(op, g, "dsp"), L
+    assert len(rep["notes"]) == 1 and f"layer(s) {narrow[0]} (groups=" in rep["notes"][0]
+    assert all(f"{i} (groups=" in rep["notes"][0] for i in narrow)
+    assert not any(f"{L['layer']} (groups=" in rep["notes"][0] for L in rep["layers"] if L["layer"] not in narrow)
+    assert "run the reference C kernel" in rep["notes"][0]
+    assert f"note: grouped convolution layer(s) {narrow[0]} (groups=" in out
     # the portable plan has nothing to say
     code, out, _ = _main(capsys, "codegen", path, "-o", tmp_path / "cg2")
     assert code == 0 and "note:" not in out
@@ -187,7 +209,7 @@ def test_cmsis_nn_lowers_grouped_convs_to_the_portable_kernel(tmp_path):
     assert len(g_layer) == 1 and g_layer[0]["layer"] not in res.report["cmsis_nn"]["layers"]
     assert g_layer[0]["scratch_bytes"] == 0
     assert len(res.report["cmsis_nn"]["layers"]) == 2
-    assert "CMSIS-NN's convolution takes groups=1 only" in res.report["notes"][0]
+    assert "reference C kernel: CMSIS-NN's convolution takes groups=1 only" in res.report["notes"][0]
 
 
 def test_report_says_which_layers_run_the_reference():
@@ -378,3 +400,131 @@ def test_build_shufflev1_prunes_and_validates_bit_exact_on_host_and_in_qemu(tmp_
     assert "run the reference C kernel" in (d / "report.html").read_text()
     cg = json.loads((d / "codegen" / "codegen.json").read_text())
     assert sorted(L["groups"] for L in cg["layers"] if L["kind"] == "CONV_2D") == [1, 1, 2, 3, 3, 3, 3]
+
+
+def test_depthwise_with_channel_multiplier_prunes_whole_multiplier_slices():
+    """groups = in_channels < out_channels (a depthwise conv with channel multiplier 3): its output
+    is pruned one multiplier index at a time (one channel of every group); its input side is one
+    pattern (each conv group has one input channel), never pruned -- and said."""
+    import torch
+    from torch import nn
+
+    from tinyprune.prune import build_graph
+    from tinyprune.prune.structure import Structure
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 4, 3, padding=1)
+            self.dw = nn.Conv2d(4, 12, 3, padding=1, groups=4)
+            self.b = nn.Conv2d(12, 6, 1)
+            self.fc = nn.Linear(6, 10)
+
+        def forward(self, x):
+            y = self.b(torch.relu(self.dw(torch.relu(self.a(x)))))
+            return self.fc(torch.relu(y).mean((2, 3)))
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(2, 1, 6, 6)
+    st = Structure(model, x[:1])
+    assert (st.groups["a"].unit, st.groups["a"].channels) == (4, 1)
+    assert (st.groups["dw"].unit, st.groups["dw"].channels) == (4, 3)
+    w = model.dw.weight.detach().clone()
+    st.remove({"dw": [1], "b": [0]})
+    # channels 1, 4, 7, 10 removed: multiplier index 1 of every group
+    assert (model.dw.in_channels, model.dw.out_channels, model.dw.groups) == (4, 8, 4)
+    assert torch.equal(model.dw.weight, w[[0, 2, 3, 5, 6, 8, 9, 11]])
+    assert model(x).shape == (2, 10)
+    g, _ = build_graph(model, x[:1])
+    dw = [op for op in g.ops if op.kind == "DEPTHWISE_CONV_2D"]
+    assert len(dw) == 1 and dw[0].options["depth_multiplier"] == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# DSP: tp_conv_s8 runs a grouped conv row by row, group by group, through the DSP conv (QEMU)
+
+def _gen_grouped(rng, i: int, fast: bool) -> tuple[str, str]:
+    from test_kernels_arm import _act, _arr, _bias, _out_size, _quant
+
+    from tinyprune.codegen.relayout import conv_filter_x16
+    for _ in range(100):
+        n = int(rng.choice([1, 1, 1, 2]))
+        groups, fc = int(rng.integers(2, 5)), int(rng.choice([1, 2, 3, 4, 5, 8]))
+        if fc == 1 and rng.random() < 0.7:
+            fc = 2
+        cin, og = groups * fc, int(rng.integers(1, 6))
+        cout = groups * og
+        h, w = int(rng.integers(1, 11)), int(rng.integers(1, 11) if rng.random() < 0.3 else rng.integers(8, 17))
+        kh, kw = [(1, 1), (3, 3), (int(rng.integers(1, 5)), int(rng.integers(1, 5)))][int(rng.integers(0, 3))]
+        sh = sw = int(rng.integers(1, 3))
+        if rng.random() < 0.2:
+            sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        dh, dw = (1, 1) if rng.random() < 0.8 else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        ph, pw = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+        oh, ow = _out_size(h, kh, sh, dh, 2 * ph), _out_size(w, kw, sw, dw, 2 * pw)
+        if oh >= 1 and ow >= 1 and n * oh * ow * cout <= 4096 and n * h * w * cin <= 8192:
+            break
+    k = kh * kw * fc
+    x = rng.integers(-128, 128, size=n * h * w * cin)
+    fil = rng.integers(-127, 128, size=(cout, kh, kw, fc))
+    per_channel = rng.random() < 0.8
+    mult, shift = _quant(rng, cout, k, per_channel)
+    bias = _bias(rng, cout)
+    in_off, out_off = int(rng.integers(-127, 129)), int(rng.integers(-128, 128))
+    amin, amax = _act(rng)
+    p = f"g{i}_"
+    data = _arr("int8_t", p + "x", x) + _arr("int32_t", p + "m", mult) + _arr("int32_t", p + "s", shift) + \
+        (_arr("int32_t", p + "b", bias) if bias is not None else "")
+    if fast:
+        data += "__attribute__((aligned(4))) " + _arr("int16_t", p + "f", conv_filter_x16(fil))
+        fn = "tp_conv_s8_x16"
+    else:
+        data += _arr("int8_t", p + "f", fil)
+        fn = "tp_conv_s8"
+    bname = p + "b" if bias is not None else "NULL"
+    nout = n * oh * ow * cout
+    args = f"&prm, &q, &id, {p}x, &fd, {p}f, {bname}, &od, "
+    small = rng.random() < 0.1     # scratch one byte short: the reference must run
+    body = (f"tp_conv_params prm = {{{in_off}, {out_off}, {{{sh}, {sw}}}, {{{ph}, {pw}}}, "
+            f"{{{dh}, {dw}}}, {{{amin}, {amax}}}}};\n"
+            f"tp_quant_params q = {{{p}m, {p}s, {int(per_channel)}}};\n"
+            f"tp_dims id = {{{n}, {h}, {w}, {cin}}};\n"
+            f"tp_dims fd = {{{cout}, {kh}, {kw}, {fc}}};\n"
+            f"tp_dims od = {{{n}, {oh}, {ow}, {cout}}};\n"
+            f"tp_context ctx = tp_test_ctx(tp_conv_s8_get_buffer_size(&id, &fd, &od){' - 1' if small else ''});\n"
+            f"tp_test_prefill({nout});\n"
+            f"r->op = \"{'gconv_x16' if fast else 'gconv'}\"; r->n = {nout};\n"
+            f"TP_TIME(r->ref_insns, r->st_ref = {fn}_ref(&ctx, {args}out_ref));\n"
+            f"TP_TIME(r->arm_insns, r->st_arm = {fn}(&ctx, {args}out_arm));\n")
+    return data, body
+
+
+@pytest.mark.arm
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("board,machine", [("mps2-an500", "mps2-an500"),
+                                           pytest.param("mps2-an386", "mps2-an386", marks=pytest.mark.slow)])
+def test_grouped_conv_dsp_path_bit_exact_with_the_reference_in_qemu(tmp_path, board, machine):
+    """40 random grouped convs (groups 2-4, 1-8 channels per group, 1x1/3x3/other kernels, strides,
+    dilations, paddings, batches, fast-weights filters, scratch one byte short) through tp_conv_s8 with
+    TP_USE_ARM_DSP (Cortex-M7 and M4) against tp_conv_s8_ref: identical outputs; those with output
+    rows of 6 pixels or more take the DSP path and are faster in sum."""
+    from test_kernels_arm import build_kernel_test, run_kernel_test
+    rng = np.random.default_rng(11)
+    parts, names = [], []
+    for i in range(40):
+        data, body = _gen_grouped(rng, i, fast=i % 4 == 3)
+        parts.append(data + f"static void case_{i}(tp_case_result *r)\n{{\n" + body + "}\n")
+        names.append(f"case_{i}")
+    src = "".join(parts) + f"#define TP_NUM_CASES {len(names)}\n" + \
+        "static void (*const tp_cases[])(tp_case_result *) = {" + ", ".join(names) + "};\n"
+    rc, stdout, cases = run_kernel_test(build_kernel_test(board, tmp_path, src), machine)
+    assert f"TP_KERNEL_TEST cases={len(names)} failed=0" in stdout and rc == 0, stdout[-3000:]
+    assert len(cases) == 40 and not [c for c in cases if c[5] != "0"], [c for c in cases if c[5] != "0"][:5]
+    ok = [c for c in cases if c[3] == "0" and c[4] == "0"]
+    assert len(ok) >= 30 and all(int(c[2]) > 0 for c in ok)
+    # the narrow ones run the reference (same count plus the dispatch); the others the DSP path
+    fast = [c for c in ok if int(c[7]) < int(c[6]) * 0.9]
+    assert len(fast) >= 10, [(c[2], c[6], c[7]) for c in ok]
+    ref, dsp = sum(int(c[6]) for c in fast), sum(int(c[7]) for c in fast)
+    assert dsp < 0.6 * ref, (ref, dsp)

@@ -4,6 +4,8 @@
  * groups = in->c / f->c, out->c a multiple of groups; output channel oc belongs to group
  * oc / (out->c / groups) and reads input channels [group * f->c, (group + 1) * f->c). groups == 1 is
  * the ordinary convolution. */
+#include <string.h>
+
 #include "tp_nn.h"
 #include "tp_nn_support.h"
 
@@ -105,10 +107,137 @@ tp_status tp_conv_s8_x16_ref(const tp_context *ctx, const tp_conv_params *p, con
     return tp_conv_ref_impl(p, q, in, input, f, 0, filter16, bias, out, output);
 }
 
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+/* Grouped convolution with the DSP variant (which takes groups == 1): output row by output row, and
+ * per group the filter taps' input rows of that group (a band of kh rows x w pixels x fc channels,
+ * rows in the padding left out) are copied to scratch and tp_conv_s8_arm computes the group's
+ * output row from them (dims {1, rows, w, fc}, padding.h = the padded taps above, dilation.h 1, one
+ * output row) into a group-major row buffer; the whole output row is then written in place. Every
+ * input read of row oy happens before any byte of row oy is written, and afterwards only rows of
+ * later output rows are read: 0 pixels in flight (planner overlap, tp_nn_arm.h).
+ * Scratch: kh * w * fc (band) + ow * out_c (row) + tp_conv_s8_arm_get_buffer_size of one group
+ * when ow >= TP_CONV_GROUPED_MIN_W, else 0 (the reference runs); with less, the reference runs.
+ * Python twin: tinyprune/codegen/scratch.py. */
+static int32_t tp_conv_grouped_arm_size(const tp_dims *in, const tp_dims *f, const tp_dims *out)
+{
+    tp_dims gi, gf;
+    const int32_t groups = in->c / f->c;
+    gi = *in;
+    gi.c = f->c;
+    gf = *f;
+    gf.n = f->n / groups;
+    return f->h * in->w * f->c + out->w * out->c + tp_conv_s8_arm_get_buffer_size(&gi, &gf, out);
+}
+
+/* Output rows narrower than this run the reference: the DSP conv takes 6 pixels per block and runs
+ * narrower calls in C, where the per-call set-up (per-channel table, copies) costs more than it saves
+ * (measured in QEMU, tests/test_grouped_conv.py). */
+#define TP_CONV_GROUPED_MIN_W 6
+
+static int tp_conv_is_grouped(const tp_dims *in, const tp_dims *f, const tp_dims *out)
+{
+    return in && f && out && f->c > 0 && in->c != f->c && in->c % f->c == 0 && f->n == out->c &&
+           out->c % (in->c / f->c) == 0 && in->n > 0 && in->h > 0 && in->w > 0 && out->h > 0 &&
+           f->h > 0 && f->w > 0;
+}
+
+static tp_status tp_conv_grouped_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_params *q,
+                                     const tp_dims *in, const int8_t *input, const tp_dims *f,
+                                     const int8_t *filter, const int16_t *filter16, const int32_t *bias,
+                                     const tp_dims *out, int8_t *output)
+{
+    const int32_t groups = in->c / f->c, fc = f->c, og = out->c / groups;
+    const int32_t k = f->h * f->w * fc, row16 = 4 * ((k + 3) >> 2);
+    int8_t *band, *row;
+    tp_context sub;
+    tp_conv_params gp;
+    tp_dims gi, gf, go;
+    int32_t b, oy, g, ky, ky0, ky1, r, x;
+    if (!p || !q || !input || !output || (!filter && !filter16) || p->stride.h <= 0 || p->dilation.h <= 0 ||
+        out->w < TP_CONV_GROUPED_MIN_W || !ctx || !ctx->buf || ctx->size < tp_conv_grouped_arm_size(in, f, out)) {
+        return filter16 ? tp_conv_s8_x16_ref(ctx, p, q, in, input, f, filter16, bias, out, output)
+                        : tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
+    }
+    for (oy = 0; oy < out->h; ++oy) {   /* a row whose taps all lie in the padding (never from TFLite's
+                                           SAME): the reference, before anything is written */
+        const int32_t iy0 = oy * p->stride.h - p->padding.h;
+        if (iy0 + (f->h - 1) * p->dilation.h < 0 || iy0 >= in->h) {
+            return filter16 ? tp_conv_s8_x16_ref(ctx, p, q, in, input, f, filter16, bias, out, output)
+                            : tp_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
+        }
+    }
+    band = (int8_t *)ctx->buf;
+    row = band + (size_t)f->h * in->w * fc;
+    sub.buf = row + (size_t)out->w * out->c;
+    sub.size = ctx->size - (int32_t)((size_t)f->h * in->w * fc + (size_t)out->w * out->c);
+    gp = *p;
+    gp.stride.h = 1;
+    gp.dilation.h = 1;
+    gf = *f;
+    gf.n = og;
+    go.n = 1;
+    go.h = 1;
+    go.w = out->w;
+    go.c = og;
+    for (b = 0; b < in->n; ++b) {
+        for (oy = 0; oy < out->h; ++oy) {
+            const int32_t iy0 = oy * p->stride.h - p->padding.h;
+            int8_t *dst = output + ((size_t)b * out->h + oy) * out->w * out->c;
+            ky0 = 0;
+            while (ky0 < f->h && iy0 + ky0 * p->dilation.h < 0) {
+                ++ky0;
+            }
+            ky1 = f->h - 1;
+            while (ky1 >= ky0 && iy0 + ky1 * p->dilation.h >= in->h) {
+                --ky1;
+            }
+            gp.padding.h = ky0;
+            gi.n = 1;
+            gi.h = ky1 - ky0 + 1;
+            gi.w = in->w;
+            gi.c = fc;
+            for (g = 0; g < groups; ++g) {
+                tp_quant_params gq;
+                tp_status st;
+                for (ky = ky0, r = 0; ky <= ky1; ++ky, ++r) {
+                    const int8_t *src = input + (((size_t)b * in->h + (iy0 + ky * p->dilation.h)) * in->w) * in->c +
+                                        (size_t)g * fc;
+                    int8_t *d = band + (size_t)r * in->w * fc;
+                    for (x = 0; x < in->w; ++x) {
+                        memcpy(d + (size_t)x * fc, src + (size_t)x * in->c, (size_t)fc);
+                    }
+                }
+                gq.multiplier = q->per_channel ? q->multiplier + g * og : q->multiplier;
+                gq.shift = q->per_channel ? q->shift + g * og : q->shift;
+                gq.per_channel = q->per_channel;
+                st = filter16
+                    ? tp_conv_s8_arm_x16(&sub, &gp, &gq, &gi, band, &gf, filter16 + (size_t)g * og * row16,
+                                         bias ? bias + g * og : 0, &go, row + (size_t)g * out->w * og)
+                    : tp_conv_s8_arm(&sub, &gp, &gq, &gi, band, &gf, filter + (size_t)g * og * k,
+                                     bias ? bias + g * og : 0, &go, row + (size_t)g * out->w * og);
+                if (st != TP_OK) {
+                    return st;
+                }
+            }
+            for (x = 0; x < out->w; ++x) {
+                for (g = 0; g < groups; ++g) {
+                    memcpy(dst + (size_t)x * out->c + (size_t)g * og, row + ((size_t)g * out->w + x) * og, (size_t)og);
+                }
+            }
+        }
+    }
+    return TP_OK;
+}
+#endif
+
 int32_t tp_conv_s8_get_buffer_size(const tp_dims *input_dims, const tp_dims *filter_dims,
                                    const tp_dims *output_dims)
 {
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+    if (tp_conv_is_grouped(input_dims, filter_dims, output_dims)) {
+        return output_dims->w >= TP_CONV_GROUPED_MIN_W ? tp_conv_grouped_arm_size(input_dims, filter_dims, output_dims)
+                                                       : 0;
+    }
     return tp_conv_s8_arm_get_buffer_size(input_dims, filter_dims, output_dims);
 #else
     (void)input_dims;
@@ -124,6 +253,10 @@ tp_status tp_conv_s8(const tp_context *ctx, const tp_conv_params *params, const 
                      const tp_dims *output_dims, int8_t *output)
 {
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+    if (tp_conv_is_grouped(input_dims, filter_dims, output_dims)) {
+        return tp_conv_grouped_arm(ctx, params, quant, input_dims, input, filter_dims, filter, 0, bias, output_dims,
+                                   output);
+    }
     return tp_conv_s8_arm(ctx, params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
 #else
     return tp_conv_s8_ref(ctx, params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output);
@@ -136,6 +269,10 @@ tp_status tp_conv_s8_x16(const tp_context *ctx, const tp_conv_params *params, co
                          const tp_dims *output_dims, int8_t *output)
 {
 #if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_CONV_S8)
+    if (tp_conv_is_grouped(input_dims, filter_dims, output_dims)) {
+        return tp_conv_grouped_arm(ctx, params, quant, input_dims, input, filter_dims, 0, filter16, bias,
+                                   output_dims, output);
+    }
     return tp_conv_s8_arm_x16(ctx, params, quant, input_dims, input, filter_dims, filter16, bias, output_dims,
                               output);
 #else

@@ -39,7 +39,8 @@ extern "C" {
  * grouped convolution: groups = c / fc, out_c a multiple of groups, output channel oc reads input
  * channels [g * fc, (g + 1) * fc) with g = oc / (out_c / groups); fc == c is the plain conv);
  * output [n][oh][ow][out_c]; quant per output channel (per_channel = 0 broadcasts element 0).
- * The DSP variant runs grouped convolutions (groups > 1) with the reference, scratch 0. */
+ * With TP_USE_ARM_DSP a grouped convolution runs the DSP variant row by row and group by group
+ * (scratch: kh*w*fc + ow*out_c + the DSP variant's for one group), or the reference when ow < 6. */
 tp_status tp_conv_s8(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                      const tp_dims *input_dims, const int8_t *input,
                      const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,

@@ -7,8 +7,8 @@ TFLite Micro (TFLM's own cmsis_nn kernels call the same functions with the same 
     ADD                arm_elementwise_add_s8 (same shapes; broadcasting uses the portable kernel)
     AVERAGE_POOL_2D    arm_avgpool_s8          MAX_POOL_2D  arm_max_pool_s8
     SOFTMAX            arm_softmax_s8
-Every other op, and a grouped CONV_2D (not every CMSIS-NN v6 release takes one), uses the portable
-tp_* kernel (codegen.json says so per layer: ``kernel``). Scratch comes from scratch.py (variant "cmsis-nn",
+Every other op, and a grouped CONV_2D (not every CMSIS-NN v6 release takes one; it gets no scratch,
+so tp_conv_s8 runs its reference: codegen.json ``notes`` says so), uses the portable tp_* kernel. Scratch comes from scratch.py (variant "cmsis-nn",
 an upper bound over CMSIS-NN's plain-C and DSP builds); the generated code checks CMSIS-NN's own
 ``*_get_buffer_size`` at run time and returns TP_ERR_SCRATCH rather than overrun (MVE builds, whose
 buffers differ, are not supported). The CMSIS-NN checkout is found through ``--cmsis-nn PATH`` or

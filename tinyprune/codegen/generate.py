@@ -202,17 +202,24 @@ def _io(model: TfliteModel, name: str) -> dict:
 
 def kernel_notes(model: TfliteModel, layers, plan_kernels: str) -> list[str]:
     """Layers that run a slower kernel than the variant asked for (said, never silent): a grouped
-    CONV_2D runs the reference C kernel under the DSP variants and CMSIS-NN (both take groups=1)."""
+    CONV_2D runs the reference C kernel under CMSIS-NN (whose convolution takes groups=1), and under
+    the DSP variants when its output rows are narrower than scratch.GROUPED_MIN_W pixels."""
     if plan_kernels == "portable":
         return []
     from tinyprune.codegen.ir import conv_groups
+    from tinyprune.codegen.scratch import GROUPED_MIN_W
     g = model.graph
-    grouped = [f"{L.index} (groups={conv_groups(g.ops[L.op], g)})" for L in layers
-               if conv_groups(g.ops[L.op], g) > 1]
+    grouped = [L for L in layers if conv_groups(g.ops[L.op], g) > 1]
+    if plan_kernels == "dsp":
+        grouped = [L for L in grouped if g.tensors[L.out_tensor].shape[2] < GROUPED_MIN_W]
     if not grouped:
         return []
-    who = "CMSIS-NN's convolution" if plan_kernels == "cmsis-nn" else "the DSP convolution"
-    return [f"grouped convolution layer(s) {', '.join(grouped)} run the reference C kernel: {who} takes groups=1 only"]
+    names = ", ".join(f"{L.index} (groups={conv_groups(g.ops[L.op], g)})" for L in grouped)
+    if plan_kernels == "cmsis-nn":
+        return [f"grouped convolution layer(s) {names} run tinyprune's reference C kernel: CMSIS-NN's "
+                "convolution takes groups=1 only"]
+    return [f"grouped convolution layer(s) {names} run the reference C kernel: their output rows are narrower "
+            f"than {GROUPED_MIN_W} pixels, where the DSP convolution run group by group is slower"]
 
 
 def _layers_json(model: TfliteModel, est, layers) -> list[dict]:

@@ -9,7 +9,10 @@ kernels is
     ``tp_<op>_s8_arm_get_buffer_size`` are (8 bytes of alignment slack each):
         CONV_2D            8 + 48 * ceil(K / 4) + 16 * out_c + (4 * ceil(K / 4) if K % 4 else 0),
                            K = kh*kw*in_c (columns, per-channel table, the last filter row padded);
-                           0 for a grouped CONV_2D (ir.conv_groups > 1: it runs the reference)
+                           a grouped CONV_2D (ir.conv_groups > 1, tp_conv_s8's row-by-row, group-by-
+                           group use of the DSP conv): kh*w*fc (input band of one group) + ow*out_c
+                           (one output row) + the above for one group (K = kh*kw*fc, out_c / groups),
+                           fc = the filter's input channels; 0 when ow < 6 (the reference runs)
         DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*16 + c  when depth_multiplier == 1 and c % 4 == 0, else 0
                            (int16 filter, folded biases + requantisation table, a padding row)
         FULLY_CONNECTED    8 + 8 * ceil(in / 4)
@@ -29,13 +32,24 @@ from math import prod
 from tinyprune.codegen import ir
 
 ALIGN_SLACK = 8
+GROUPED_MIN_W = 6   # tp_conv_s8.c TP_CONV_GROUPED_MIN_W: narrower grouped convs run the reference
+
+
+def _dsp_conv(k: int, out_c: int) -> int:
+    return ALIGN_SLACK + 48 * ((k + 3) // 4) + 16 * out_c + (4 * ((k + 3) // 4) if k % 4 else 0)
 
 
 def _dsp(op: ir.Op, graph: ir.Graph) -> int:
-    if op.kind == "CONV_2D" and ir.conv_groups(op, graph) == 1:
-        f = graph.tensors[op.inputs[1]].shape          # [out_c, kh, kw, in_c]
+    if op.kind == "CONV_2D":
+        f = graph.tensors[op.inputs[1]].shape          # [out_c, kh, kw, in_c / groups]
         k = f[1] * f[2] * f[3]
-        return ALIGN_SLACK + 48 * ((k + 3) // 4) + 16 * f[0] + (4 * ((k + 3) // 4) if k % 4 else 0)
+        groups = ir.conv_groups(op, graph)
+        if groups == 1:
+            return _dsp_conv(k, f[0])
+        x, y = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
+        if y[2] < GROUPED_MIN_W:
+            return 0
+        return f[1] * x[2] * f[3] + y[2] * y[3] + _dsp_conv(k, f[0] // groups)
     if op.kind == "DEPTHWISE_CONV_2D":
         c_in = graph.tensors[op.inputs[0]].shape[-1]
         f = graph.tensors[op.inputs[1]].shape          # [1, kh, kw, c * ch_mult]
