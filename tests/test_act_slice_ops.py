@@ -222,6 +222,16 @@ def test_prune_keeps_prelu_slopes_with_their_channels_and_rebuilds():
         assert torch.equal(r(xs), p(xs))
 
 
+def test_prune_stage_refuses_an_unsupported_layer_with_the_supported_list():
+    from tinyprune.prune.irgraph import build_graph
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(144, 10))
+    with pytest.raises(UnsupportedModelError) as e:
+        build_graph(m, torch.zeros(1, 1, 8, 8))
+    assert "layer '1' (GELU) has no int8 TFLite equivalent" in str(e.value)
+    assert "Tanh, LeakyReLU, PReLU" in e.value.hint and "torch.chunk" in e.value.hint
+    assert e.value.exit_code == 2
+
+
 # ---- end to end ------------------------------------------------------------------------------------
 
 @pytest.mark.slow

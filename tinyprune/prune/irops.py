@@ -22,6 +22,11 @@ import torch.nn.functional as F
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
 
+SUPPORTED_HINT = ("supported layers: Conv2d (groups=1 or depthwise), Linear, BatchNorm1d/2d, ReLU, ReLU6, Hardswish, "
+                  "Hardsigmoid, Sigmoid, Tanh, LeakyReLU, PReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, "
+                  "Upsample (nearest), Softmax, Dropout, Identity; operations: +, *, torch.cat, torch.chunk, "
+                  "torch.split, x[:, a:b], flatten/view/reshape, transpose/permute (channel shuffle), mean, softmax, "
+                  "F.interpolate (nearest), shape access")
 TANH_MODULES = (nn.Tanh,)
 TANH_FUNCS = (torch.tanh, F.tanh, "tanh")
 LEAKY_FUNCS = (F.leaky_relu, "leaky_relu")
