@@ -76,6 +76,9 @@ def getitem(b, node, src: str, ishape, oshape) -> bool:
     if any(not isinstance(i, (slice, int)) and i is not Ellipsis for i in items) and not is_split(base):
         raise UnsupportedModelError(f"{node.name}: indexing with {idx!r} has no int8 equivalent that tinyprune "
                                     "supports; slice with constants (x[:, a:b]) or use torch.chunk / torch.split")
+    if not is_split(base) and any(isinstance(i, int) for i in items):
+        raise UnsupportedModelError(f"{node.name}: indexing with an integer ({idx!r}) exports as ONNX Gather, which the "
+                                    "int8 path cannot take; slice instead (x[:, 0:1] keeps the axis)")
     if tuple(oshape) == tuple(ishape):
         b.alias[node.name] = src        # x[:] or a one-piece split: the converter drops it
         return True
