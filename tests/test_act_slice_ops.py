@@ -150,11 +150,17 @@ def test_convert_takes_chunk_split_slice_prelu(how, op, tmp_path):
     assert {"PRelu", "Tanh", "LeakyRelu"} <= set(ops) and (op in ops or "Slice" in ops), ops
 
 
-def test_convert_refuses_integer_indexing_naming_the_node(tmp_path):
+def test_integer_indexing_is_refused_by_convert_and_by_prune(tmp_path):
     with pytest.raises(UnsupportedModelError) as e:
         _onnx_ops(_Pieces("index"), tmp_path)
     assert "Gather (node" in str(e.value) and "supported ONNX operators: Add" in e.value.hint
     assert e.value.exit_code == 2
+    from tinyprune.prune.irgraph import build_graph
+    with pytest.raises(UnsupportedModelError, match=r"indexing with an integer .* exports as ONNX Gather"):
+        build_graph(_Pieces("index"), torch.zeros(_Pieces.input_shape))
+    g, _ = build_graph(_Pieces("slice"), torch.zeros(_Pieces.input_shape))
+    assert [op.kind for op in g.ops] == ["PRELU", "STRIDED_SLICE", "STRIDED_SLICE", "TANH", "LEAKY_RELU",
+                                         "CONCATENATION"]
 
 
 # ---- prune ---------------------------------------------------------------------------------------
@@ -220,6 +226,16 @@ def test_prune_keeps_prelu_slopes_with_their_channels_and_rebuilds():
     xs = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(r(xs), p(xs))
+
+
+def test_prune_stage_refuses_an_unsupported_layer_with_the_supported_list():
+    from tinyprune.prune.irgraph import build_graph
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(144, 10))
+    with pytest.raises(UnsupportedModelError) as e:
+        build_graph(m, torch.zeros(1, 1, 8, 8))
+    assert "layer '1' (GELU) has no int8 TFLite equivalent" in str(e.value)
+    assert "Tanh, LeakyReLU, PReLU" in e.value.hint and "torch.chunk" in e.value.hint
+    assert e.value.exit_code == 2
 
 
 # ---- end to end ------------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ def models(converted, tmp_path_factory):
     (d / "embedding_lookup.tflite").write_bytes(patched_opcode(good.read_bytes(), MEAN, EMBEDDING_LOOKUP))
     (d / "bad.npz").write_bytes(b"not an npz archive")
     (d / "a_file").write_text("a regular file\n")
-    return {"good": good, "random": d / "random.tflite", "unsupported-op": d / "embedding_lookup.tflite", "bad_npz": d / "bad.npz",
+    return {"good": good, "random": d / "random.tflite", "unsupported-op": d / "embedding_lookup.tflite",
+            "bad_npz": d / "bad.npz",
             "file": d / "a_file"}
 
 
@@ -308,7 +309,8 @@ def build_args(out, model, *more):
 
 @pytest.mark.slow
 @pytest.mark.arm
-@pytest.mark.parametrize("case, exit_code", [("random", 2), ("unsupported-op", 2), ("over-budget", 3), ("no-toolchain", 5)])
+@pytest.mark.parametrize("case, exit_code", [("random", 2), ("unsupported-op", 2), ("over-budget", 3),
+                                             ("no-toolchain", 5)])
 def test_failed_build_keeps_the_good_build_and_its_cache(good_build, models, tmp_path, capfd, monkeypatch, case,
                                                          exit_code):
     out = good_build

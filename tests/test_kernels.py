@@ -69,6 +69,21 @@ int main(int argc, char **argv) {
         memcpy(inpl, buf_a, 4096);
         if (tp_hard_swish_s8(&hp, 4096, buf_a, out1) || tp_hard_swish_s8(&hp, 4096, inpl, inpl)) return 5;
         fails += cmp("hard_swish", out1, inpl, 4096);
+        {   /* TANH, LEAKY_RELU (negative alpha), PRELU (a slope per channel of a [4][16][16][4] map) */
+            tp_leaky_relu_params lr = { -3, 5, 1395864371, 0, 1717986918, -2, 1 };
+            tp_prelu_params pp = { 6, 2, -7, 1395864371, 0, 1246611456, -7, { 1, 1, 1, 4 } };
+            const int32_t dims[4] = { 4, 16, 16, 4 };
+            const int8_t slope[4] = { -50, 3, 90, 127 };
+            memcpy(inpl, buf_a, 4096);
+            if (tp_tanh_s8(&lp, 4096, buf_a, out1) || tp_tanh_s8(&lp, 4096, inpl, inpl)) return 5;
+            fails += cmp("tanh", out1, inpl, 4096);
+            memcpy(inpl, buf_a, 4096);
+            if (tp_leaky_relu_s8(&lr, 4096, buf_a, out1) || tp_leaky_relu_s8(&lr, 4096, inpl, inpl)) return 5;
+            fails += cmp("leaky_relu", out1, inpl, 4096);
+            memcpy(inpl, buf_a, 4096);
+            if (tp_prelu_s8(&pp, dims, buf_a, slope, out1) || tp_prelu_s8(&pp, dims, inpl, slope, inpl)) return 5;
+            fails += cmp("prelu", out1, inpl, 4096);
+        }
         /* a broadcast add in place over the full-shape input */
         {
             tp_broadcast bc = { 2, { 64, 64 }, { 64, 1 }, { 0, 1 } };
@@ -98,6 +113,15 @@ int main(int argc, char **argv) {
         printf("fc_null %d\n", (int)tp_fully_connected_s8(&ctx, 0, &q, 1, 4, 4, buf_a, buf_b, 0, out1));
         printf("softmax_bad %d\n", (int)tp_softmax_s8(0, 1, 4, buf_a, out1));
         printf("add_null %d\n", (int)tp_add_s8(0, 0, 4, buf_a, buf_b, out1));
+        {
+            tp_slice_params sp = { { 1, 4, 4, 3 }, { 0, 3, 0, 0 }, { 1, 1, 1, 1 }, { 1, 2, 4, 3 } };
+            printf("slice_out_of_range %d\n", (int)tp_strided_slice_s8(&sp, buf_a, out1));
+            sp.begin[1] = 2;
+            printf("slice_ok %d\n", (int)tp_strided_slice_s8(&sp, buf_a, out1));
+            sp.stride[3] = 0;
+            printf("slice_zero_stride %d\n", (int)tp_strided_slice_s8(&sp, buf_a, out1));
+            printf("prelu_null %d\n", (int)tp_prelu_s8(0, 0, buf_a, buf_b, out1));
+        }
         printf("fc_too_deep %d\n", (int)tp_fully_connected_s8(&ctx, (const tp_fc_params *)&cp, &q, 1, 70000, 1, buf_a, buf_b, 0, out1));
     }
     printf("fails %d\n", fails);
@@ -153,7 +177,8 @@ def test_primitives_inplace_and_errors(harness, build):
         assert got == (quant.srdhm(x, m), quant.rdbpot(x, abs(s) % 32), want_mbqm), (x, m, s)
     tail = dict(ln.split() for ln in lines[len(cases):])
     assert tail == {"conv_bad_channels": "1", "conv_ok": "0", "conv_null": "1", "fc_null": "1",
-                    "softmax_bad": "1", "add_null": "1", "fc_too_deep": "1", "fails": "0"}
+                    "softmax_bad": "1", "add_null": "1", "fc_too_deep": "1", "fails": "0",
+                    "slice_out_of_range": "1", "slice_ok": "0", "slice_zero_stride": "1", "prelu_null": "1"}
 
 
 def _np_depthwise(x, w, bias, mult, shifts, mults, stride, dil, pad, in_off, out_off, act, ch_mult):

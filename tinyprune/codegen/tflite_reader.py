@@ -16,8 +16,8 @@ Boundary QUANTIZE (float32 model input -> int8) and DEQUANTIZE (int8 -> float32 
 removed from the graph: the generated C takes and returns the int8 tensors; ``Boundary`` keeps
 their scale/zero point so that the host check can feed TFLite Micro floats that quantize exactly.
 
-This module may import only tinyprune.errors, tinyprune._fs, tinyprune._tflite_kind, tinyprune.codegen.ir and
-tinyprune.codegen.model_checks (+ numpy, tflite).
+This module may import only tinyprune.errors, tinyprune._fs, tinyprune._tflite_kind, tinyprune.codegen.ir,
+tinyprune.codegen.model_checks, tinyprune.codegen.layout_ops and tinyprune.codegen.split_ops (+ numpy, tflite).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyprune._tflite_kind import DESCRIPTION, tflite_kind
-from tinyprune.codegen import ir, layout_ops, model_checks
+from tinyprune.codegen import ir, layout_ops, model_checks, split_ops
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
 SUPPORTED_OPS = (
@@ -37,7 +37,7 @@ SUPPORTED_OPS = (
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
     "RESIZE_NEAREST_NEIGHBOR", "TANH", "LEAKY_RELU", "PRELU", "STRIDED_SLICE", "SPLIT", "SPLIT_V",
 )
-SPLIT_OPS = ("SPLIT", "SPLIT_V")   # read as one STRIDED_SLICE per output (_split_as_slices)
+SPLIT_OPS = ("SPLIT", "SPLIT_V")   # read as one STRIDED_SLICE per output (split_ops.split_as_slices)
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
@@ -239,7 +239,7 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                 f"{outs[0] if outs else '?'!r})",
                 hint="supported operators: " + ", ".join(SUPPORTED_OPS))
         if kind in SPLIT_OPS:
-            ir_ops = _split_as_slices(kind, ins, outs, tensors, f"{label}: {where}")
+            ir_ops = split_ops.split_as_slices(kind, ins, outs, tensors, f"{label}: {where}")
         else:
             ir_ops = [(kind, ins, outs, _op_options(op, kind, tflite, f"{label}: {where}"))]
         for kind, ins, outs, options in ir_ops:
@@ -282,44 +282,6 @@ def _read_op(label, where, kind, ins, outs, options, tensors, ops, op_index, i) 
                                         "per tensor (one scale and zero point)")
     ops.append(ir.Op(kind=kind, inputs=ins, outputs=outs, options=options, name=outs[0] if outs else kind))
     op_index.append(i)
-
-
-def _split_as_slices(kind: str, ins: list[str], outs: list[str], tensors: dict, where: str) -> list[tuple]:
-    """SPLIT (inputs: axis, x) / SPLIT_V (x, size_splits, axis) -> one STRIDED_SLICE per output, with
-    constant int32 begin/end/strides tensors made here (TFLite Micro's split copies the same bytes)."""
-    if len(ins) != (2 if kind == "SPLIT" else 3) or not outs or any(not t for t in ins + outs):
-        raise UnsupportedModelError(f"{where}: {kind} with {len(ins)} inputs and {len(outs)} outputs")
-    x_name, axis_name = (ins[1], ins[0]) if kind == "SPLIT" else (ins[0], ins[2])
-    axis_t = tensors[axis_name]
-    if not axis_t.is_const or axis_t.dtype != "int32" or axis_t.data.size != 1:
-        raise UnsupportedModelError(f"{where}: the axis must be a constant int32 scalar")
-    shape = tensors[x_name].shape
-    axis = int(axis_t.data.ravel()[0])
-    if kind == "SPLIT":
-        n = int(shape[axis % len(shape)]) if -len(shape) <= axis < len(shape) else 0
-        if n % len(outs):
-            raise UnsupportedModelError(f"{where}: {n} elements on axis {axis} do not split into {len(outs)} pieces")
-        sizes = [n // len(outs)] * len(outs)
-    else:
-        st = tensors[ins[1]]
-        if not st.is_const or st.dtype not in ("int32", "int64") or st.data.size != len(outs):
-            raise UnsupportedModelError(f"{where}: size_splits must be a constant int32 vector of {len(outs)} values")
-        sizes = st.data.ravel().tolist()
-    pieces = layout_ops.split_pieces(shape, axis, sizes, where)
-    axis %= len(shape)
-    result = []
-    for out, (b, e) in zip(outs, pieces):
-        consts = []
-        for k, v in (("begin", b), ("end", e), ("strides", 1)):
-            vec = np.array([v if d == axis else (0 if k == "begin" else 1 if k == "strides" else shape[d])
-                            for d in range(len(shape))], np.int32)
-            name = f"{out}/{k}"
-            tensors[name] = ir.Tensor(name=name, shape=(len(shape),), dtype="int32", quant=None, data=vec,
-                                      is_const=True)
-            consts.append(name)
-        result.append(("STRIDED_SLICE", [x_name, *consts], [out],
-                       {"begin_mask": 0, "end_mask": 0, "shrink_axis_mask": 0, "split_of": kind}))
-    return result
 
 
 def _op_options(op, kind: str, tflite, where: str) -> dict:

@@ -300,7 +300,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 b.ops.append(ir.Op("SOFTMAX", [b.src(args[0])], [b.act(node.name, oshape)], {"beta": 1.0}, node.target))
                 continue
             raise UnsupportedModelError(f"layer {node.target!r} ({type(m).__name__}) has no int8 TFLite equivalent "
-                                        "that tinyprune supports")
+                                        "that tinyprune supports", hint=irops.SUPPORTED_HINT)
         # call_function / call_method
         tgt = node.target
         if tgt in (operator.add, torch.add, "add") or tgt == operator.iadd:
@@ -377,7 +377,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             raise UnsupportedModelError(f"{node.name}: reading the tensor attribute {node.args[1]!r} in forward() is "
                                         "not supported (shape access x.shape / x.size() is)")
         raise UnsupportedModelError(f"operation {getattr(tgt, '__name__', tgt)!r} ({node.name}) has no int8 TFLite "
-                                    "equivalent that tinyprune supports")
+                                    "equivalent that tinyprune supports", hint=irops.SUPPORTED_HINT)
     g = ir.Graph(b.tensors, b.ops, graph_inputs, graph_outputs, name)
     return g, b.layer_macs
 

@@ -22,14 +22,14 @@ import torch.nn.functional as F
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
 
-TANH_MODULES = (nn.Tanh,)
+SUPPORTED_HINT = ("supported layers: Conv2d (groups=1 or depthwise), Linear, BatchNorm1d/2d, ReLU, ReLU6, Hardswish, "
+                  "Hardsigmoid, Sigmoid, Tanh, LeakyReLU, PReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, "
+                  "Upsample (nearest), Softmax, Dropout, Identity; operations: +, *, torch.cat, torch.chunk, "
+                  "torch.split, x[:, a:b], flatten/view/reshape, transpose/permute (channel shuffle), mean, softmax, "
+                  "F.interpolate (nearest), shape access")
 TANH_FUNCS = (torch.tanh, F.tanh, "tanh")
 LEAKY_FUNCS = (F.leaky_relu, "leaky_relu")
 SPLIT_TARGETS = (torch.chunk, torch.split, "chunk", "split", torch.tensor_split, "tensor_split")
-
-
-def unary(b, node, src: str, oshape, kind: str, options: dict | None = None, name: str | None = None) -> None:
-    b.ops.append(ir.Op(kind, [src], [b.act(node.name, oshape)], dict(options or {}), name or node.name))
 
 
 def leaky_relu(b, node, src: str, oshape, m: nn.Module | None = None) -> None:
@@ -37,7 +37,8 @@ def leaky_relu(b, node, src: str, oshape, m: nn.Module | None = None) -> None:
         slope = float(m.negative_slope)
     else:
         slope = node.kwargs.get("negative_slope", node.args[1] if len(node.args) > 1 else 0.01)
-    unary(b, node, src, oshape, "LEAKY_RELU", {"alpha": float(slope)}, node.target if m is not None else None)
+    b.ops.append(ir.Op("LEAKY_RELU", [src], [b.act(node.name, oshape)], {"alpha": float(slope)},
+                       node.target if m is not None else node.name))
 
 
 def prelu(b, node, src: str, oshape, m: nn.PReLU) -> None:
@@ -71,6 +72,9 @@ def getitem(b, node, src: str, ishape, oshape) -> bool:
     if any(not isinstance(i, (slice, int)) and i is not Ellipsis for i in items) and not is_split(base):
         raise UnsupportedModelError(f"{node.name}: indexing with {idx!r} has no int8 equivalent that tinyprune "
                                     "supports; slice with constants (x[:, a:b]) or use torch.chunk / torch.split")
+    if not is_split(base) and any(isinstance(i, int) for i in items):
+        raise UnsupportedModelError(f"{node.name}: indexing with an integer ({idx!r}) exports as ONNX Gather, which "
+                                    "the int8 path cannot take; slice instead (x[:, 0:1] keeps the axis)")
     if tuple(oshape) == tuple(ishape):
         b.alias[node.name] = src        # x[:] or a one-piece split: the converter drops it
         return True

@@ -198,8 +198,9 @@ class Structure:
                 continue
             self.groups[root] = ChannelGroup(root, width // unit, layers, g, unit, width)
         if not self.groups:
-            why = (f" (layer(s) {', '.join(self.excluded)} are kept whole: "
-                   f"{'; '.join(sorted(set(self.excluded.values())))})" if self.excluded else " (only the output layer?)")
+            reasons = "; ".join(sorted(set(self.excluded.values())))
+            why = (f" (layer(s) {', '.join(self.excluded)} are kept whole: {reasons})" if self.excluded
+                   else " (only the output layer?)")
             raise UnsupportedModelError(f"torch-pruning found no prunable channel group in the model{why}; "
                                         "nothing to prune")
 
