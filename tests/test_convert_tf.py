@@ -226,3 +226,26 @@ def test_int16_and_dynamic_range_tflite_are_named_not_called_float(models, tmp_p
     shutil.copyfile(tmp_path / "q" / "model_int8.tflite", int8)
     code, out = tp(capsys, "convert", int8, "-o", tmp_path / "c")
     assert code == UserInputError.exit_code and "already a full-integer int8 TFLite model" in out
+
+
+def test_softmax_tflite_micro_would_abort_on_is_an_error(tmp_path):
+    """An int8 SOFTMAX with an input scale below 2^-26 makes TFLite Micro's Prepare abort the process (an
+    untrained Keras MobileNet's logits are ~1e-7); tinyprune.tflm refuses it with an error instead."""
+    import tensorflow as tf
+
+    from tinyprune.errors import UnsupportedModelError
+    from tinyprune.tflm import interpreter
+    rng = np.random.default_rng(0)
+
+    def flat(gain):
+        fn = tf.function(lambda x: tf.nn.softmax(x * gain), input_signature=[tf.TensorSpec((1, 10), tf.float32)])
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+        xs = rng.uniform(-1, 1, (16, 1, 10)).astype(np.float32)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in xs)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        return conv.convert()
+    with pytest.raises(UnsupportedModelError, match=r"input of SOFTMAX .* too small for its int8 kernel"):
+        interpreter(flat(1e-7))
+    interpreter(flat(1.0))     # an ordinary scale runs
