@@ -85,7 +85,7 @@ def models(tmp_path_factory):
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("_", [pytest.param(0, marks=needs_toolchain)])
 def test_build_bit_exact_on_host_and_qemu_with_accuracy(models, form, tmp_path, capsys, _):
-    code, out = tp(capsys, "--json", "build", models["root"] / form, "--board", BOARD, "--data", models["data"],
+    code, out = tp(capsys, "build", models["root"] / form, "--board", BOARD, "--data", models["data"],
                    "--samples", 40, "--sim-samples", 5, "-o", tmp_path)
     assert code == 0, out[-3000:]
     s = json.loads((tmp_path / BOARD / "summary.json").read_text())
