@@ -35,6 +35,8 @@ from tinyprune.errors import UnsupportedModelError, UserInputError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 FLOAT_BATCH = 64
+RECURRENT_LAYERS = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+                    "CuDNNLSTM", "CuDNNGRU"}
 DYNAMIC_SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "RESHAPE"}
 SAVED_MODEL_HINT = ("save it with a serving signature: `model.export(DIR)` (Keras) or `tf.saved_model.save(obj, DIR, "
                     "signatures=fn.get_concrete_function(tf.TensorSpec((1, H, W, C), tf.float32)))`")
@@ -99,6 +101,13 @@ def _keras(tf, path: Path, debug: bool) -> TfModel:
                              "output", hint="build a single-input, single-output model (e.g. concatenate the "
                                             "inputs inside the model, or build one model per output)")
     shape = _static_shape(path, tuple(ins[0].shape), f"input {getattr(ins[0], 'name', '')!r}")
+    for layer in _layers(model):
+        if type(layer).__name__ in RECURRENT_LAYERS:
+            raise UnsupportedModelError(f"{path}: layer {layer.name!r} ({type(layer).__name__}) is a recurrent layer; "
+                                        "tinyprune's int8 path takes feed-forward models (TensorFlow's int8 "
+                                        "quantizer crashes on recurrent layers at batch 1, and there is no kernel "
+                                        "for them)", hint="replace it with convolutions over time (Conv1D, "
+                                                          "DepthwiseConv1D), as DS-CNN keyword spotters do")
 
     def run(x):
         return np.concatenate([np.asarray(model(tf.constant(x[i:i + FLOAT_BATCH]), training=False))
@@ -116,6 +125,17 @@ def _keras(tf, path: Path, debug: bool) -> TfModel:
 
     return TfModel("keras", path, shape, loaded_with, run, to_int8,
                    converter="TFLiteConverter.from_keras_model (the model on a batch-1 input)")
+
+
+def _layers(model):
+    """Every layer of a Keras model, nested models' included."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if getattr(layer, "layers", None):
+            yield from _layers(layer)
+        inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)   # wrappers
+        if inner is not None:
+            yield inner
 
 
 # ---------------------------------------------------------------------------------------------- SavedModel

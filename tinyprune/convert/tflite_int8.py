@@ -186,16 +186,20 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
         nhwc_shape = (1,) + tuple(calib_nhwc.shape[1:])
 
         with quiet(debug):
-            if not transpose:
-                conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-            else:
-                @tf.function(input_signature=[tf.TensorSpec(nhwc_shape, tf.float32, name="input")])
-                def wrapped(x):
-                    x = tf.transpose(x, inv_nat)                       # back to the PyTorch layout
-                    x = tf.reshape(x, tf_shape) if chosen.reshape else tf.transpose(x, chosen.perm)
-                    res = sig(**{in_name: x})
-                    return res[sorted(res)[0]]
-                conv = tf.lite.TFLiteConverter.from_concrete_functions([wrapped.get_concrete_function()], loaded)
+            try:
+                if not transpose:
+                    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+                else:
+                    @tf.function(input_signature=[tf.TensorSpec(nhwc_shape, tf.float32, name="input")])
+                    def wrapped(x):
+                        x = tf.transpose(x, inv_nat)                       # back to the PyTorch layout
+                        x = tf.reshape(x, tf_shape) if chosen.reshape else tf.transpose(x, chosen.perm)
+                        res = sig(**{in_name: x})
+                        return res[sorted(res)[0]]
+                    conv = tf.lite.TFLiteConverter.from_concrete_functions([wrapped.get_concrete_function()],
+                                                                           loaded)
+            except Exception as e:  # noqa: BLE001 - tracing errors name the op
+                raise converter_error(e) from e
         flat, conv_log = full_integer(tf, conv, calib_nhwc, debug)
         log += conv_log
     out_path = Path(out_path)
