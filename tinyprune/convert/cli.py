@@ -59,6 +59,10 @@ def command(ctx, model, weights, data, input_shape, calib_samples, max_int8_drop
 def int8_lines(r: dict) -> list[str]:
     """What the CLI says about int8 loss, fixes and the layers that lose most (convert and build)."""
     ev, lines = r["evaluation"], []
+    data = r.get("data") or {}
+    if data.get("calibration_samples") is not None:
+        lines.append(f"calibrated on {data['calibration_samples']} of {data.get('train_samples')} training samples "
+                     "(--calib-samples)")
     for name, f in (r.get("fixes") or {}).items():
         if f.get("asked"):
             what = (f"{len(f.get('pairs', []))} layer pairs equalized" if name == "equalize"

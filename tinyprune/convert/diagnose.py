@@ -24,6 +24,7 @@ from tinyprune.convert.onnx_utils import ort_session
 from tinyprune.convert.tflite_int8 import _op_names, natural_perm, quantize_input
 
 DIAGNOSE_SAMPLES = 32
+MAX_HELD_VALUES = 16_000_000   # activations kept per side (float32): fewer samples for models with large ones
 SNR_CAP_DB = 120.0          # no error at all (or less than this) is reported as this many dB
 MATCH_MAX_REL_ERR = 3.0     # an int8 tensor further than this from every float tensor is left unmatched
 TOP_LAYERS = 5
@@ -192,10 +193,12 @@ def _metrics(f: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:
 
 def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIAGNOSE_SAMPLES) -> dict:
     """Per-layer float-vs-int8 error of the int8 model ``flat`` against ``onnx_model`` on the first
-    ``samples`` rows of ``x_nchw`` (PyTorch layout). Returns {"samples", "layers": [per int8 operator
+    ``samples`` rows of ``x_nchw`` (PyTorch layout; fewer when the activations would not fit MAX_HELD_VALUES). Returns {"samples", "layers": [per int8 operator
     output, in execution order], "worst": [the TOP_LAYERS layers with the largest snr_drop_db], "unmatched"}."""
-    x = np.ascontiguousarray(x_nchw[:samples], dtype=np.float32)
     ops, acts, in_idx = _graph(flat)
+    per_sample = sum(int(np.prod(a["shape"])) for a in acts.values())
+    samples = max(1, min(samples, MAX_HELD_VALUES // (2 * max(per_sample, 1))))
+    x = np.ascontiguousarray(x_nchw[:samples], dtype=np.float32)
     x_cl = np.ascontiguousarray(x.transpose(natural_perm(x.ndim))) if x.ndim in (3, 4) else x
     q = _int8_activations(flat, x_cl, acts, in_idx)
     fl, producers = _float_activations(onnx_model, x)
