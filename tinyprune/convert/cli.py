@@ -72,7 +72,8 @@ def int8_lines(r: dict) -> list[str]:
         return lines
     d = r.get("diagnostics") or {}
     lines.append(f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']} "
-                 f"(--max-int8-drop {ev['max_int8_drop']:g})" + ("" if d.get("run") else ": layers not diagnosed"))
+                 f"(--max-int8-drop {ev['max_int8_drop']:g})" + ("" if d.get("run") else ": layers not diagnosed" +
+                                                             (f" ({d['reason']})" if d.get("failed") else "")))
     if d.get("run"):
         lines.append(f"layers losing most (float vs int8 on {d['samples']} held-out samples; SNR drop = dB lost "
                      "by the layer itself):")

@@ -122,6 +122,8 @@ def int8_loss_row(cv: dict) -> tuple[str, str, str]:
            f"(--max-int8-drop {cv.get('max_int8_drop'):g})"]
     if fixes:
         ctx.append("fixes applied: " + ", ".join(fixes))
+    if d.get("failed"):
+        ctx.append(str(d.get("reason")))
     if d.get("run"):
         worst = d.get("worst") or []
         ctx.append("layers losing most: " + (", ".join(f"{w['layer']} ({w['snr_drop_db']:.1f} dB)" for w in worst[:3])
