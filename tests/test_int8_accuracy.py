@@ -36,6 +36,7 @@ def test_layer_names_come_from_pytorch_module_paths():
     assert layer_name("/small/small.0/Conv_output_0", "Conv") == "small.0"
     assert layer_name("/head/Conv_output_0", "Conv") == "head"
     assert layer_name("/Concat_output_0", "Concat") == "Concat"
+    assert layer_name("/Add_1_output_0", "Add") == "Add_1"
     assert layer_name("output", "Gemm") == "output"
 
 

@@ -18,6 +18,8 @@ tflite_int8 / onnx_utils / quiet (never torch, never a later stage).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from tinyprune.convert.onnx_utils import ort_session
@@ -118,13 +120,14 @@ def _candidates(v: np.ndarray) -> list[np.ndarray]:
 
 def layer_name(onnx_tensor: str, op_type: str) -> str:
     """The PyTorch module a torch.onnx tensor name carries: ``/features/features.3/conv/Conv_output_0`` ->
-    ``features.3.conv``; ``/Concat_output_0`` (functional code in forward) -> ``Concat``; other names as
+    ``features.3.conv``; ``/Add_1_output_0`` (functional code in forward) -> ``Add_1``; other names as
     they are."""
     if not onnx_tensor.startswith("/"):
         return onnx_tensor
     parts = [p for p in onnx_tensor.strip("/").split("/") if p]
-    if len(parts) <= 1:
-        return op_type
+    if len(parts) <= 1:     # functional code in the top module's forward: ONNX numbers repeats (Add, Add_1)
+        stem = re.sub(r"_output_\d+$", "", parts[0]) if parts else ""
+        return stem or op_type
     scopes = parts[:-1]
     # torch.onnx repeats the full dotted path at each level: the last scope is the module's full name
     return scopes[-1] if "." in scopes[-1] or len(scopes) == 1 else ".".join(scopes)
@@ -149,7 +152,10 @@ def _user_layer(tensor: str, producers: dict) -> str:
     name = layer_name(tensor, op_type)
     if not tensor.startswith("/") and node.endswith("_" + op_type):    # the graph output: the node's name
         name = node[:-len(op_type) - 1]     # (sanitised from the module path: fc_Gemm -> fc)
-    if op_type in ACTIVATIONS and inputs and inputs[0] in producers and producers[inputs[0]][1] in WEIGHTED:
+    if tensor == "__input__":
+        return "input"
+    if op_type in ACTIVATIONS and inputs and inputs[0] in producers and inputs[0] != "__input__" and \
+            (producers[inputs[0]][1] in WEIGHTED or "/" not in tensor.strip("/")):     # conv + ReLU, or torch.relu(a + b)
         inner = _user_layer(inputs[0], producers)
         if inner != name:
             return f"{inner}+{op_type}"
