@@ -269,8 +269,8 @@ ADVICE = [
     "--calib-samples N: calibrate on more training samples (ranges seen on few samples can be too narrow)",
     "--equalize: cross-layer equalization (conv/depthwise/linear pairs through ReLU) evens out per-channel ranges",
     "--bias-correction: removes the mean output shift that int8 weight rounding causes",
-    "a concatenation of branches with different value ranges shares one int8 scale: scale the branches to "
-    "similar ranges in the model (e.g. a BatchNorm or a constant factor before torch.cat)",
-    "per-channel activation ranges from percentiles: not available, TFLite's converter takes one min/max "
-    "range per activation tensor",
+    ("a concatenation of branches with different value ranges shares one int8 scale: scale the branches to "
+     "similar ranges in the model (e.g. a BatchNorm or a constant factor before torch.cat)"),
+    ("per-channel activation ranges from percentiles: not available, TFLite's converter takes one min/max "
+     "range per activation tensor"),
 ]

@@ -199,8 +199,10 @@ def _metrics(f: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:
 
 def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIAGNOSE_SAMPLES) -> dict:
     """Per-layer float-vs-int8 error of the int8 model ``flat`` against ``onnx_model`` on the first
-    ``samples`` rows of ``x_nchw`` (PyTorch layout; fewer when the activations would not fit MAX_HELD_VALUES). Returns {"samples", "layers": [per int8 operator
-    output, in execution order], "worst": [the TOP_LAYERS layers with the largest snr_drop_db], "unmatched"}."""
+    ``samples`` rows of ``x_nchw`` (PyTorch layout; fewer when the activations would not fit
+    MAX_HELD_VALUES). Returns {"samples", "layers": [per int8 operator output, in execution order],
+    "worst": [the TOP_LAYERS layers with the largest positive snr_drop_db], "unmatched": [int8 tensors
+    no float tensor matched]}."""
     ops, acts, in_idx = _graph(flat)
     per_sample = sum(int(np.prod(a["shape"])) for a in acts.values())
     samples = max(1, min(samples, MAX_HELD_VALUES // (2 * max(per_sample, 1))))
