@@ -221,7 +221,10 @@ def test_cli_converts_onnx_file_without_touching_it(converted, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     assert "top-1 agreement" in proc.stdout and "Traceback" not in proc.stderr
-    assert len(proc.stdout.strip().splitlines()) == 4, proc.stdout     # readable: no TF/onnx2tf noise
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 6, proc.stdout     # readable: no TF/onnx2tf noise
+    assert lines[4] == "calibrated on 100 of 1347 training samples (--calib-samples)"
+    assert lines[5].startswith("int8 loses ") and lines[5].endswith("(--max-int8-drop 1): layers not diagnosed")
     rep = _report(out)
     assert rep["source"]["kind"] == "onnx" and rep["data"]["calibration_samples"] == 100
     assert rep["input"]["shape"] == [1, 16, 16, 1]

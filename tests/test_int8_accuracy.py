@@ -36,6 +36,7 @@ def test_layer_names_come_from_pytorch_module_paths():
     assert layer_name("/small/small.0/Conv_output_0", "Conv") == "small.0"
     assert layer_name("/head/Conv_output_0", "Conv") == "head"
     assert layer_name("/Concat_output_0", "Concat") == "Concat"
+    assert layer_name("/Add_1_output_0", "Add") == "Add_1"
     assert layer_name("output", "Gemm") == "output"
 
 
@@ -175,3 +176,24 @@ def test_build_summary_and_report_carry_the_int8_loss(capsys, lossy_dir, monkeyp
     assert f"| int8 loss | {cv['int8_drop_points']:.2f} points | of accuracy on all 450 held-out samples" in md
     assert "layers losing most: dw+Relu" in md
     assert 'id="int8-layers"' in html and "dw+Relu" in html
+
+
+def test_int8_loss_basis_and_a_failed_diagnosis_is_said(monkeypatch):
+    """The loss is in points of accuracy with this model's labels, else of agreement; within the threshold the
+    layers are not diagnosed (with the reason); a diagnosis that raises is reported, not fatal."""
+    from tinyprune.convert import core, diagnose
+    ev = {"float_accuracy": 0.9, "int8_accuracy": 0.85, "top1_agreement": 0.93}
+    assert core.int8_loss(ev, labelled=True, max_drop=1.0) == {
+        "int8_drop_points": 5.0, "int8_drop_basis": "accuracy", "max_int8_drop": 1.0, "int8_drop_exceeded": True}
+    loss = core.int8_loss(ev, labelled=False, max_drop=10.0)
+    assert loss["int8_drop_basis"] == "agreement" and loss["int8_drop_points"] == pytest.approx(7.0)
+    assert loss["int8_drop_exceeded"] is False
+    d = core.diagnose(None, b"", None, ev | loss, 10.0)
+    assert d == {"run": False, "reason": "int8 loses 7.00 points of agreement, within --max-int8-drop 10"}
+
+    def boom(*a, **k):
+        raise RuntimeError("no such tensor")
+    monkeypatch.setattr(diagnose, "layer_errors", boom)
+    d = core.diagnose(None, b"", None, ev | core.int8_loss(ev, labelled=True, max_drop=1.0), 1.0)
+    assert d["run"] is False and d["failed"] is True
+    assert "per-layer diagnosis failed (RuntimeError: no such tensor)" in d["reason"]

@@ -1,8 +1,11 @@
 """tinyprune.convert: PyTorch / ONNX -> ONNX -> float TF (onnx2tf) -> full-integer int8 TFLite.
 
 Public API (see docs/convert.md):
-    convert(model, out_dir, *, data=None, weights=None, input_shape=None, calib_samples=200, debug=False)
+    convert(model, out_dir, *, data=None, weights=None, input_shape=None, calib_samples=200,
+            max_int8_drop=1.0, equalize=False, bias_correction=False, debug=False)
         -> ConvertResult(out_dir, onnx_path, tflite_path, report_path, report)
+    layer_errors(onnx_model, tflite_bytes, x_nchw) -> per-layer float-vs-int8 SNR/cosine (diagnose.py)
+    equalize(module, example) / bias_correct(module, x_calib) -> (fixed copy, report)   (fixes.py)
     load_torch_model(spec, weights=None) -> nn.Module
     export_onnx(module, example_input, path) -> Path
     onnx_to_int8_tflite(onnx_path, calib_nhwc, out_path, *, debug=False) -> Int8Conversion
@@ -18,6 +21,7 @@ _NAMES = {
     "onnx_to_int8_tflite": "tflite_int8", "evaluate_tflite": "tflite_int8", "Int8Conversion": "tflite_int8",
     "io_details": "tflite_int8", "tflite_ops": "tflite_int8", "run_tflm": "tflite_int8",
     "quantize_input": "tflite_int8", "to_channels_last": "tflite_int8", "natural_perm": "tflite_int8",
+    "layer_errors": "diagnose", "equalize": "fixes", "bias_correct": "fixes",
 }
 
 __all__ = sorted(_NAMES)

@@ -64,6 +64,10 @@ def command(ctx, model, weights, data, input_shape, calib_samples, max_int8_drop
 def int8_lines(r: dict) -> list[str]:
     """What the CLI says about int8 loss, fixes and the layers that lose most (convert and build)."""
     ev, lines = r["evaluation"], []
+    data = r.get("data") or {}
+    if data.get("calibration_samples") is not None:
+        lines.append(f"calibrated on {data['calibration_samples']} of {data.get('train_samples')} training samples "
+                     "(--calib-samples)")
     for name, f in (r.get("fixes") or {}).items():
         if f.get("asked"):
             what = (f"{len(f.get('pairs', []))} layer pairs equalized" if name == "equalize"
@@ -73,7 +77,8 @@ def int8_lines(r: dict) -> list[str]:
         return lines
     d = r.get("diagnostics") or {}
     lines.append(f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']} "
-                 f"(--max-int8-drop {ev['max_int8_drop']:g})" + ("" if d.get("run") else ": layers not diagnosed"))
+                 f"(--max-int8-drop {ev['max_int8_drop']:g})" + ("" if d.get("run") else ": layers not diagnosed" +
+                                                             (f" ({d['reason']})" if d.get("failed") else "")))
     if d.get("run"):
         lines.append(f"layers losing most (float vs int8 on {d['samples']} held-out samples; SNR drop = dB lost "
                      "by the layer itself):")

@@ -334,7 +334,12 @@ def diagnose(onnx_model, flat: bytes, x_test, ev: dict, max_drop: float) -> dict
     if not (ev["int8_drop_exceeded"] or max_drop == 0):
         return {"run": False, "reason": f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}, "
                                         f"within --max-int8-drop {max_drop:g}"}
-    res = layer_errors(onnx_model, flat, x_test, samples=DIAGNOSE_SAMPLES)
+    try:
+        res = layer_errors(onnx_model, flat, x_test, samples=DIAGNOSE_SAMPLES)
+    except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not lose the conversion; it is said
+        return {"run": False, "failed": True,
+                "reason": f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}, but the "
+                          f"per-layer diagnosis failed ({type(e).__name__}: {str(e)[:300]})", "advice": ADVICE}
     return {"run": True} | res | {"advice": ADVICE}
 
 
@@ -342,8 +347,8 @@ ADVICE = [
     "--calib-samples N: calibrate on more training samples (ranges seen on few samples can be too narrow)",
     "--equalize: cross-layer equalization (conv/depthwise/linear pairs through ReLU) evens out per-channel ranges",
     "--bias-correction: removes the mean output shift that int8 weight rounding causes",
-    "a concatenation of branches with different value ranges shares one int8 scale: scale the branches to "
-    "similar ranges in the model (e.g. a BatchNorm or a constant factor before torch.cat)",
-    "per-channel activation ranges from percentiles: not available, TFLite's converter takes one min/max "
-    "range per activation tensor",
+    ("a concatenation of branches with different value ranges shares one int8 scale: scale the branches to "
+     "similar ranges in the model (e.g. a BatchNorm or a constant factor before torch.cat)"),
+    ("per-channel activation ranges from percentiles: not available, TFLite's converter takes one min/max "
+     "range per activation tensor"),
 ]

@@ -18,12 +18,15 @@ tflite_int8 / onnx_utils / quiet (never torch, never a later stage).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from tinyprune.convert.onnx_utils import ort_session
 from tinyprune.convert.tflite_int8 import _op_names, natural_perm, quantize_input
 
 DIAGNOSE_SAMPLES = 32
+MAX_HELD_VALUES = 16_000_000   # activations kept per side (float32): fewer samples for models with large ones
 SNR_CAP_DB = 120.0          # no error at all (or less than this) is reported as this many dB
 MATCH_MAX_REL_ERR = 3.0     # an int8 tensor further than this from every float tensor is left unmatched
 TOP_LAYERS = 5
@@ -117,13 +120,14 @@ def _candidates(v: np.ndarray) -> list[np.ndarray]:
 
 def layer_name(onnx_tensor: str, op_type: str) -> str:
     """The PyTorch module a torch.onnx tensor name carries: ``/features/features.3/conv/Conv_output_0`` ->
-    ``features.3.conv``; ``/Concat_output_0`` (functional code in forward) -> ``Concat``; other names as
+    ``features.3.conv``; ``/Add_1_output_0`` (functional code in forward) -> ``Add_1``; other names as
     they are."""
     if not onnx_tensor.startswith("/"):
         return onnx_tensor
     parts = [p for p in onnx_tensor.strip("/").split("/") if p]
-    if len(parts) <= 1:
-        return op_type
+    if len(parts) <= 1:     # functional code in the top module's forward: ONNX numbers repeats (Add, Add_1)
+        stem = re.sub(r"_output_\d+$", "", parts[0]) if parts else ""
+        return stem or op_type
     scopes = parts[:-1]
     # torch.onnx repeats the full dotted path at each level: the last scope is the module's full name
     return scopes[-1] if "." in scopes[-1] or len(scopes) == 1 else ".".join(scopes)
@@ -148,7 +152,10 @@ def _user_layer(tensor: str, producers: dict) -> str:
     name = layer_name(tensor, op_type)
     if not tensor.startswith("/") and node.endswith("_" + op_type):    # the graph output: the node's name
         name = node[:-len(op_type) - 1]     # (sanitised from the module path: fc_Gemm -> fc)
-    if op_type in ACTIVATIONS and inputs and inputs[0] in producers and producers[inputs[0]][1] in WEIGHTED:
+    if tensor == "__input__":
+        return "input"
+    if op_type in ACTIVATIONS and inputs and inputs[0] in producers and inputs[0] != "__input__" and \
+            (producers[inputs[0]][1] in WEIGHTED or "/" not in tensor.strip("/")):     # conv + ReLU, or torch.relu(a + b)
         inner = _user_layer(inputs[0], producers)
         if inner != name:
             return f"{inner}+{op_type}"
@@ -192,10 +199,14 @@ def _metrics(f: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:
 
 def layer_errors(onnx_model, flat: bytes, x_nchw: np.ndarray, samples: int = DIAGNOSE_SAMPLES) -> dict:
     """Per-layer float-vs-int8 error of the int8 model ``flat`` against ``onnx_model`` on the first
-    ``samples`` rows of ``x_nchw`` (PyTorch layout). Returns {"samples", "layers": [per int8 operator
-    output, in execution order], "worst": [the TOP_LAYERS layers with the largest snr_drop_db], "unmatched"}."""
-    x = np.ascontiguousarray(x_nchw[:samples], dtype=np.float32)
+    ``samples`` rows of ``x_nchw`` (PyTorch layout; fewer when the activations would not fit
+    MAX_HELD_VALUES). Returns {"samples", "layers": [per int8 operator output, in execution order],
+    "worst": [the TOP_LAYERS layers with the largest positive snr_drop_db], "unmatched": [int8 tensors
+    no float tensor matched]}."""
     ops, acts, in_idx = _graph(flat)
+    per_sample = sum(int(np.prod(a["shape"])) for a in acts.values())
+    samples = max(1, min(samples, MAX_HELD_VALUES // (2 * max(per_sample, 1))))
+    x = np.ascontiguousarray(x_nchw[:samples], dtype=np.float32)
     x_cl = np.ascontiguousarray(x.transpose(natural_perm(x.ndim))) if x.ndim in (3, 4) else x
     q = _int8_activations(flat, x_cl, acts, in_idx)
     fl, producers = _float_activations(onnx_model, x)

@@ -127,7 +127,7 @@ def int8_summary(report: dict) -> dict:
     out["fixes"] = {k: {"applied": v.get("applied", False), "asked": v.get("asked", False)}
                     for k, v in (report.get("fixes") or {}).items()}
     out["diagnostics"] = ({"run": True, "samples": d.get("samples"), "worst": d.get("worst"), "advice": d.get("advice")}
-                          if d.get("run") else {"run": False, "reason": d.get("reason")})
+                          if d.get("run") else {"run": False, "reason": d.get("reason"), "failed": bool(d.get("failed"))})
     return out
 
 

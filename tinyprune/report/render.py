@@ -183,9 +183,11 @@ def int8_loss_row(cv: dict) -> tuple[str, str, str]:
     d = cv.get("diagnostics") or {}
     fixes = [k.replace("_", " ") for k, v in (cv.get("fixes") or {}).items() if v.get("applied")]
     ctx = [f"of {cv.get('int8_drop_basis')} on all {cv.get('held_out_samples')} held-out samples, "
-           f"max {cv.get('max_int8_drop'):g}"]
+           f"(--max-int8-drop {cv.get('max_int8_drop'):g})"]
     if fixes:
         ctx.append("fixes applied: " + ", ".join(fixes))
+    if d.get("failed"):
+        ctx.append(str(d.get("reason")))
     if d.get("run"):
         worst = d.get("worst") or []
         ctx.append("layers losing most: " + (", ".join(f"{w['layer']} ({w['snr_drop_db']:.1f} dB)" for w in worst[:3])
