@@ -51,6 +51,8 @@ def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights,
     tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
     click.echo(f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")
+    for w in r.report.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
     if checked:
         res = checked[0]
         click.echo(f"check: bit-exact with TFLite Micro on {res.samples} inputs "

@@ -33,7 +33,10 @@ def codegen_summary(path: Path, tflite: Path) -> dict:
             "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
             "fast_weights": bool(cg.get("fast_weights")),
             "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
-                        "output_bytes": l.get("output_bytes")} for l in layers],
+                        "output_bytes": l.get("output_bytes"),
+                        "variant": (l.get("variant") or {}).get("name"),
+                        "variant_reason": (l.get("variant") or {}).get("reason", "")} for l in layers],
+            "warnings": list(cg.get("warnings") or []),
             **_arena_timeline(tflite, cg)}
 
 

@@ -153,13 +153,22 @@ def render_html(s: dict) -> str:
         parts.append("<section id=\"layers\"><h2>Layers of the int8 model</h2>")
         parts.append(svg.grouped_bars("int8-layer-macs", "MACs per int8 layer", names,
                                       {"MACs": [l.get("macs", 0) for l in cg["layers"]]}))
-        parts.append("<table><tr><th>#</th><th>layer</th><th>op</th><th>MACs</th><th>output bytes</th></tr>")
+        parts.append("<table><tr><th>#</th><th>layer</th><th>op</th><th>MACs</th><th>output bytes</th>"
+                     "<th>kernel variant</th></tr>")
         for i, l in enumerate(cg["layers"]):
             full = str(l.get("name", ""))
             short = full if len(full) <= 60 else full[:28] + "..." + full[-28:]
+            var = str(l.get("variant") or "")
+            if l.get("variant_reason"):
+                var += f" ({l['variant_reason']})"
+            cls = " class=\"bad\"" if var.startswith("reference/") else ""
             parts.append(f"<tr><td>{i}</td><td title=\"{escape(full)}\">{escape(short)}</td><td>{escape(str(l.get('kind', '')))}"
-                         f"</td><td>{_b(l.get('macs'))}</td><td>{_b(l.get('output_bytes'))}</td></tr>")
-        parts.append("</table></section>")
+                         f"</td><td>{_b(l.get('macs'))}</td><td>{_b(l.get('output_bytes'))}</td>"
+                         f"<td{cls}>{escape(var)}</td></tr>")
+        parts.append("</table>")
+        for w in cg.get("warnings") or []:
+            parts.append(f"<p class=\"bad\">warning: {escape(w)}</p>")
+        parts.append("</section>")
 
     fw = s.get("firmware") or {}
     if fw.get("flash_limit"):
