@@ -5,6 +5,9 @@
     .venv/bin/python benchmarks/shapes.py [--board mps2-an500] [--fast] [--only NAME ...]
         [--models-dir DIR] [-o benchmarks/SHAPES.md]
 
+With --models-dir, the models and each shape's measured row are kept there, and a row is measured
+again only when its model or tinyprune's kernels / code generator changed.
+
 Shapes: pointwise and 3x3 convolutions, depthwise 3x3/5x5 stride 1 and 2, fully connected, average
 pool and add, at the channel counts and resolutions of MobileNetV1 (0.25 at 96x96, 0.5 at 128), V2
 (0.35), V3-small, ResNet-8 (MLPerf Tiny IC) and a ResNet-18 stage, DS-CNN (MLPerf Tiny KWS) and the
@@ -22,6 +25,8 @@ the reference kernel on Cortex-M7). `UNSUPPORTED` names the shapes the DSP kerne
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -151,10 +156,11 @@ def build_model(s: dict, seed: int = 0) -> bytes:
             return tf.nn.avg_pool2d(x, (kh, kw), st, "VALID")
         return convert(f, [(1, s["h"], s["w"], s["c"])], rng)
     if op == "add":
+        # one input (validation takes single-input models): x + relu(x), the ADD without broadcasting
         @tf.function
-        def f(x, y):
-            return x + y
-        return convert(f, [(1, s["h"], s["w"], s["c"])] * 2, rng)
+        def f(x):
+            return x + tf.nn.relu(x)
+        return convert(f, [(1, s["h"], s["w"], s["c"])], rng)
     raise ValueError(f"unknown sweep op {op!r}")
 
 
@@ -181,6 +187,17 @@ def describe(s: dict) -> str:
     ch = f"{s['cin']} -> {s['cout']}" if s["op"] == "conv" else f"{s['c']}"
     win = "" if s["op"] == "add" else f", {kh}x{kw} s{s.get('stride', 1)}"
     return f"{s['h']}x{s['w']}x{ch}{win}"
+
+
+def _kernels_hash() -> str:
+    """Digest of the kernels and the code generator: cached rows are reused only while both are unchanged."""
+    h = hashlib.sha256()
+    for d in (ROOT / "firmware", ROOT / "tinyprune" / "codegen", ROOT / "tinyprune" / "bench"):
+        for f in sorted(d.rglob("*")):
+            if f.is_file() and f.suffix in (".c", ".h", ".py", ".tmpl"):
+                h.update(str(f.relative_to(ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def table(rows: list[dict], board: str, cmd: str) -> str:
@@ -230,11 +247,25 @@ def main(argv=None) -> int:
     mdir = Path(args.models_dir or tmp.name)
     mdir.mkdir(parents=True, exist_ok=True)
     rows = []
+    kernels = _kernels_hash()
     for s in shapes:
         path = mdir / f"{s['name']}.tflite"
         if not path.is_file():
             path.write_bytes(build_model(s))
-        r = measure(s, path, args.board)
+        cache = mdir / f"{s['name']}.{args.board}.json"
+        key = {"model": hashlib.sha256(path.read_bytes()).hexdigest(), "kernels": kernels}
+        old = json.loads(cache.read_text()) if cache.is_file() else {}
+        if old.get("key") == key:
+            r = old["row"]          # same model, same kernels and code generation: the same counts
+        else:
+            try:
+                r = measure(s, path, args.board)
+            except Exception as e:  # noqa: BLE001 - a benchmark: the row says what failed, the sweep goes on
+                r = {"name": s["name"], "family": s["family"], "op": KIND[s["op"]], "shape": describe(s),
+                     "macs": macs(s), "instructions": 0, "mac_per_instr": None, "variant": f"FAILED: {e}"[:200],
+                     "reason": "", "fallback": False, "bit_exact": False}
+            else:
+                cache.write_text(json.dumps({"key": key, "row": r}))
         rows.append(r)
         print(f"{s['name']}: {r['instructions']:,} instructions, "
               f"{(r['mac_per_instr'] or 0):.3f} MAC/instr, {r['variant']}", file=sys.stderr)

@@ -14,7 +14,8 @@ tinyprune's firmware (arm-none-eabi-gcc, the board's -mcpu/-mfpu flags, -O2, -ff
 read from the checkouts the environment names (fetch the public repositories; flatbuffers at the tag
 TFLite Micro's flatbuffers_download.sh names, v25.9.23, to which this script applies TFLite Micro's own
 flatbuffers.patch in its work folder) and compiled into --work (kept between runs: the library is built
-once per checkout and flags).
+once per checkout and flags). TFLite Micro is C++: the ARM toolchain's C++ library must be installed
+(Debian: `apt-get install libstdc++-arm-none-eabi-newlib`; tinyprune itself does not need it).
 
 Per model: both stacks' instructions for one inference on the same pseudo-random input (tinyprune: the
 `tinyprune bench` count of one model_invoke; TFLite Micro: the counter around one Invoke()), arena
