@@ -223,6 +223,10 @@ TFLite Micro + CMSIS-NN on the same shapes: `benchmarks/tflm_compare.py`.
     lines = []
     for r in rows:
         mpi = f"{r['mac_per_instr']:.3f}" if r.get("mac_per_instr") else "-"
+        if r.get("instructions") is None:
+            lines.append(f"| {r['name']} | {r['family']} | {r['op']} | {r['shape']} | {r['macs']:,} | - | - | "
+                         f"{r['variant']} | - |")
+            continue
         var = r["variant"] + (f" ({r['reason']})" if r.get("reason") else "")
         if r.get("fallback"):
             var = f"**{var}**"
@@ -246,6 +250,9 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="tp-shapes-")
     mdir = Path(args.models_dir or tmp.name)
     mdir.mkdir(parents=True, exist_ok=True)
+    cmd = "  .venv/bin/python benchmarks/shapes.py" + (" --fast" if args.fast else "") + \
+        (f" --board {args.board}" if args.board != "mps2-an500" else "") + \
+        (f" --only {' '.join(args.only)}" if args.only else "")
     rows = []
     kernels = _kernels_hash()
     for s in shapes:
@@ -269,9 +276,13 @@ def main(argv=None) -> int:
         rows.append(r)
         print(f"{s['name']}: {r['instructions']:,} instructions, "
               f"{(r['mac_per_instr'] or 0):.3f} MAC/instr, {r['variant']}", file=sys.stderr)
-    cmd = "  .venv/bin/python benchmarks/shapes.py" + (" --fast" if args.fast else "") + \
-        (f" --board {args.board}" if args.board != "mps2-an500" else "")
-    Path(args.out).write_text(table(rows, args.board, cmd))
+        # the table is rewritten after every shape: an interrupted sweep leaves the rows it measured,
+        # the others marked as not measured
+        pending = [{"name": x["name"], "family": x["family"], "op": KIND[x["op"]], "shape": describe(x),
+                    "macs": macs(x), "instructions": None, "mac_per_instr": None,
+                    "variant": "not measured (the sweep was interrupted before this shape)", "reason": "",
+                    "fallback": False, "bit_exact": None} for x in shapes[len(rows):]]
+        Path(args.out).write_text(table(rows + pending, args.board, cmd))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
