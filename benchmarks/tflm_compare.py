@@ -55,6 +55,30 @@ RESOLVER = {
     "TANH": "AddTanh", "STRIDED_SLICE": "AddStridedSlice", "SHAPE": "AddShape", "PACK": "AddPack",
 }
 
+# TFLite builtin op -> the TFLite Micro kernel sources (tensorflow/lite/micro/kernels/<stem>.cc, the
+# cmsis_nn/ one where it exists) it needs: only these are compiled (with kernel_util and
+# micro_tensor_utils), the library is built for the union of the compared models' ops
+KERNEL_STEMS = {
+    "CONV_2D": ("conv", "conv_common"), "DEPTHWISE_CONV_2D": ("depthwise_conv", "depthwise_conv_common"),
+    "FULLY_CONNECTED": ("fully_connected", "fully_connected_common"), "ADD": ("add", "add_common"),
+    "MUL": ("mul", "mul_common"), "AVERAGE_POOL_2D": ("pooling", "pooling_common"),
+    "MAX_POOL_2D": ("pooling", "pooling_common"), "MEAN": ("reduce", "reduce_common"), "PAD": ("pad", "pad_common"),
+    "PADV2": ("pad", "pad_common"), "RESHAPE": ("reshape", "reshape_common"), "SQUEEZE": ("squeeze",),
+    "CONCATENATION": ("concatenation",), "SOFTMAX": ("softmax", "softmax_common"),
+    "LOGISTIC": ("logistic", "logistic_common"), "HARD_SWISH": ("hard_swish", "hard_swish_common"),
+    "RELU": ("activations", "activations_common"), "RELU6": ("activations", "activations_common"),
+    "QUANTIZE": ("quantize", "quantize_common"), "DEQUANTIZE": ("dequantize", "dequantize_common"),
+    "TRANSPOSE": ("transpose", "transpose_common"), "RESIZE_NEAREST_NEIGHBOR": ("resize_nearest_neighbor",),
+    "TANH": ("tanh",), "STRIDED_SLICE": ("strided_slice", "strided_slice_common"), "SHAPE": ("shape",),
+    "PACK": ("pack",),
+}
+ALWAYS_OPS = ("QUANTIZE", "DEQUANTIZE", "RESHAPE")
+
+
+def model_ops(model: Path) -> list[str]:
+    from tinyprune.codegen.tflite_reader import read_model
+    return sorted({op.kind for op in read_model(model).graph.ops} | set(ALWAYS_OPS))
+
 
 def _env(name: str) -> Path:
     v = os.environ.get(name)
@@ -97,7 +121,7 @@ class Tflm:
         patch = self.tflm / "tensorflow/lite/micro/tools/make/flatbuffers.patch"
         _run(["patch", "-p1", "-i", str(patch)], cwd=self.fb)
 
-    def _sources(self) -> list[Path]:
+    def _sources(self, ops) -> list[Path]:
         t = self.tflm / "tensorflow"
         srcs = [p for p in t.rglob("*.c*") if p.suffix in (".cc", ".c")
                 and not any(x in p.parts for x in ("micro", "experimental"))
@@ -112,18 +136,22 @@ class Tflm:
         start = inc.index("MICROLITE_CC_KERNEL_SRCS := ")
         block = inc[start:inc.index("\n\n", start)]
         kernels = [self.tflm / m for m in re.findall(r"(tensorflow/lite/micro/kernels/[\w/]+\.cc)", block)]
+        stems = {"kernel_util", "micro_tensor_utils"} | {x for k in ops for x in KERNEL_STEMS.get(k, ())}
+        kernels = [k for k in kernels if k.stem in stems]
         opt = micro / "kernels" / "cmsis_nn"
         kernels = [opt / k.name if (opt / k.name).is_file() else k for k in kernels]
         srcs += kernels
         srcs += [p for p in (self.cmsis / "Source").rglob("*.c") if not p.stem.endswith(("_f16", "_f32"))]
         return sorted(set(srcs))
 
-    def library(self) -> Path:
-        lib = self.dir / "libtflm.a"
+    def library(self, ops) -> Path:
+        """The library with the kernels of ``ops`` (built once per op set)."""
+        tag = hashlib.sha256(",".join(sorted(ops)).encode()).hexdigest()[:10]
+        lib = self.dir / f"libtflm-{tag}.a"
         if lib.is_file():
             return lib
         self._flatbuffers()
-        srcs = self._sources()
+        srcs = self._sources(ops)
         objdir = self.dir / "obj"
         objdir.mkdir(exist_ok=True)
 
@@ -143,14 +171,12 @@ class Tflm:
         _run(["arm-none-eabi-ar", "rcs", str(lib), *map(str, objs)])
         return lib
 
-    def program(self, model: Path, out: Path, arena_bytes: int) -> Path:
-        """An ELF running ``model`` once under the counter."""
-        from tinyprune.codegen.tflite_reader import read_model
+    def program(self, model: Path, out: Path, arena_bytes: int, lib_ops) -> Path:
+        """An ELF running ``model`` once under the counter (linked with the library for ``lib_ops``)."""
         from tinyprune.firmware.linker import render_linker_script
-        lib = self.library()
+        lib = self.library(lib_ops)
         out.mkdir(parents=True, exist_ok=True)
-        m = read_model(model)
-        ops = sorted({op.kind for op in m.graph.ops} | {"QUANTIZE", "DEQUANTIZE", "RESHAPE"})
+        ops = model_ops(model)
         adds = "\n    ".join(f"r.{RESOLVER[k]}();" for k in ops if k in RESOLVER)
         data = model.read_bytes()
         (out / "model_data.cc").write_text(
@@ -265,11 +291,11 @@ def text_bytes(elf: Path, board) -> int:
     return _section_sizes(sections)[0]
 
 
-def compare(model: Path, board, tflm: Tflm, work: Path) -> dict:
+def compare(model: Path, board, tflm: Tflm, work: Path, lib_ops) -> dict:
     from tinyprune.bench import bench
     tp = bench(model, board.name, runs=1)
     arena = max(64 * 1024, 4 * (tp.tflm_arena_bytes or tp.arena_bytes))
-    elf = tflm.program(model, work / "prog" / model.stem, arena)
+    elf = tflm.program(model, work / "prog" / model.stem, arena, lib_ops)
     t = run_tflm(elf, board)
     # the same input through TFLite Micro's Python interpreter: the embedded TFLM output must equal it,
     # and so must tinyprune's (bench checks its own output against the interpreter on its input)
@@ -331,10 +357,11 @@ def main(argv=None) -> int:
         ap.error("no models: give .tflite files, --sweep DIR or --mlperf")
     work = Path(args.work)
     tflm = Tflm(board, work)
+    lib_ops = sorted({k for m in models for k in model_ops(m)})
     rows = []
     for m in models:
         try:
-            rows.append(compare(m, board, tflm, work))
+            rows.append(compare(m, board, tflm, work, lib_ops))
             a, b = rows[-1]["tinyprune"], rows[-1]["tflm"]
             print(f"{m.name}: tinyprune {a['instructions']:,} / TFLM {b['instructions']:,} instructions "
                   f"({a['instructions'] / b['instructions']:.3f}x)", file=sys.stderr)
