@@ -37,6 +37,9 @@ class LayerCount:
     kind: str
     macs: int
     instructions: int
+    variant: str = ""               # the kernel variant codegen chose (codegen.json layers[].variant)
+    variant_reason: str = ""        # why not the op's fastest variant ("" when it is)
+    fallback: bool = False          # the reference runs an op that has a DSP variant
 
     @property
     def macs_per_instruction(self) -> float:
@@ -68,6 +71,7 @@ class BenchResult:
     two_largest_bound: int = 0      # lower bound of any arena: the two largest tensors live together
     peak_lower_bound: int = 0       # the planner's bound for its op order: bytes live at the fullest step
     weight_bytes: int = 0           # model constants emitted into flash (codegen.json emitted_weight_bytes)
+    warnings: list[str] = field(default_factory=list)   # layers falling back to the reference on a DSP core
 
     @property
     def macs_per_instruction(self) -> float:
@@ -95,11 +99,14 @@ class BenchResult:
                  f"firmware: text {self.text_bytes:,} B, data {self.data_bytes:,} B, bss {self.bss_bytes:,} B "
                  f"(flash {self.flash_bytes:,} B, of which model constants {self.weight_bytes:,} B)",
                  "",
-                 f"{'layer':>5}  {'kind':<20} {'MACs':>11} {'instructions':>13} {'MAC/instr':>9} {'share':>6}"]
+                 f"{'layer':>5}  {'kind':<20} {'MACs':>11} {'instructions':>13} {'MAC/instr':>9} {'share':>6}  variant"]
         total_layers = sum(L.instructions for L in self.layers) or 1
         for L in self.layers:
+            note = f" ({L.variant_reason})" if L.variant_reason else ""
             lines.append(f"{L.layer:>5}  {L.kind:<20} {L.macs:>11,} {L.instructions:>13,} "
-                         f"{L.macs_per_instruction:>9.3f} {100.0 * L.instructions / total_layers:>5.1f}%")
+                         f"{L.macs_per_instruction:>9.3f} {100.0 * L.instructions / total_layers:>5.1f}%  "
+                         f"{L.variant}{note}")
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -171,8 +178,14 @@ def bench(model, board: str = "mps2-an500", kernels: str = "portable", *, runs: 
             tmp.cleanup()
     deterministic = len(set(totals)) == 1 and all(p == per_layer_runs[0] for p in per_layer_runs)
     layers_meta = report.get("layers", [])
-    layers = [LayerCount(m["layer"], m.get("name", ""), m["kind"], int(m.get("macs", 0)), int(c))
-              for m, c in zip(layers_meta, per_layer_runs[0])]
+    layers = []
+    for m, c in zip(layers_meta, per_layer_runs[0]):
+        v = dict(m.get("variant") or {})
+        if not dsp or not b.core.dsp:      # -DTP_NO_ARM_DSP (or no DSP core): every op runs the reference C
+            v = {"name": "portable", "reason": "" if b.core.dsp is False else "--no-dsp", "fallback": False}
+        layers.append(LayerCount(m["layer"], m.get("name", ""), m["kind"], int(m.get("macs", 0)), int(c),
+                                 variant=v.get("name", ""), variant_reason=v.get("reason", ""),
+                                 fallback=bool(v.get("fallback"))))
     text, data, bss = _section_sizes(fw.sections)
     res = BenchResult(model=model.name, model_sha256=report.get("model_sha256", ""), board=b.name, kernels=kernels,
                       dsp=bool(dsp and b.core.dsp), instructions=totals[0], macs=int(report.get("macs", 0)),
@@ -183,7 +196,8 @@ def bench(model, board: str = "mps2-an500", kernels: str = "portable", *, runs: 
                       bit_exact=exact, layers=layers, run_totals=totals, fast_weights=fast_weights,
                       weight_bytes=int(report.get("emitted_weight_bytes", 0)),
                       two_largest_bound=int(report.get("lower_bound_two_largest") or 0),
-                      peak_lower_bound=int(report.get("peak_bytes") or 0))
+                      peak_lower_bound=int(report.get("peak_bytes") or 0),
+                      warnings=list(report.get("warnings", [])) if dsp else [])
     if not deterministic:
         raise ValidationFailed(f"instruction counts differ between runs: totals {totals}",
                                hint="QEMU must run with -icount shift=N (not auto); report this as a bug")

@@ -60,7 +60,9 @@ def command(model, out, board, kernels, cmsis_nn, prefix, layout, overlap, fast_
     say(as_json, f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")
     for note in r.report.get("notes", []):
-        click.echo(f"note: {note}")
+        click.echo(f"note: {note}", err=as_json)
+    for w in r.report.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
     if checked:
         res = checked[0]
         say(as_json, f"check: bit-exact with TFLite Micro on {res.samples} inputs "

@@ -187,14 +187,10 @@ class _Lowering:
         in_s, _ = self.q(op.inputs[0])
         out_s, _ = self.q(op.outputs[0])
         wq = self.g.tensors[op.inputs[1]].quant
-        if op.kind == "FULLY_CONNECTED" and len(wq.scales) == 1:
-            m, s = quant.fc_per_tensor_multiplier(in_s, wq.scales[0], out_s)
-            mults, shifts = [m] * channels, [s] * channels
-        else:
-            if len(wq.scales) not in (1, channels):
-                raise UnsupportedModelError(f"{op.kind} {op.name!r}: {len(wq.scales)} filter scales for "
-                                            f"{channels} output channels")
-            mults, shifts = quant.per_channel_multipliers(in_s, wq.scales, out_s, channels)
+        if len(wq.scales) not in (1, channels):
+            raise UnsupportedModelError(f"{op.kind} {op.name!r}: {len(wq.scales)} filter scales for "
+                                        f"{channels} output channels")
+        mults, shifts = quant.layer_multipliers(op.kind, in_s, wq.scales, out_s, channels)
         # named by the weight tensor: ops sharing weights share these arrays
         wt = self.tid(op.inputs[1])
         mname = self.arrays.add(f"{self.p}_t{wt}_mult", "int32_t", np.array(mults, np.int64), "multipliers")

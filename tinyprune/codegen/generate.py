@@ -109,13 +109,8 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     model = read_model(model_path)
     # the generated C calls tp_*_s8, which a DSP core's firmware build maps to the arm variants:
     # reserve their scratch so they take the fast path (the references ignore it)
-    plan_kernels = kernels
-    if kernels == "portable" and board_info is not None and getattr(board_info.core, "dsp", False):
-        plan_kernels = "dsp"
-    if fast_weights and board_info is None:
-        # int16 filters only pay off with the DSP kernels: reserve their scratch so that a DSP build
-        # of this code takes the fast path (a build without DSP runs the references, correct)
-        plan_kernels = "dsp"
+    from tinyprune.codegen.variants import plan_kernels as _plan_kernels
+    plan_kernels = _plan_kernels(kernels, board_info, fast_weights)
     if fast_weights and board_info is not None and plan_kernels != "dsp":
         raise UserInputError(f"--fast-weights needs a core with the DSP extension; {board_info.name} "
                              f"({board_info.core.cpu}) has none, and its reference kernels would only be "
@@ -160,10 +155,12 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "plan": {"strategy": est.plan.strategy, "order": est.plan.order, "overlap": overlap},
         "inputs": [_io(model, t) for t in model.graph.inputs],
         "outputs": [_io(model, t) for t in model.graph.outputs],
-        "layers": _layers_json(model, est, layers),
+        "layers": _layers_json(model, est, layers, plan_kernels),
         "kernel_files": kfiles,
         "notes": kernel_notes(model, layers, plan_kernels),
     }
+    report["kernel_fallbacks"] = [L for L in report["layers"] if L["variant"]["fallback"]]
+    report["warnings"] = [fallback_warning(L["layer"], L["kind"], L["variant"]) for L in report["kernel_fallbacks"]]
     if kernels == "cmsis-nn":
         from tinyprune.codegen.cmsis import SOURCE_DIRS
         report["cmsis_nn"] = {"path": str(cmsis_path), "source_dirs": list(SOURCE_DIRS),
@@ -222,20 +219,29 @@ def kernel_notes(model: TfliteModel, layers, plan_kernels: str) -> list[str]:
             f"than {GROUPED_MIN_W} pixels, where the DSP convolution run group by group is slower"]
 
 
-def _layers_json(model: TfliteModel, est, layers) -> list[dict]:
+def fallback_warning(layer: int, kind: str, variant: dict) -> str:
+    return (f"layer {layer} ({kind}) runs the reference kernel on a DSP core: "
+            f"{variant.get('reason') or variant.get('name')}")
+
+
+def _layers_json(model: TfliteModel, est, layers, plan_kernels: str) -> list[dict]:
     from tinyprune.codegen.ir import conv_groups
+    from tinyprune.codegen.variants import choose
     by_op = {x["op"]: x for x in est.per_layer}
     out = []
     for L in layers:
         e = by_op[L.op]
         op = model.graph.ops[L.op]
+        v = choose(op, model.graph, plan_kernels)
+        if L.cmsis:
+            v = type(v)("cmsis-nn", v.scratch)
         out.append({"layer": L.index, "op": L.op, "tflite_node": model.op_index[L.op], "kind": L.kind,
                     "name": L.name, "macs": e["macs"], "output_bytes": e["output_bytes"],
                     "input_bytes": sum(model.graph.tensors[t].nbytes for t in op.inputs
                                        if t and not model.graph.tensors[t].is_const),
                     "groups": conv_groups(op, model.graph),
                     "scratch_bytes": e["scratch_bytes"],
-                    "output_offset": est.plan.offsets.get(L.out_tensor)})
+                    "output_offset": est.plan.offsets.get(L.out_tensor), "variant": v.to_json()})
     return out
 
 

@@ -75,6 +75,18 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_sca
     return quantize_multiplier(prod / float(_f32(output_scale)))
 
 
+def layer_multipliers(kind: str, input_scale: float, filter_scales, output_scale: float, channels: int):
+    """(multipliers, shifts) per output channel of a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED, as
+    TFLite Micro's Prepare() computes them (a per-tensor FULLY_CONNECTED takes the scale product in
+    float32). ValueError when the filter has neither 1 nor ``channels`` scales."""
+    if kind == "FULLY_CONNECTED" and len(filter_scales) == 1:
+        m, s = fc_per_tensor_multiplier(input_scale, filter_scales[0], output_scale)
+        return [m] * channels, [s] * channels
+    if len(filter_scales) not in (1, channels):
+        raise ValueError(f"{len(filter_scales)} filter scales for {channels} output channels")
+    return per_channel_multipliers(input_scale, filter_scales, output_scale, channels)
+
+
 def _quantize_f32(value: float, scale: float, zero_point: int) -> int:
     tmp = np.float32(value) / np.float32(scale)
     return int(zero_point) + _round_half_away(float(tmp))

@@ -5,14 +5,11 @@ Contract (owned by the code-generation stage; the planner and the pruning estima
     scratch_bytes(op: ir.Op, graph: ir.Graph, kernels: str = "portable") -> int
 kernels is
   * "portable": the reference C kernels (firmware/kernels/tp_*_s8.c) -- no scratch at all;
-  * "dsp": the Cortex-M4/M7 variants (firmware/kernels/arm, selected by TP_USE_ARM_DSP), whose
-    ``tp_<op>_s8_arm_get_buffer_size`` are (8 bytes of alignment slack each):
+  * "dsp": the Cortex-M4/M7 variants (firmware/kernels/arm, selected by TP_USE_ARM_DSP): the
+    scratch of the variant ``codegen.variants.choose`` decides the layer runs (0 when it runs the
+    reference), whose ``tp_<op>_s8_arm_get_buffer_size`` are (8 bytes of alignment slack each):
         CONV_2D            8 + 48 * ceil(K / 4) + 16 * out_c + (4 * ceil(K / 4) if K % 4 else 0),
-                           K = kh*kw*in_c (columns, per-channel table, the last filter row padded);
-                           a grouped CONV_2D (ir.conv_groups > 1, tp_conv_s8's row-by-row, group-by-
-                           group use of the DSP conv): kh*w*fc (input band of one group) + ow*out_c
-                           (one output row) + the above for one group (K = kh*kw*fc, out_c / groups),
-                           fc = the filter's input channels; 0 when ow < 6 (the reference runs)
+                           K = kh*kw*in_c (columns, per-channel table, the last filter row padded)
         DEPTHWISE_CONV_2D  8 + kh*kw*c*2 + c*16 + c  when depth_multiplier == 1 and c % 4 == 0, else 0
                            (int16 filter, folded biases + requantisation table, a padding row)
         FULLY_CONNECTED    8 + 8 * ceil(in / 4)
@@ -20,51 +17,23 @@ kernels is
     serves every non-MVE core): arm_convolve_wrapper_s8 2 * align4(in_c*kh*kw) * 2 bytes (int16
     im2col of two columns; covers the 1x1 and 1xN paths); arm_depthwise_conv_wrapper_s8
     in_c*kh*kw*2 (its _opt path; the 3x3 path needs 0); arm_fully_connected_s8 0;
-    arm_avgpool_s8 in_c * 4 (int32 sums); a grouped CONV_2D 0 (it runs tinyprune's reference,
+    arm_avgpool_s8 in_c * 4 (int32 sums); a grouped CONV_2D 0 (tinyprune's reference runs it,
     cmsis.py); others 0. The generated code checks CMSIS-NN's own
     *_get_buffer_size at run time.
-This module may import only tinyprune.codegen.ir.
+This module may import only tinyprune.codegen.ir and tinyprune.codegen.variants.
 """
 from __future__ import annotations
 
-from math import prod
-
 from tinyprune.codegen import ir
 
-ALIGN_SLACK = 8
-GROUPED_MIN_W = 6   # tp_conv_s8.c TP_CONV_GROUPED_MIN_W: narrower grouped convs run the reference
+
+GROUPED_MIN_W = 6   # tp_conv_s8.c TP_CONV_GROUPED_MIN_W: narrower grouped convs run the reference on DSP cores
 
 
-def _dsp_conv(k: int, out_c: int) -> int:
-    return ALIGN_SLACK + 48 * ((k + 3) // 4) + 16 * out_c + (4 * ((k + 3) // 4) if k % 4 else 0)
-
-
-def _dsp(op: ir.Op, graph: ir.Graph) -> int:
+def cmsis_scratch(op: ir.Op, graph: ir.Graph) -> int:
+    if op.kind == "CONV_2D" and ir.conv_groups(op, graph) > 1:
+        return 0    # CMSIS-NN's convolution takes groups=1: a grouped CONV_2D runs tinyprune's reference
     if op.kind == "CONV_2D":
-        f = graph.tensors[op.inputs[1]].shape          # [out_c, kh, kw, in_c / groups]
-        k = f[1] * f[2] * f[3]
-        groups = ir.conv_groups(op, graph)
-        if groups == 1:
-            return _dsp_conv(k, f[0])
-        x, y = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
-        if y[2] < GROUPED_MIN_W:
-            return 0
-        return f[1] * x[2] * f[3] + y[2] * y[3] + _dsp_conv(k, f[0] // groups)
-    if op.kind == "DEPTHWISE_CONV_2D":
-        c_in = graph.tensors[op.inputs[0]].shape[-1]
-        f = graph.tensors[op.inputs[1]].shape          # [1, kh, kw, c * ch_mult]
-        if f[3] != c_in or f[3] % 4:
-            return 0
-        return ALIGN_SLACK + f[1] * f[2] * f[3] * 2 + f[3] * 16 + f[3]
-    if op.kind == "FULLY_CONNECTED":
-        w = graph.tensors[op.inputs[1]].shape          # [out, in]
-        depth = w[-1] if len(w) >= 2 else prod(w)
-        return ALIGN_SLACK + 8 * ((depth + 3) // 4)
-    return 0
-
-
-def _cmsis(op: ir.Op, graph: ir.Graph) -> int:
-    if op.kind == "CONV_2D" and ir.conv_groups(op, graph) == 1:
         f = graph.tensors[op.inputs[1]].shape
         cols = f[1] * f[2] * f[3]
         return 2 * (cols + (-cols) % 4) * 2
@@ -80,8 +49,7 @@ def _cmsis(op: ir.Op, graph: ir.Graph) -> int:
 def scratch_bytes(op: ir.Op, graph: ir.Graph, kernels: str = "portable") -> int:
     if kernels == "portable":
         return 0
-    if kernels == "dsp":
-        return _dsp(op, graph)
-    if kernels == "cmsis-nn":
-        return _cmsis(op, graph)
+    if kernels in ("dsp", "cmsis-nn"):
+        from tinyprune.codegen.variants import choose
+        return choose(op, graph, kernels).scratch
     raise ValueError(f"unknown kernel variant {kernels!r} (portable, dsp, cmsis-nn)")

@@ -159,7 +159,8 @@ class _Pipeline:
         self.cached_seconds: dict[str, float] = {}   # stage -> how long it ran when its cached result was made
         # the kernels the memory plan is made for: codegen reserves the DSP variants' scratch on a DSP
         # core, so the pruning estimates must too (else estimate and firmware disagree)
-        self.plan_kernels = "dsp" if cfg.kernels == "portable" and self.board.core.dsp else cfg.kernels
+        from tinyprune.codegen.variants import plan_kernels
+        self.plan_kernels = plan_kernels(cfg.kernels, self.board, cfg.fast_weights)
         if cfg.fast_weights and self.plan_kernels != "dsp":
             raise UserInputError(
                 f"--fast-weights needs tinyprune's DSP kernels on a core with the DSP extension; "
@@ -360,6 +361,8 @@ class _Pipeline:
                                      f"{hit['codegen'].get('macs', 0):,} MACs" +
                              "".join(f"; {n}" for n in hit["codegen"].get("notes", [])))
             self.summary["codegen"] = hit["codegen"]
+            for w in hit["codegen"].get("warnings") or []:     # kernel fallbacks: said on every run, cached or not
+                self.progress.log(f"warning: {w}")
             return out
 
     def stage_firmware(self, codegen_dir: Path, board, name: str, out: Path) -> dict:

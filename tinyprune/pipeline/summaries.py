@@ -43,7 +43,9 @@ def codegen_summary(path: Path, tflite: Path) -> dict:
             "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
                         "weight_bytes": const_bytes(l.get("op")), "input_bytes": l.get("input_bytes"),
                         "output_bytes": l.get("output_bytes"), "scratch_bytes": l.get("scratch_bytes"),
-                        **({"variant": l["variant"]} if "variant" in l else {})} for l in layers],
+                        "variant": (l.get("variant") or {}).get("name"),
+                        "variant_reason": (l.get("variant") or {}).get("reason", "")} for l in layers],
+            "warnings": list(cg.get("warnings") or []),
             **_arena_timeline(model, cg)}
 
 

@@ -150,7 +150,7 @@ def _layers_section(layers: list[dict], lat: dict) -> str:
                    f"<td>{escape(str(l.get('kind', '')))}</td><td>{_b(l.get('macs'))}</td>"
                    f"<td>{_b(l.get('weight_bytes'))}</td><td>{_b(l.get('output_bytes'))}</td>"
                    f"<td>{_b(None if ins is None else round(ins))}</td><td>{share}</td><td>{est}</td>"
-                   + (f"<td>{escape(str(l.get('variant', '-')))}</td>" if variants else "") + "</tr>")
+                   + (_variant_cell(l) if variants else "") + "</tr>")
     out.append("</table>")
     if per:
         out.append(f"<p>{escape(lat.get('basis') or '')}</p>")
@@ -158,6 +158,14 @@ def _layers_section(layers: list[dict], lat: dict) -> str:
         out.append("<p>instructions per layer: not measured (the simulation did not run)</p>")
     out.append("</section>")
     return "\n".join(out)
+
+
+def _variant_cell(layer: dict) -> str:
+    var = str(layer.get("variant") or "-")
+    if layer.get("variant_reason"):
+        var += f" ({layer['variant_reason']})"
+    cls = " class=\"bad\"" if var.startswith("reference/") else ""
+    return f"<td{cls}>{escape(var)}</td>"
 
 
 def _boards_section(lat: dict, this_board: str) -> str:
@@ -255,6 +263,8 @@ def render_html(s: dict) -> str:
         parts.append(_layers_section(cg["layers"], s.get("latency") or {}))
         for note in cg.get("notes") or []:   # e.g. grouped convs running the reference kernel
             parts.append(f"<p class=\"note\">Note: {escape(str(note))}</p>")
+        for w in cg.get("warnings") or []:   # layers that fall back to the reference on a DSP core
+            parts.append(f"<p class=\"bad\">warning: {escape(w)}</p>")
     if (s.get("latency") or {}).get("boards"):
         parts.append(_boards_section(s["latency"], board.get("name", "")))
 

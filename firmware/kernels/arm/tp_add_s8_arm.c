@@ -22,8 +22,10 @@ tp_status tp_add_s8_arm(const tp_add_params *p, const tp_broadcast *bcast, int32
     int32_t i;
     if (!p || !input1 || !input2 || !output || size < 0 || p->left_shift < 0 || p->left_shift > 20 ||
         bcast != NULL || p->input1_shift > 0 || p->input2_shift > 0 || p->output_shift > 0) {
+        TP_ARM_VARIANT(bcast != NULL ? TP_VAR_REF_SHAPE : TP_VAR_REF_QUANT);
         return tp_add_s8_ref(p, bcast, size, input1, input2, output);
     }
+    TP_ARM_VARIANT(TP_VAR_ADD_DSP);
     {
         const int32_t off1 = p->input1_offset, off2 = p->input2_offset, ooff = p->output_offset;
         const int32_t m1 = p->input1_multiplier, m2 = p->input2_multiplier, mo = p->output_multiplier;

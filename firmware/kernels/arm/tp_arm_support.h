@@ -90,4 +90,30 @@ static inline int32_t tp_arm_clamp(int32_t x, int32_t lo, int32_t hi)
     return x > hi ? hi : x;
 }
 
+/* Clamps n bytes (n % 4 == 0) of int8 to [low, high] (each given in all 4 bytes of a word): SSUB8
+ * sets the GE flag of each byte lane where the first operand is >= the second, SEL picks by lane.
+ * Used after assembly that saturates to int8: clamp(SSAT8(v)) == clamp(v) for -128 <= low <= high
+ * <= 127. */
+static inline void tp_arm_clamp_bytes(int8_t *o, int32_t n, int32_t loww, int32_t highw)
+{
+    int32_t i;
+    for (i = 0; i < n; i += 4) {
+        int32_t v = tp_arm_read_s8x4(o + i), t;
+        /* one block: the GE flags must not be disturbed between SSUB8 and SEL */
+        __asm__("ssub8    %1, %0, %2\n\t"
+                "sel      %0, %0, %2\n\t"
+                "ssub8    %1, %3, %0\n\t"
+                "sel      %0, %0, %3"
+                : "+r"(v), "=&r"(t)
+                : "r"(loww), "r"(highw));
+        tp_arm_write_s8x4(o + i, v);
+    }
+}
+
+/* v in all 4 bytes of a word. */
+static inline int32_t tp_arm_bytes4(int32_t v)
+{
+    return (int32_t)((uint32_t)(uint8_t)(int8_t)v * 0x01010101u);
+}
+
 #endif /* TP_ARM_SUPPORT_H */

@@ -20,9 +20,11 @@
  * than summing the filter costs: the columns then hold 2x and the padding -2 * input_offset.
  *
  * The channel loop of a whole block is one assembly function (tp_conv_rows6) when every channel
- * takes the fast requantisation (right shift 1..22, multiplier >= 0) and the activation range is
- * the full int8 range; otherwise, and when the call has fewer than 6 pixels, plain C
- * (tp_conv_block_c). The last, partial block of a call re-computes the previous block's last
+ * takes the fast requantisation (right shift 1..22, multiplier >= 0): it saturates to int8, and a
+ * narrower activation range (RELU/RELU6 whose output range is wider than the activation's) is then
+ * applied to the block's 6 * cout contiguous output bytes, 4 at a time (SSUB8/SEL; clamp(SSAT8(v))
+ * == clamp(v)); otherwise, and when the call has fewer than 6 pixels, plain C (tp_conv_block_c).
+ * Which of the two runs is decided in Python too (tinyprune/codegen/variants.py, TP_VAR_CONV_*). The last, partial block of a call re-computes the previous block's last
  * pixels (their columns are moved, not re-read) so that it is a whole block too; the re-written
  * outputs get the values they already hold.
  *
@@ -34,6 +36,7 @@
 #include "tp_arm_support.h"
 
 #define TP_CONV_PIX 6                    /* output pixels per block */
+
 #define TP_CONV_GW (2 * TP_CONV_PIX)     /* scratch words per group of 4 filter elements */
 #define TP_CONV_GATHER_MAX 252           /* windows up to this many elements are gathered on the stack */
 
@@ -373,7 +376,7 @@ typedef struct {
     const int8_t *last_row;     /* k % 4 != 0 (int8): the last filter row zero-padded in scratch */
     const int32_t *shift;
     const tp_conv_chan *chan;
-    int32_t k, cout, per_channel, ooff, amin, amax, full;
+    int32_t k, cout, per_channel, ooff, amin, amax, full, clamp;
 } tp_conv_job;
 
 /* Channels [oc0, oc1) of one block of TP_CONV_PIX pixels (nvalid of them real), in C: the general
@@ -410,7 +413,9 @@ static void tp_conv_block_c(const tp_conv_job *j, const int32_t *col, int8_t *ou
         for (i = 0; i < nvalid; ++i) {
             int32_t v;
             if (ch->e) {
+                /* saturated to int8, then a narrower activation range (job.clamp) */
                 v = tp_conv_rq(acc[i], ch->m, ch->e, ch->hb);
+                v = j->full ? v : tp_arm_clamp(v, j->amin, j->amax);
             } else {
                 /* acc[i] is even (doubled columns and bias) */
                 v = tp_arm_requant(acc[i] >> 1, ch->m, j->shift[j->per_channel ? oc : 0], 1) + j->ooff;
@@ -626,6 +631,7 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
     k = f->h * f->w * f->c;
     ng = (k + 3) >> 2;
     if (!ctx || !ctx->buf || ctx->size < tp_conv_s8_arm_get_buffer_size(in, f, out)) {
+        TP_ARM_VARIANT(TP_VAR_REF_SCRATCH);
         return tp_conv_fallback(ctx, p, q, in, input, f, filter, filter16, bias, out, output);
     }
     /* |acc| <= k * 255 * 128 + max|bias| must be < 2^30 for the doubled accumulators (always so for
@@ -639,6 +645,7 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
             }
         }
         if ((int64_t)k * 255 * 128 + bmax >= (int64_t)TP_ARM_FAST_RQ_LIMIT) {
+            TP_ARM_VARIANT(TP_VAR_REF_ACC_BOUND);
             return tp_conv_fallback(ctx, p, q, in, input, f, filter, filter16, bias, out, output);
         }
     }
@@ -652,7 +659,11 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
     fold = !is_1x1 && ((in->c & 3) == 0 || k <= TP_CONV_GATHER_MAX) && k <= TP_CONV_FOLD_MAX_K &&
            2 * (int64_t)out->n * out->h * out->w > 3 * (int64_t)out->c;
     job.full = p->activation.min == -128 && p->activation.max == 127;
-    all_fast = job.full;
+    /* the assembly saturates to int8; a narrower activation range (RELU, RELU6 with an output range
+     * wider than the activation's) is applied afterwards to each block's outputs */
+    job.clamp = !job.full && p->activation.min >= -128 && p->activation.max <= 127 &&
+                p->activation.min <= p->activation.max;
+    all_fast = job.full || job.clamp;
     {
         /* per-channel table (see tp_conv_chan) after the columns */
         tp_conv_chan *chan = (tp_conv_chan *)(col + TP_CONV_GW * ng);
@@ -663,7 +674,7 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
                                                     : tp_row_sum(filter + (size_t)oc * k, k);
             chan[oc].bias = 2 * ((bias ? bias[oc] : 0) + p->input_offset * rs);
             chan[oc].m = q->multiplier[qi];
-            if (job.full && sh < 0 && -sh <= TP_CONV_MAX_FAST_E && q->multiplier[qi] >= 0) {
+            if ((job.full || job.clamp) && sh < 0 && -sh <= TP_CONV_MAX_FAST_E && q->multiplier[qi] >= 0) {
                 chan[oc].e = -sh;
                 chan[oc].hb = ((int32_t)1 << (-sh - 1)) + p->output_offset * ((int32_t)1 << -sh);
             } else {
@@ -695,6 +706,7 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
 
     npix = out->n * out->h * out->w;
     all_fast = all_fast && npix >= TP_CONV_PIX;
+    TP_ARM_VARIANT(all_fast ? TP_VAR_CONV_ASM6 : TP_VAR_CONV_C6);
     /* (cb, cy, cx): batch, row and column of the next pixel, advanced in raster order */
     cb = 0;
     cy = 0;
@@ -735,6 +747,16 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
         }
         if (all_fast) {
             tp_conv_block_fast(&job, col, output + (size_t)(pix0 - first) * out->c);
+            if (job.clamp) {
+                /* the block's 6 pixels are contiguous: 6 * cout bytes, a multiple of 2 but maybe
+                 * not of 4 -- the last 1-3 bytes one at a time */
+                const int32_t nb = TP_CONV_PIX * out->c;
+                int8_t *o = output + (size_t)(pix0 - first) * out->c;
+                tp_arm_clamp_bytes(o, nb & ~3, tp_arm_bytes4(job.amin), tp_arm_bytes4(job.amax));
+                for (i = nb & ~3; i < nb; ++i) {
+                    o[i] = (int8_t)tp_arm_clamp(o[i], job.amin, job.amax);
+                }
+            }
         } else {
             tp_conv_block_c(&job, col, output + (size_t)pix0 * out->c, nvalid, 0, out->c);
         }
@@ -757,6 +779,7 @@ tp_status tp_conv_s8_arm_x16(const tp_context *ctx, const tp_conv_params *p, con
 {
     if (((uintptr_t)filter16 & 3u) != 0) {
         /* LDRD needs a word-aligned address (generated arrays are; a caller's may not be) */
+        TP_ARM_VARIANT(TP_VAR_REF_ALIGN);
         return tp_conv_fallback(ctx, p, q, in, input, f, 0, filter16, bias, out, output);
     }
     return tp_conv_arm(ctx, p, q, in, input, f, 0, filter16, bias, out, output);

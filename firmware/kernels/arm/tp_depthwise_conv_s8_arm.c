@@ -420,24 +420,6 @@ __attribute__((naked, noinline)) static void tp_dw3x3_run(__attribute__((unused)
         "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
-/* Clamps n bytes (n % 4 == 0) of int8 to [low, high] (each given in all 4 bytes of a word): SSUB8
- * sets the GE flag of each byte lane where the first operand is >= the second, SEL picks by lane. */
-static void tp_dw_clamp(int8_t *o, int32_t n, int32_t loww, int32_t highw)
-{
-    int32_t i;
-    for (i = 0; i < n; i += 4) {
-        int32_t v = tp_arm_read_s8x4(o + i), t;
-        /* one block: the GE flags must not be disturbed between SSUB8 and SEL */
-        __asm__("ssub8    %1, %0, %2\n\t"
-                "sel      %0, %0, %2\n\t"
-                "ssub8    %1, %3, %0\n\t"
-                "sel      %0, %0, %3"
-                : "+r"(v), "=&r"(t)
-                : "r"(loww), "r"(highw));
-        tp_arm_write_s8x4(o + i, v);
-    }
-}
-
 /* The whole 3x3 / dilation 1 fast path (table requantisation, -input_offset an int8): pixel by
  * pixel in raster order, interior runs of a row through tp_dw3x3_run, border pixels whose window
  * keeps 6 or 4 taps through the tp_dw3_subset functions, any other window (an input smaller than
@@ -490,7 +472,7 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                     run.npix = ox_end - oxa;
                     tp_dw3x3_run(&run);
                     if (clamp) {
-                        tp_dw_clamp(o, (ox_end - oxa) * c, loww, highw);
+                        tp_arm_clamp_bytes(o, (ox_end - oxa) * c, loww, highw);
                     }
                     o += (ox_end - 1 - ox) * c;
                     ox = ox_end - 1;
@@ -518,7 +500,7 @@ static void tp_dw3x3_image(const tp_dw_conv_params *p, const tp_dims *in, const 
                     tp_dw3x3_groups(toff, tab, o);
                 }
                 if (clamp) {
-                    tp_dw_clamp(o, c, loww, highw);
+                    tp_arm_clamp_bytes(o, c, loww, highw);
                 }
             }
         }
@@ -545,6 +527,7 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     }
     need = tp_depthwise_conv_s8_arm_get_buffer_size(in, f, out);
     if (!tp_dw_fast_ok(p, in) || need == 0 || !ctx || !ctx->buf || ctx->size < need) {
+        TP_ARM_VARIANT(!tp_dw_fast_ok(p, in) || need == 0 ? TP_VAR_REF_SHAPE : TP_VAR_REF_SCRATCH);
         return tp_depthwise_conv_s8_ref(ctx, p, q, in, input, f, filter, bias, out, output);
     }
     c = in->c;
@@ -595,9 +578,11 @@ tp_status tp_depthwise_conv_s8_arm(const tp_context *ctx, const tp_dw_conv_param
     if (tab && f->h == 3 && f->w == 3 && p->dilation.h == 1 && p->dilation.w == 1 &&
         p->input_offset >= -127 && p->input_offset <= 128 && amin >= -128 && amin <= 127 && amax >= -128 &&
         amax <= 127) {
+        TP_ARM_VARIANT(TP_VAR_DW_ASM3X3);
         tp_dw3x3_image(p, in, input, out, output, scr, padrow);
         return TP_OK;
     }
+    TP_ARM_VARIANT(TP_VAR_DW_C);
     /* everything else in C: interior pixels from the folded bias, border pixels from the plain
      * bias with the input offset added to x (exactly the reference's sum over the valid taps) */
     for (b = 0; b < in->n; ++b) {

@@ -2,7 +2,8 @@
  *
  * Per batch row the input is expanded once to int16 pairs x + input_offset in scratch, in the
  * (k0, k2 | k1, k3) order of SXTB16 / SXTB16-ROR8; then 4 output rows at a time share each input
- * load: per 4 inputs 1 LDRD + 4 x (1 LDR + 2 SXTB16 + 2 SMLAD) for 16 MACs. filter_offset != 0
+ * load: per 4 inputs 1 LDRD + 4 x (1 LDR + 2 SXTB16 + 2 SMLAD) for 16 MACs, the loop in inline
+ * assembly (tp_fc_rows4: 23 instructions per 16 MACs; GCC's code of the C loop spilled, 27). filter_offset != 0
  * (not produced by int8 TFLite) or too little scratch runs the reference. */
 #include "../tp_nn.h"
 
@@ -16,6 +17,47 @@ int32_t tp_fully_connected_s8_arm_get_buffer_size(int32_t accum_depth, int32_t o
         return 0;
     }
     return TP_ARM_ALIGN_SLACK + 8 * ((accum_depth + 3) / 4);
+}
+
+/* What tp_fc_rows4 reads (offsets hard-coded there: keep the order). */
+typedef struct {
+    int32_t *acc;            /* [0]  4 accumulators, added to */
+    const int32_t *xp;       /* [4]  expanded input pairs (k0,k2 | k1,k3) per group of 4 */
+    const int32_t *xend;     /* [8]  xp + 2 * ng (ng >= 1) */
+    const int8_t *w;         /* [12] row 0; rows 1-3 follow at a stride of d bytes */
+    int32_t d;               /* [16] row stride (accum_depth) */
+} tp_fc_job;
+
+/* One weight word (loaded by `load` into r0) against the input pair (r11, r12) into acc. */
+#define TP_FC_ROW(load, acc)                     \
+    load "\n\t"                                  \
+    "sxtb16   r1, r0, ror #8\n\t"                \
+    "sxtb16   r0, r0\n\t"                        \
+    "smlad    " acc ", r11, r0, " acc "\n\t"     \
+    "smlad    " acc ", r12, r1, " acc "\n\t"
+
+/* 4 rows against the whole expanded input: per group of 4 inputs one LDRD of the input pair and
+ * 4 x (LDR + 2 SXTB16 + 2 SMLAD): 23 instructions per 16 MACs with the loop (GCC's code for the same
+ * C loop spilled registers: 27). Naked: 14 registers are needed, more than inline assembly gets at -O0. */
+__attribute__((naked, noinline)) static void tp_fc_rows4(__attribute__((unused)) const tp_fc_job *j)
+{
+    __asm__ volatile(
+        "push     {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "ldmia.w  r0, {r1, r2, r3, r4, r5}\n\t"
+        "push     {r1}\n\t"
+        "ldmia.w  r1, {r6, r7, r8, r9}\n\t"
+        "add.w    r10, r4, r5, lsl #1\n\t"      /* rows 2 and 3 */
+        "1:\n\t"
+        "ldrd     r11, r12, [r2], #8\n\t"
+        TP_FC_ROW("ldr.w    r0, [r4, r5]", "r7")
+        TP_FC_ROW("ldr.w    r0, [r10, r5]", "r9")
+        TP_FC_ROW("ldr.w    r0, [r10], #4", "r8")
+        TP_FC_ROW("ldr.w    r0, [r4], #4", "r6")
+        "cmp      r2, r3\n\t"
+        "bne      1b\n\t"
+        "pop      {r1}\n\t"
+        "stmia.w  r1, {r6, r7, r8, r9}\n\t"
+        "pop      {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 
 static inline int32_t tp_fc_w4(const int8_t *w, int32_t n)
@@ -41,8 +83,10 @@ tp_status tp_fully_connected_s8_arm(const tp_context *ctx, const tp_fc_params *p
     }
     if (p->filter_offset != 0 || !ctx || !ctx->buf ||
         ctx->size < tp_fully_connected_s8_arm_get_buffer_size(depth, out_depth)) {
+        TP_ARM_VARIANT(p->filter_offset != 0 ? TP_VAR_REF_QUANT : TP_VAR_REF_SCRATCH);
         return tp_fully_connected_s8_ref(ctx, p, q, batches, depth, out_depth, input, filter, bias, output);
     }
+    TP_ARM_VARIANT(TP_VAR_FC_DSP);
     xv = (int32_t *)tp_arm_align8(ctx->buf);
     ng = depth >> 2;
     tail = depth & 3;
@@ -80,24 +124,25 @@ tp_status tp_fully_connected_s8_arm(const tp_context *ctx, const tp_fc_params *p
             const int8_t *w0 = filter + (size_t)o * depth;
             if (nrows == 4) {
                 const int8_t *w1 = w0 + depth, *w2 = w1 + depth, *w3 = w2 + depth;
-                int32_t a0 = bias ? bias[o] : 0, a1 = bias ? bias[o + 1] : 0;
-                int32_t a2 = bias ? bias[o + 2] : 0, a3 = bias ? bias[o + 3] : 0;
-                const int32_t *xp = xv;
-                for (i = 0; i < ng; ++i, xp += 2) {
-                    const int32_t xe = xp[0], xo = xp[1];
-                    int32_t wv = tp_arm_read_s8x4(w0 + 4 * i);
-                    a0 = __smlad(xe, __sxtb16(wv), a0);
-                    a0 = __smlad(xo, tp_arm_sxtb16_ror8(wv), a0);
-                    wv = tp_arm_read_s8x4(w1 + 4 * i);
-                    a1 = __smlad(xe, __sxtb16(wv), a1);
-                    a1 = __smlad(xo, tp_arm_sxtb16_ror8(wv), a1);
-                    wv = tp_arm_read_s8x4(w2 + 4 * i);
-                    a2 = __smlad(xe, __sxtb16(wv), a2);
-                    a2 = __smlad(xo, tp_arm_sxtb16_ror8(wv), a2);
-                    wv = tp_arm_read_s8x4(w3 + 4 * i);
-                    a3 = __smlad(xe, __sxtb16(wv), a3);
-                    a3 = __smlad(xo, tp_arm_sxtb16_ror8(wv), a3);
+                int32_t a0, a1, a2, a3;
+                const int32_t *xp = xv + 2 * ng;
+                acc[0] = bias ? bias[o] : 0;
+                acc[1] = bias ? bias[o + 1] : 0;
+                acc[2] = bias ? bias[o + 2] : 0;
+                acc[3] = bias ? bias[o + 3] : 0;
+                if (ng > 0) {
+                    tp_fc_job job;
+                    job.acc = acc;
+                    job.xp = xv;
+                    job.xend = xv + 2 * ng;
+                    job.w = w0;
+                    job.d = depth;
+                    tp_fc_rows4(&job);
                 }
+                a0 = acc[0];
+                a1 = acc[1];
+                a2 = acc[2];
+                a3 = acc[3];
                 if (tail) {
                     const int32_t xe = xp[0], xo = xp[1];
                     int32_t wv = tp_fc_w4(w0 + 4 * ng, tail);

@@ -34,6 +34,35 @@
 
 #include "../tp_nn_types.h"
 
+/* Kernel variant codes: which code path ran a call. Decided for every layer at generation time by
+ * tinyprune/codegen/variants.py (CODES there must equal these; tests/test_variants.py checks both
+ * the values and, in QEMU, that each generated layer runs the variant written to codegen.json).
+ * A build with -DTP_ARM_REPORT_VARIANT makes every DSP entry store its code in tp_arm_variant
+ * (tests only: the test program defines it, firmware/kernels/arm/test/variants/main.c; without
+ * the define TP_ARM_VARIANT() is nothing). 0: no DSP variant recorded (an op without
+ * one, or a build without the DSP kernels). 1-15: the reference ran, and why. */
+#define TP_VAR_NONE 0
+#define TP_VAR_REF_SCRATCH 1        /* the scratch handed over is smaller than _get_buffer_size */
+#define TP_VAR_REF_ACC_BOUND 2      /* |acc| could reach 2^30 (doubled accumulators would overflow) */
+#define TP_VAR_REF_SHAPE 3          /* shape/option outside the variant (channels % 4, broadcast, ...) */
+#define TP_VAR_REF_ALIGN 4          /* fast-weights filter not word aligned */
+#define TP_VAR_REF_QUANT 5          /* quantisation parameters outside the variant (shifts, offsets) */
+#define TP_VAR_CONV_ASM6 16         /* CONV_2D: 1 channel x 6 pixels assembly block */
+#define TP_VAR_CONV_C6 17           /* CONV_2D: the C block (general requantisation, < 6 pixels) */
+#define TP_VAR_DW_ASM3X3 18         /* DEPTHWISE_CONV_2D: 3x3 assembly */
+#define TP_VAR_DW_C 19              /* DEPTHWISE_CONV_2D: SIMD C (other kernel sizes, dilation) */
+#define TP_VAR_FC_DSP 20            /* FULLY_CONNECTED: 4 rows per input load */
+#define TP_VAR_ADD_DSP 21           /* ADD without broadcasting */
+#define TP_VAR_AVGPOOL_DSP 22       /* AVERAGE_POOL_2D, 4 channels per word */
+
+#if defined(TP_ARM_REPORT_VARIANT)
+#include <stdint.h>
+extern volatile int32_t tp_arm_variant;
+#define TP_ARM_VARIANT(v) (tp_arm_variant = (v))
+#else
+#define TP_ARM_VARIANT(v) ((void)0)
+#endif
+
 #if defined(TP_USE_ARM_DSP) && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TP_NO_ARM_DSP)
 
 #define TP_ARM_HAS_CONV_S8 1

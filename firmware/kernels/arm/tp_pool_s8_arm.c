@@ -21,8 +21,10 @@ tp_status tp_avgpool_s8_arm(const tp_pool_params *p, const tp_dims *in, const in
         in->c <= 0 || out->n != in->n || out->c != in->c || out->h <= 0 || out->w <= 0 ||
         p->stride.h <= 0 || p->stride.w <= 0 || p->filter.h <= 0 || p->filter.w <= 0 ||
         (in->c & 3) != 0 || p->filter.h * p->filter.w > 255) {
+        TP_ARM_VARIANT(TP_VAR_REF_SHAPE);
         return tp_avgpool_s8_ref(p, in, input, out, output);
     }
+    TP_ARM_VARIANT(TP_VAR_AVGPOOL_DSP);
     for (b = 0; b < in->n; ++b) {
         for (oy = 0; oy < out->h; ++oy) {
             const int32_t iy0 = oy * p->stride.h - p->padding.h;
