@@ -96,6 +96,9 @@ def test_pruned_build_says_how_far_it_pruned():
     assert "| arena (RAM) | 4,096 | before pruning 65,032 B (3.02x) |" in md
     assert "unpruned 87.11%, right after pruning 10.22%, after 3 fine-tuning epoch(s) 95.56%" in md
     assert "right after pruning 10.22%" in render_html(s)
+    s["pruning"].update(estimate_after=dict(before, macs=480))    # pruned to a budget it already met
+    md = render_markdown(s)
+    assert "| model constants (flash) | 999,396 |  |" in md and "| arena (RAM) | 4,096 |  |" in md
     s["pruning"] = {"applied": False, "reason": "fits the budget without pruning", "estimate_before": before}
     md = render_markdown(s)
     assert "before pruning" not in md and "not pruned: fits the budget without pruning" in md

@@ -83,8 +83,8 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
     est = pr.get("estimate_before") or {}
 
     def before(key: str, unit: str = "") -> str:
-        # 'before pruning 11,229,752 B (11.24x)' for a pruned model ('' otherwise)
-        if not applied or est.get(key) is None:
+        # 'before pruning 11,229,752 B (11.24x)' for a pruned model whose figure changed ('' otherwise)
+        if not applied or est.get(key) is None or est.get(key) == (pr.get("estimate_after") or {}).get(key):
             return ""
         return f"before pruning {_b(est[key])}{unit}" + (f" ({red[key]:g}x)" if red.get(key) else "")
 
