@@ -199,6 +199,17 @@ def test_infeasible_budget_names_smallest_reachable(trained):
     assert "smallest figures reachable" in msg and "limit 100" in msg
     # the smallest reachable MACs: every group at one channel
     assert e.value.exit_code == 3
+    assert "input alone" not in msg            # the input is named only when RAM is what cannot fit
+
+
+def test_infeasible_ram_names_the_input_pruning_cannot_shrink(trained):
+    n = int(X[:1].numel())                     # int8 input bytes: in the arena at any width
+    with pytest.raises(OverBudgetError) as e:
+        prune(trained, X, Budget(max_ram=n), criterion="l1")
+    msg = str(e.value)
+    assert e.value.exit_code == 3 and "over: ram_bytes" in msg
+    assert f"the int8 input alone is {n:,} B ({'x'.join(map(str, X[:1].shape))})" in msg
+    assert "a lower input resolution or an earlier stride" in msg
 
 
 @pytest.mark.parametrize("fast_weights", [False, True])

@@ -78,3 +78,27 @@ def test_write_reports_and_missing_summary(tmp_path):
     html, md = write_reports(tmp_path)
     assert html.read_text().startswith("<!DOCTYPE html>")
     assert md.read_text().startswith("### tinyprune: example on nucleo-f746")
+
+
+def test_pruned_build_says_how_far_it_pruned():
+    """A pruned model's rows carry the int8 figures before pruning with the ratio, and the float
+    accuracy unpruned / right after pruning / after fine-tuning; an unpruned one carries none."""
+    before = {"macs": 37_016_576, "params": 11_181_642, "flash_bytes": 11_229_752, "ram_bytes": 65_032}
+    s = json.loads(json.dumps(SUMMARY))
+    s["pruning"].update(estimate_before=before, epochs=3, reduction={"macs": 7.22, "params": 11.36,
+                        "flash_bytes": 11.24, "ram_bytes": 3.02},
+                        accuracy={"before": 0.8711, "after_pruning": 0.1022, "after_finetuning": 0.9556})
+    s["codegen"].update(flash_bytes=999_396)
+    md = render_markdown(s)
+    assert "| MACs | 480 | before pruning 37,016,576 (7.22x) |" in md
+    assert "| parameters | 400 | before pruning 11,181,642 (11.36x) |" in md
+    assert "| model constants (flash) | 999,396 | before pruning 11,229,752 B (11.24x) |" in md
+    assert "| arena (RAM) | 4,096 | before pruning 65,032 B (3.02x) |" in md
+    assert "unpruned 87.11%, right after pruning 10.22%, after 3 fine-tuning epoch(s) 95.56%" in md
+    assert "right after pruning 10.22%" in render_html(s)
+    s["pruning"].update(estimate_after=dict(before, macs=480))    # pruned to a budget it already met
+    md = render_markdown(s)
+    assert "| model constants (flash) | 999,396 |  |" in md and "| arena (RAM) | 4,096 |  |" in md
+    s["pruning"] = {"applied": False, "reason": "fits the budget without pruning", "estimate_before": before}
+    md = render_markdown(s)
+    assert "before pruning" not in md and "not pruned: fits the budget without pruning" in md

@@ -29,7 +29,8 @@ from tinyprune.pipeline import latency, workdir
 from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, check_int8, data_plan, int8_summary
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
-from tinyprune.pipeline.summaries import codegen_summary, get, prune_layers, validation_summary
+from tinyprune.pipeline.summaries import (codegen_summary, get, prune_layers, pruned_line, pruning_vs_codegen,
+                                          reduction, validation_summary)
 from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 PRUNE_MODES = ("auto", "always", "never")
@@ -235,7 +236,8 @@ class _Pipeline:
             fig = figures(net, example, self.plan_kernels, fast_weights=cfg.fast_weights)
             over = budget.violations(fig)
             base = {"budget": budget.as_dict(), "estimate_before": fig.as_dict(),
-                    "macs_before": fig.macs, "params_before": fig.params}
+                    "macs_before": fig.macs, "params_before": fig.params,
+                    "over_before": {k: {"estimate": v, "limit": lim} for k, (v, lim) in over.items()}}
             if cfg.prune == "never" or (cfg.prune == "auto" and not over and not explicit):
                 if over:
                     from tinyprune.pipeline.budget_check import over_message
@@ -249,6 +251,7 @@ class _Pipeline:
                 h.set_status("not needed", f"{fig.macs:,} MACs, est. arena {fig.ram_bytes:,} B fits")
                 return None
             from tinyprune._fs import atomic_output_dir
+            t0 = time.monotonic()
             with atomic_output_dir(out, "prune.json") as tmp:
                 res = prune(net, example, budget, criterion=cfg.criterion, when=cfg.when,
                             data=self.plan["data"],
@@ -258,13 +261,13 @@ class _Pipeline:
             rep = res.report
             pruning = base | {"applied": True, "criterion": cfg.criterion, "when": cfg.when,
                               "macs_after": get(rep, "after", "macs"), "params_after": get(rep, "after", "params"),
-                              "estimate_after": rep.get("after"), "accuracy": rep.get("accuracy"),
+                              "estimate_after": rep.get("after"), "reduction": reduction(fig.as_dict(), rep["after"]),
+                              "accuracy": rep.get("accuracy"), "epochs": get(rep, "training", "epochs"),
+                              "seconds": round(time.monotonic() - t0, 1),
                               "layers": prune_layers(rep), "not_pruned": rep.get("not_pruned")}
             self.summary["pruning"] = pruning
             self.cache.store("prune", key, [out], {"pruning": pruning})
-            kept = rep.get("not_pruned")   # e.g. layers feeding a channel shuffle: said, never silent
-            h.set_status("done", f"MACs {fig.macs:,} -> {pruning['macs_after']:,}" +
-                         (f"; not pruned: {', '.join(kept['layers'])} ({kept['reason']})" if kept else ""))
+            h.set_status("done", pruned_line(pruning))
             return out / "pruned_model.pt"
 
     def stage_convert(self, pruned: Path | None) -> Path:
@@ -363,6 +366,12 @@ class _Pipeline:
             self.summary["codegen"] = hit["codegen"]
             for w in hit["codegen"].get("warnings") or []:     # kernel fallbacks: said on every run, cached or not
                 self.progress.log(f"warning: {w}")
+            pruning = self.summary.get("pruning") or {}
+            if pruning.get("applied"):   # the pruned model's estimate beside the figures of the model that runs
+                pruning["codegen_check"] = pruning_vs_codegen(pruning, hit["codegen"])
+                if not pruning["codegen_check"]["identical"]:
+                    self.progress.log(f"note: the pruning stage's int8 estimate differs from codegen's figures: "
+                                      f"{pruning['codegen_check']['figures']}")
             return out
 
     def stage_firmware(self, codegen_dir: Path, board, name: str, out: Path) -> dict:

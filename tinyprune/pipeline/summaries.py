@@ -78,3 +78,48 @@ def validation_summary(rep, target: str) -> dict:
             "layers": [{"index": l.get("index"), "name": l.get("name"), "mean": l.get("mean")}
                        for l in d.get("layers") or []],
             "device": d.get("device")}
+
+
+REDUCED = (("macs", "macs"), ("params", "params"), ("flash_bytes", "flash_bytes"), ("ram_bytes", "ram_bytes"))
+
+
+def reduction(before: dict, after: dict) -> dict:
+    """How far pruning went: before / after for MACs, parameters, model constants (flash) and arena (RAM),
+    from the pruning stage's int8 estimates (the codegen planner on the int8 graph), rounded to 2 places."""
+    return {key: round(before[key] / after[key], 2) if before.get(key) and after.get(key) else None
+            for key, _ in REDUCED}
+
+
+def pruning_vs_codegen(pruning: dict, codegen: dict) -> dict:
+    """The pruned model's estimated figures beside the code generator's for the int8 model that runs:
+    {figure: {"estimate", "codegen"}} and whether all three are identical (they are meant to be)."""
+    est = pruning.get("estimate_after") or {}
+    pairs = {"macs": (est.get("macs"), codegen.get("macs")),
+             "ram_bytes": (est.get("ram_bytes"), codegen.get("arena_bytes")),
+             "flash_bytes": (est.get("flash_bytes"), codegen.get("flash_bytes"))}
+    return {"figures": {k: {"estimate": a, "codegen": b} for k, (a, b) in pairs.items()},
+            "identical": all(a == b for a, b in pairs.values())}
+
+
+def pruned_line(p: dict) -> str:
+    """The prune stage's one-line result: what each figure went from and to, why, and the accuracy."""
+    b, a, r = p.get("estimate_before") or {}, p.get("estimate_after") or {}, p.get("reduction") or {}
+
+    def fig(name, key, unit=""):
+        x = f" ({r[key]:g}x)" if r.get(key) else ""
+        return f"{name} {b.get(key, 0):,} -> {a.get(key, 0):,}{unit}{x}"
+    parts = [fig("MACs", "macs"), fig("params", "params"), fig("model constants", "flash_bytes", " B"),
+             fig("arena", "ram_bytes", " B")]
+    over = p.get("over_before") or {}
+    if over:
+        parts.append("over before: " + ", ".join(f"{k} {v['estimate']:,} > {v['limit']:,}" for k, v in over.items()))
+    acc = p.get("accuracy") or {}
+    if all(acc.get(k) is not None for k in ("before", "after_pruning", "after_finetuning")):
+        parts.append(f"float accuracy {100 * acc['before']:.1f}% -> {100 * acc['after_pruning']:.1f}% pruned -> "
+                     f"{100 * acc['after_finetuning']:.1f}% after {p.get('epochs', 0)} fine-tuning epoch(s)")
+    else:
+        parts.append("accuracy not measured (no labelled data: not fine-tuned)")
+    kept = p.get("not_pruned")   # e.g. layers feeding a channel shuffle: said, never silent
+    if kept:
+        parts.append(f"not pruned: {', '.join(kept['layers'])} ({kept['reason']})")
+    return "; ".join(parts)

@@ -220,7 +220,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     if not budget.fits(before_fig):
         min_fig, _ = smallest_reachable(st, cfg.min_channels, cfg.round_to, _acct(cfg))
         if not budget.fits(min_fig):
-            raise over_budget_error(min_fig, budget, cfg.min_channels)
+            raise over_budget_error(min_fig, budget, cfg.min_channels, example_input)
 
     steps = max(1, int(getattr(crit, "steps", 1)))
     clamped: set = set()

@@ -136,13 +136,22 @@ def smallest_reachable(structure: Structure, min_channels: int, round_to: int,
     return figures(m, structure.example_input, **(accounting or {})), plan
 
 
-def over_budget_error(fig: Figures, budget: Budget, min_channels: int) -> OverBudgetError:
+def over_budget_error(fig: Figures, budget: Budget, min_channels: int,
+                      example_input: torch.Tensor | None = None) -> OverBudgetError:
     parts = [f"{k} {fig.as_dict()[k]:,} (limit {v:,})" for k, v in budget.limits().items()]
     bad = budget.violations(fig)
+    why = ""
+    if "ram_bytes" in bad and example_input is not None:
+        # the input tensor (and the first layers' outputs at its resolution) is in the arena whatever
+        # the widths: only a lower resolution or an earlier stride shrinks it
+        n = int(example_input[:1].numel())
+        why = (f"; the int8 input alone is {n:,} B ({'x'.join(str(d) for d in example_input.shape)}), and no "
+               f"channel pruning shrinks it or the first layers' {'x'.join(str(d) for d in example_input.shape[2:])} maps: "
+               f"a lower input resolution or an earlier stride does")
     return OverBudgetError(
         "the budget cannot be met even with every layer pruned to its minimum width "
         f"({max(1, min_channels)} channel(s)); smallest figures reachable: " + ", ".join(parts)
-        + f"; over: {', '.join(bad)}",
+        + f"; over: {', '.join(bad)}" + why,
         hint="raise the limits (--max-macs/--max-ram/--max-flash), lower --min-channels, pick a bigger board, "
              "or start from a smaller architecture", figures=bad)
 
@@ -177,7 +186,7 @@ def search(structure: Structure, scores: dict, budget: Budget, *, min_channels=1
     hi = r.removable
     plan_hi, fig_hi = probe(hi)
     if not budget.fits(fig_hi):
-        raise over_budget_error(fig_hi, budget, min_channels)
+        raise over_budget_error(fig_hi, budget, min_channels, x)
     lo = 0  # does not fit
     best = (hi, plan_hi, fig_hi)
     while hi - lo > 1:
