@@ -4,7 +4,7 @@ and write benchmarks/CORPUS.md (the table, generated: never edit it by hand) and
 benchmarks/corpus.json (every record).
 
     .venv/bin/python benchmarks/run_corpus.py [--only a,b] [--samples 100] [--sim-samples 20]
-        [--timeout 1800] [--workdir build/corpus]
+        [--timeout 1800] [--workdir build/corpus] [--json-out J] [--merge J2 ...]
 
 Each model is prepared (PyTorch models: trained briefly, weights cached in $TINYPRUNE_CORPUS_CACHE or
 ~/.cache/tinyprune/corpus; a labelled .npz written) and built in its own folder with a timeout, as a
@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=str(ROOT / "build" / "corpus"))
     ap.add_argument("--json-out", default=str(ROOT / "benchmarks" / "corpus.json"))
     ap.add_argument("-o", "--out", default=str(ROOT / "benchmarks" / "CORPUS.md"))
+    ap.add_argument("--merge", nargs="*", default=[], metavar="JSON",
+                    help="take the records of other runs' corpus.json files (e.g. run in parallel with --json-out), "
+                         "then run --only's models (none: just re-render)")
     args = ap.parse_args(argv)
 
     names = [n for n in args.only.split(",") if n]
@@ -121,9 +124,12 @@ def main(argv=None) -> int:
         return 2
     json_path = Path(args.json_out)
     records = {r["name"]: r for r in json.loads(json_path.read_text())["models"]} if json_path.is_file() else {}
+    for other in args.merge:
+        records.update({r["name"]: r for r in json.loads(Path(other).read_text())["models"]})
     workdir = Path(args.workdir)
+    _write(records, json_path, Path(args.out))
     for entry in ENTRIES:
-        if names and entry.name not in names:
+        if (names and entry.name not in names) or (args.merge and not names):
             continue
         print(f"== {entry.name}", file=sys.stderr, flush=True)
         rec = run_one(entry, workdir, args)
@@ -132,10 +138,14 @@ def main(argv=None) -> int:
         records[entry.name] = rec
         print(f"   {rec['status']}" + (f" at {rec.get('failed_stage')}: {rec['message']}" if rec.get("message") else ""),
               file=sys.stderr, flush=True)
-        ordered = [records[e.name] for e in ENTRIES if e.name in records]
-        json_path.write_text(json.dumps({"board": BOARD, "models": ordered}, indent=1, sort_keys=True) + "\n")
-        Path(args.out).write_text(render(ordered, BOARD))
+        _write(records, json_path, Path(args.out))
     return 0
+
+
+def _write(records: dict, json_path: Path, md_path: Path) -> None:
+    ordered = [records[e.name] for e in ENTRIES if e.name in records]
+    json_path.write_text(json.dumps({"board": BOARD, "models": ordered}, indent=1, sort_keys=True) + "\n")
+    md_path.write_text(render(ordered, BOARD))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,27 @@ def _fit(model: nn.Module, x: np.ndarray, target: np.ndarray, loss: str, epochs:
     return model.eval()
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: np.ndarray, batch: int = 64) -> nn.Module:
+    """Re-estimate every BatchNorm's running mean/variance as the plain average over ``x`` with the final
+    weights. A few dozen training steps leave the running statistics (momentum 0.1) behind the weights,
+    and the eval-mode model then predicts far worse than in training (measured on torchvision's
+    mobilenet_v2: 12 % eval vs 31 % train-mode accuracy)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model.eval()
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None   # cumulative average
+    model.train()
+    for i in range(0, len(x), batch):
+        model(torch.from_numpy(x[i:i + batch]))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return model.eval()
+
+
 def trained_weights(entry, arrays, log=print) -> tuple[Path, dict]:
     """Path of the cached trained state_dict for ``entry`` (training it first when absent) and its
     training record (seconds, float test accuracy or error)."""
@@ -88,6 +109,7 @@ def trained_weights(entry, arrays, log=print) -> tuple[Path, dict]:
             train(model, x, y, epochs=entry.epochs, lr=entry.lr, seed=0)
         else:
             _fit(model, x, target, arrays.loss, entry.epochs, entry.lr)
+        recalibrate_batchnorm(model, x)
     finally:
         torch.set_num_threads(threads)
     meta = {"seconds": round(time.perf_counter() - t0, 1), "epochs": entry.epochs, "samples": n, "key": key}
