@@ -83,7 +83,7 @@ ENTRIES: tuple[Entry, ...] = (
     _own("mcunet_style_96", (3, 96, 96), 10, "digits_rgb", "MCUNet-style backbone: inverted residuals with 3/5/7 "
          "kernels and expand ratios 1-6, ReLU6", 3, samples=512),
     _own("ds_cnn_kws", (1, 49, 10), 12, "kws_synth", "DS-CNN keyword spotting (MLPerf Tiny KWS architecture) on a "
-         "49x10 MFCC-like map, 10x4 strided stem, 4 depthwise-separable blocks", 8, ci=True),
+         "49x10 MFCC-like map, 10x4 strided stem, 4 depthwise-separable blocks", 8),
     _own("shufflenet_v1_style_64", (3, 64, 64), 10, "digits_rgb", "ShuffleNet-v1-style: grouped 1x1 convs (groups "
          "2, 3, 4), channel shuffle, avg-pool + concat down-sampling, padded max pool", 4, samples=768),
     _own("audio_conv1d", (1, 512), 8, "tones", "1-D conv on a raw 512-sample waveform (M5-like), strided Conv1d, "
@@ -92,12 +92,12 @@ ENTRIES: tuple[Entry, ...] = (
          "640-128-128-128-8-128-128-128-640 with BatchNorm1d, flat (1, 640) input, output = reconstruction", 30,
          lr=0.003),
     _own("se_hardsigmoid_32", (3, 32, 32), 10, "digits_rgb", "squeeze-and-excitation with a hard-sigmoid gate "
-         "(broadcast MUL), hard-swish, skip add (zoo.SEHswishNet)", 6),
+         "(broadcast MUL), hard-swish, skip add (zoo.SEHswishNet)", 6, ci=True),
     _own("ceil_maxpool_30", (1, 30, 30), 10, "digits_gray", "max pools with ceil_mode=True on odd feature maps", 6),
     _own("cat_ranges_32", (1, 32, 32), 10, "digits_gray", "torch.cat of a ReLU6 branch and a x16 linear branch "
          "(one int8 scale for very different ranges)", 6),
     _own("seg_nearest_32", (1, 32, 32), 4, "digits_seg", "tiny segmentation head: strided encoder, nearest "
-         "upsampling x2, skip concat, per-pixel classes (zoo.TinySegNet)", 6, ci=True),
+         "upsampling x2, skip concat, per-pixel classes (zoo.TinySegNet)", 6),
     Entry("tflm_hello_world", "tflm", "TFLite Micro hello_world: 3 FULLY_CONNECTED layers, sine regression "
           "(1 input, 1 output)", (1, 1), 1, tflite=TFLM_DIR / "hello_world_int8.tflite", ci=True),
     Entry("tflm_micro_speech", "tflm", "TFLite Micro micro_speech: DEPTHWISE_CONV_2D, FULLY_CONNECTED, SOFTMAX "
