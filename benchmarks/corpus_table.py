@@ -42,7 +42,8 @@ def render(records: list[dict], board: str) -> str:
         "do not edit. The models and how they are made: `benchmarks/corpus/` (docs/corpus.md).",
         "",
         f"Board `{board}` (1 MB flash, 320 KB RAM), QEMU twin mps2-an500. {len(records)} models from "
-        f"{len(sources)} sources ({', '.join(sources)}); **{len(passed)} pass every stage bit-exact on the host "
+        f"{len(sources)} sources ({', '.join(sources)}); "
+        f"{sum(r.get('status') == 'not run' for r in records)} not run yet; **{len(passed)} pass every stage bit-exact on the host "
         f"and in QEMU**; pruned to fit by `build`: {', '.join(pruned) or 'none'}.",
         "",
         "Columns: MACs / model flash (weights + requantisation constants) / RAM (int8 arena) are the prune "
@@ -56,8 +57,8 @@ def render(records: list[dict], board: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        if r.get("status") == "skipped":
-            lines.append(f"| {r['name']} | {r['source']} | skipped | | | | | | | | | | | |")
+        if r.get("status") in ("skipped", "not run"):
+            lines.append(f"| {r['name']} | {r['source']} | {r['status']} | | | | | | | | | | | |")
             continue
         b, a = r.get("before") or {}, r.get("after") or {}
         result = "ok" if _passed(r) else f"FAIL at {r.get('failed_stage') or '?'} ({r.get('status')})"
@@ -83,7 +84,7 @@ def render(records: list[dict], board: str) -> str:
     lines += ["", "## Stages and seconds per stage", "",
               "| model | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
     for r in records:
-        if r.get("status") == "skipped":
+        if r.get("status") in ("skipped", "not run"):
             continue
         st, tm = r.get("stages") or {}, r.get("timings") or {}
         cells = []
@@ -96,14 +97,14 @@ def render(records: list[dict], board: str) -> str:
     if fails:
         lines += ["", "## Failures and skips (the build's own message)", ""]
         for r in fails:
-            where = "skipped" if r.get("status") == "skipped" else \
+            where = r["status"] if r.get("status") in ("skipped", "not run") else \
                 f"{r.get('status')}, exit {r.get('exit_code')}, stage `{r.get('failed_stage') or '?'}`"
             msg = (r.get("message") or "(no message)").strip()
             lines += [f"- **{r['name']}** ({where}):", "", "  ```", *("  " + m for m in msg.splitlines()), "  ```", ""]
     lines += ["## Models", "", "| model | source | input (batch 1) | exercises |", "|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['source']} | {'x'.join(map(str, r['input_shape']))} | {r['description']} |"
               for r in records]
-    commits = sorted({r.get("commit") or "?" for r in records if r.get("status") != "skipped"})
-    dates = sorted({r.get("date") or "?" for r in records})
+    commits = sorted({r["commit"] for r in records if r.get("commit")})
+    dates = sorted({r["date"] for r in records if r.get("date")})
     lines += ["", f"Measured at tinyprune commit(s) {', '.join(commits)} on {', '.join(dates)}."]
     return "\n".join(lines) + "\n"

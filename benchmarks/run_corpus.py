@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     json_path = Path(args.json_out)
     records = {r["name"]: r for r in json.loads(json_path.read_text())["models"]} if json_path.is_file() else {}
     for other in args.merge:
-        records.update({r["name"]: r for r in json.loads(Path(other).read_text())["models"]})
+        records.update({r["name"]: r for r in json.loads(Path(other).read_text())["models"] if r["status"] != "not run"})
     workdir = Path(args.workdir)
     _write(records, json_path, Path(args.out))
     for entry in ENTRIES:
@@ -143,7 +143,10 @@ def main(argv=None) -> int:
 
 
 def _write(records: dict, json_path: Path, md_path: Path) -> None:
-    ordered = [records[e.name] for e in ENTRIES if e.name in records]
+    ordered = [records.get(e.name) or {"name": e.name, "source": e.source, "description": e.description,
+                                       "input_shape": list(e.input_shape), "status": "not run",
+                                       "message": "no record yet: run benchmarks/run_corpus.py --only " + e.name}
+               for e in ENTRIES]
     json_path.write_text(json.dumps({"board": BOARD, "models": ordered}, indent=1, sort_keys=True) + "\n")
     md_path.write_text(render(ordered, BOARD))
 
