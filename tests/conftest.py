@@ -7,11 +7,15 @@ and converted at most once per pytest session (per xdist worker), and only when 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+if str(REPO_ROOT) not in sys.path:   # the model corpus: `from benchmarks.corpus import ...` (tests/test_corpus.py)
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 @pytest.fixture(scope="session")
