@@ -85,7 +85,7 @@ def _seed(seed: int):
 def _layers(model: nn.Module) -> dict:
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             out[name] = {"kind": "depthwise" if m.groups > 1 else "conv", "in": m.in_channels, "out": m.out_channels,
                          "params": sum(p.numel() for p in m.parameters())}
         elif isinstance(m, nn.Linear):
