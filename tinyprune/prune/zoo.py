@@ -281,6 +281,23 @@ class M5Net(nn.Module):
         return self.fc(self.c3(x).mean(-1))
 
 
+class FCAutoencoder(nn.Module):
+    """MLPerf Tiny anomaly-detection-style autoencoder on a flat (1, 64) feature vector: Linear + BatchNorm1d +
+    ReLU layers down to a bottleneck and back; the output is the reconstruction (64 values, no classes)."""
+    input_shape = (1, 64)
+
+    def __init__(self, width=32, bottleneck=8, features=64):
+        super().__init__()
+
+        def block(i, o):
+            return nn.Sequential(nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU())
+        self.enc = nn.Sequential(block(features, width), block(width, width), block(width, bottleneck))
+        self.dec = nn.Sequential(block(bottleneck, width), block(width, width), nn.Linear(width, features))
+
+    def forward(self, x):
+        return self.dec(self.enc(x))
+
+
 def plain_cnn(width=16):
     return PlainCNN(width)
 
@@ -315,3 +332,7 @@ def act_split_net(width=8):
 
 def m5_net(width=8):
     return M5Net(width)
+
+
+def fc_autoencoder(width=32):
+    return FCAutoencoder(width)
