@@ -162,9 +162,13 @@ def load_npz(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = Non
     return Dataset(x_tr, y_tr, x_te, y_te, classes=classes, name=p.name)
 
 
+X_KEYS = TRAIN_KEYS["x"] + ("x_test",)
+
+
 def has_labels(arrays: dict) -> bool:
-    """The .npz arrays hold class labels (``y``/``y_train`` or ``y_test``)."""
-    return any(k in arrays for k in TRAIN_KEYS["y"] + ("y_test",))
+    """False only for unlabelled data: inputs and nothing else (``x``/``x_train``, optionally ``x_test``).
+    Any other array (``labels``, ``y_test`` alone...) means labels under a wrong name: loading names it."""
+    return not (set(arrays) <= set(X_KEYS) and any(k in arrays for k in TRAIN_KEYS["x"]))
 
 
 def is_unlabelled(spec) -> bool:
@@ -344,7 +348,8 @@ def _pick_key(arrays: dict, p: Path, role: str) -> str:
     if not names:
         found = ", ".join(f"'{k}'" for k in sorted(arrays)) or "no arrays"
         raise UserInputError(f"{p} has no array '{role}' (it has: {found}; expected: 'x' and 'y', optionally "
-                             "'x_test' and 'y_test'; 'x_train'/'y_train' are accepted for 'x'/'y')",
+                             "'x_test' and 'y_test'; 'x_train'/'y_train' are accepted for 'x'/'y'; data without "
+                             "labels holds 'x' (and 'x_test') only)",
                              hint=NPZ_HINT)
     return names[0]
 
