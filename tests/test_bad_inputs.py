@@ -77,8 +77,8 @@ def test_convert_with_nan_data_is_refused_before_onnx2tf(nan_npz, tmp_path, capf
 
 def test_validate_with_nan_data_is_refused_before_running(tmp_path, capfd):
     build = fake_model.make_build(tmp_path / "build")
-    x = np.zeros((5, fake_model.IN, 1), np.float32)     # (N, C, L): the fake model's input is (1, 16)
-    x[4, 2, 0] = np.inf
+    x = np.zeros((5, fake_model.IN), np.float32)     # (N, F): the fake model's input is (1, 16)
+    x[4, 2] = np.inf
     data = _npz(tmp_path / "inf.npz", x=x, y=np.zeros(5, np.int64))
     report = tmp_path / "v.json"
     code, err = run(["validate", build, "--host", "--data", data, "-o", report], capfd)

@@ -156,7 +156,7 @@ def test_input_shape_that_does_not_fit_the_model(tmp_path, capfd):
     code, err = run(["example", "--input-shape", "1,3,16,16", "-o", out], capfd)
     assert_clean_failure(code, err, out, "does not run on an input of shape (1, 3, 16, 16)", "--input-shape")
     code, err = run(["example", "--input-shape", "16,16", "-o", out], capfd)
-    assert_clean_failure(code, err, out, "is not (1, C, H, W) or (1, C, L)")
+    assert_clean_failure(code, err, out, "is not (1, C, H, W), (1, C, L) or (1, F)")
 
 
 def test_missing_y_key(tmp_path, capfd):

@@ -77,13 +77,16 @@ X_INF[1, 0, 0, 0] = -np.inf
 
 
 @pytest.mark.parametrize("arrays, message", [
-    ({"x": np.zeros((4, 1, 8, 8))}, "has no array 'y' (it has: 'x'; expected: 'x' and 'y'"),
+    ({"x": np.zeros((4, 1, 8, 8)), "labels": np.zeros(4)}, "has no array 'y' (it has: 'labels', 'x'; expected: "
+                                                          "'x' and 'y'"),
+    ({"x": np.zeros((4, 1, 8, 8)), "y_test": np.zeros(4)}, "has no array 'y' (it has: 'x', 'y_test'"),
     ({"y": np.zeros(4)}, "has no array 'x' (it has: 'y'; expected"),
     ({"a": X4, "b": np.zeros(4)}, "has no array 'x' (it has: 'a', 'b'; expected: 'x' and 'y'"),
     ({"x": X4, "x_train": X4, "y": np.zeros(4)}, "has both 'x' and 'x_train'"),
     ({"x": np.zeros((4, 1, 8, 8)), "y": np.zeros(5)}, "'y' has shape (5,); expected (4,)"),
     ({"x": np.zeros((4, 8, 8, 1)), "y": np.zeros(4)}, "samples of shape (8, 8, 1) but the model expects (1, 8, 8)"),
-    ({"x": np.zeros((4, 64)), "y": np.zeros(4)}, "expected (N, C, H, W) or (N, C, L)"),
+    ({"x": np.zeros(4), "y": np.zeros(4)}, "expected (N, C, H, W), (N, C, L) or (N, F)"),
+    ({"x": np.zeros((4, 1, 1, 8, 8)), "y": np.zeros(4)}, "expected (N, C, H, W), (N, C, L) or (N, F)"),
     ({"x": np.zeros((4, 1, 8, 8)), "y": np.full(4, 0.5)}, "'y' has non-integer labels (e.g. 0.5)"),
     ({"x": np.zeros((4, 1, 8, 8)), "y": np.zeros(4), "x_test": np.zeros((2, 1, 8, 8))}, "only one of"),
     ({"x": X_NAN, "y": np.zeros(4)}, "'x' has 1 NaN and 0 infinite value(s) (first in sample 2)"),
@@ -121,7 +124,7 @@ def test_not_an_npz_and_missing_file(tmp_path):
         load_dataset(tmp_path)
     with pytest.raises(UserInputError, match="data file not found"):
         load_dataset(tmp_path / "nope.npz")
-    with pytest.raises(UserInputError, match=r"not \(1, C, H, W\) or \(1, C, L\)"):
+    with pytest.raises(UserInputError, match=r"not \(1, C, H, W\), \(1, C, L\) or \(1, F\)"):
         load_dataset("digits", (2, 1, 8, 8))
 
 

@@ -169,7 +169,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         onnx_path.write_bytes(onnx_model.SerializeToString())
         session = onnx_utils.ort_session(onnx_model)
         float_out = onnx_utils.ort_run(session, ds.x_test)
-        if data is not None:    # the default digits only calibrates; given data must be this model's
+        if data is not None and ds.labelled:    # the default digits only calibrates; given data must be this model's
             check_classes(ds, int(np.prod(float_out.shape[1:])), data_name)
 
         torch_ort_err = None
@@ -192,7 +192,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         report = {
             "source": source,
             **_int8_report(conv.path, flat, shape, ds, data_name, len(calib), float_out,
-                           labelled=data is not None, max_int8_drop=max_int8_drop),
+                           labelled=data is not None and ds.labelled, max_int8_drop=max_int8_drop),
             "onnx": {"opset": max((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
                                   default=None),
                      "operators": onnx_ops, "torch_vs_onnxruntime_max_abs_err": torch_ort_err,
@@ -226,17 +226,18 @@ def _int8_report(path: Path, flat: bytes, shape, ds, data_name: str, calibration
     """convert.json's input/output/tflite/data/evaluation parts, the same for every input form: the int8
     model run by TFLite Micro on the held-out samples against the float model's outputs (PyTorch layout)."""
     float_pred = top1(float_out, 1)
-    q = evaluate_tflite(path, ds.x_test, ds.y_test)
+    q = evaluate_tflite(path, ds.x_test, ds.y_test if ds.labelled else None)
     det = io_details(flat)
     evaluation = {"interpreter": "tflite_micro",
-                  "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
-                  "int8_accuracy": q["accuracy"], "top1_agreement": top1_agreement(float_out, q["output"]),
+                  "float_accuracy": float((float_pred == ds.y_test).mean())
+                  if float_pred.ndim == 1 and ds.labelled else None,
+                  "int8_accuracy": q.get("accuracy"), "top1_agreement": top1_agreement(float_out, q["output"]),
                   "samples": int(len(ds.x_test)), "held_out_samples": int(len(ds.x_test))}
     evaluation |= int8_loss(evaluation, labelled=labelled, max_drop=max_int8_drop)
     return {
         "input": {"pytorch_shape": list(shape), "shape": det["input"]["shape"], "dtype": det["input"]["dtype"],
                   "scale": det["input"]["scale"], "zero_point": det["input"]["zero_point"],
-                  "layout": "NCHW->NHWC" if len(shape) == 4 else "NCL->NLC",
+                  "layout": {4: "NCHW->NHWC", 3: "NCL->NLC"}.get(len(shape), "none"),
                   "permutation": list(natural_perm(len(shape))),
                   "feed": "x_int8 = clip(round(x.transpose(perm) / scale) + zero_point, -128, 127)"},
         "output": {"shape": det["output"]["shape"], "dtype": det["output"]["dtype"],
@@ -270,7 +271,7 @@ def _convert_tf(spec, fmt: str, out_dir, data, input_shape, calib_samples: int, 
             float_out = src.run(to_channels_last(ds.x_test))
             if float_out.ndim >= 3:   # a dense channels-last output: classes first, as the PyTorch path has them
                 float_out = np.moveaxis(float_out, -1, 1)
-            if data is not None:      # the default digits only calibrates; given data must be this model's
+            if data is not None and ds.labelled:   # the default digits only calibrates; given data must be this model's
                 check_classes(ds, int(np.prod(float_out.shape[1:])), data_name)
             calib = to_channels_last(ds.x_train[:calib_samples])
             flat, _log = src.to_int8(calib, debug)
@@ -280,7 +281,7 @@ def _convert_tf(spec, fmt: str, out_dir, data, input_shape, calib_samples: int, 
             path.write_bytes(flat)
             report = {"source": source | {"kind": fmt},
                       **_int8_report(path, flat, shape, ds, data_name, len(calib), float_out,
-                                     labelled=data is not None, max_int8_drop=max_int8_drop),
+                                     labelled=data is not None and ds.labelled, max_int8_drop=max_int8_drop),
                       "onnx": None,
                       "tf": {"format": fmt, "input_shape": list(src.shape), "loaded_with": src.loaded_with,
                              "converter": src.converter, "float_reference": src.loaded_with},

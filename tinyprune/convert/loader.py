@@ -279,7 +279,7 @@ def torch_input_shape(model, spec: str, input_shape=None, data=None) -> tuple[in
         return INPUT_SHAPE
     if not found:
         raise UserInputError(f"the input shape of {spec or type(model).__name__} is unknown",
-                             hint="pass --input-shape 1,C,H,W (or 1,C,L for 1-D models), give --data an .npz of "
+                             hint="pass --input-shape 1,C,H,W (1,C,L for 1-D models, 1,F for feature vectors), give --data an .npz of "
                                   "samples, or set input_shape on the model")
     if len({s for _, s in found}) > 1:
         raise UserInputError("the input shape is given differently by " +
@@ -337,7 +337,8 @@ def normalise_shape(shape) -> tuple[int, ...]:
             raise UserInputError(f"input shape {shape!r} is not a list of integers",
                                  hint="e.g. --input-shape 1,1,16,16") from None
     s = tuple(int(d) for d in shape)
-    if len(s) not in (3, 4) or s[0] != 1 or min(s) < 1:
-        raise UserInputError(f"input shape {tuple(shape)} is not (1, C, H, W) or (1, C, L)",
-                             hint="the int8 path takes one input with batch 1, e.g. --input-shape 1,1,16,16")
+    if len(s) not in (2, 3, 4) or s[0] != 1 or min(s) < 1:
+        raise UserInputError(f"input shape {tuple(shape)} is not (1, C, H, W), (1, C, L) or (1, F)",
+                             hint="the int8 path takes one input with batch 1, e.g. --input-shape 1,1,16,16 for "
+                                  "images, 1,1,512 for 1-D signals, 1,640 for feature vectors")
     return s

@@ -95,9 +95,9 @@ def input_shape_of(model) -> tuple[int, ...]:
                      "without dynamic_axes")
     if inp.type.tensor_type.elem_type != 1:
         raise UnsupportedModelError(f"input '{inp.name}' is not float32", hint="export the float model")
-    if len(shape) not in (3, 4) or shape[0] != 1:
-        raise UnsupportedModelError(f"input '{inp.name}' has shape {tuple(shape)}; tinyprune takes (1, C, H, W) "
-                                    "or (1, C, L)", hint="export with batch 1")
+    if len(shape) not in (2, 3, 4) or shape[0] != 1:
+        raise UnsupportedModelError(f"input '{inp.name}' has shape {tuple(shape)}; tinyprune takes (1, C, H, W), "
+                                    "(1, C, L) or (1, F)", hint="export with batch 1")
     for o in model.graph.output:
         for k, d in enumerate(o.type.tensor_type.shape.dim):
             if not (d.HasField("dim_value") and d.dim_value > 0):

@@ -1,7 +1,7 @@
 """Datasets for calibration and evaluation: the built-in ``digits`` and user ``.npz`` files.
 
 Layout (see docs/data.md): ``x`` is float32 in the model's PyTorch layout, (N, C, H, W) for
-2-D models or (N, C, L) for 1-D models; ``y`` is (N,) integer class labels. Nothing is downloaded:
+2-D models, (N, C, L) for 1-D models or (N, F) for models on feature vectors; ``y`` is (N,) integer class labels. Nothing is downloaded:
 ``digits`` is scikit-learn's bundled copy of the UCI handwritten digits (1797 8x8 images).
 
 This is the one data loader: convert, prune, validate and codegen --check all read data through it
@@ -34,6 +34,7 @@ class Dataset:
     y_test: np.ndarray
     classes: int
     name: str = ""
+    labelled: bool = True   # False: x only (e.g. an autoencoder's data); y_* hold -1 and must not be scored
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -60,13 +61,14 @@ def load_dataset(spec: str | os.PathLike, input_shape: tuple[int, ...] | None = 
 
 
 def _sample_shape(input_shape) -> tuple[int, ...] | None:
-    """Drop the batch dimension: (1, C, H, W) -> (C, H, W); (1, C, L) -> (C, L)."""
+    """Drop the batch dimension: (1, C, H, W) -> (C, H, W); (1, C, L) -> (C, L); (1, F) -> (F,)."""
     if input_shape is None:
         return None
     s = tuple(int(d) for d in input_shape)
-    if len(s) not in (3, 4) or s[0] != 1 or min(s) < 1:
-        raise UserInputError(f"input shape {tuple(input_shape)} is not (1, C, H, W) or (1, C, L)",
-                             hint="pass e.g. --input-shape 1,1,16,16 for images or 1,1,64 for 1-D signals")
+    if len(s) not in (2, 3, 4) or s[0] != 1 or min(s) < 1:
+        raise UserInputError(f"input shape {tuple(input_shape)} is not (1, C, H, W), (1, C, L) or (1, F)",
+                             hint="pass e.g. --input-shape 1,1,16,16 for images, 1,1,64 for 1-D signals or 1,640 "
+                                  "for feature vectors")
     return s[1:]
 
 
@@ -75,7 +77,7 @@ def load_digits(sample_shape: tuple[int, ...] | None = None) -> Dataset:
 
     (C, H, W): the image is resized to H x W and repeated over C channels. (C, L): the 64 pixels
     (row-major) are resized linearly to C*L values and reshaped to (C, L), so (1, 64) is the raw
-    row-major sequence and (8, 8) gives 8 channels (image rows) of 8 steps. Split: a fixed seeded
+    row-major sequence and (8, 8) gives 8 channels (image rows) of 8 steps; (F,): resized to F values. Split: a fixed seeded
     stratified 75/25 train/test split.
     """
     from sklearn.datasets import load_digits as _sk_digits
@@ -89,14 +91,14 @@ def load_digits(sample_shape: tuple[int, ...] | None = None) -> Dataset:
         c, h, w = shape
         x = _resize_bilinear(images, h, w)[:, None, :, :]
         x = np.repeat(x, c, axis=1) if c > 1 else x
-    elif len(shape) == 2:
-        c, length = shape
+    elif len(shape) in (1, 2):
+        n = int(np.prod(shape))
         flat = images.reshape(len(images), 64)
-        if c * length != 64:
-            flat = _resize_linear(flat, c * length)
-        x = flat.reshape(len(images), c, length)
+        if n != 64:
+            flat = _resize_linear(flat, n)
+        x = flat.reshape((len(images),) + shape)
     else:
-        raise UserInputError(f"digits cannot be shaped to {shape}", hint="use (C, H, W) or (C, L)")
+        raise UserInputError(f"digits cannot be shaped to {shape}", hint="use (C, H, W), (C, L) or (F,)")
     x = np.ascontiguousarray(x, dtype=np.float32)
     x_tr, x_te, y_tr, y_te = train_test_split(x, labels, test_size=DIGITS_TEST_FRACTION,
                                               random_state=DIGITS_SEED, stratify=labels)
@@ -122,7 +124,7 @@ def _resize_bilinear(images: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 NPZ_HINT = ("save the data with numpy.savez(path, x=x, y=y): x float32 in the model's PyTorch layout "
-            "(N, C, H, W) or (N, C, L), y integer labels (N,); see docs/data.md")
+            "(N, C, H, W), (N, C, L) or (N, F), y integer labels (N,); see docs/data.md")
 # Accepted names: the documented ones first, then the aliases `tinyprune prune` used to document.
 TRAIN_KEYS = {"x": ("x", "x_train"), "y": ("y", "y_train")}
 
@@ -137,8 +139,11 @@ def load_npz(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = Non
     """
     p = Path(path)
     arrays = read_npz(p)
-    x_key, y_key = (_pick_key(arrays, p, k) for k in ("x", "y"))
+    x_key = _pick_key(arrays, p, "x")
     x = _check_x(arrays[x_key], x_key, p, sample_shape)
+    if not has_labels(arrays):
+        return _unlabelled(arrays, x, p, sample_shape, test_fraction, seed)
+    y_key = _pick_key(arrays, p, "y")
     y = _check_y(arrays[y_key], y_key, p, len(x))
     if "x_test" in arrays or "y_test" in arrays:
         if not ("x_test" in arrays and "y_test" in arrays):
@@ -155,6 +160,40 @@ def load_npz(path: str | os.PathLike, sample_shape: tuple[int, ...] | None = Non
         x_tr, y_tr, x_te, y_te = x[idx[n_test:]], y[idx[n_test:]], x[idx[:n_test]], y[idx[:n_test]]
     classes = int(max(y.max(initial=0), y_te.max(initial=0))) + 1
     return Dataset(x_tr, y_tr, x_te, y_te, classes=classes, name=p.name)
+
+
+X_KEYS = TRAIN_KEYS["x"] + ("x_test",)
+
+
+def has_labels(arrays: dict) -> bool:
+    """False only for unlabelled data: inputs and nothing else (``x``/``x_train``, optionally ``x_test``).
+    Any other array (``labels``, ``y_test`` alone...) means labels under a wrong name: loading names it."""
+    return not (set(arrays) <= set(X_KEYS) and any(k in arrays for k in TRAIN_KEYS["x"]))
+
+
+def is_unlabelled(spec) -> bool:
+    """``spec`` (an .npz path or a Dataset) is data without labels (x only)."""
+    if isinstance(spec, Dataset):
+        return not spec.labelled
+    if spec is None or (isinstance(spec, str) and spec in BUILTIN) or not isinstance(spec, (str, os.PathLike)):
+        return False
+    return not has_labels(read_npz(spec))
+
+
+def _unlabelled(arrays: dict, x: np.ndarray, p: Path, sample_shape, test_fraction: float, seed: int) -> Dataset:
+    """An .npz with ``x`` (and optionally ``x_test``) and no labels: inputs only, for calibration,
+    validation (bit-exactness) and agreement; nothing is scored against labels."""
+    if "x_test" in arrays:
+        x_te = _check_x(arrays["x_test"], "x_test", p, sample_shape or x.shape[1:])
+        x_tr = x
+    else:
+        if len(x) < 2:
+            raise UserInputError(f"{p} has {len(x)} sample(s); at least 2 are needed to calibrate and evaluate")
+        idx = np.random.default_rng(seed).permutation(len(x))
+        n_test = max(1, int(round(len(x) * test_fraction)))
+        x_tr, x_te = x[idx[n_test:]], x[idx[:n_test]]
+    none = lambda a: np.full(len(a), -1, dtype=np.int64)  # noqa: E731
+    return Dataset(x_tr, none(x_tr), x_te, none(x_te), classes=0, name=p.name, labelled=False)
 
 
 def input_shape_of_data(spec) -> tuple[int, ...] | None:
@@ -239,7 +278,10 @@ def _stack_pairs(items: list, where: str, batched: bool) -> tuple[np.ndarray, np
 
 def check_classes(ds: Dataset, outputs: int, name: str | None = None) -> None:
     """UserInputError (exit 2) when the data's labels do not fit a model with ``outputs`` outputs, or the
-    data is digits (10 classes) and the model does not have 10 outputs: digits' labels are not its classes."""
+    data is digits (10 classes) and the model does not have 10 outputs: digits' labels are not its classes.
+    Data without labels fits any model."""
+    if not ds.labelled:
+        return
     if ds.name == "digits" and outputs != ds.classes:
         raise UserInputError(f"--data digits has 10 classes but the model has {outputs} outputs: digits' labels "
                              "are not this model's classes",
@@ -306,7 +348,8 @@ def _pick_key(arrays: dict, p: Path, role: str) -> str:
     if not names:
         found = ", ".join(f"'{k}'" for k in sorted(arrays)) or "no arrays"
         raise UserInputError(f"{p} has no array '{role}' (it has: {found}; expected: 'x' and 'y', optionally "
-                             "'x_test' and 'y_test'; 'x_train'/'y_train' are accepted for 'x'/'y')",
+                             "'x_test' and 'y_test'; 'x_train'/'y_train' are accepted for 'x'/'y'; data without "
+                             "labels holds 'x' (and 'x_test') only)",
                              hint=NPZ_HINT)
     return names[0]
 
@@ -330,8 +373,8 @@ def check_values(a: np.ndarray, key: str, p: Path) -> None:
 
 def _check_x(x: np.ndarray, key: str, p: Path, sample_shape) -> np.ndarray:
     check_values(x, key, p)
-    if x.ndim not in (3, 4):
-        raise UserInputError(f"{p}: '{key}' has shape {x.shape}; expected (N, C, H, W) or (N, C, L)",
+    if x.ndim not in (2, 3, 4):
+        raise UserInputError(f"{p}: '{key}' has shape {x.shape}; expected (N, C, H, W), (N, C, L) or (N, F)",
                              hint="x must be in the model's PyTorch layout, one sample per row")
     if sample_shape is not None and tuple(x.shape[1:]) != tuple(sample_shape):
         raise UserInputError(

@@ -5,6 +5,8 @@ Which data a build measures on:
 - ``--data D`` (digits, an .npz, or in the Python API arrays / a Dataset / a torch Dataset or
   DataLoader): accuracy is measured on D's held-out split. D must fit the model: samples of the
   model's input shape (an .npz is never resized) and labels below its number of outputs (exit 2).
+- ``--data D`` without labels (an .npz with ``x`` only, e.g. an autoencoder's inputs): calibration and
+  validation on D's samples, accuracy **not measured**; pruning does not fine-tune.
 - no ``--data`` and the bundled ``example`` (trained on digits): digits, accuracy measured.
 - no ``--data`` and any other model (file.py:factory, .onnx, int8 .tflite, an nn.Module): accuracy is
   **not measured**. Validation runs on random int8 inputs and reports bit-exactness only; a
@@ -36,6 +38,11 @@ def data_plan(model_spec, data, in_memory_model: bool = False) -> dict:
     pruning; ``calibration`` None: convert's default (digits, resized; calibration only)."""
     if data is not None:
         name = data if isinstance(data, str) else getattr(data, "name", None) or type(data).__name__
+        from tinyprune.data import is_unlabelled
+        if is_unlabelled(data):
+            return {"data": data, "labelled": False, "calibration": data, "source": str(name),
+                    "reason": f"{name} has no labels (x only): calibrated and validated on its samples "
+                              "(bit-exactness, agreement with the float model); accuracy not measured"}
         return {"data": data, "labelled": True, "calibration": data, "source": str(name),
                 "reason": f"measured on the held-out split of {name}"}
     if not in_memory_model and str(model_spec) == "example":

@@ -328,7 +328,9 @@ class _Pipeline:
                               if worst else ""))
             conv = dict(hit["conversion"])
             if not self.plan["labelled"] or conv["int8_accuracy"] is None:   # digits' labels are not this model's
-                conv.update(float_accuracy=None, int8_accuracy=None, calibration="digits (resized; no --data)")
+                conv.update(float_accuracy=None, int8_accuracy=None,
+                            calibration="digits (resized; no --data)" if self.plan["calibration"] is None
+                            else f"{self.plan['source']} (no labels)")
             self.summary["conversion"] = conv
             dst = self.dir / "model_int8.tflite"
             shutil.copyfile(out / "model_int8.tflite", dst)

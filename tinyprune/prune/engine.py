@@ -85,7 +85,7 @@ def _seed(seed: int):
 def _layers(model: nn.Module) -> dict:
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             out[name] = {"kind": "depthwise" if m.groups > 1 else "conv", "in": m.in_channels, "out": m.out_channels,
                          "params": sum(p.numel() for p in m.parameters())}
         elif isinstance(m, nn.Linear):
@@ -142,12 +142,19 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         load_weights(model, weights)
     example_input = example_input[:1].float()
     data = as_data(data, tuple(example_input.shape))
+    unlabelled_warning = None
+    if data is not None and not data.labelled:   # x only: nothing to fine-tune or score against
+        unlabelled_warning = ("the data has no labels (x only): the pruned model is NOT fine-tuned and its accuracy "
+                              "is not measured")
+        data = None
     if (crit.needs_data and data is None) or (crit.needs_training and data is None and train_fn is None):
-        raise UserInputError(f"criterion {criterion!r} needs data" + (" or a train_fn" if crit.needs_training else ""),
+        raise UserInputError(f"criterion {criterion!r} needs {'labelled ' if unlabelled_warning else ''}data" +
+                             (" or a train_fn" if crit.needs_training else ""),
                              hint="pass --data digits or --data file.npz (arrays x, y; see docs/data.md)")
     warnings = []
     if cfg.epochs > 0 and data is None and train_fn is None:
-        warnings.append(f"no data and no train_fn: the pruned model is NOT fine-tuned ({cfg.epochs} epochs asked "
+        warnings.append(f"{unlabelled_warning} ({cfg.epochs} epochs asked for, 0 run)" if unlabelled_warning else
+                        f"no data and no train_fn: the pruned model is NOT fine-tuned ({cfg.epochs} epochs asked "
                         "for, 0 run) and its accuracy is not measured; pass --data (docs/data.md) or a train_fn")
         cfg = dataclasses.replace(cfg, epochs=0)
 

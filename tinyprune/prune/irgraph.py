@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
-from tinyprune.prune import irops, irshape
+from tinyprune.prune import ir1d, irops, irshape
 
 _POOL_FUNCS = {F.max_pool2d: "MAX_POOL_2D", F.avg_pool2d: "AVERAGE_POOL_2D", torch.max_pool2d: "MAX_POOL_2D"}
 _POOL_ARGS = {f: (("kernel_size", "stride", "padding", "dilation", "ceil_mode") if k == "MAX_POOL_2D"
@@ -115,8 +115,12 @@ class _Builder:
         self.ops: list[ir.Op] = []
         self.alias: dict[str, str] = {}     # fx node name -> ir tensor name (for vanished ops)
         self.layer_macs: dict[str, int] = {}
+        self.one_d = False                  # 1-D model: (N, C, L) tensors are (N, L, C) (ir1d)
+        self.maps1d: set[str] = set()       # ir tensors in the (1, 1, L, C) layout of 1-D convs/pools
 
     def act(self, name, shape):
+        if self.one_d and len(shape) == 3:
+            return ir1d.act3(self, name, shape)
         self.tensors[name] = ir.Tensor(name, _nhwc(shape), "int8", ir.Quant([1.0], [0]))
         return name
 
@@ -124,8 +128,13 @@ class _Builder:
         self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in shape), dtype, None, None, True)
         return name
 
-    def src(self, node) -> str:
+    def raw(self, node) -> str:
         return self.alias.get(node.name, node.name)
+
+    def src(self, node) -> str:
+        """The tensor an op reads for fx ``node`` (a 1-D conv/pool map reshaped back to (1, L, C))."""
+        x = self.raw(node)
+        return ir1d.to3(self, x) if x in self.maps1d else x
 
 
 def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "model") -> tuple[ir.Graph, dict]:
@@ -178,6 +187,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             values.add(node.name)
             continue
         if node.op == "placeholder":
+            b.one_d = len(meta_shape(node)) == 3
             graph_inputs.append(b.act(node.name, meta_shape(node)))
             continue
         if node.op == "output":
@@ -242,6 +252,20 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 fuse_relu(end, op)
                 b.alias.setdefault(node.name, out_name)
                 continue
+            if isinstance(m, nn.Conv1d):
+                end = bn_passthrough(node)
+                op, b.layer_macs[node.target] = ir1d.conv(b, node, m, b.raw(args[0]), meta_shape(args[0]), oshape,
+                                                          end.name)
+                if end is not node:
+                    fused.add(end.name)
+                    b.alias[end.name] = end.name
+                fuse_relu(end, op)
+                b.alias.setdefault(node.name, end.name)
+                continue
+            if ir1d.module_pool(m):
+                op = ir1d.pool(b, node, b.raw(args[0]), oshape, *ir1d.module_pool(m), node.target)
+                fuse_relu(node, op)
+                continue
             if isinstance(m, nn.Linear):
                 x = b.src(args[0])
                 if len(meta_shape(args[0])) != 2:
@@ -261,7 +285,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 fuse_relu(end, op)
                 continue
             if isinstance(m, _IDENTITY_MODULES):
-                b.alias[node.name] = b.src(args[0])
+                b.alias[node.name] = b.raw(args[0])
                 continue
             if isinstance(m, (nn.ReLU, nn.ReLU6)):  # not fusable (e.g. after an ADD with several users)
                 kind = "RELU" if isinstance(m, nn.ReLU) else "RELU6"
@@ -289,6 +313,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 if _pair(m.output_size) != (1, 1):
                     raise UnsupportedModelError(f"layer {node.target!r}: AdaptiveAvgPool2d only with output size 1")
                 _mean(b, node, args[0], oshape)
+                continue
+            if isinstance(m, nn.Flatten) and b.one_d and len(meta_shape(args[0])) == 3:
+                ir1d.flatten(b, node, b.src(args[0]), meta_shape(args[0]), oshape)
                 continue
             if isinstance(m, nn.Flatten):
                 _reshape(b, node, args[0], oshape, meta_shape(args[0]))
@@ -335,6 +362,12 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                   kw_.get("padding", 0), kw_.get("ceil_mode", False), kw_.get("dilation", 1), modules, fuse_relu,
                   node.name, meta_shape(args[0]))
             continue
+        if tgt in ir1d.POOL1D_FUNCS:
+            kw_ = dict(zip(ir1d.POOL1D_ARGS, node.args[1:]), **node.kwargs)
+            op = ir1d.pool(b, node, b.raw(args[0]), oshape, ir1d.POOL1D_FUNCS[tgt], kw_["kernel_size"],
+                           kw_.get("stride"), kw_.get("padding", 0), kw_.get("ceil_mode", False), node.name)
+            fuse_relu(node, op)
+            continue
         if tgt is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
             if _pair(size) != (1, 1):
@@ -358,6 +391,10 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
         if tgt in _RELU_FUNCS or tgt in ("relu", "relu_"):
             b.ops.append(ir.Op("RELU", [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
             continue
+        if b.one_d and len(meta_shape(args[0])) == 3 and tgt in (torch.flatten, "flatten", "view", "reshape",
+                                                                   torch.reshape):
+            ir1d.flatten(b, node, b.src(args[0]), meta_shape(args[0]), oshape)
+            continue
         if tgt in (torch.flatten, "flatten", "view", "reshape", torch.reshape):
             _reshape(b, node, args[0], oshape, meta_shape(args[0]))
             continue
@@ -365,7 +402,12 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             irshape.transpose(b, node, b.src(args[0]), meta_shape(args[0]), oshape)
             continue
         if tgt in irshape.CONTIGUOUS_TARGETS:
-            b.alias[node.name] = b.src(args[0])
+            b.alias[node.name] = b.raw(args[0])
+            continue
+        if tgt in (torch.mean, "mean") and b.one_d and len(meta_shape(args[0])) == 3:
+            dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+            keep = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
+            ir1d.mean(b, node, b.src(args[0]), meta_shape(args[0]), oshape, dims, keep)
             continue
         if tgt in (torch.mean, "mean"):
             _mean(b, node, args[0], oshape)

@@ -31,7 +31,8 @@ import torch_pruning as tp
 
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
-PRUNABLE = (nn.Conv2d, nn.Linear)
+CONVS = (nn.Conv1d, nn.Conv2d)
+PRUNABLE = (*CONVS, nn.Linear)
 
 
 CHANNEL_REORDER_REASON = ("their channels pass through a transpose/permute of the channel axis (e.g. a channel "
@@ -106,12 +107,12 @@ class ChannelGroup:
 
 
 def output_layer(model: nn.Module, example_input: torch.Tensor) -> str:
-    """Name of the last Conv2d/Linear executed in forward: the classifier, never pruned."""
+    """Name of the last Conv1d/Conv2d/Linear executed in forward: the classifier, never pruned."""
     return executed_layers(model, example_input)[-1]
 
 
 def executed_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
-    """Names of the Conv2d/Linear layers in the order forward() runs them."""
+    """Names of the Conv1d/Conv2d/Linear layers in the order forward() runs them."""
     order: list[str] = []
     names = {m: n for n, m in model.named_modules()}
     hooks = [m.register_forward_hook(lambda mod, i, o: order.append(names[mod]))
@@ -130,7 +131,7 @@ def executed_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
         for h in hooks:
             h.remove()
     if not order:
-        raise UnsupportedModelError("the model has no Conv2d or Linear layer: nothing to prune")
+        raise UnsupportedModelError("the model has no Conv1d, Conv2d or Linear layer: nothing to prune")
     return order
 
 
@@ -242,7 +243,7 @@ class Structure:
                 continue
             is_out = self.dg.is_out_channel_pruning_fn(dep.handler)
             contrib = None
-            if isinstance(layer, nn.Conv2d):
+            if isinstance(layer, CONVS):
                 depthwise = layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
                 key = (id(layer), "dw" if depthwise else ("out" if is_out else "in"))
                 if key in seen:
@@ -336,11 +337,11 @@ def apply_plan(model: nn.Module, example_input: torch.Tensor, plan: dict[str, li
 # ---- channel configuration ---------------------------------------------------------------------
 
 def channel_config(model: nn.Module) -> dict:
-    """Widths of every Conv2d / Linear / BatchNorm / PReLU: enough to rebuild the pruned model from its factory."""
+    """Widths of every Conv1d / Conv2d / Linear / BatchNorm / PReLU: enough to rebuild the pruned model from its factory."""
     cfg = {}
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            cfg[name] = {"type": "Conv2d", "in_channels": m.in_channels, "out_channels": m.out_channels,
+        if isinstance(m, CONVS):
+            cfg[name] = {"type": type(m).__name__, "in_channels": m.in_channels, "out_channels": m.out_channels,
                          "groups": m.groups}
         elif isinstance(m, nn.Linear):
             cfg[name] = {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features}
@@ -376,8 +377,8 @@ def rebuild(factory, channels, state_dict=None) -> nn.Module:
             raise UserInputError(f"channels.json names layer {name!r} that the factory's model does not have",
                                  hint="rebuild with the same factory that was pruned")
         m = mods[name]
-        if c["type"] == "Conv2d":
-            new = nn.Conv2d(c["in_channels"], c["out_channels"], m.kernel_size, m.stride, m.padding, m.dilation,
+        if c["type"] in ("Conv1d", "Conv2d"):
+            new = getattr(nn, c["type"])(c["in_channels"], c["out_channels"], m.kernel_size, m.stride, m.padding, m.dilation,
                             c["groups"], m.bias is not None, m.padding_mode)
         elif c["type"] == "Linear":
             new = nn.Linear(c["in_features"], c["out_features"], m.bias is not None)

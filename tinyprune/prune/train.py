@@ -22,6 +22,7 @@ class Data:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    labelled: bool = True   # False: x only (tinyprune.data.Dataset.labelled); y_* must not be used
 
 
 def as_data(data, input_shape=None) -> Data | None:
@@ -49,7 +50,7 @@ def as_data(data, input_shape=None) -> Data | None:
     else:
         raise UserInputError(f"cannot use {type(data).__name__} as data",
                              hint="pass 'digits', an .npz path, or an object with x_train, y_train, x_test, y_test")
-    return Data(ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    return Data(ds.x_train, ds.y_train, ds.x_test, ds.y_test, labelled=ds.labelled)
 
 
 class Trainer:

@@ -260,6 +260,44 @@ class ActSplitNet(nn.Module):
         return self.fc(torch.cat([p.mean((2, 3)), q.mean((2, 3))], 1))
 
 
+class M5Net(nn.Module):
+    """M5-style 1-D audio model on a (1, 1, 256) waveform: a long strided Conv1d with padding (PAD + VALID
+    conv), BatchNorm1d, ReLU, MaxPool1d, a SAME Conv1d, F.max_pool1d, a strided padded Conv1d, mean over
+    time, Linear."""
+    input_shape = (1, 1, 256)
+
+    def __init__(self, width=8):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Sequential(nn.Conv1d(1, w, 16, stride=4, padding=2, bias=False), nn.BatchNorm1d(w), nn.ReLU()),
+            nn.MaxPool1d(2),
+            nn.Sequential(nn.Conv1d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm1d(2 * w), nn.ReLU()))
+        self.c3 = nn.Sequential(nn.Conv1d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(2 * w, 10)
+
+    def forward(self, x):
+        x = F.max_pool1d(self.features(x), 2)
+        return self.fc(self.c3(x).mean(-1))
+
+
+class FCAutoencoder(nn.Module):
+    """MLPerf Tiny anomaly-detection-style autoencoder on a flat (1, 64) feature vector: Linear + BatchNorm1d +
+    ReLU layers down to a bottleneck and back; the output is the reconstruction (64 values, no classes)."""
+    input_shape = (1, 64)
+
+    def __init__(self, width=32, bottleneck=8, features=64):
+        super().__init__()
+
+        def block(i, o):
+            return nn.Sequential(nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU())
+        self.enc = nn.Sequential(block(features, width), block(width, width), block(width, bottleneck))
+        self.dec = nn.Sequential(block(bottleneck, width), block(width, width), nn.Linear(width, features))
+
+    def forward(self, x):
+        return self.dec(self.enc(x))
+
+
 def plain_cnn(width=16):
     return PlainCNN(width)
 
@@ -290,3 +328,11 @@ def tiny_seg_net_interpolate(width=8):
 
 def act_split_net(width=8):
     return ActSplitNet(width)
+
+
+def m5_net(width=8):
+    return M5Net(width)
+
+
+def fc_autoencoder(width=32):
+    return FCAutoencoder(width)

@@ -262,8 +262,11 @@ def _load_data(ref: Reference, layout: BuildLayout, data, random, samples, seed)
     if samples is not None:
         x_f, y = x_f[:int(samples)], y[:int(samples)]
     source = ds.name if not isinstance(data, (str, os.PathLike)) else str(data)   # in-memory: its name
-    return prepare_inputs(ref, x_f), y, x_f, {"source": source, "split": "test", "samples": int(len(y)),
-                                               "classes": int(ds.classes)}
+    desc = {"source": source, "split": "test", "samples": int(len(x_f)), "classes": int(ds.classes)}
+    if not ds.labelled:     # x only (e.g. an autoencoder's data): bit-exactness, no accuracy
+        y = None
+        desc.update(classes=None, accuracy="not measured: the data has no labels (x only)")
+    return prepare_inputs(ref, x_f), y, x_f, desc
 
 
 def validate(build_dir: str | os.PathLike, target: str, *, port: str | None = None, baud: int = 115200,

@@ -86,8 +86,8 @@ class Reference:
             return (1, s[3], s[1], s[2])
         if len(s) == 3:
             return (1, s[2], s[1])
-        if len(s) == 2:
-            return (1, s[1], 1)
+        if len(s) == 2:     # a flat feature vector: data (N, F), no permutation
+            return (1, s[1])
         raise UserInputError(f"{self.path}: input shape {s} is not (1, H, W, C), (1, L, C) or (1, K)")
 
 
