@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages tinyprune needs: the ARM cross compiler with newlib,
-# QEMU for Cortex-M simulation, and a host C compiler. Idempotent: does nothing when
+# QEMU for Cortex-M simulation, a host C compiler, and CMake (the generated CMakeLists.txt is tested
+# with it). Idempotent: does nothing when
 # every tool is already present. Uses sudo only when not running as root.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ command -v arm-none-eabi-gcc >/dev/null 2>&1 || need+=(gcc-arm-none-eabi libnewl
 command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

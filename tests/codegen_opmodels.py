@@ -62,6 +62,34 @@ def conv_cases(rng):
     return f, [(1, h, w, c)]
 
 
+def grouped_conv_cases(rng):
+    """Grouped CONV_2D (filter in_c = input c / groups): groups 2-4, 2-5 channels per group (input
+    channels often not a multiple of 4), 1x1 and 3x3 (and other) kernels, strides 1-2, SAME/VALID,
+    fused activations; every case's filter and output channels differ."""
+    import tensorflow as tf
+    g = int(rng.integers(2, 5))
+    cg = int(rng.integers(2, 6))
+    h, w, c = int(rng.integers(6, 12)), int(rng.integers(6, 12)), g * cg
+    cfgs = []
+    for k in range(4):
+        kh = kw = [1, 3][k % 2] if k < 3 else int(rng.integers(1, 4))
+        stride = [1, 2][(k // 2) % 2] if k < 3 else int(rng.integers(1, 3))
+        pad = ["SAME", "VALID"][int(rng.integers(0, 2))]
+        act = ["none", "relu", "relu6"][k % 3]
+        oc = g * int(rng.integers(1, 4))
+        cfgs.append((_w(rng, (kh, kw, cg, oc)), _w(rng, (oc,), 0.3), stride, pad, act))
+
+    @tf.function
+    def f(x):
+        outs = []
+        for wt, b, s, p, a in cfgs:
+            y = tf.nn.conv2d(x, wt, strides=s, padding=p) + b
+            y = tf.nn.relu(y) if a == "relu" else tf.nn.relu6(y) if a == "relu6" else y
+            outs.append(y)
+        return outs
+    return f, [(1, h, w, c)]
+
+
 def depthwise_cases(rng):
     import tensorflow as tf
     h, w, c = int(rng.integers(6, 12)), int(rng.integers(6, 12)), int(rng.integers(1, 6))
@@ -162,13 +190,14 @@ def layout_cases(rng):
     return f, [(1, h, w, c)]
 
 
-def unsupported_tanh(rng):
+def unsupported_abs(rng):
+    """tf.abs -> ABS, an operator the int8 code generator does not take."""
     import tensorflow as tf
     w = _w(rng, (6, 4))
 
     @tf.function
     def f(x):
-        return tf.tanh(tf.matmul(x, w))
+        return tf.abs(tf.matmul(x, w))
     return f, [(1, 6)]
 
 
@@ -221,5 +250,59 @@ def resize_cases(rng):
         skip = tf.compat.v1.image.resize_nearest_neighbor(x, (2 * h, 2 * w), half_pixel_centers=True)
         outs.append(tf.concat([up, skip], axis=3))
         outs.append(tf.image.resize(y, (3 * h, w), method="nearest"))
+        return outs
+    return f, [(1, h, w, c)]
+
+
+def activation_cases(rng):
+    """TANH, LEAKY_RELU (alpha in (0, 1), above 1 and negative) and PRELU (one slope, a slope per channel,
+    a slope per element; the converter fuses Keras' PReLU into PRELU), on the model input and after a
+    convolution (other scales and zero points); channel counts not multiples of 4."""
+    import tensorflow as tf
+    h, w, c = int(rng.integers(2, 7)), int(rng.integers(2, 7)), int(rng.integers(1, 8))
+    k1 = _w(rng, (1, 1, c, c))
+    ks = [_w(rng, (1, 1, c, c)) for _ in range(3)]
+    alphas = [float(rng.uniform(0.01, 0.5)), float(rng.uniform(1.1, 3.0)), float(rng.uniform(-0.8, -0.05))]
+    prelus = []
+    for shape, shared in (((1, 1, 1), [1, 2, 3]), ((1, 1, c), [1, 2]), ((h, w, c), None)):
+        layer = tf.keras.layers.PReLU(shared_axes=shared, alpha_initializer=tf.keras.initializers.Constant(
+            rng.uniform(-0.6, 0.6, shape).astype(np.float32)))
+        layer.build((1, h, w, c))
+        prelus.append(layer)
+
+    @tf.function
+    def f(x):
+        y = tf.nn.conv2d(x, k1, 1, "SAME")
+        outs = [tf.tanh(x), tf.tanh(y * 3.0)]
+        outs += [tf.nn.leaky_relu(y, a) for a in alphas]
+        outs += [p(tf.nn.conv2d(x, k, 1, "SAME")) for p, k in zip(prelus, ks)]   # one PReLU per tensor: the
+        return outs                                                               # converter fuses it then
+    return f, [(1, h, w, c)]
+
+
+def slice_cases(rng):
+    """STRIDED_SLICE as converters emit it for torch.chunk / torch.split / x[:, a:b] (channel ranges of an
+    NHWC tensor), and general slices: negative and masked begin/end, strides > 1 and < 0, a shrunk axis,
+    2-D inputs; SPLIT and SPLIT_V (tf.split, as a TF/Keras model has them), read as slices."""
+    import tensorflow as tf
+    h, w, c = int(rng.integers(2, 7)), int(rng.integers(2, 7)), int(rng.integers(3, 10))
+    k1 = _w(rng, (1, 1, c, c))
+    cut = int(rng.integers(1, c))
+    n_in = int(rng.integers(4, 20))
+    wd = _w(rng, (c, n_in))
+
+    @tf.function
+    def f(x):
+        y = tf.nn.conv2d(x, k1, 1, "SAME")
+        a, b = y[:, :, :, :cut], y[:, :, :, cut:]
+        k = c // 3       # torch.chunk(y, 3, dim=1) after onnx2tf: three channel slices
+        thirds = [y[:, :, :, i * k:(i + 1) * k] for i in range(3)]
+        thirds += tf.split(y[:, :, :, :3 * k], 3, axis=3)                 # SPLIT (a TF/Keras model's)
+        thirds += tf.split(y, [cut, -1], axis=3)                           # SPLIT_V
+        thirds += tf.split(y, [1, h - 1], axis=1) if h > 1 else []
+        outs = [a, b, *thirds, y[:, 1:, ::2, :], y[:, ::-1, :, -2:], y[:, -1, :, 1:],
+                x[:, h // 2:, : w // 2 + 1, ::3]]
+        z = tf.matmul(tf.reduce_mean(y, axis=[1, 2]), wd)
+        outs += [z[:, 1:n_in - 1], z[:, ::-2]]
         return outs
     return f, [(1, h, w, c)]

@@ -41,6 +41,18 @@ def test_example_builds_fits_and_validates(example_build):
     assert s["validation"]["sim"]["board"] == "mps2-an500"
     assert s["validation"]["sim"]["counter_unit"] == "instructions"
     assert s["validation"]["sim"]["counter_per_inference"] > s["codegen"]["macs"] / 4
+    # latency: the instructions counted in QEMU at the board's clock, per model and per layer
+    lat = s["latency"]
+    instr = s["validation"]["sim"]["counter_per_inference"]
+    assert lat["instructions"] == instr and lat["ms"] == round(1e3 * instr / 216e6, 4)
+    assert len(lat["layers"]) == len(s["codegen"]["layers"])
+    assert 0.8 * instr < sum(l["instructions"] for l in lat["layers"]) <= instr
+    assert f"latency: ~{lat['ms']:.3g} ms per inference on nucleo-f746 at 216 MHz" in r.stderr
+    f401 = next(b for b in lat["boards"] if b["board"] == "nucleo-f401re")
+    assert f401["ms"] == round(1e3 * instr / 84e6, 4) and f401["fits_flash"] and f401["fits_ram"]
+    # per-layer constants (weights, biases): at least the weight arrays, at most all model data in flash
+    per_layer = sum(l["weight_bytes"] for l in s["codegen"]["layers"])
+    assert s["codegen"]["weight_bytes"] < per_layer <= s["codegen"]["flash_bytes"]
     # the terminal summary goes to stderr, progress lines are plain (not a terminal)
     assert "[1/7] prune" in r.stderr and "validate-sim" in r.stderr
 
@@ -92,6 +104,7 @@ def test_second_run_is_fully_cached(example_build):
     assert r.returncode == 0, r.stderr[-2000:]
     s2 = json.loads(r.stdout)
     assert set(s2["stage_status"].values()) == {"cached"}, s2["stage_status"]
+    assert s2["timings_when_run"] == s["timings"]      # a cached run still says how long each stage took
     assert s2["firmware"] == s["firmware"] and s2["validation"]["sim"]["accuracy"] == s["validation"]["sim"]["accuracy"]
     # changing a validation option re-runs validation only
     r = run("build", "--board", "nucleo-f746", "--samples", "50", "--sim-samples", "10", "--no-sim", "--json",

@@ -28,6 +28,8 @@ FAMILIES = {
     "elementwise_cases": {"ADD", "MUL", "MEAN", "LOGISTIC", "CONV_2D"},
     "pool_cases": {"AVERAGE_POOL_2D", "MAX_POOL_2D"},
     "layout_cases": {"PAD", "CONCATENATION", "TRANSPOSE", "RESHAPE", "RELU", "RELU6", "QUANTIZE"},
+    "activation_cases": {"TANH", "LEAKY_RELU", "PRELU"},
+    "slice_cases": {"STRIDED_SLICE"},      # SPLIT / SPLIT_V among them, read as STRIDED_SLICEs
 }
 
 
@@ -68,7 +70,7 @@ def test_operator_family_bit_exact(op_model, family, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("family", ["conv_cases", "depthwise_cases", "elementwise_cases", "pool_cases",
-                                    "dense_activation_cases"])
+                                    "dense_activation_cases", "activation_cases", "slice_cases"])
 def test_operator_family_more_random_cases(op_model, family, seed, tmp_path):
     r, kinds = _run(op_model, family, seed, tmp_path, sanitize=False)
     assert r.mismatches == 0 and r.elements > 0
@@ -86,13 +88,13 @@ def test_float_boundary_quantize_dequantize_is_stripped(op_model, tmp_path):
 
 def test_unsupported_operator_is_refused_with_node_and_list(tmp_path):
     rng = np.random.default_rng(0)
-    fn, shapes = M.unsupported_tanh(rng)
-    p = tmp_path / "tanh.tflite"
+    fn, shapes = M.unsupported_abs(rng)
+    p = tmp_path / "abs.tflite"
     p.write_bytes(M.convert(fn, shapes, rng))
     with pytest.raises(UnsupportedModelError) as e:
         generate(p, tmp_path / "out")
     msg = str(e.value)
-    assert "unsupported operator TANH at node 1" in msg
+    assert "unsupported operator ABS at node 1" in msg
     assert "supported operators: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED" in msg
     assert not (tmp_path / "out").exists()
     from tinyprune.cli import main

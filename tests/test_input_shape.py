@@ -79,7 +79,46 @@ def test_user_module_name_is_stable_across_processes(files):
     names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin",
                                  "PYTHONPATH": ":".join(sys.path)}).stdout.strip() for seed in ("1", "2")}
-    assert len(names) == 1 and names.pop().startswith("_tinyprune_user_")
+    assert names == {"bare"}   # the file's own name: a pickled model loads where the file is importable
+
+
+def test_a_file_named_like_another_module_gets_a_stable_private_name(tmp_path):
+    from tinyprune.convert.loader import _user_module_name
+    (tmp_path / "json.py").write_text("X = 1\n")        # `json` is the standard library's
+    name = _user_module_name(tmp_path / "json.py")
+    assert name.startswith("_tinyprune_user_") and name == _user_module_name(tmp_path / "json.py")
+
+
+def test_pruned_model_pt_loads_in_a_new_process(tmp_path):
+    """docs/pruning.md: torch.load(pruned_model.pt, weights_only=False) in a new process, with the model's
+    file importable (here: its folder on sys.path), and tinyprune.prune.rebuild from the factory."""
+    import subprocess
+    import sys
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "mynet.py").write_text(
+        "import torch\nfrom torch import nn\nINPUT_SHAPE = (1, 1, 8, 8)\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)\n"
+        "        self.fc = nn.Linear(16, 10)\n"
+        "    def forward(self, x):\n"
+        "        x = torch.relu(self.c2(torch.relu(self.c1(x))))\n"
+        "        return self.fc(x.mean((2, 3)))\n"
+        "def make():\n    return Net()\n")
+    out = tmp_path / "pruned"
+    r = subprocess.run([sys.executable, "-m", "tinyprune.cli", "prune", f"{src / 'mynet.py'}:make",
+                        "--max-macs", "20000", "--epochs", "0", "-o", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    code = (f"import sys, json, torch; sys.path.insert(0, {str(src)!r}); "
+            f"m = torch.load({str(out / 'pruned_model.pt')!r}, weights_only=False); "
+            "print(type(m).__module__, m.c1.out_channels, tuple(m(torch.zeros(1, 1, 8, 8)).shape))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    module, width, shape = r.stdout.split(maxsplit=2)
+    assert module == "mynet" and int(width) < 16 and shape.strip() == "(1, 10)"
 
 
 def test_prune_cli_takes_the_shape_from_the_data(files, tmp_path, capfd):

@@ -53,8 +53,8 @@ def plan_ok(graph, *args, **kw):
 # hand-built graphs, exact plans
 
 def test_chain_exact_offsets():
-    g = (B().input("in", (100,)).op("TANH", ["in"], ("t1", (200,))).op("TANH", ["t1"], ("t2", (50,)))
-         .op("TANH", ["t2"], ("out", (30,))).graph("out"))
+    g = (B().input("in", (100,)).op("SOFTMAX", ["in"], ("t1", (200,))).op("SOFTMAX", ["t1"], ("t2", (50,)))
+         .op("SOFTMAX", ["t2"], ("out", (30,))).graph("out"))
     p = plan_ok(g)
     assert p.order == [0, 1, 2]
     assert p.lifetimes == {"in": (0, 0), "t1": (0, 1), "t2": (1, 2), "out": (2, 2)}
@@ -66,7 +66,7 @@ def test_chain_exact_offsets():
 
 
 def test_alignment_is_respected():
-    g = (B().input("in", (3,)).op("TANH", ["in"], ("a", (5,))).op("TANH", ["a"], ("b", (7,)))
+    g = (B().input("in", (3,)).op("SOFTMAX", ["in"], ("a", (5,))).op("SOFTMAX", ["a"], ("b", (7,)))
          .graph("b"))
     p = plan_ok(g, alignment=64)
     assert all(o % 64 == 0 for o in p.offsets.values())
@@ -126,8 +126,8 @@ def test_concat_branches_and_reorder():
     # two branches that each expand to a big tensor and reduce it: running one branch to the end
     # before starting the other halves the peak
     g = (B().input("x", (16,))
-         .op("TANH", ["x"], ("a1", (1000,))).op("TANH", ["x"], ("b1", (1000,)))
-         .op("TANH", ["a1"], ("a2", (16,))).op("TANH", ["b1"], ("b2", (16,)))
+         .op("SOFTMAX", ["x"], ("a1", (1000,))).op("SOFTMAX", ["x"], ("b1", (1000,)))
+         .op("SOFTMAX", ["a1"], ("a2", (16,))).op("SOFTMAX", ["b1"], ("b2", (16,)))
          .op("CONCATENATION", ["a2", "b2"], ("y", (32,)), axis=0)
          .graph("y"))
     fixed = plan_ok(g, reorder=False)
@@ -146,9 +146,9 @@ def test_concat_inputs_written_in_place_when_slices_are_contiguous():
         out = list(shape_a)
         out[axis] += shape_b[axis]
         return (B().input("x", (1, 1, 1, 16))
-                .op("TANH", ["x"], ("a", shape_a)).op("TANH", ["x"], ("b", shape_b))
+                .op("SOFTMAX", ["x"], ("a", shape_a)).op("SOFTMAX", ["x"], ("b", shape_b))
                 .op("CONCATENATION", ["a", "b"], ("c", tuple(out)), axis=axis)
-                .op("TANH", ["c"], ("y", (1, 10))).graph("y"))
+                .op("SOFTMAX", ["c"], ("y", (1, 10))).graph("y"))
 
     g = net((1, 1, 1, 64), (1, 1, 1, 64), 3)   # 1x1 spatial: channel slices are contiguous
     p = plan_ok(g, concat=True)
@@ -187,8 +187,8 @@ def test_reshape_is_an_alias_and_extends_lifetime():
 
 
 def test_scratch_buffers_live_only_during_their_op():
-    g = (B().input("x", (64,)).op("TANH", ["x"], ("a", (64,))).op("TANH", ["a"], ("b", (64,)))
-         .op("TANH", ["b"], ("y", (64,))).graph("y"))
+    g = (B().input("x", (64,)).op("SOFTMAX", ["x"], ("a", (64,))).op("SOFTMAX", ["a"], ("b", (64,)))
+         .op("SOFTMAX", ["b"], ("y", (64,))).graph("y"))
     p = plan_ok(g, {1: 100, 2: 40})
     assert set(p.scratch_offsets) == {1, 2}
     assert p.scratch == {1: 100, 2: 40}
@@ -201,8 +201,8 @@ def test_scratch_buffers_live_only_during_their_op():
 
 
 def test_model_outputs_live_to_the_end():
-    g = (B().input("x", (32,)).op("TANH", ["x"], ("y1", (32,))).op("TANH", ["x"], ("a", (32,)))
-         .op("TANH", ["a"], ("y2", (32,))).graph("y1", "y2"))
+    g = (B().input("x", (32,)).op("SOFTMAX", ["x"], ("y1", (32,))).op("SOFTMAX", ["x"], ("a", (32,)))
+         .op("SOFTMAX", ["a"], ("y2", (32,))).graph("y1", "y2"))
     p = plan_ok(g, reorder=False)
     assert p.lifetimes["y1"] == (0, 2)
     assert p.offsets["y1"] not in (p.offsets["a"], p.offsets["y2"])
@@ -236,14 +236,14 @@ def test_plan_does_not_depend_on_tensor_names():
 
 
 def test_malformed_graphs_are_rejected():
-    g = B().input("x", (4,)).op("TANH", ["x", "nope"], ("y", (4,))).graph("y")
+    g = B().input("x", (4,)).op("SOFTMAX", ["x", "nope"], ("y", (4,))).graph("y")
     with pytest.raises(UserInputError, match="unknown tensor 'nope'"):
         plan_memory(g)
-    g = B().input("x", (4,)).op("ADD", ["x", "b"], ("a", (4,))).op("TANH", ["a"], ("b", (4,))).graph("b")
+    g = B().input("x", (4,)).op("ADD", ["x", "b"], ("a", (4,))).op("SOFTMAX", ["a"], ("b", (4,))).graph("b")
     g.ops.reverse()
     with pytest.raises(UserInputError, match="cycle"):
         plan_memory(g)
-    g = B().input("x", (4,)).op("TANH", ["x"], ("y", (4,))).graph("y")
+    g = B().input("x", (4,)).op("SOFTMAX", ["x"], ("y", (4,))).graph("y")
     g.tensors["z"] = ir.Tensor("z", (4,))
     g.ops[0].inputs.append("z")
     with pytest.raises(UserInputError, match="no op writes"):
@@ -350,7 +350,7 @@ def test_overlap_distance_is_exact_for_raster_kernels(geom, flight):
 
 
 def test_overlap_plan_places_output_below_dying_input():
-    g = (B().input("x", (1, 8)).op("TANH", ["x"], ("a", (1, 8, 8, 16))).const("w", (16, 3, 3, 16))
+    g = (B().input("x", (1, 8)).op("SOFTMAX", ["x"], ("a", (1, 8, 8, 16))).const("w", (16, 3, 3, 16))
          .op("CONV_2D", ["a", "w"], ("y", (1, 8, 8, 16)), padding="SAME", stride_h=1, stride_w=1)
          .op("SOFTMAX", ["y"], ("z", (1, 10))).graph("z"))
     p = plan_ok(g, overlap=True)
@@ -380,7 +380,7 @@ def random_graphs(draw):
     n = draw(st.integers(1, 12))
     scratch = {}
     for i in range(n):
-        kind = draw(st.sampled_from(["TANH", "ADD", "RELU", "CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE",
+        kind = draw(st.sampled_from(["SOFTMAX", "ADD", "RELU", "CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE",
                                      "CONCATENATION", "MAX_POOL_2D"]))
         x = draw(st.sampled_from(avail))
         shape = b.tensors[x].shape
@@ -390,7 +390,7 @@ def random_graphs(draw):
             if kind == "ADD" and b.tensors[y].shape != shape:
                 y = x if draw(st.booleans()) else y
             if kind == "ADD" and b.tensors[y].shape != shape:
-                kind = "TANH"
+                kind = "SOFTMAX"
                 b.op(kind, [x], (out, draw(st.sampled_from(SHAPES))))
             elif kind == "ADD":
                 b.op(kind, [x, y], (out, shape))
@@ -401,7 +401,7 @@ def random_graphs(draw):
                 elif len(shape) == len(ys) == 1:
                     b.op(kind, [x, y], (out, (shape[0] + ys[0],)), axis=0)
                 else:
-                    b.op("TANH", [x], (out, draw(st.sampled_from(SHAPES))))
+                    b.op("SOFTMAX", [x], (out, draw(st.sampled_from(SHAPES))))
         elif kind == "RESHAPE":
             b.op(kind, [x], (out, (prod(shape),)))
         elif kind == "RELU":
@@ -425,7 +425,7 @@ def random_graphs(draw):
             else:
                 b.op(kind, [x], (out, (1, ho, wo, co)), filter_h=k, filter_w=k, **opts)
         else:
-            b.op("TANH", [x], (out, draw(st.sampled_from(SHAPES))))
+            b.op("SOFTMAX", [x], (out, draw(st.sampled_from(SHAPES))))
         if draw(st.integers(0, 4)) == 0:
             scratch[i] = draw(st.integers(1, 700))
         avail.append(out)
@@ -478,9 +478,9 @@ def test_wide_graph_falls_back_to_greedy_order():
     # 14 branches x -> big -> small, then one concat: ~3^14 op sets, too many for the exact search
     b = B().input("x", (16,))
     for i in range(14):
-        b.op("TANH", ["x"], (f"big{i}", (1000,)))
+        b.op("SOFTMAX", ["x"], (f"big{i}", (1000,)))
     for i in range(14):
-        b.op("TANH", [f"big{i}"], (f"small{i}", (16,)))
+        b.op("SOFTMAX", [f"big{i}"], (f"small{i}", (16,)))
     g = b.op("CONCATENATION", [f"small{i}" for i in range(14)], ("y", (14 * 16,)), axis=0).graph("y")
     t = time.process_time()
     fixed = plan_ok(g, reorder=False)
@@ -501,7 +501,7 @@ def branchy_graphs(draw):
     for i in range(draw(st.integers(2, 4))):
         cur = "x"
         for j in range(draw(st.integers(1, 3))):
-            kind = draw(st.sampled_from(["TANH", "RELU", "MEAN"]))
+            kind = draw(st.sampled_from(["SOFTMAX", "RELU", "MEAN"]))
             shape = b.tensors[cur].shape if kind == "RELU" else draw(st.sampled_from([(1, 4, 4, 8), (1, 2, 2, 16)]))
             b.op(kind, [cur], (f"b{i}_{j}", shape))
             cur = f"b{i}_{j}"

@@ -10,6 +10,23 @@ import torch
 pytestmark = pytest.mark.slow
 
 
+class FuncPool(torch.nn.Module):
+    """Pooling written as functions in forward(), as DS-CNN ports do: F.max_pool2d (padded, after a ReLU),
+    F.avg_pool2d, torch.max_pool2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.Conv2d(8, 12, 3, padding=1)
+        self.fc = torch.nn.Linear(12, 10)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+        x = F.max_pool2d(torch.relu(self.c1(x)), 3, 2, 1)            # 16x16 -> 8x8 (padded: after a ReLU)
+        x = F.avg_pool2d(torch.relu(self.c2(x)), kernel_size=2)      # 8x8 -> 4x4
+        x = torch.max_pool2d(x, 2)                                   # 4x4 -> 2x2
+        return self.fc(x.mean((2, 3)))
+
+
 def _models():
     from tinyprune.example import INPUT_SHAPE, load_example
     from tinyprune.prune import Budget, PruneConfig, figures, prune
@@ -21,6 +38,7 @@ def _models():
     out["example"] = (ex, xe)
     x8 = torch.zeros(1, 1, 8, 8)
     out["se"] = (se_hswish_net(8).eval(), x8)   # hard-swish, SE gate (sigmoid, broadcast MUL), functional pooling
+    out["funcpool"] = (FuncPool().eval(), torch.zeros(1, 1, 16, 16))
     out["se-hsig"] = (se_hswish_net(8, gate="hardsigmoid").eval(), x8)   # MobileNetV3's gate: hard-sigmoid
     # res_dw's trunk is pruned too: onnx2tf used to fail on it for trunk widths other than 8 ("'/dw/Conv/kernel'
     # is not a valid root scope name") until the convert stage sanitised ONNX node names
@@ -43,7 +61,7 @@ def models():
 
 
 @pytest.mark.parametrize("which", ["example", "example-pruned", "res_dw-pruned", "plain-pruned", "se", "se-pruned",
-                                   "se-hsig"])
+                                   "se-hsig", "funcpool"])
 def test_estimate_matches_codegen_of_converted_model(which, models, tmp_path):
     convert = pytest.importorskip("tinyprune.convert").convert
     from tinyprune.codegen.estimate import estimate

@@ -118,3 +118,37 @@ def test_weight_granularity_says_it_does_not_shrink(tmp_path, capsys, example_ma
     rep = json.loads((out / "prune.json").read_text())
     assert abs(rep["weight_sparsity"]["achieved"] - 0.5) < 0.01
     assert rep["after"]["macs"] == rep["before"]["macs"] == example_macs
+
+
+def test_without_data_it_says_nothing_was_fine_tuned(tmp_path, capsys):
+    """No --data for a user model: fine-tuning cannot run; that is said (stderr, prune.json), not silent."""
+    src = tmp_path / "net.py"
+    src.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        INPUT_SHAPE = (1, 1, 8, 8)
+        def make():
+            return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                                 nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    """))
+    out = tmp_path / "o"
+    code, stdout, err = _run(["prune", f"{src}:make", "--max-macs", "20000", "-o", str(out)], capsys)
+    assert code == 0, err
+    assert "warning: no data and no train_fn: the pruned model is NOT fine-tuned (5 epochs asked for, 0 run)" in err
+    assert "accuracy: not measured (no labelled data)" in stdout
+    rep = json.loads((out / "prune.json").read_text())
+    assert rep["training"]["epochs"] == 0 and len(rep["warnings"]) == 1
+    assert rep["accuracy"]["after_finetuning"] is None
+    # the two MAC counts: the int8 graph's conv+linear (the budget) and torch-pruning's every-layer count
+    import importlib.util
+
+    import torch_pruning as tp
+    spec = importlib.util.spec_from_file_location("net_for_count", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.make()
+    conv_linear = (16 * 9 * 64) + (16 * 16 * 9 * 64) + 16 * 10      # conv1, conv2, fc at 8x8
+    assert rep["before"]["macs"] == conv_linear
+    assert rep["before"]["macs_all_layers"] == int(tp.utils.count_ops_and_params(net, torch.zeros(1, 1, 8, 8))[0])
+    assert rep["before"]["macs_all_layers"] > conv_linear and rep["after"]["macs_all_layers"] > rep["after"]["macs"]
+    assert "macs_all_layers" in rep["macs_definition"] and "MACs counted over every layer" in stdout

@@ -73,20 +73,33 @@ def cli(ctx, debug):
     ctx.obj["debug"] = debug
 
 
+def _json_error(as_json: bool, message: str, hint: str | None, exit_code: int) -> None:
+    """Under --json a failed command still prints one JSON object on stdout (unless it printed its result)."""
+    from tinyprune._cli import error_json, json_printed
+    if as_json and not json_printed():
+        click.echo(error_json(message, hint, exit_code))
+
+
 def main(argv=None) -> int:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("TINYPRUNE_DEBUG"))
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args or bool(os.environ.get("TINYPRUNE_DEBUG"))
+    as_json = "--json" in args
+    from tinyprune._cli import reset
+    reset()
     try:
         cli.main(args=argv, prog_name="tinyprune", standalone_mode=False)
     except TinypruneError as e:
         if debug:
             traceback.print_exc()
         click.echo(f"error: {e}", err=True)
+        _json_error(as_json, e.message, e.hint, e.exit_code)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
+        _json_error(as_json, e.format_message(), None, 2)
         sys.exit(2)  # usage errors are bad input
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -96,6 +109,7 @@ def main(argv=None) -> int:
             traceback.print_exc()
         click.echo(f"internal error: {type(e).__name__}: {e}\n  (re-run with --debug for the traceback and "
                    "please report it)", err=True)
+        _json_error(as_json, f"internal error: {type(e).__name__}: {e}", "re-run with --debug and report it", 1)
         sys.exit(1)
     return 0
 

@@ -1,4 +1,9 @@
-/* CONV_2D int8 reference kernel (TFLite Micro reference_integer_ops::ConvPerChannel, bit-exact). */
+/* CONV_2D int8 reference kernel (TFLite Micro reference_integer_ops::ConvPerChannel, bit-exact).
+ *
+ * Grouped convolution as TFLite expresses it: the filter's channel count f->c divides the input's,
+ * groups = in->c / f->c, out->c a multiple of groups; output channel oc belongs to group
+ * oc / (out->c / groups) and reads input channels [group * f->c, (group + 1) * f->c). groups == 1 is
+ * the ordinary convolution. */
 #include "tp_nn.h"
 #include "tp_nn_support.h"
 
@@ -14,7 +19,7 @@ static int tp_conv_args_ok(const tp_conv_params *p, const tp_quant_params *q, co
         p->dilation.w <= 0) {
         return 0;
     }
-    if (f->c != in->c || out->c != f->n || out->n != in->n) {
+    if (f->c <= 0 || in->c % f->c != 0 || out->c % (in->c / f->c) != 0 || out->c != f->n || out->n != in->n) {
         return 0;
     }
     return f->h * f->w * f->c <= TP_MAX_ACC_TERMS;
@@ -41,12 +46,14 @@ tp_conv_ref_impl(const tp_conv_params *p, const tp_quant_params *q, const tp_dim
     int32_t b, oy, ox, oc, ky, kx, ic;
     const int32_t k = f->h * f->w * f->c;
     const int32_t row = f16 ? (k + 3) >> 2 : k;     /* see tp_conv_w's rbase */
+    const int32_t per_group = out->c / (in->c / f->c);  /* output channels per group */
     for (b = 0; b < in->n; ++b) {
         for (oy = 0; oy < out->h; ++oy) {
             const int32_t iy0 = oy * p->stride.h - p->padding.h;
             for (ox = 0; ox < out->w; ++ox) {
                 const int32_t ix0 = ox * p->stride.w - p->padding.w;
                 for (oc = 0; oc < out->c; ++oc) {
+                    const int32_t c0 = (oc / per_group) * f->c;   /* the group's first input channel */
                     int32_t acc = 0;
                     for (ky = 0; ky < f->h; ++ky) {
                         const int32_t iy = iy0 + p->dilation.h * ky;
@@ -60,8 +67,8 @@ tp_conv_ref_impl(const tp_conv_params *p, const tp_quant_params *q, const tp_dim
                             if (ix < 0 || ix >= in->w) {
                                 continue;
                             }
-                            px = input + (((size_t)b * in->h + iy) * in->w + ix) * in->c;
-                            for (ic = 0; ic < in->c; ++ic) {
+                            px = input + (((size_t)b * in->h + iy) * in->w + ix) * in->c + c0;
+                            for (ic = 0; ic < f->c; ++ic) {
                                 acc += tp_conv_w(f8, f16, oc * row, j0 + ic) * ((int32_t)px[ic] + p->input_offset);
                             }
                         }

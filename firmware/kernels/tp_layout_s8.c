@@ -1,4 +1,5 @@
-/* Data-movement kernels: PAD, CONCATENATION (with requantisation when scales differ) and TRANSPOSE. */
+/* Data-movement kernels: PAD, CONCATENATION (with requantisation when scales differ), TRANSPOSE and
+ * STRIDED_SLICE. */
 #include <string.h>
 #include "tp_nn.h"
 #include "tp_nn_support.h"
@@ -117,5 +118,46 @@ tp_status tp_transpose_s8(const int32_t in_dims[4], const int32_t perm[4], const
     return tp_transpose_s8_arm(in_dims, perm, input, output);
 #else
     return tp_transpose_s8_ref(in_dims, perm, input, output);
+#endif
+}
+
+tp_status tp_strided_slice_s8_ref(const tp_slice_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t d, i0, i1, i2, i3, in_stride[4], acc = 1;
+    const int8_t *b0, *b1, *b2;
+    if (!p || !input || !output) {
+        return TP_ERR_ARG;
+    }
+    /* every index begin + k * stride (0 <= k < out_dims) must lie in the input */
+    for (d = 3; d >= 0; --d) {
+        const int32_t last = p->begin[d] + (p->out_dims[d] - 1) * p->stride[d];
+        if (p->in_dims[d] <= 0 || p->out_dims[d] <= 0 || p->stride[d] == 0 || p->begin[d] < 0 ||
+            p->begin[d] >= p->in_dims[d] || last < 0 || last >= p->in_dims[d]) {
+            return TP_ERR_ARG;
+        }
+        in_stride[d] = acc;
+        acc *= p->in_dims[d];
+    }
+    for (i0 = 0; i0 < p->out_dims[0]; ++i0) {
+        b0 = input + (p->begin[0] + i0 * p->stride[0]) * in_stride[0];
+        for (i1 = 0; i1 < p->out_dims[1]; ++i1) {
+            b1 = b0 + (p->begin[1] + i1 * p->stride[1]) * in_stride[1];
+            for (i2 = 0; i2 < p->out_dims[2]; ++i2) {
+                b2 = b1 + (p->begin[2] + i2 * p->stride[2]) * in_stride[2] + p->begin[3];
+                for (i3 = 0; i3 < p->out_dims[3]; ++i3) {
+                    *output++ = b2[i3 * p->stride[3]];
+                }
+            }
+        }
+    }
+    return TP_OK;
+}
+
+tp_status tp_strided_slice_s8(const tp_slice_params *params, const int8_t *input, int8_t *output)
+{
+#if defined(TP_USE_ARM_DSP) && defined(TP_ARM_HAS_STRIDED_SLICE_S8)
+    return tp_strided_slice_s8_arm(params, input, output);
+#else
+    return tp_strided_slice_s8_ref(params, input, output);
 #endif
 }

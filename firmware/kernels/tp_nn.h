@@ -20,7 +20,8 @@
  * up to 2^31 / (255*127) = 66,311 terms plus the bias: kh*kw*in_c (conv) and in (FC) must stay
  * below 65,000, which tp_*_s8 check (TP_ERR_ARG otherwise).
  *
- * In-place: the elementwise kernels (add, mul, requantize/relu/quantize, logistic, hard_swish)
+ * In-place: the elementwise kernels (add, mul, requantize/relu/quantize, logistic, tanh, hard_swish,
+ * leaky_relu, prelu)
  * are correct when the output pointer equals an input pointer of the same shape. The others
  * need distinct buffers. */
 #ifndef TP_NN_H
@@ -34,8 +35,11 @@ extern "C" {
 
 #define TP_MAX_ACC_TERMS 65000
 
-/* CONV_2D. input [n][h][w][c]; filter_dims {out_c, kh, kw, in_c} with in_c == input c;
- * output [n][oh][ow][out_c]; quant per output channel (per_channel = 0 broadcasts element 0). */
+/* CONV_2D. input [n][h][w][c]; filter_dims {out_c, kh, kw, fc} with c a multiple of fc (TFLite's
+ * grouped convolution: groups = c / fc, out_c a multiple of groups, output channel oc reads input
+ * channels [g * fc, (g + 1) * fc) with g = oc / (out_c / groups); fc == c is the plain conv);
+ * output [n][oh][ow][out_c]; quant per output channel (per_channel = 0 broadcasts element 0).
+ * The DSP variant runs grouped convolutions (groups > 1) with the reference, scratch 0. */
 tp_status tp_conv_s8(const tp_context *ctx, const tp_conv_params *params, const tp_quant_params *quant,
                      const tp_dims *input_dims, const int8_t *input,
                      const tp_dims *filter_dims, const int8_t *filter, const int32_t *bias,
@@ -125,6 +129,20 @@ tp_status tp_hard_swish_s8_ref(const tp_hard_swish_params *params, int32_t size,
 tp_status tp_requantize_s8(const tp_requant_params *params, int32_t size, const int8_t *input, int8_t *output);
 tp_status tp_requantize_s8_ref(const tp_requant_params *params, int32_t size, const int8_t *input, int8_t *output);
 
+/* TANH int8 -> int8 (output scale 1/128, zero point 0; the parameters are LOGISTIC's, computed alike). */
+tp_status tp_tanh_s8(const tp_logistic_params *params, int32_t size, const int8_t *input, int8_t *output);
+tp_status tp_tanh_s8_ref(const tp_logistic_params *params, int32_t size, const int8_t *input, int8_t *output);
+/* LEAKY_RELU: size elements, in place allowed. */
+tp_status tp_leaky_relu_s8(const tp_leaky_relu_params *params, int32_t size, const int8_t *input, int8_t *output);
+tp_status tp_leaky_relu_s8_ref(const tp_leaky_relu_params *params, int32_t size, const int8_t *input,
+                               int8_t *output);
+/* PRELU of a tensor of up to 4 dimensions (dims, padded with leading 1s) with an int8 slope tensor of
+ * params->alpha_dims (each 1 or the input's: broadcast), in place allowed. */
+tp_status tp_prelu_s8(const tp_prelu_params *params, const int32_t dims[4], const int8_t *input,
+                      const int8_t *alpha, int8_t *output);
+tp_status tp_prelu_s8_ref(const tp_prelu_params *params, const int32_t dims[4], const int8_t *input,
+                          const int8_t *alpha, int8_t *output);
+
 /* PAD (constant pad_value) of a 4-D tensor: before[i]/after[i] per dimension (outermost first). */
 tp_status tp_pad_s8(const int32_t in_dims[4], const int32_t before[4], const int32_t after[4],
                     int8_t pad_value, const int8_t *input, int8_t *output);
@@ -141,6 +159,13 @@ tp_status tp_concat_s8_ref(const tp_requant_params *params, int32_t outer, int32
 /* TRANSPOSE of a tensor of up to 4 dimensions (padded with leading 1s): out dim i = in dim perm[i]. */
 tp_status tp_transpose_s8(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output);
 tp_status tp_transpose_s8_ref(const int32_t in_dims[4], const int32_t perm[4], const int8_t *input, int8_t *output);
+
+/* STRIDED_SLICE of a tensor of up to 4 dimensions (padded with leading 1s): output element
+ * (k0..k3) = input element (begin[d] + k_d * stride[d]); the indices, resolved from TFLite's begin/end/
+ * strides and masks at code-generation time, must lie in the input (TP_ERR_ARG otherwise). Values are
+ * copied unchanged (input and output share one quantization). */
+tp_status tp_strided_slice_s8(const tp_slice_params *params, const int8_t *input, int8_t *output);
+tp_status tp_strided_slice_s8_ref(const tp_slice_params *params, const int8_t *input, int8_t *output);
 
 /* RESIZE_NEAREST_NEIGHBOR of an NHWC tensor to output_dims (same n and c): every output pixel copies
  * one input pixel, chosen as TFLite Micro does (tp_resize_s8.c documents the index formula). */

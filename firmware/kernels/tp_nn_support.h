@@ -131,8 +131,10 @@ static inline int32_t tp_exp_on_negative_values(int32_t a, int integer_bits)
     return result;
 }
 
-/* gemmlowp one_over_one_plus_x_for_x_in_0_1: a is Q0.31 in [0, 1); result Q0.31 1/(1+a). */
-static inline int32_t tp_one_over_one_plus_x(int32_t a)
+/* The Newton-Raphson step shared by gemmlowp's one_over_one_plus_x_for_x_in_0_1 and
+ * one_minus_x_over_one_plus_x_for_x_in_0_1: a is Q0.31 in [0, 1); returns 2/(1+a) as Q2.29
+ * (x ~ 1 / half_denominator after three iterations from 48/17 - 32/17 * half_denominator). */
+static inline int32_t tp_nr_two_over_one_plus_x(int32_t a)
 {
     const int64_t sum = (int64_t)a + (int64_t)INT32_MAX;
     const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
@@ -145,7 +147,20 @@ static inline int32_t tp_one_over_one_plus_x(int32_t a)
         const int32_t one_minus = (1 << 29) - half_denominator_times_x;
         x = x + tp_sat_lshift(tp_srdhm(x, one_minus), 2);
     }
-    return tp_sat_lshift(x, 1);
+    return x;
+}
+
+/* gemmlowp one_over_one_plus_x_for_x_in_0_1: a is Q0.31 in [0, 1); result Q0.31 1/(1+a). */
+static inline int32_t tp_one_over_one_plus_x(int32_t a)
+{
+    return tp_sat_lshift(tp_nr_two_over_one_plus_x(a), 1);
+}
+
+/* gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1: a is Q0.31 in [0, 1); result Q0.31
+ * (1-a)/(1+a) = 2/(1+a) - 1, the Q2.29 one subtracted before rescaling to Q0.31. */
+static inline int32_t tp_one_minus_x_over_one_plus_x(int32_t a)
+{
+    return tp_sat_lshift(tp_nr_two_over_one_plus_x(a) - (1 << 29), 2);
 }
 
 /* TFLite GetReciprocal: 1/x for a FixedPoint<int32, x_integer_digits> x > 0. */

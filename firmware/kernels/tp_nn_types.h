@@ -140,6 +140,35 @@ typedef struct {
     int32_t input_left_shift;
 } tp_logistic_params;
 
+/* LEAKY_RELU int8: identity (x >= 0) and alpha (x < 0) requantisation; a negative alpha is applied
+ * as alpha_negative with the multiplier of |alpha| (TFLite Micro's QuantizeLeakyRelu). */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+    int32_t alpha_negative;
+} tp_leaky_relu_params;
+
+/* PRELU int8: identity (x >= 0) and x * (alpha - alpha_zero_point) (x < 0) requantisation, the slope
+ * tensor's dimensions (outermost first, padded with leading 1s; each 1 or the input's). */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t alpha_zero_point;
+    int32_t output_zero_point;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+    int32_t alpha_dims[4];
+} tp_prelu_params;
+
+/* STRIDED_SLICE of up to 4 dimensions, indices resolved (begin >= 0, stride != 0). */
+typedef struct {
+    int32_t in_dims[4];
+    int32_t begin[4];
+    int32_t stride[4];
+    int32_t out_dims[4];
+} tp_slice_params;
+
 /* HARD_SWISH int8 (TFLite's HardSwishParams). */
 typedef struct {
     int32_t input_zero_point;

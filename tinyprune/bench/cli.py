@@ -1,7 +1,11 @@
 """``tinyprune bench MODEL.tflite``: thin CLI over tinyprune.bench.bench."""
 from __future__ import annotations
 
+import json
+
 import click
+
+from tinyprune._cli import json_option, print_json
 
 
 @click.command(name="bench")
@@ -14,7 +18,7 @@ import click
               help="Convolution filters pre-expanded to int16 at generation time: fewer instructions, "
                    "about twice the weights' flash (DSP cores).")
 @click.option("--runs", type=int, default=2, show_default=True, help="QEMU runs; counts must be identical.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @click.option("-o", "--out", type=click.Path(), default=None, help="Also write the JSON result to this file.")
 def command(model, board, kernels, dsp, fast_weights, runs, as_json, out):
     """Instructions per inference (total and per layer), MACs/instruction, arena, scratch and
@@ -28,4 +32,7 @@ def command(model, board, kernels, dsp, fast_weights, runs, as_json, out):
     text = to_json(res)
     if out:
         atomic_write_text(out, text + "\n")
-    click.echo(text if as_json else res.render())
+    if as_json:
+        print_json(json.loads(text))
+    else:
+        click.echo(res.render())

@@ -7,7 +7,7 @@ Layout contract (the emitter in codegen must keep to it, or update this module i
   * CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED additionally get two int32 arrays with one
     entry per output channel (requantisation multiplier and shift): 8 B per output channel;
   * constants that only parameterise an op (RESHAPE/SQUEEZE shapes, MEAN/SUM axes, TRANSPOSE perm,
-    PAD paddings, RESIZE_NEAREST_NEIGHBOR size) are folded into the generated code and cost no array (``PARAMETER_INPUTS``);
+    PAD paddings, RESIZE_NEAREST_NEIGHBOR size, STRIDED_SLICE begin/end/strides) are folded into the generated code and cost no array (``PARAMETER_INPUTS``);
   * each array is padded to a multiple of ``ARRAY_ALIGN`` (4) bytes;
   * with fast weights (``fast_weights=True``, the DSP kernels only) a CONV_2D filter is emitted as
     int16 rows of 4 * ceil(K / 4) elements (tinyprune/codegen/relayout.py): ``conv_x16_bytes``.
@@ -27,7 +27,8 @@ PER_CHANNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 # op kind -> input indices that are folded into code (no flash array)
 PARAMETER_INPUTS = {"RESHAPE": frozenset({1}), "SQUEEZE": frozenset({1}), "MEAN": frozenset({1}),
                     "SUM": frozenset({1}), "TRANSPOSE": frozenset({1}), "PAD": frozenset({1}),
-                    "PADV2": frozenset({1}), "RESIZE_NEAREST_NEIGHBOR": frozenset({1})}
+                    "PADV2": frozenset({1}), "RESIZE_NEAREST_NEIGHBOR": frozenset({1}),
+                    "STRIDED_SLICE": frozenset({1, 2, 3})}
 
 
 @dataclass

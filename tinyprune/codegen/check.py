@@ -35,6 +35,7 @@ import numpy as np
 from tinyprune._int8 import quantize_int8
 from tinyprune.tflm import interpreter
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
+from tinyprune.codegen.packaging import source_dir
 from tinyprune.errors import ToolError, UnsupportedModelError, UserInputError, ValidationFailed
 
 RUNNER_TEMPLATE = Path(__file__).resolve().parent / "templates" / "host_runner.c.tmpl"
@@ -166,11 +167,12 @@ def compile_runner(out_dir: Path, prefix: str, build_dir: Path, flags: list[str]
     runner_c.write_text(Template(RUNNER_TEMPLATE.read_text()).substitute(
         p=prefix, P=prefix.upper(), IN_BYTES_LIST=", ".join(str(x["bytes"]) for x in rep["inputs"]),
         OUT_BYTES_LIST=", ".join(str(x["bytes"]) for x in rep["outputs"])))
-    srcs = [out_dir / f"{prefix}.c", out_dir / f"{prefix}_weights.c"]
+    src_dir = source_dir(out_dir)   # OUT, or OUT/src for --layout arduino
+    srcs = [src_dir / f"{prefix}.c", src_dir / f"{prefix}_weights.c"]
     if kernels_lib is None:
-        srcs += sorted((out_dir / "kernels").rglob("*.c"))
+        srcs += sorted((src_dir / "kernels").rglob("*.c"))
     exe = build_dir / name
-    cmd = [_cc(cc), *flags, f"-I{out_dir}", f"-I{out_dir / 'kernels'}"]
+    cmd = [_cc(cc), *flags, f"-I{src_dir}", f"-I{src_dir / 'kernels'}"]
     objs: list[str] = []
     if rep.get("cmsis_nn"):
         objs = _cmsis_objects(Path(rep["cmsis_nn"]["path"]), build_dir / "cmsis-nn", flags, cc)

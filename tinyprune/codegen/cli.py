@@ -5,17 +5,23 @@ import os
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 
 @click.command(name="codegen")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Output directory (NAME.h, NAME.c, NAME_weights.c/.h, kernels/, Makefile, codegen.json).")
+              help="Output directory (NAME.h, NAME.c, NAME_weights.c/.h, kernels/, build files, codegen.json).")
 @click.option("--board", default=None, help="Board name (boards/*.toml); a DSP core reserves the DSP kernels' scratch.")
 @click.option("--kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable", show_default=True,
               help="Kernel library the generated code calls.")
 @click.option("--cmsis-nn", "cmsis_nn", default=None, type=click.Path(file_okay=False),
               help="CMSIS-NN checkout for --kernels cmsis-nn (default: $CMSIS_NN_PATH).")
-@click.option("--prefix", default="model", show_default=True, help="C symbol prefix (NAME).")
+@click.option("--prefix", default="model", show_default=True,
+              help="C symbol prefix (NAME) of everything model-specific: give each model of one firmware its own.")
+@click.option("--layout", type=click.Choice(["standard", "arduino"]), default="standard", show_default=True,
+              help="standard: sources at the top with a Makefile, CMakeLists.txt, PlatformIO library.json and "
+                   "Zephyr module; arduino: an Arduino library (library.properties, sources under src/).")
 @click.option("--overlap/--no-overlap", default=None,
               help="Let window ops write over their dying input (smaller arena). Default: on, except with "
                    "--kernels cmsis-nn.")
@@ -28,7 +34,9 @@ import click
               help="With --check: .npz with x (int8 NHWC in the model's input layout, or float NCHW/NHWC).")
 @click.option("--random", "random_n", default=None, type=int, help="With --check: N seeded random int8 inputs (default 10).")
 @click.option("--seed", default=0, show_default=True, help="Seed of --random.")
-def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights, do_check, data, random_n, seed):
+@json_option
+def command(model, out, board, kernels, cmsis_nn, prefix, layout, overlap, fast_weights, do_check, data, random_n, seed,
+            as_json):
     """Generate a self-contained C99 module from an int8 TFLite MODEL."""
     from tinyprune.codegen.generate import generate
     from tinyprune.errors import UserInputError
@@ -47,11 +55,18 @@ def command(model, out, board, kernels, cmsis_nn, prefix, overlap, fast_weights,
     def check_new_folder(folder):
         checked.append(check(folder, model, x))
     r = generate(model, out, prefix=prefix, kernels=kernels, cmsis_nn=cmsis_nn, board=board, overlap=overlap,
-                 fast_weights=fast_weights, verify=check_new_folder if do_check else None)
+                 fast_weights=fast_weights, layout=layout, verify=check_new_folder if do_check else None)
     tflm = f" (TFLite Micro: {r.tflm_arena_bytes} B)" if r.tflm_arena_bytes else ""
-    click.echo(f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
+    say(as_json, f"wrote {out}: arena {r.arena_bytes} B{tflm}, flash data {r.flash_bytes} B, {r.macs} MACs, "
                f"{len(r.report['layers'])} layers")
+    for note in r.report.get("notes", []):
+        click.echo(f"note: {note}")
     if checked:
         res = checked[0]
-        click.echo(f"check: bit-exact with TFLite Micro on {res.samples} inputs "
+        say(as_json, f"check: bit-exact with TFLite Micro on {res.samples} inputs "
                    f"({res.elements} output elements, builds: {', '.join(res.builds)})")
+    if as_json:
+        out_json = dict(r.report)
+        if checked:
+            out_json["check"] = checked[0]
+        print_json(out_json)

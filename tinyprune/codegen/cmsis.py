@@ -7,7 +7,8 @@ TFLite Micro (TFLM's own cmsis_nn kernels call the same functions with the same 
     ADD                arm_elementwise_add_s8 (same shapes; broadcasting uses the portable kernel)
     AVERAGE_POOL_2D    arm_avgpool_s8          MAX_POOL_2D  arm_max_pool_s8
     SOFTMAX            arm_softmax_s8
-Every other op uses the portable tp_* kernel. Scratch comes from scratch.py (variant "cmsis-nn",
+Every other op, and a grouped CONV_2D (not every CMSIS-NN v6 release takes one), uses the portable
+tp_* kernel (codegen.json says so per layer: ``kernel``). Scratch comes from scratch.py (variant "cmsis-nn",
 an upper bound over CMSIS-NN's plain-C and DSP builds); the generated code checks CMSIS-NN's own
 ``*_get_buffer_size`` at run time and returns TP_ERR_SCRATCH rather than overrun (MVE builds, whose
 buffers differ, are not supported). The CMSIS-NN checkout is found through ``--cmsis-nn PATH`` or
@@ -57,10 +58,10 @@ def lower(low, op, op_i: int, pre: str):
     """Return (defs, call) using CMSIS-NN for ``op`` or None when the portable kernel must be used."""
     from math import prod
 
-    from tinyprune.codegen import quant
+    from tinyprune.codegen import ir, quant
     from tinyprune.codegen.emit import _dims, _pad
     g = low.g
-    if op.kind not in CMSIS_OPS:
+    if op.kind not in CMSIS_OPS or ir.conv_groups(op, g) > 1:
         return None
     ok = "== ARM_CMSIS_NN_SUCCESS ? TP_OK : TP_ERR_ARG)"
     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):

@@ -46,7 +46,9 @@ KERNEL_FILES = {
     "PAD": ("tp_layout_s8.c", "tp_requantize_s8.c"), "PADV2": ("tp_layout_s8.c", "tp_requantize_s8.c"),
     "CONCATENATION": ("tp_layout_s8.c", "tp_requantize_s8.c"),
     "TRANSPOSE": ("tp_layout_s8.c", "tp_requantize_s8.c"),
-    "RESIZE_NEAREST_NEIGHBOR": ("tp_resize_s8.c",),
+    "RESIZE_NEAREST_NEIGHBOR": ("tp_resize_s8.c",), "TANH": ("tp_tanh_s8.c",),
+    "LEAKY_RELU": ("tp_prelu_s8.c",), "PRELU": ("tp_prelu_s8.c",),
+    "STRIDED_SLICE": ("tp_layout_s8.c", "tp_requantize_s8.c"),
 }
 
 
@@ -238,7 +240,7 @@ class _Lowering:
                         f"{{ {sh}, {sw} }}, {{ {ph}, {pw} }}, {{ {dh}, {dw} }}, {{ {lo}, {hi} }} }};")
             fn = "tp_depthwise_conv_s8"
         else:
-            defs.append(f"static const tp_dims {pre}_filter = {{ {o_c}, {kh}, {kw}, {i_c} }};")
+            defs.append(f"static const tp_dims {pre}_filter = {{ {o_c}, {kh}, {kw}, {int(w[3])} }};")
             defs.append(f"static const tp_conv_params {pre}_params = {{ {-in_zp}, {out_zp}, "
                         f"{{ {sh}, {sw} }}, {{ {ph}, {pw} }}, {{ {dh}, {dw} }}, {{ {lo}, {hi} }} }};")
             fn = "tp_conv_s8"
@@ -360,6 +362,48 @@ class _Lowering:
         n = prod(self.g.tensors[op.inputs[0]].shape)
         return defs, (f"tp_logistic_s8(&{pre}_params, {n}, {self.ptr(op.inputs[0])}, "
                       f"{self.ptr(op.outputs[0], False)})")
+
+    def _lower_tanh(self, op, op_i, pre):
+        s, z = self.q(op.inputs[0])
+        p = quant.logistic_params(s, z)     # TFLite Micro's TanhPrepare computes the same four values
+        defs = [f"static const tp_logistic_params {pre}_params = {{ {p['input_zero_point']}, "
+                f"{p['input_range_radius']}, {p['input_multiplier']}, {p['input_left_shift']} }};"]
+        n = prod(self.g.tensors[op.inputs[0]].shape)
+        return defs, f"tp_tanh_s8(&{pre}_params, {n}, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0], False)})"
+
+    def _lower_leaky_relu(self, op, op_i, pre):
+        si, zi = self.q(op.inputs[0])
+        so, zo = self.q(op.outputs[0])
+        p = quant.leaky_relu_params(si, zi, op.options["alpha"], so, zo)
+        defs = [f"static const tp_leaky_relu_params {pre}_params = {{ {p['input_zero_point']}, "
+                f"{p['output_zero_point']}, {p['identity_multiplier']}, {p['identity_shift']}, "
+                f"{p['alpha_multiplier']}, {p['alpha_shift']}, {p['alpha_negative']} }};"]
+        n = prod(self.g.tensors[op.inputs[0]].shape)
+        return defs, (f"tp_leaky_relu_s8(&{pre}_params, {n}, {self.ptr(op.inputs[0])}, "
+                      f"{self.ptr(op.outputs[0], False)})")
+
+    def _lower_prelu(self, op, op_i, pre):
+        si, zi = self.q(op.inputs[0])
+        sa, za = self.q(op.inputs[1])
+        so, zo = self.q(op.outputs[0])
+        p = quant.prelu_params(si, zi, sa, za, so, zo)
+        dims = _dims(self.g.tensors[op.inputs[0]].shape)
+        adims = _dims(self.g.tensors[op.inputs[1]].shape)
+        defs = [f"static const int32_t {pre}_dims[4] = {{ {', '.join(map(str, dims))} }};",
+                f"static const tp_prelu_params {pre}_params = {{ {p['input_zero_point']}, {p['alpha_zero_point']}, "
+                f"{p['output_zero_point']}, {p['identity_multiplier']}, {p['identity_shift']}, "
+                f"{p['alpha_multiplier']}, {p['alpha_shift']}, {{ {', '.join(map(str, adims))} }} }};"]
+        return defs, (f"tp_prelu_s8(&{pre}_params, {pre}_dims, {self.ptr(op.inputs[0])}, {self.ptr(op.inputs[1])}, "
+                      f"{self.ptr(op.outputs[0], False)})")
+
+    def _lower_strided_slice(self, op, op_i, pre):
+        o = op.options
+
+        def arr(v):
+            return "{ " + ", ".join(str(int(x)) for x in v) + " }"
+        defs = [f"static const tp_slice_params {pre}_params = {{ {arr(o['slice_dims'])}, {arr(o['slice_begin'])}, "
+                f"{arr(o['slice_stride'])}, {arr(o['slice_count'])} }};"]
+        return defs, f"tp_strided_slice_s8(&{pre}_params, {self.ptr(op.inputs[0])}, {self.ptr(op.outputs[0], False)})"
 
     def _lower_hard_swish(self, op, op_i, pre):
         si, zi = self.q(op.inputs[0])

@@ -1,9 +1,10 @@
-"""``generate()``: int8 .tflite -> OUT/ with NAME.h, NAME.c, NAME_weights.{c,h}, kernels/, Makefile, codegen.json.
+"""``generate()``: int8 .tflite -> OUT/ with NAME.h, NAME.c, NAME_weights.{c,h}, kernels/, the build files
+of the layout (packaging.py: Makefile, CMake, PlatformIO, Zephyr; or an Arduino library), codegen.json.
 
 The stage's Python API (the CLI and the pipeline call this):
 
     generate(model_path, out_dir, *, prefix="model", kernels="portable", cmsis_nn=None, board=None,
-             overlap=None, tflm_arena=True, verify=None) -> CodegenResult
+             overlap=None, tflm_arena=True, layout="standard", verify=None) -> CodegenResult
 
 Memory plan and figures come from ``codegen.estimate.estimate`` (the same function the pruning stage
 calls), so codegen.json's arena/flash equal the pruning stage's estimates for the same graph.
@@ -22,7 +23,7 @@ from pathlib import Path
 from tinyprune import __version__
 from tinyprune._fs import atomic_output_dir, write_json
 from tinyprune._paths import KERNELS_DIR, require
-from tinyprune.codegen import emit
+from tinyprune.codegen import emit, packaging
 from tinyprune.codegen.tflite_reader import TfliteModel, read_model
 from tinyprune.errors import OverBudgetError, UserInputError
 
@@ -89,13 +90,14 @@ def plan_for(model: TfliteModel, kernels: str, overlap: bool | None = None, fast
 def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefix: str = "model",
              kernels: str = "portable", cmsis_nn: str | os.PathLike | None = None, board: str | None = None,
              overlap: bool | None = None, tflm_arena: bool = True, fast_weights: bool = False,
-             verify=None) -> CodegenResult:
+             layout: str = "standard", verify=None) -> CodegenResult:
     if kernels not in KERNEL_CHOICES:
         raise UserInputError(f"--kernels must be one of {', '.join(KERNEL_CHOICES)}, got {kernels!r}")
     if fast_weights and kernels != "portable":
         raise UserInputError(f"--fast-weights is a layout of tinyprune's own DSP kernels, not of {kernels}",
                              hint="drop --fast-weights, or use --kernels portable")
     emit.check_identifier(prefix)
+    packaging.check_layout(layout, prefix, kernels)
     cmsis_path = None
     if kernels == "cmsis-nn":
         from tinyprune.codegen import cmsis
@@ -132,11 +134,17 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
                                         fast_weights=fast_weights)
     tflm = tflm_arena_bytes(model.data, len(model.tflite_inputs)) if tflm_arena else None
     kfiles = emit.kernel_files(layers)
+    # the C sources go where the layout wants them; its build files come from packaging.py
+    files = {packaging.place(layout, n) if n.endswith((".c", ".h")) else n: t for n, t in files.items()
+             if layout == "standard" or n != "Makefile"}
+    files.update(packaging.render(prefix, layout, kfiles, model_sha256=model.sha256, cmsis_path=cmsis_path))
     report = {
         "tool": f"tinyprune {__version__}",
         "model_sha256": model.sha256,
         "prefix": prefix,
         "kernels": kernels,
+        "layout": layout,
+        "source_dir": packaging.SOURCE_DIR[layout],
         "plan_kernels": plan_kernels,
         "fast_weights": fast_weights,
         "board": board,
@@ -154,6 +162,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
         "outputs": [_io(model, t) for t in model.graph.outputs],
         "layers": _layers_json(model, est, layers),
         "kernel_files": kfiles,
+        "notes": kernel_notes(model, layers, plan_kernels),
     }
     if kernels == "cmsis-nn":
         from tinyprune.codegen.cmsis import SOURCE_DIRS
@@ -162,8 +171,9 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir, "codegen.json") as tmp:
         for name, text in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
-        kdir = tmp / "kernels"
+        kdir = tmp / packaging.place(layout, "kernels")
         kdir.mkdir()
         for f in kfiles:
             src = require(KERNELS_DIR / f)
@@ -175,7 +185,8 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, prefi
     return CodegenResult(out_dir=out_dir, prefix=prefix, kernels=kernels, arena_bytes=est.arena_bytes,
                          flash_bytes=est.flash_bytes, weight_bytes=est.weight_bytes, macs=est.macs,
                          tflm_arena_bytes=report["tflm_arena_bytes"],
-                         files=sorted(list(files) + [f"kernels/{f}" for f in kfiles] + ["codegen.json"]),
+                         files=sorted(list(files) + [packaging.place(layout, f"kernels/{f}") for f in kfiles]
+                                      + ["codegen.json"]),
                          report=report)
 
 
@@ -189,7 +200,23 @@ def _io(model: TfliteModel, name: str) -> dict:
     return d
 
 
+def kernel_notes(model: TfliteModel, layers, plan_kernels: str) -> list[str]:
+    """Layers that run a slower kernel than the variant asked for (said, never silent): a grouped
+    CONV_2D runs the reference C kernel under the DSP variants and CMSIS-NN (both take groups=1)."""
+    if plan_kernels == "portable":
+        return []
+    from tinyprune.codegen.ir import conv_groups
+    g = model.graph
+    grouped = [f"{L.index} (groups={conv_groups(g.ops[L.op], g)})" for L in layers
+               if conv_groups(g.ops[L.op], g) > 1]
+    if not grouped:
+        return []
+    who = "CMSIS-NN's convolution" if plan_kernels == "cmsis-nn" else "the DSP convolution"
+    return [f"grouped convolution layer(s) {', '.join(grouped)} run the reference C kernel: {who} takes groups=1 only"]
+
+
 def _layers_json(model: TfliteModel, est, layers) -> list[dict]:
+    from tinyprune.codegen.ir import conv_groups
     by_op = {x["op"]: x for x in est.per_layer}
     out = []
     for L in layers:
@@ -199,6 +226,7 @@ def _layers_json(model: TfliteModel, est, layers) -> list[dict]:
                     "name": L.name, "macs": e["macs"], "output_bytes": e["output_bytes"],
                     "input_bytes": sum(model.graph.tensors[t].nbytes for t in op.inputs
                                        if t and not model.graph.tensors[t].is_const),
+                    "groups": conv_groups(op, model.graph),
                     "scratch_bytes": e["scratch_bytes"],
                     "output_offset": est.plan.offsets.get(L.out_tensor)})
     return out

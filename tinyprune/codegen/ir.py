@@ -7,7 +7,8 @@ arena/flash equals what codegen reports for the converted model.
 
 Conventions (TFLite's):
   * activations are NHWC (or (N, C) / (N, L, C)); dtype is the numpy dtype name ("int8", "int32", ...)
-  * CONV_2D weights [out_c, kh, kw, in_c]; DEPTHWISE_CONV_2D weights [1, kh, kw, out_c];
+  * CONV_2D weights [out_c, kh, kw, in_c / groups] (TFLite's grouped convolution: groups = input
+    channels / the filter's; see conv_groups); DEPTHWISE_CONV_2D weights [1, kh, kw, out_c];
     FULLY_CONNECTED weights [out, in]; biases int32 [out_c]
   * Op.kind is the TFLite builtin operator name ("CONV_2D", "ADD", ...)
   * Op.options keys (only those that apply): stride_h, stride_w, dilation_h, dilation_w,
@@ -77,3 +78,12 @@ class Graph:
                 if t:
                     out.setdefault(t, []).append(i)
         return out
+
+
+def conv_groups(op: Op, graph: Graph) -> int:
+    """Groups of a CONV_2D: input channels / the filter's input channels (1 for an ordinary
+    convolution and for every other op). model_checks refuses a CONV_2D where this does not divide."""
+    if op.kind != "CONV_2D" or len(op.inputs) < 2 or not op.inputs[0] or not op.inputs[1]:
+        return 1
+    fc = graph.tensors[op.inputs[1]].shape[-1]
+    return max(graph.tensors[op.inputs[0]].shape[-1] // fc, 1) if fc > 0 else 1

@@ -1,4 +1,5 @@
-"""Lowering of TRANSPOSE to the 4-D firmware kernel (``tp_transpose_s8``).
+"""Lowering of TRANSPOSE and STRIDED_SLICE to the 4-D firmware kernels (``tp_transpose_s8``,
+``tp_strided_slice_s8``).
 
 A TRANSPOSE of any rank is the same byte movement as a smaller one after
   * dropping size-1 dimensions (they do not move anything), and
@@ -8,6 +9,15 @@ A channel shuffle's 5-D ``(1, H, W, g, C/g)`` with perm ``(0, 1, 2, 4, 3)`` beco
 ``(H*W, g, C/g)`` with perm ``(0, 2, 1)``. The TFLite reader calls ``lower_transpose`` at read time
 (so a TRANSPOSE that stays above 4-D is refused before anything is written) and the emitter calls
 it again to write the kernel's dims/perm: one function, one rule.
+
+STRIDED_SLICE: ``resolve_strided_slice`` turns TFLite's begin/end/strides and masks into the first
+index, count and step per axis, as TFLite Micro's reference does at run time
+(StridedSlicePadIndices, StridedSliceStartForAxis / StridedSliceEndForAxis); the reader refuses
+the options TFLite Micro ignores (ellipsis/new-axis masks, offset), and the emitter writes the
+resolved indices, so the kernel only copies.
+
+SPLIT / SPLIT_V (several outputs) are read as one STRIDED_SLICE per output (``split_pieces`` gives their
+begin/end along the axis): the same bytes, and every other stage keeps to single-output operators.
 
 May import: tinyprune.errors only.
 """
@@ -57,3 +67,68 @@ def lower_transpose(shape, perm, where: str = "TRANSPOSE") -> tuple[list[int], l
                  "(e.g. a channel shuffle over (H, W, groups, channels))")
     off = KERNEL_RANK - len(dims)
     return [1] * off + dims, list(range(off)) + [q + off for q in p]
+
+
+def _clamp(v: int, lo: int, hi: int) -> int:
+    return hi if v > hi else lo if v < lo else v
+
+
+def resolve_strided_slice(shape, begin, end, strides, begin_mask: int, end_mask: int, shrink_mask: int,
+                          where: str = "STRIDED_SLICE") -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """(in_dims[4], begin[4], stride[4], count[4], out_shape) of a STRIDED_SLICE of ``shape`` (rank 1-4):
+    output element k along axis d is input element begin[d] + k * stride[d]; ``out_shape`` drops the
+    shrunk axes (what the output tensor must have)."""
+    r = len(shape)
+    if not 1 <= r <= KERNEL_RANK or not len(begin) == len(end) == len(strides) == r:
+        raise UnsupportedModelError(f"{where}: STRIDED_SLICE of a {r}-D input with {len(begin)}/{len(end)}/"
+                                    f"{len(strides)} begin/end/strides values; 1-D to 4-D inputs with one value "
+                                    "per axis are supported")
+    first, step, count, out_shape = [], [], [], []
+    for d in range(r):
+        n, s = int(shape[d]), int(strides[d])
+        if s == 0:
+            raise UnsupportedModelError(f"{where}: stride 0 on axis {d}")
+        lo, hi = (0, n) if s > 0 else (-1, n - 1)
+        b = int(begin[d])
+        b = _clamp(b + n if b < 0 else b, lo, hi)
+        if begin_mask >> d & 1:
+            b = 0 if s > 0 else n - 1
+        if shrink_mask >> d & 1:
+            e = b if b >= n else b + 1
+        else:
+            e = int(end[d])
+            e = _clamp(e + n if e < 0 else e, lo, hi)
+            if end_mask >> d & 1:
+                e = n if s > 0 else -1
+        c = max(-(-(e - b) // s), 0)
+        if c == 0:
+            raise UnsupportedModelError(f"{where}: STRIDED_SLICE selects no element on axis {d} (begin {b}, end "
+                                        f"{e}, stride {s}); empty tensors are not supported")
+        first.append(b)
+        step.append(s)
+        count.append(c)
+        if not shrink_mask >> d & 1:
+            out_shape.append(c)
+    off = KERNEL_RANK - r
+    return ([1] * off + [int(x) for x in shape], [0] * off + first, [1] * off + step, [1] * off + count,
+            out_shape)
+
+
+def split_pieces(shape, axis: int, sizes, where: str = "SPLIT") -> list[tuple[int, int]]:
+    """[(begin, end)] along ``axis`` of each output of a SPLIT (``sizes`` all equal) or SPLIT_V (one
+    size may be -1: the rest of the axis), refused unless they tile the axis exactly."""
+    r = len(shape)
+    if not -r <= axis < r:
+        raise UnsupportedModelError(f"{where}: axis {axis} out of range for a {r}-D input")
+    n = int(shape[axis % r])
+    sizes = [int(v) for v in sizes]
+    if sizes.count(-1) == 1:
+        sizes[sizes.index(-1)] = n - sum(v for v in sizes if v != -1)
+    if not sizes or any(v < 1 for v in sizes) or sum(sizes) != n:
+        raise UnsupportedModelError(f"{where}: split sizes {sizes} do not divide the {n} elements of axis "
+                                    f"{axis % r} into non-empty pieces")
+    out, b = [], 0
+    for v in sizes:
+        out.append((b, b + v))
+        b += v
+    return out

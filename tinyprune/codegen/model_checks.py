@@ -44,9 +44,11 @@ ARITY = {
     "SQUEEZE": (1, 1, set()), "CONCATENATION": (1, 64, set()), "SOFTMAX": (1, 1, set()),
     "LOGISTIC": (1, 1, set()), "HARD_SWISH": (1, 1, set()), "RELU": (1, 1, set()), "RELU6": (1, 1, set()),
     "QUANTIZE": (1, 1, set()), "DEQUANTIZE": (1, 1, set()), "TRANSPOSE": (2, 2, set()),
-    "RESIZE_NEAREST_NEIGHBOR": (2, 2, set()),
+    "RESIZE_NEAREST_NEIGHBOR": (2, 2, set()), "TANH": (1, 1, set()), "LEAKY_RELU": (1, 1, set()),
+    "PRELU": (2, 2, set()), "STRIDED_SLICE": (4, 4, set()),
 }
-SAME_SHAPE_OPS = ("SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE")
+SAME_SHAPE_OPS = ("SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "TANH",
+                  "LEAKY_RELU", "PRELU")
 
 
 _SIZE_HINT = "reduce the input resolution or the channel counts (or prune the model) before code generation"
@@ -206,6 +208,19 @@ def check_op(label: str, where: str, kind: str, ins: list[str], outs: list[str],
             raise _err(f"{w_}: inputs add up to {total} along axis {axis}, the output has {out.shape[axis]}")
     elif kind == "RESIZE_NEAREST_NEIGHBOR":
         _check_resize(w_, x, tensors[ins[1]], out)
+    elif kind == "PRELU":
+        _check_prelu(w_, x, tensors[ins[1]])
+    elif kind == "STRIDED_SLICE":
+        for j, what in ((1, "begin"), (2, "end"), (3, "strides")):
+            t = tensors[ins[j]]
+            if not t.is_const or t.dtype != "int32" or len(t.shape) != 1 or t.shape[0] != len(x.shape):
+                raise _err(f"{w_}: {what} must be a constant int32 vector of {len(x.shape)} values (one per input "
+                           f"axis; TFLite Micro reads int32), got {'constant ' if t.is_const else ''}{t.dtype} "
+                           f"{list(t.shape)}")
+        if not 1 <= len(x.shape) <= 4:
+            raise _err(f"{w_}: input of rank {len(x.shape)}; STRIDED_SLICE takes 1-D to 4-D inputs")
+        _same_quant(w_, x, out, "int8 STRIDED_SLICE copies values unchanged (TFLite Micro does not requantize), so "
+                                "they must be equal")
     if kind in SAME_SHAPE_OPS and tuple(x.shape) != tuple(out.shape):
         raise _err(f"{w_}: output shape {list(out.shape)} != input shape {list(x.shape)}")
     if kind == "SOFTMAX":
@@ -240,6 +255,18 @@ def _check_resize(w_: str, x: ir.Tensor, size: ir.Tensor, out: ir.Tensor) -> Non
                    f"{list(x.shape)}")
     _same_quant(w_, x, out, "int8 RESIZE_NEAREST_NEIGHBOR copies values unchanged (TFLite int8 spec; TFLite "
                             "Micro does not requantize), so they must be equal")
+
+
+def _check_prelu(w_: str, x: ir.Tensor, alpha: ir.Tensor) -> None:
+    """PRELU: a constant int8 slope tensor with one scale (TFLite Micro reads params.scale), at most
+    4-D and broadcastable onto the input without growing it (each trailing-aligned axis 1 or equal)."""
+    if not alpha.is_const or alpha.dtype != "int8" or alpha.quant is None or len(alpha.quant.scales) != 1:
+        raise _err(f"{w_}: the slope {alpha.name!r} must be a constant int8 tensor with one scale, got "
+                   f"{'constant ' if alpha.is_const else ''}{alpha.dtype} with "
+                   f"{_quant_len(alpha)} scales")
+    a, s = list(alpha.shape), list(x.shape)
+    if len(s) > 4 or len(a) > len(s) or any(d not in (1, e) for d, e in zip(a[::-1], s[::-1])):
+        raise _err(f"{w_}: slope shape {a} does not broadcast onto the input {s} (at most 4-D)")
 
 
 def _int_const(w_: str, tensors, name: str, what: str) -> np.ndarray:
@@ -312,6 +339,16 @@ def _check_conv(w_: str, kind: str, x: ir.Tensor, w: ir.Tensor, bias, out: ir.Te
     if kind == "CONV_2D":
         if w.shape[0] != oc:
             raise _err(f"{w_}: filter shape {list(w.shape)} has {w.shape[0]} output channels, the output {oc}")
+        ic, fc = x.shape[3], w.shape[3]
+        if fc <= 0 or ic % fc or oc % (ic // fc):
+            # TFLite's grouped CONV_2D: groups = input channels / filter channels, and the output
+            # channels split evenly over the groups (TFLite Micro's ConvPerChannel)
+            raise _err(f"{w_}: filter {list(w.shape)} reads {fc} input channels of {ic} and writes {oc} output "
+                       f"channels; a CONV_2D needs input channels = groups x filter channels and output "
+                       f"channels a multiple of groups",
+                       hint="supported forms: an ordinary convolution (filter channels = input channels), a "
+                            "grouped one (groups dividing both channel counts, e.g. nn.Conv2d(..., groups=g)), "
+                            "or DEPTHWISE_CONV_2D (groups = input channels)")
         k = w.shape[1] * w.shape[2] * w.shape[3]
         axis = 0
     else:

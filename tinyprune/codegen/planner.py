@@ -6,7 +6,8 @@ known to tolerate it:
 
   * RESHAPE / SQUEEZE outputs are *aliases* of their input (same bytes, no copy); an alias extends
     the lifetime of the tensor it aliases.
-  * *In-place* elementwise ops (ADD, MUL, RELU, RELU6, LOGISTIC, HARD_SWISH, QUANTIZE) write their
+  * *In-place* elementwise ops (ADD, MUL, RELU, RELU6, LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, PRELU,
+    QUANTIZE) write their
     output over an input of the same size that dies at that op (never a model input/output).
   * *Overlap* (optional, ``overlap=True``): CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D and
     MAX_POOL_2D write their output starting ``D`` bytes below an input that dies at that op; ``D``
@@ -36,7 +37,8 @@ from tinyprune.codegen import ir
 from tinyprune.errors import TinypruneError, UserInputError
 
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE"})
-INPLACE_OPS = frozenset({"ADD", "MUL", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE"})
+INPLACE_OPS = frozenset({"ADD", "MUL", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE", "TANH", "LEAKY_RELU",
+                         "PRELU"})
 OVERLAP_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 # Kernel contract for overlap: at the moment a kernel writes any byte of output pixel q (raster
 # order over N, H, W), it reads in the future only input bytes inside the windows of output

@@ -10,7 +10,9 @@ including where TFLM computes in float32 rather than double (noted per function)
   * ADD: left_shift 20, twice the max input scale, QuantizeMultiplierSmallerThanOneExp (double).
   * MUL: double(in1) * double(in2) / double(out).   * MEAN: double(in) / double(out), count folded in.
   * SOFTMAX: PreprocessSoftmaxScaling(beta, in_scale, 5) and diff_min = -CalculateInputRadius(5, shift).
-  * LOGISTIC: in_scale * 2^27 in double, frexp directly, radius CalculateInputRadius(4, shift).
+  * LOGISTIC, TANH: in_scale * 2^27 in double, frexp directly, radius CalculateInputRadius(4, shift).
+  * LEAKY_RELU: float32(in * alpha / out) and float32(in / out); a negative alpha keeps its sign apart.
+  * PRELU: double(in) / double(out) and double(in) * double(alpha) / double(out).
   * HARD_SWISH: float32 scales, int16 multipliers (DownScaleInt32ToInt16Multiplier).
   * RELU: double(float32(in / out)); RELU6: clamp to [zp, quantize(6)]; QUANTIZE: double(in) / double(out).
 
@@ -149,6 +151,29 @@ def logistic_params(input_scale: float, input_zero_point: int) -> dict:
     radius = calculate_input_radius(k_input_integer_bits, shift, 31)
     return dict(input_zero_point=input_zero_point, input_range_radius=radius, input_multiplier=mult,
                 input_left_shift=shift)
+
+
+def _signed_multiplier(real: float) -> tuple[int, int, int]:
+    """QuantizeMultiplier of a possibly negative real: (multiplier of |real|, shift, 1 if negative)."""
+    m, sh = quantize_multiplier(abs(real))
+    return m, sh, int(real < 0)
+
+
+def leaky_relu_params(in_scale: float, in_zp: int, alpha: float, out_scale: float, out_zp: int) -> dict:
+    """LEAKY_RELU int8 (CalculateOpDataLeakyRelu: the scales and alpha multiplied in float32)."""
+    a_m, a_s, neg = _signed_multiplier(float(_f32(_f32(in_scale) * _f32(alpha)) / _f32(out_scale)))
+    i_m, i_s = quantize_multiplier(float(_f32(in_scale) / _f32(out_scale)))
+    return dict(input_zero_point=int(in_zp), output_zero_point=int(out_zp), identity_multiplier=i_m,
+                identity_shift=i_s, alpha_multiplier=a_m, alpha_shift=a_s, alpha_negative=neg)
+
+
+def prelu_params(in_scale: float, in_zp: int, alpha_scale: float, alpha_zp: int, out_scale: float,
+                 out_zp: int) -> dict:
+    """PRELU int8 (CalculatePreluParams, double)."""
+    i_m, i_s = quantize_multiplier(float(_f32(in_scale)) / float(_f32(out_scale)))
+    a_m, a_s = quantize_multiplier(float(_f32(in_scale)) * float(_f32(alpha_scale)) / float(_f32(out_scale)))
+    return dict(input_zero_point=int(in_zp), alpha_zero_point=int(alpha_zp), output_zero_point=int(out_zp),
+                identity_multiplier=i_m, identity_shift=i_s, alpha_multiplier=a_m, alpha_shift=a_s)
 
 
 def _downscale_int16(m32: int) -> int:

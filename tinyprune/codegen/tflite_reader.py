@@ -5,7 +5,8 @@ also returns what code generation needs besides the graph (TFLite tensor indices
 the float boundary of models that take/return float through QUANTIZE/DEQUANTIZE).
 
 Refusals (all before any file is written):
-  * ``UserInputError``: not a TFLite flatbuffer / truncated / corrupt; a float (non-quantized) model.
+  * ``UserInputError``: not a TFLite flatbuffer / truncated / corrupt; a model that is not full-integer
+    int8 (float, int16 16x8, dynamic-range, ...: ``tinyprune._tflite_kind`` names which).
   * ``UnsupportedModelError``: an operator or option outside SUPPORTED_OPS (message names the op,
     its node index and output tensor, and the supported list); any tensor or operator field the
     generated code relies on out of range or inconsistent (``model_checks``: shapes, strides,
@@ -15,7 +16,7 @@ Boundary QUANTIZE (float32 model input -> int8) and DEQUANTIZE (int8 -> float32 
 removed from the graph: the generated C takes and returns the int8 tensors; ``Boundary`` keeps
 their scale/zero point so that the host check can feed TFLite Micro floats that quantize exactly.
 
-This module may import only tinyprune.errors, tinyprune._fs, tinyprune.codegen.ir and
+This module may import only tinyprune.errors, tinyprune._fs, tinyprune._tflite_kind, tinyprune.codegen.ir and
 tinyprune.codegen.model_checks (+ numpy, tflite).
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyprune._tflite_kind import DESCRIPTION, tflite_kind
 from tinyprune.codegen import ir, layout_ops, model_checks
 from tinyprune.errors import UnsupportedModelError, UserInputError
 
@@ -33,8 +35,9 @@ SUPPORTED_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "MEAN", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "CONCATENATION", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
-    "RESIZE_NEAREST_NEIGHBOR",
+    "RESIZE_NEAREST_NEIGHBOR", "TANH", "LEAKY_RELU", "PRELU", "STRIDED_SLICE", "SPLIT", "SPLIT_V",
 )
+SPLIT_OPS = ("SPLIT", "SPLIT_V")   # read as one STRIDED_SLICE per output (_split_as_slices)
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
@@ -211,23 +214,15 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
     inputs = [tname(int(i), "model inputs") for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
     outputs = [tname(int(i), "model outputs") for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
 
-    # --- float model? (before op checks, so a float model gets the float message) ---
-    act_dtypes = set()
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        kind = _opname(model, op, i, label)
-        if kind in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        for j in list(op.InputsAsNumpy() if op.InputsLength() else []) + list(
-                op.OutputsAsNumpy() if op.OutputsLength() else []):
-            t = tname(int(j), f"operator {i} ({kind})")
-            if t and not tensors[t].is_const:
-                act_dtypes.add(tensors[t].dtype)
-    if "float32" in act_dtypes or "float16" in act_dtypes or not act_dtypes & {"int8"}:
-        raise UserInputError(f"{label}: float (non-quantized) model: operators compute in "
-                             f"{', '.join(sorted(act_dtypes)) or 'float32'}; code generation needs a "
-                             "full-integer int8 model",
-                             hint="quantize it first with `tinyprune convert MODEL --data CALIB.npz`")
+    # --- an int8 model? (before op checks, so a float or int16 model is told so, not an op error) ---
+    kind = tflite_kind(data)
+    if kind != "int8":
+        raise UserInputError(
+            f"{label}: {DESCRIPTION[kind]}; code generation needs a full-integer int8 model",
+            hint="quantize it to int8 on your data: `tinyprune convert MODEL --data CALIB.npz -o OUT` (or `tinyprune "
+                 "build MODEL`) takes a float .tflite" if kind == "float" else
+                 "tinyprune's kernels are int8: quantize the float model (float .tflite, Keras .keras/.h5, SavedModel, "
+                 "PyTorch or ONNX) to full-integer int8 with `tinyprune convert FLOAT_MODEL --data CALIB.npz -o OUT`")
 
     # --- ops ---
     ops: list[ir.Op] = []
@@ -243,23 +238,13 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                 f"{label}: unsupported operator {kind} at node {i} (output tensor "
                 f"{outs[0] if outs else '?'!r})",
                 hint="supported operators: " + ", ".join(SUPPORTED_OPS))
-        options = _op_options(op, kind, tflite, f"{label}: {where}")
-        model_checks.check_op(label, where, kind, ins, outs, options, tensors)
-        for t in outs + [x for x in ins if x and not tensors[x].is_const]:
-            dt = tensors[t].dtype
-            if kind in ("QUANTIZE", "DEQUANTIZE") and dt == "float32":
-                continue
-            if dt != "int8" and not (kind in ("RESHAPE", "SQUEEZE") and dt == "int32"):
-                raise UnsupportedModelError(f"{label}: {where}: tensor {t!r} has type {dt}; only int8 "
-                                            "activations are supported (no int16/uint8 quantization)")
-            if dt == "int8" and tensors[t].quant is None:
-                raise UserInputError(f"{label}: {where}: int8 tensor {t!r} has no quantization parameters")
-            if dt == "int8" and len(tensors[t].quant.scales) != 1:
-                raise UnsupportedModelError(f"{label}: {where}: int8 activation {t!r} has "
-                                            f"{len(tensors[t].quant.scales)} scales; activations are quantized "
-                                            "per tensor (one scale and zero point)")
-        ops.append(ir.Op(kind=kind, inputs=ins, outputs=outs, options=options, name=outs[0] if outs else kind))
-        op_index.append(i)
+        if kind in SPLIT_OPS:
+            ir_ops = _split_as_slices(kind, ins, outs, tensors, f"{label}: {where}")
+        else:
+            ir_ops = [(kind, ins, outs, _op_options(op, kind, tflite, f"{label}: {where}"))]
+        for kind, ins, outs, options in ir_ops:
+            where = f"operator {i} ({kind}, output {outs[0] if outs else '?'!r})"
+            _read_op(label, where, kind, ins, outs, options, tensors, ops, op_index, i)
     for k, op in enumerate(ops):
         _check_op(op, tensors, f"operator {op_index[k]} ({op.kind}, output {op.outputs[0]!r})", label)
     # tensors _check_op derived (re-laid-out filters) get indices after the flatbuffer's own
@@ -277,6 +262,63 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                          tflite_inputs=[int(i) for i in sg.InputsAsNumpy()],
                          tflite_outputs=[int(i) for i in sg.OutputsAsNumpy()])
     _strip_boundary(result, label)
+    return result
+
+
+def _read_op(label, where, kind, ins, outs, options, tensors, ops, op_index, i) -> None:
+    model_checks.check_op(label, where, kind, ins, outs, options, tensors)
+    for t in outs + [x for x in ins if x and not tensors[x].is_const]:
+        dt = tensors[t].dtype
+        if kind in ("QUANTIZE", "DEQUANTIZE") and dt == "float32":
+            continue
+        if dt != "int8" and not (kind in ("RESHAPE", "SQUEEZE") and dt == "int32"):
+            raise UnsupportedModelError(f"{label}: {where}: tensor {t!r} has type {dt}; only int8 "
+                                        "activations are supported (no int16/uint8 quantization)")
+        if dt == "int8" and tensors[t].quant is None:
+            raise UserInputError(f"{label}: {where}: int8 tensor {t!r} has no quantization parameters")
+        if dt == "int8" and len(tensors[t].quant.scales) != 1:
+            raise UnsupportedModelError(f"{label}: {where}: int8 activation {t!r} has "
+                                        f"{len(tensors[t].quant.scales)} scales; activations are quantized "
+                                        "per tensor (one scale and zero point)")
+    ops.append(ir.Op(kind=kind, inputs=ins, outputs=outs, options=options, name=outs[0] if outs else kind))
+    op_index.append(i)
+
+
+def _split_as_slices(kind: str, ins: list[str], outs: list[str], tensors: dict, where: str) -> list[tuple]:
+    """SPLIT (inputs: axis, x) / SPLIT_V (x, size_splits, axis) -> one STRIDED_SLICE per output, with
+    constant int32 begin/end/strides tensors made here (TFLite Micro's split copies the same bytes)."""
+    if len(ins) != (2 if kind == "SPLIT" else 3) or not outs or any(not t for t in ins + outs):
+        raise UnsupportedModelError(f"{where}: {kind} with {len(ins)} inputs and {len(outs)} outputs")
+    x_name, axis_name = (ins[1], ins[0]) if kind == "SPLIT" else (ins[0], ins[2])
+    axis_t = tensors[axis_name]
+    if not axis_t.is_const or axis_t.dtype != "int32" or axis_t.data.size != 1:
+        raise UnsupportedModelError(f"{where}: the axis must be a constant int32 scalar")
+    shape = tensors[x_name].shape
+    axis = int(axis_t.data.ravel()[0])
+    if kind == "SPLIT":
+        n = int(shape[axis % len(shape)]) if -len(shape) <= axis < len(shape) else 0
+        if n % len(outs):
+            raise UnsupportedModelError(f"{where}: {n} elements on axis {axis} do not split into {len(outs)} pieces")
+        sizes = [n // len(outs)] * len(outs)
+    else:
+        st = tensors[ins[1]]
+        if not st.is_const or st.dtype not in ("int32", "int64") or st.data.size != len(outs):
+            raise UnsupportedModelError(f"{where}: size_splits must be a constant int32 vector of {len(outs)} values")
+        sizes = st.data.ravel().tolist()
+    pieces = layout_ops.split_pieces(shape, axis, sizes, where)
+    axis %= len(shape)
+    result = []
+    for out, (b, e) in zip(outs, pieces):
+        consts = []
+        for k, v in (("begin", b), ("end", e), ("strides", 1)):
+            vec = np.array([v if d == axis else (0 if k == "begin" else 1 if k == "strides" else shape[d])
+                            for d in range(len(shape))], np.int32)
+            name = f"{out}/{k}"
+            tensors[name] = ir.Tensor(name=name, shape=(len(shape),), dtype="int32", quant=None, data=vec,
+                                      is_const=True)
+            consts.append(name)
+        result.append(("STRIDED_SLICE", [x_name, *consts], [out],
+                       {"begin_mask": 0, "end_mask": 0, "shrink_axis_mask": 0, "split_of": kind}))
     return result
 
 
@@ -332,6 +374,18 @@ def _op_options(op, kind: str, tflite, where: str) -> dict:
         x = _options(op, tflite.ResizeNearestNeighborOptions, where)
         o.update(align_corners=bool(x.AlignCorners()) if x is not None else False,
                  half_pixel_centers=bool(x.HalfPixelCenters()) if x is not None else False)
+    elif kind == "LEAKY_RELU":
+        x = _options(op, tflite.LeakyReluOptions, where)
+        o.update(alpha=float(np.float32(x.Alpha())) if x is not None else 0.0)
+    elif kind == "STRIDED_SLICE":
+        x = _options(op, tflite.StridedSliceOptions, where)
+        masks = {k: int(getattr(x, k)()) if x is not None else 0
+                 for k in ("BeginMask", "EndMask", "ShrinkAxisMask", "EllipsisMask", "NewAxisMask")}
+        if masks["EllipsisMask"] or masks["NewAxisMask"] or (x is not None and x.Offset()):
+            raise UnsupportedModelError(f"{where}: STRIDED_SLICE with an ellipsis mask, a new-axis mask or offset "
+                                        "is not supported (TFLite Micro ignores them)",
+                                        hint="slice with explicit begin/end/strides on every axis")
+        o.update(begin_mask=masks["BeginMask"], end_mask=masks["EndMask"], shrink_axis_mask=masks["ShrinkAxisMask"])
     return o
 
 
@@ -365,9 +419,6 @@ def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) 
                 data=w.data.transpose(3, 1, 2, 0).copy(), is_const=True)
             op.inputs[1] = dw_name
             op.kind = k = "DEPTHWISE_CONV_2D"
-        if k == "CONV_2D" and w.shape[3] != inp.shape[3]:
-            raise UnsupportedModelError(f"{where}: grouped convolution (filter in_c {w.shape[3]} != input "
-                                        f"channels {inp.shape[3]}) is not supported")
         if k == "DEPTHWISE_CONV_2D":
             w = tensors[op.inputs[1]]
             if w.shape[3] % inp.shape[3] or out.shape[3] != w.shape[3]:
@@ -429,6 +480,19 @@ def _check_op(op: ir.Op, tensors: dict[str, ir.Tensor], where: str, label: str) 
     if k == "LOGISTIC":
         if out.quant.zero_points[0] != -128:
             raise UnsupportedModelError(f"{where}: int8 LOGISTIC output must have zero point -128")
+    if k == "TANH":
+        q = out.quant
+        if q.zero_points[0] != 0 or np.float32(q.scales[0]) != np.float32(1.0 / 128):
+            raise UnsupportedModelError(f"{where}: int8 TANH output must have scale 1/128 and zero point 0 "
+                                        "(TFLite int8 spec; TFLite Micro's kernel assumes them)")
+    if k == "STRIDED_SLICE":
+        vals = [np.asarray(_const(tensors, op.inputs[j], where, what)).ravel()
+                for j, what in ((1, "begin"), (2, "end"), (3, "strides"))]
+        dims, first, step, count, out_shape = layout_ops.resolve_strided_slice(
+            inp.shape, *vals, op.options["begin_mask"], op.options["end_mask"], op.options["shrink_axis_mask"], where)
+        if list(out.shape) != out_shape:
+            raise UnsupportedModelError(f"{where}: output shape {list(out.shape)} != the slice's shape {out_shape}")
+        op.options.update(slice_dims=dims, slice_begin=first, slice_stride=step, slice_count=count)
     if k in ("QUANTIZE", "DEQUANTIZE"):
         if k == "QUANTIZE" and inp.dtype == "int8":
             return

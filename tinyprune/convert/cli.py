@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 
 @click.command(name="convert")
 @click.argument("model")
@@ -19,16 +21,18 @@ import click
 @click.option("--equalize", is_flag=True, help="Cross-layer equalization of the PyTorch model before export.")
 @click.option("--bias-correction", is_flag=True,
               help="Correct the biases for the mean error of int8 weight rounding (on the calibration samples).")
-@click.option("--json", "as_json", is_flag=True, help="Print convert.json to stdout instead of the summary.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Output directory (model.onnx, model_int8.tflite, convert.json).")
+              help="Output directory (model_int8.tflite, convert.json; model.onnx for PyTorch/ONNX).")
+@json_option
 @click.pass_context
 def command(ctx, model, weights, data, input_shape, calib_samples, max_int8_drop, equalize, bias_correction,
-            as_json, out):
+            out, as_json):
     """Convert MODEL to a full-integer int8 TFLite model calibrated on your data.
 
-    MODEL is `example`, path/to/file.py:factory, pkg.module:factory or a .onnx file.
-    The int8 model takes channels-last input: the PyTorch tensor permuted (0, 2, 3, 1)."""
+    MODEL is `example`, path/to/file.py:factory, pkg.module:factory, a .onnx file, a Keras model
+    (.keras, .h5), a TensorFlow SavedModel directory or a float .tflite.
+    The int8 model takes channels-last input: the PyTorch tensor permuted (0, 2, 3, 1); --data
+    samples are in PyTorch layout (N, C, H, W) for every input form (docs/data.md)."""
     from tinyprune.convert.core import convert
 
     debug = bool((ctx.obj or {}).get("debug"))
@@ -36,24 +40,25 @@ def command(ctx, model, weights, data, input_shape, calib_samples, max_int8_drop
                   calib_samples=calib_samples, max_int8_drop=max_int8_drop, equalize=equalize,
                   bias_correction=bias_correction, debug=debug)
     r = res.report
-    if as_json:
-        import json
-        click.echo(json.dumps(r, indent=2))
-        return
     ev, inp, outp = r["evaluation"], r["input"], r["output"]
-    click.echo(f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), "
-               f"{res.onnx_path.name}, {res.report_path.name}")
-    click.echo(f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
+    written = ", ".join(p.name for p in (res.onnx_path, res.report_path) if p is not None)
+    say(as_json, f"wrote {res.tflite_path} ({r['tflite']['bytes']} bytes, {len(r['tflite']['operators'])} ops), {written}")
+    if r.get("tf"):
+        say(as_json, f"from {r['tf']['format']} {r['source']['model']} (loaded with {r['tf']['loaded_with']}, input "
+                     f"{tuple(r['tf']['input_shape'])} channels-last), quantized by {r['tf']['converter']}")
+    say(as_json, f"input  {inp['shape']} int8 ({inp['layout']}), scale {inp['scale']:.6g}, "
                f"zero point {inp['zero_point']}")
-    click.echo(f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")
+    say(as_json, f"output {outp['shape']} int8, scale {outp['scale']:.6g}, zero point {outp['zero_point']}")
     if ev["float_accuracy"] is None:   # a dense output (e.g. per-pixel classes): labels per sample don't score it
-        click.echo(f"accuracy: not measured (the output is not one class score vector per sample); "
+        say(as_json, f"accuracy: not measured (the output is not one class score vector per sample); "
                    f"top-1 agreement per position on {ev['samples']} held-out samples {ev['top1_agreement']:.4f}")
     else:
-        click.echo(f"accuracy on all {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
-                   f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")
+        say(as_json, f"accuracy on all {ev['samples']} held-out samples: float {ev['float_accuracy']:.4f}, "
+                     f"int8 {ev['int8_accuracy']:.4f} (TFLite Micro), top-1 agreement {ev['top1_agreement']:.4f}")
     for line in int8_lines(r):
-        click.echo(line)
+        say(as_json, line)
+    if as_json:
+        print_json(r)
 
 
 def int8_lines(r: dict) -> list[str]:

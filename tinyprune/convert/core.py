@@ -33,7 +33,7 @@ ONNX_NAME, TFLITE_NAME, REPORT_NAME = "model.onnx", "model_int8.tflite", "conver
 @dataclass
 class ConvertResult:
     out_dir: Path
-    onnx_path: Path
+    onnx_path: Path | None                # None for Keras / SavedModel / float .tflite inputs
     tflite_path: Path
     report_path: Path
     report: dict = field(default_factory=dict)
@@ -45,7 +45,8 @@ class ConvertResult:
 
 def _versions() -> dict:
     out = {}
-    for pkg in ("tinyprune", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tflite-micro"):
+    for pkg in ("tinyprune", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "keras", "tf-keras",
+                "tflite-micro"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -87,7 +88,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
     float-vs-int8 error is measured (report["diagnostics"]). ``equalize`` / ``bias_correction``: cross-layer
     equalization / bias correction on the PyTorch model before export (tinyprune.convert.fixes). Writes
     model.onnx, model_int8.tflite and convert.json into ``out_dir``; on any error nothing is left behind."""
-    from tinyprune.data import Dataset, as_dataset, check_classes, load_dataset
+    from tinyprune.data import as_dataset, check_classes
 
     data = as_dataset(data)
     if calib_samples < 1:
@@ -102,8 +103,22 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
     source = {"model": str(spec) if spec is not None else type(model).__name__,
               "weights": None if weights is None else str(weights) if isinstance(weights, (str, os.PathLike))
               else "state_dict"}
+    fmt = loader.model_format(spec) if spec is not None else "pytorch"
+    if fmt in loader.TF_FORMATS:
+        if weights is not None:
+            raise UserInputError(f"--weights applies to PyTorch models; a {fmt} model already holds its weights")
+        if equalize or bias_correction:
+            raise UserInputError(f"--{'equalize' if equalize else 'bias-correction'} changes the PyTorch model before "
+                                 f"export; a {fmt} model is converted by TensorFlow's converter as it is",
+                                 hint="drop the option")
+        return _convert_tf(spec, fmt, out_dir, data, input_shape, calib_samples, debug, source, max_int8_drop)
+    if fmt == "tflite" and not Path(spec).is_file():
+        raise UserInputError(f"model file not found: {spec}")
+    if fmt == "tflite":
+        raise UserInputError(f"{spec} is already a full-integer int8 TFLite model: there is nothing to convert",
+                             hint="give it to `tinyprune build` or `tinyprune codegen` as it is")
     module = onnx_model = None
-    if spec is not None and loader.is_onnx_spec(spec):
+    if fmt == "onnx":
         if equalize or bias_correction:
             raise UserInputError(f"--{'equalize' if equalize else 'bias-correction'} changes the PyTorch model before "
                                  "export; an .onnx file has none",
@@ -127,14 +142,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
             source["kind"] = "pytorch"
         shape = loader.torch_input_shape(module, str(spec or ""), input_shape, data)
 
-    if isinstance(data, Dataset):
-        ds = data
-        if tuple(ds.x_train.shape[1:]) != shape[1:]:
-            raise UserInputError(f"data samples have shape {tuple(ds.x_train.shape[1:])} but the model expects "
-                                 f"{shape[1:]}")
-    else:
-        ds = load_dataset(data if data is not None else "digits", shape)
-    data_name = ds.name or str(data)
+    ds, data_name = _dataset(data, shape)
 
     fixes = {"equalize": {"applied": False, "asked": False}, "bias_correction": {"applied": False, "asked": False}}
     with private_tempdir(), atomic_output_dir(out_dir, REPORT_NAME) as tmp:
@@ -181,43 +189,113 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
         conv = onnx_to_int8_tflite(onnx_path, calib, tmp / TFLITE_NAME, debug=debug)
         flat = conv.path.read_bytes()
 
-        float_pred = top1(float_out, 1)
-        q = evaluate_tflite(conv.path, ds.x_test, ds.y_test)
-        det = io_details(flat)
-        evaluation = {"interpreter": "tflite_micro",
-                      "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
-                      "int8_accuracy": q["accuracy"], "top1_agreement": top1_agreement(float_out, q["output"]),
-                      "samples": int(len(ds.x_test)), "held_out_samples": int(len(ds.x_test))}
-        evaluation |= int8_loss(evaluation, labelled=data is not None, max_drop=max_int8_drop)
-        diagnostics = diagnose(onnx_model, flat, ds.x_test, evaluation, max_int8_drop)
         report = {
             "source": source,
-            "input": {"pytorch_shape": list(shape), "shape": det["input"]["shape"], "dtype": det["input"]["dtype"],
-                      "scale": det["input"]["scale"], "zero_point": det["input"]["zero_point"],
-                      "layout": "NCHW->NHWC" if len(shape) == 4 else "NCL->NLC",
-                      "permutation": list(natural_perm(len(shape))),
-                      "feed": "x_int8 = clip(round(x.transpose(perm) / scale) + zero_point, -128, 127)"},
-            "output": {"shape": det["output"]["shape"], "dtype": det["output"]["dtype"],
-                       "scale": det["output"]["scale"], "zero_point": det["output"]["zero_point"],
-                       "dequantize": "y = (y_int8 - zero_point) * scale"},
+            **_int8_report(conv.path, flat, shape, ds, data_name, len(calib), float_out,
+                           labelled=data is not None, max_int8_drop=max_int8_drop),
             "onnx": {"opset": max((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
                                   default=None),
                      "operators": onnx_ops, "torch_vs_onnxruntime_max_abs_err": torch_ort_err,
                      "sha256": sha256_file(onnx_path)},
-            "tflite": {"operators": tflite_ops(flat), "bytes": len(flat), "sha256": sha256_file(conv.path),
-                       "input_transpose": conv.input_transpose, "onnx2tf_input_layout": conv.tf_input_layout,
-                       "float_tf_vs_onnx_max_abs_err": conv.float_tf_max_abs_err,
-                       "weights": "int8 per-channel", "biases": "int32", "notes": conv.notes},
-            "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(len(calib)),
-                     "train_samples": int(len(ds.x_train)), "test_samples": int(len(ds.x_test))},
-            "evaluation": evaluation,
             "fixes": fixes,
-            "diagnostics": diagnostics,
-            "versions": _versions(),
         }
+        report["tflite"].update(input_transpose=conv.input_transpose, onnx2tf_input_layout=conv.tf_input_layout,
+                                float_tf_vs_onnx_max_abs_err=conv.float_tf_max_abs_err, notes=conv.notes)
+        report["diagnostics"] = diagnose(onnx_model, flat, ds.x_test, report["evaluation"], max_int8_drop)
+        report["versions"] = _versions()
         write_json(tmp / REPORT_NAME, report)
     out = Path(out_dir)
     return ConvertResult(out, out / ONNX_NAME, out / TFLITE_NAME, out / REPORT_NAME, report)
+
+
+def _dataset(data, shape):
+    """The Dataset for a model taking ``shape`` (PyTorch layout, batch 1), and its name."""
+    from tinyprune.data import Dataset, load_dataset
+    if isinstance(data, Dataset):
+        ds = data
+        if tuple(ds.x_train.shape[1:]) != shape[1:]:
+            raise UserInputError(f"data samples have shape {tuple(ds.x_train.shape[1:])} but the model expects "
+                                 f"{shape[1:]}")
+    else:
+        ds = load_dataset(data if data is not None else "digits", shape)
+    return ds, ds.name or str(data)
+
+
+def _int8_report(path: Path, flat: bytes, shape, ds, data_name: str, calibration: int, float_out, *,
+                 labelled: bool, max_int8_drop: float) -> dict:
+    """convert.json's input/output/tflite/data/evaluation parts, the same for every input form: the int8
+    model run by TFLite Micro on the held-out samples against the float model's outputs (PyTorch layout)."""
+    float_pred = top1(float_out, 1)
+    q = evaluate_tflite(path, ds.x_test, ds.y_test)
+    det = io_details(flat)
+    evaluation = {"interpreter": "tflite_micro",
+                  "float_accuracy": float((float_pred == ds.y_test).mean()) if float_pred.ndim == 1 else None,
+                  "int8_accuracy": q["accuracy"], "top1_agreement": top1_agreement(float_out, q["output"]),
+                  "samples": int(len(ds.x_test)), "held_out_samples": int(len(ds.x_test))}
+    evaluation |= int8_loss(evaluation, labelled=labelled, max_drop=max_int8_drop)
+    return {
+        "input": {"pytorch_shape": list(shape), "shape": det["input"]["shape"], "dtype": det["input"]["dtype"],
+                  "scale": det["input"]["scale"], "zero_point": det["input"]["zero_point"],
+                  "layout": "NCHW->NHWC" if len(shape) == 4 else "NCL->NLC",
+                  "permutation": list(natural_perm(len(shape))),
+                  "feed": "x_int8 = clip(round(x.transpose(perm) / scale) + zero_point, -128, 127)"},
+        "output": {"shape": det["output"]["shape"], "dtype": det["output"]["dtype"],
+                   "scale": det["output"]["scale"], "zero_point": det["output"]["zero_point"],
+                   "dequantize": "y = (y_int8 - zero_point) * scale"},
+        "tflite": {"operators": tflite_ops(flat), "bytes": len(flat), "sha256": sha256_file(path),
+                   "weights": "int8 per-channel", "biases": "int32", "notes": []},
+        "data": {"dataset": data_name, "classes": ds.classes, "calibration_samples": int(calibration),
+                 "train_samples": int(len(ds.x_train)), "test_samples": int(len(ds.x_test))},
+        "evaluation": evaluation,
+    }
+
+
+def _convert_tf(spec, fmt: str, out_dir, data, input_shape, calib_samples: int, debug: bool,
+                source: dict, max_int8_drop: float) -> ConvertResult:
+    """A Keras file, a SavedModel or a float .tflite -> model_int8.tflite and convert.json (no model.onnx):
+    the same data, calibration samples, evaluation and report as the PyTorch/ONNX path (tf_source.py)."""
+    from tinyprune.convert import tf_source
+    from tinyprune.convert.tflite_int8 import check_int8_io
+    from tinyprune.data import check_classes
+
+    with private_tempdir():
+        src = tf_source.load(spec, fmt, debug)
+        shape = src.pytorch_shape
+        if input_shape is not None and loader.normalise_shape(input_shape) != shape:
+            raise UserInputError(f"--input-shape {loader.normalise_shape(input_shape)} differs from the model's input "
+                                 f"{src.shape} (channels-last), {shape} in tinyprune's data layout",
+                                 hint=f"omit --input-shape for {fmt} models")
+        ds, data_name = _dataset(data, shape)
+        with atomic_output_dir(out_dir, REPORT_NAME) as tmp:
+            float_out = src.run(to_channels_last(ds.x_test))
+            if float_out.ndim >= 3:   # a dense channels-last output: classes first, as the PyTorch path has them
+                float_out = np.moveaxis(float_out, -1, 1)
+            if data is not None:      # the default digits only calibrates; given data must be this model's
+                check_classes(ds, int(np.prod(float_out.shape[1:])), data_name)
+            calib = to_channels_last(ds.x_train[:calib_samples])
+            flat, _log = src.to_int8(calib, debug)
+            tf_source.check_full_integer(flat, str(spec))
+            check_int8_io(flat, src.shape)
+            path = tmp / TFLITE_NAME
+            path.write_bytes(flat)
+            report = {"source": source | {"kind": fmt},
+                      **_int8_report(path, flat, shape, ds, data_name, len(calib), float_out,
+                                     labelled=data is not None, max_int8_drop=max_int8_drop),
+                      "onnx": None,
+                      "tf": {"format": fmt, "input_shape": list(src.shape), "loaded_with": src.loaded_with,
+                             "converter": src.converter, "float_reference": src.loaded_with},
+                      "versions": _versions()}
+            report["tflite"]["notes"] = list(src.notes)
+            ev = report["evaluation"]
+            report["diagnostics"] = {"run": False, "reason": (
+                f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}: per-layer float-vs-int8 "
+                f"errors need the float ONNX graph, which a {fmt} model does not have here"
+                if ev["int8_drop_exceeded"] else
+                f"int8 loses {ev['int8_drop_points']:.2f} points of {ev['int8_drop_basis']}, within "
+                f"--max-int8-drop {max_int8_drop:g}")}
+            write_json(tmp / REPORT_NAME, report)
+    out = Path(out_dir)
+    return ConvertResult(out, None, out / TFLITE_NAME, out / REPORT_NAME, report)
 
 
 def _apply_fixes(module, shape, ds, calib_samples: int, equalize: bool, bias_correction: bool) -> dict:

@@ -1,7 +1,10 @@
 """Load the user's model: a PyTorch factory (``file.py:factory`` / ``pkg.module:factory``) with an
-optional state_dict, an ``.onnx`` file, or ``example``. Also finds the model's input shape.
+optional state_dict, an ``.onnx`` file, or ``example``. Also finds the model's input shape, and tells
+which form a model argument is (``model_format``: Keras, SavedModel and .tflite files included; those
+are loaded by tf_source.py).
 
-May import torch, onnx, tinyprune.errors, tinyprune.example; never TensorFlow (kept cheap).
+May import torch, onnx, tinyprune.errors, tinyprune._tflite_kind, tinyprune.example; never TensorFlow
+(kept cheap).
 """
 from __future__ import annotations
 
@@ -16,6 +19,56 @@ from tinyprune.errors import UserInputError
 
 def is_onnx_spec(spec) -> bool:
     return str(spec).lower().endswith(".onnx")
+
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+TF_FORMATS = ("keras", "savedmodel", "tflite-float")
+
+
+def model_format(spec) -> str:
+    """What a model argument is: ``example``, ``pytorch`` (a factory or an nn.Module), ``onnx``, ``keras``
+    (.keras/.h5/.hdf5), ``savedmodel`` (a directory with saved_model.pb), ``tflite`` (a full-integer
+    int8 .tflite, used as it is) or ``tflite-float`` (a float .tflite, quantized like the others).
+    A .tflite quantized another way (int16 16x8, dynamic-range, ...) is refused here, naming what it is."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return "pytorch"
+    s = str(spec)
+    low = s.lower()
+    if s == "example":
+        return "example"
+    if low.endswith(".onnx"):
+        return "onnx"
+    if low.endswith(KERAS_SUFFIXES):
+        return "keras"
+    p = Path(s)
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            return "savedmodel"
+        raise UserInputError(f"model {s} is a directory but not a TensorFlow SavedModel (no saved_model.pb in it)",
+                             hint="pass a SavedModel directory (model.export(DIR) / tf.saved_model.save), a model "
+                                  "file (.keras, .h5, .tflite, .onnx) or file.py:factory")
+    if low.endswith(".tflite"):
+        return tflite_format(p)
+    return "pytorch"
+
+
+def tflite_format(p: Path) -> str:
+    """``tflite`` (int8) or ``tflite-float``; UserInputError for other quantizations. A file that cannot
+    be read or parsed is left to the stage that reads it (``tflite``: its reader names the problem)."""
+    from tinyprune._tflite_kind import DESCRIPTION, tflite_kind
+    try:
+        flat = p.read_bytes()
+        kind = tflite_kind(flat) if flat[4:8] == b"TFL3" else "int8"
+    except Exception:  # noqa: BLE001 - unreadable or corrupt: the int8 reader says which
+        return "tflite"
+    if kind == "float":
+        return "tflite-float"
+    if kind in ("int8", "unknown"):
+        return "tflite"
+    raise UserInputError(f"{p} is {DESCRIPTION[kind]}; tinyprune's kernels take full-integer int8 models",
+                         hint="quantize the float model to int8 on your data instead: `tinyprune convert FLOAT_MODEL "
+                              "--data CALIB.npz -o OUT` (a float .tflite, .keras/.h5, SavedModel, PyTorch or ONNX "
+                              "model), or `tinyprune build FLOAT_MODEL --data CALIB.npz`")
 
 
 def load_torch_model(spec: str, weights: str | os.PathLike | None = None):
@@ -254,8 +307,26 @@ def _factory_module(spec: str):
 
 
 def _user_module_name(path: Path) -> str:
+    """The module name a ``file.py:factory`` file is imported under: the file's stem (``model.py`` ->
+    ``model``), so that a pickled model (``pruned_model.pt``) loads in a new process that can import the
+    file as usual (its folder on sys.path). Only when that name already means another module (``test.py``,
+    ``torch.py``, ...) a stable name derived from the path is used instead."""
     import hashlib
-    return "_tinyprune_user_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    import keyword
+    stem, real = path.stem, path.resolve()
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", None) or "").resolve() == real:
+                return stem
+        else:
+            try:
+                found = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                found = None
+            if found is None or (found.origin and Path(found.origin).resolve() == real):
+                return stem
+    return "_tinyprune_user_" + hashlib.sha1(str(real).encode()).hexdigest()[:16]
 
 
 def normalise_shape(shape) -> tuple[int, ...]:

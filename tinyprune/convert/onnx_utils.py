@@ -22,7 +22,7 @@ OPSET = 14  # within 13-17; 14 is the first with HardSwish (at 13 torch decompos
 SUPPORTED_OPS = frozenset({
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Dropout",
     "Flatten", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity",
-    "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax",
+    "LeakyRelu", "MatMul", "PRelu", "Slice", "Split", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax",
     "Resize", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
 })
 # Resize (nearest only: RESIZE_NEAREST_NEIGHBOR) is further checked by _resize_problem; these attributes

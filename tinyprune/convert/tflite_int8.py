@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,44 +185,79 @@ def onnx_to_int8_tflite(onnx_path: str | os.PathLike, calib_nhwc: np.ndarray, ou
         transpose = chosen.perm != nat
         nhwc_shape = (1,) + tuple(calib_nhwc.shape[1:])
 
-        def representative():
-            for i in range(len(calib_nhwc)):
-                yield [calib_nhwc[i:i + 1]]   # both converter inputs below take channels-last
-
-        with quiet(debug) as captured:
-            try:
-                if not transpose:
-                    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-                else:
-                    @tf.function(input_signature=[tf.TensorSpec(nhwc_shape, tf.float32, name="input")])
-                    def wrapped(x):
-                        x = tf.transpose(x, inv_nat)                       # back to the PyTorch layout
-                        x = tf.reshape(x, tf_shape) if chosen.reshape else tf.transpose(x, chosen.perm)
-                        res = sig(**{in_name: x})
-                        return res[sorted(res)[0]]
-                    conv = tf.lite.TFLiteConverter.from_concrete_functions(
-                        [wrapped.get_concrete_function()], loaded)
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-                conv.representative_dataset = representative
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-                flat = conv.convert()
-            except Exception as e:  # noqa: BLE001 - converter errors name the op
-                msg = " ".join(str(e).split())
-                raise UnsupportedModelError(f"TensorFlow's int8 converter refused the model: {msg[:400]}",
-                                            hint="an operator has no int8 kernel; re-run with --debug") from e
-            log += captured()
+        with quiet(debug):
+            if not transpose:
+                conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+            else:
+                @tf.function(input_signature=[tf.TensorSpec(nhwc_shape, tf.float32, name="input")])
+                def wrapped(x):
+                    x = tf.transpose(x, inv_nat)                       # back to the PyTorch layout
+                    x = tf.reshape(x, tf_shape) if chosen.reshape else tf.transpose(x, chosen.perm)
+                    res = sig(**{in_name: x})
+                    return res[sorted(res)[0]]
+                conv = tf.lite.TFLiteConverter.from_concrete_functions([wrapped.get_concrete_function()], loaded)
+        flat, conv_log = full_integer(tf, conv, calib_nhwc, debug)
+        log += conv_log
     out_path = Path(out_path)
     out_path.write_bytes(flat)
-    details = io_details(flat)
-    got = tuple(details["input"]["shape"])
-    if got != nhwc_shape or details["input"]["dtype"] != "int8" or details["output"]["dtype"] != "int8":
-        raise TinypruneError(f"internal: int8 model has input {got} {details['input']['dtype']}, "
-                             f"expected {nhwc_shape} int8 with int8 output")
+    check_int8_io(flat, nhwc_shape)
     notes = [] if not transpose else [f"onnx2tf ({attempt}) took the input as {chosen.label} of the PyTorch "
                                       "tensor; that step was put in front of the model so it takes channels-last"]
     return Int8Conversion(out_path, f"{attempt}:{chosen.label}", transpose, float(err), log, notes)
+
+
+def representative(calib_nhwc: np.ndarray):
+    """The representative dataset of TensorFlow's int8 calibration: one channels-last sample per step."""
+    def gen():
+        for i in range(len(calib_nhwc)):
+            yield [calib_nhwc[i:i + 1]]
+    return gen
+
+
+def full_integer(tf, conv, calib_nhwc: np.ndarray, debug: bool = False) -> tuple[bytes, str]:
+    """Run a TFLiteConverter as every float input form is quantized (ONNX via onnx2tf, Keras,
+    SavedModel): ``Optimize.DEFAULT``, TFLITE_BUILTINS_INT8 only, int8 input and output, calibrated on
+    ``calib_nhwc``. Returns (flatbuffer, captured log)."""
+    with quiet(debug) as captured:
+        try:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = representative(calib_nhwc)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+            flat = conv.convert()
+        except Exception as e:  # noqa: BLE001 - converter errors name the op
+            raise converter_error(e) from e
+        return flat, captured()
+
+
+_MLIR_LOC = re.compile(r'fused\["([^":]+):?", "([^"@]+)')
+
+
+def converter_error(e: Exception) -> UnsupportedModelError:
+    """The converter's error, shortened: MLIR's first ``error: loc(... fused["Op:", "model/layer/..."]): why``
+    becomes ``why (TF operator Op in model/layer)``."""
+    text = str(e)
+    first = next((ln for ln in text.splitlines() if "error:" in ln), "")
+    m = _MLIR_LOC.search(first)
+    if m and ")): " in first:
+        why = first.rsplit(")): ", 1)[1].strip()
+        where = m.group(2).rsplit("/", 1)[0] if "/" in m.group(2) else m.group(2)
+        msg = f"{why} (TF operator {m.group(1)} in {where!r})"
+    else:
+        msg = " ".join(text.split())[:400]
+    return UnsupportedModelError(f"TensorFlow's int8 converter refused the model: {msg}",
+                                 hint="a layer has no int8 TFLite kernel (replace it); re-run with --debug for the "
+                                      "converter's log")
+
+
+def check_int8_io(flat: bytes, nhwc_shape: tuple[int, ...]) -> None:
+    """The converted model takes ``nhwc_shape`` int8 and returns int8 (else an internal error)."""
+    details = io_details(flat)
+    got = tuple(details["input"]["shape"])
+    if got != tuple(nhwc_shape) or details["input"]["dtype"] != "int8" or details["output"]["dtype"] != "int8":
+        raise TinypruneError(f"internal: int8 model has input {got} {details['input']['dtype']}, "
+                             f"expected {tuple(nhwc_shape)} int8 with int8 output")
 
 
 def _check_layouts(tf, saved: Path, x_check, ref, debug):

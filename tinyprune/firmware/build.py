@@ -29,6 +29,8 @@ from tinyprune._fs import atomic_output_dir, write_json
 from tinyprune.errors import OverBudgetError, ToolError, UserInputError
 from tinyprune.firmware.elf import Elf
 from tinyprune.firmware.linker import layout_for_board, render_linker_script
+from tinyprune.firmware.models import (collect, copy_models, find_codegen_dir, model_prefix, source_dir,
+                                       static_arenas)
 
 CROSS = "arm-none-eabi-"
 ICOUNT_SHIFT = 7   # QEMU `-icount shift=7`: 128 ns of virtual time per instruction (bsp_mps2.c, bsp_mps3.c)
@@ -113,6 +115,7 @@ class FirmwareResult:
     bsp: str = ""                 # BSP source used
     runnable: bool = True         # False when built with bsp_sizeonly.c (flash/RAM check only)
     build_id: str = ""            # TP_BUILD_ID embedded in the firmware, reported by its `info` (_build_id)
+    models: list[str] = field(default_factory=list)   # prefixes of the models linked in
 
     @property
     def flash_headroom(self) -> int:
@@ -141,39 +144,6 @@ class FirmwareResult:
 
 
 # ----------------------------------------------------------------------------- sources
-
-def _find_codegen_dir(path: Path) -> Path:
-    if (path / "model.h").is_file():
-        return path
-    if (path / "codegen" / "model.h").is_file():
-        return path / "codegen"
-    raise UserInputError(f"{path}: not a codegen output folder (no model.h, nor codegen/model.h)",
-                         hint="run `tinyprune codegen MODEL.tflite -o DIR` first, or pass a "
-                              "`tinyprune build` output folder")
-
-
-def _is_program_main(path: Path) -> bool:
-    """A host test program inside a codegen dir (defines main()); not part of the firmware."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return False
-    return re.search(r"^\s*int\s+main\s*\(", text, re.M) is not None
-
-
-def _collect(src_root: Path, *, exclude: set[str] = frozenset(), skip_mains: bool = False) -> list[Path]:
-    files = []
-    for p in sorted(src_root.rglob("*")):
-        if not p.is_file() or p.suffix not in (".c", ".h", ".inc"):
-            continue
-        rel = p.relative_to(src_root)
-        if any(part.startswith(".") for part in rel.parts) or p.name in exclude:
-            continue
-        if skip_mains and p.suffix == ".c" and _is_program_main(p):
-            continue
-        files.append(rel)
-    return files
-
 
 def _harness_choice(harness_dir) -> tuple[str, Path | None]:
     """-> (label, folder or None for selftest)."""
@@ -386,6 +356,16 @@ def _arena_bytes(codegen_dir: Path | None, elf_path: Path) -> int | None:
     return max(sizes) if sizes else None
 
 
+def _single_model(cg: Path | None) -> list[str]:
+    """[prefix] of a one-model firmware; [] without a model or a readable codegen.json (older folders)."""
+    if cg is None:
+        return []
+    try:
+        return [model_prefix(cg)]
+    except UserInputError:
+        return []
+
+
 def _over_budget_figures(board, flash: int, ram: int) -> dict:
     """{figure: (used, limit)} over the board's limits, for OverBudgetError.figures."""
     fl, rl = board.memory.flash_bytes, board.memory.ram_bytes
@@ -420,9 +400,18 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
     spec = bsp_for_board(board)
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og", "-Ofast", "-Oz"):
         raise UserInputError(f"optimisation level {opt!r}: expected one of -O0 -O1 -O2 -O3 -Os -Og")
-    cg = _find_codegen_dir(Path(codegen_dir)) if codegen_dir is not None else None
+    dirs = list(codegen_dir) if isinstance(codegen_dir, (list, tuple)) else \
+        ([] if codegen_dir is None else [codegen_dir])
     label, hdir = _harness_choice(harness_dir)
-    if hdir is not None and cg is None:
+    multi = [find_codegen_dir(Path(d), any_prefix=True) for d in dirs] if len(dirs) > 1 else []
+    cg = find_codegen_dir(Path(dirs[0])) if len(dirs) == 1 else None
+    if multi and (hdir is None or hdir == _paths.HARNESS_DIR):
+        which = "selftest" if hdir is None else "serial-protocol harness"
+        raise UserInputError(f"{len(multi)} models in one firmware need a harness of your own: the {which} "
+                             "runs one model, the one named `model`",
+                             hint="pass --harness DIR, a folder with your main() calling each model's "
+                                  "PREFIX_invoke (docs/firmware.md, several models)")
+    if hdir is not None and cg is None and not multi:
         raise UserInputError("the serial harness needs a model: pass a codegen folder, or use the "
                              "selftest harness (--harness selftest)")
     _check_tools()
@@ -442,25 +431,31 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             shutil.copyfile(bsp_dir / "selftest_main.c", tmp / "src/bsp/selftest_main.c")
             copied.append("src/bsp/selftest_main.c")
         else:
-            for rel in _collect(hdir, exclude={"bsp_host.c", "bsp.h"}):
+            for rel in collect(hdir, exclude={"bsp_host.c", "bsp.h"}):
                 dst = tmp / "src/harness" / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(hdir / rel, dst)
                 copied.append(f"src/harness/{rel.as_posix()}")
             include_dirs.append("src/harness")
+        prefixes = []
+        if multi:
+            dirs_inc, prefixes = copy_models(multi, tmp, copied)
+            include_dirs.extend(dirs_inc)
         if cg is not None:
-            model_files = _collect(cg, skip_mains=True)
+            src = source_dir(cg)
+            model_files = collect(src, skip_mains=True)
             hdr_dirs = set()
             for rel in model_files:
                 dst = tmp / "src/model" / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(cg / rel, dst)
+                shutil.copyfile(src / rel, dst)
                 copied.append(f"src/model/{rel.as_posix()}")
                 if rel.suffix == ".h":
                     hdr_dirs.add(("src/model" / rel.parent).as_posix())
             include_dirs.extend(sorted(hdr_dirs | {"src/model"}))
 
-        plan = _plan(board, spec, copied, include_dirs, opt=opt, defines=defines, have_model=cg is not None)
+        plan = _plan(board, spec, copied, include_dirs, opt=opt, defines=defines,
+                     have_model=cg is not None or bool(multi))
         (tmp / "firmware.ld").write_text(render_linker_script(board))
         build_id = _build_id(tmp, plan)
         plan.cflags.append(f'-DTP_BUILD_ID="{build_id}"')
@@ -501,8 +496,10 @@ def build_firmware(codegen_dir, board, out_dir, *, harness_dir=None, defines: di
             hex=out_dir / "firmware.hex", map=out_dir / "firmware.map", makefile=out_dir / "Makefile",
             linker_script=out_dir / "firmware.ld", harness=label, flash_used=flash, ram_used=ram,
             flash_limit=board.memory.flash_bytes, ram_limit=board.memory.ram_bytes, stack_bytes=stack,
-            arena_bytes=_arena_bytes(cg, tmp / "firmware.elf"), entry=entry,
+            arena_bytes=(static_arenas(prefixes, tmp / "firmware.elf") if multi
+                         else _arena_bytes(cg, tmp / "firmware.elf")), entry=entry,
             bin_bytes=(tmp / "firmware.bin").stat().st_size, sections=sections,
-            cflags=plan.cflags, bsp=spec.source, runnable=spec.runnable, build_id=build_id)
+            cflags=plan.cflags, bsp=spec.source, runnable=spec.runnable, build_id=build_id,
+            models=prefixes or _single_model(cg))
         write_json(tmp / "firmware.json", result.to_dict())
     return result

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 
 @click.command(name="flash")
 @click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -21,7 +23,8 @@ import click
 @click.option("--timeout", type=click.FloatRange(min=0, max=1e6, min_open=True), default=None,
               help="Seconds each flashing tool may run, and to wait for the board's drive after a copy "
                    "(default: $TINYPRUNE_FLASH_TIMEOUT, else 120).")
-def command(build_dir, method, board, mount_roots, timeout):
+@json_option
+def command(build_dir, method, board, mount_roots, timeout, as_json):
     """Flash the firmware built in BUILD_DIR (a firmware folder or a build folder with firmware/).
 
     Tools are taken from $TINYPRUNE_OPENOCD, $TINYPRUNE_STFLASH, $TINYPRUNE_PYOCD when set, else PATH."""
@@ -34,6 +37,8 @@ def command(build_dir, method, board, mount_roots, timeout):
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     if res.command:
-        click.echo(f"flashed {res.image} with {res.method}: {shlex.join(res.command)}")
+        say(as_json, f"flashed {res.image} with {res.method}: {shlex.join(res.command)}")
     else:
-        click.echo(f"flashed {res.image} by copying it to {res.target} ({res.output})")
+        say(as_json, f"flashed {res.image} by copying it to {res.target} ({res.output})")
+    if as_json:
+        print_json(res)

@@ -1,4 +1,5 @@
-"""Budget checks of ``tinyprune build`` for every input form (PyTorch, ONNX, int8 TFLite).
+"""Budget checks of ``tinyprune build`` for every input form (PyTorch, ONNX, int8 TFLite, Keras,
+SavedModel, float TFLite).
 
 The limits are the board's (model RAM budget, flash) combined with ``--max-macs/--max-ram/
 --max-flash`` (the tighter wins). They are checked as early as each figure is known:
@@ -41,7 +42,22 @@ NOT_PRUNED = {
     "onnx": ("ONNX models are not pruned by tinyprune: structured pruning removes channels from a "
              "PyTorch module and fine-tunes it, and turning an ONNX graph back into one needs onnx2torch, "
              "which requires torchvision (not a tinyprune dependency: it would replace the pinned CPU torch)"),
+    "keras": ("Keras models are not pruned by tinyprune: its structured pruning removes channels from a PyTorch "
+              "module and fine-tunes it; a Keras model is quantized as it is"),
+    "savedmodel": ("TensorFlow SavedModels are not pruned by tinyprune: its structured pruning removes channels from "
+                   "a PyTorch module and fine-tunes it; a SavedModel is quantized as it is"),
+    "tflite-float": ("a float .tflite is quantized as it is, not pruned: tinyprune's structured pruning removes "
+                     "channels from a PyTorch module and fine-tunes it, and a flatbuffer cannot be trained"),
 }
+
+# how to shrink a model tinyprune does not prune, by input form
+SHRINK = {
+    "keras": ("shrink the Keras model where it is defined (fewer filters per layer, a smaller width multiplier "
+              "`alpha`, a lower input resolution) and retrain it, or write it in PyTorch: `tinyprune build "
+              "model.py:factory --weights w.pt` prunes that to these limits (tensorflow-model-optimization's "
+              "prune_low_magnitude only zeroes weights, which leaves the int8 model's flash, RAM and MACs as they are)"),
+}
+SHRINK["savedmodel"] = SHRINK["tflite-float"] = SHRINK["keras"].replace("the Keras model", "the model")
 
 _WEIGHT_DECL = re.compile(r"^extern\s+const\s+\w+\s+(\w+)\s*\[", re.MULTILINE)
 
@@ -145,6 +161,8 @@ class BudgetCheck:
         user_bound = [FIGURES[k][2] for k in over if self.record["limit_source"].get(k) == FIGURES[k][2]]
         also = [f"raise {' / '.join(user_bound)}"] if user_bound else []
         also.append("pick a board with more memory (`tinyprune boards`)")
+        if self.kind in SHRINK:
+            return SHRINK[self.kind] + "; or " + ", or ".join(also)
         if self.kind in NOT_PRUNED:
             return ("prune the PyTorch source instead: `tinyprune build model.py:factory --weights w.pt "
                     f"--board {self.board.name}` prunes it to these limits (or `tinyprune prune` it, then "

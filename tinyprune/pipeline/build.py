@@ -25,13 +25,15 @@ import numpy as np
 from tinyprune import __version__, _paths
 from tinyprune._fs import write_json
 from tinyprune.errors import OverBudgetError, TinypruneError, UserInputError, ValidationFailed
-from tinyprune.pipeline import workdir
+from tinyprune.pipeline import latency, workdir
 from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT, NOT_MEASURED, check_int8, data_plan, int8_summary
 from tinyprune.pipeline.cache import StageCache, hash_path, stage_key
 from tinyprune.pipeline.progress import Progress
 from tinyprune.pipeline.summaries import codegen_summary, get, prune_layers, validation_summary
+from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 PRUNE_MODES = ("auto", "always", "never")
+TF_KINDS = ("keras", "savedmodel", "tflite-float")   # converted by TensorFlow's converter (convert/tf_source.py)
 MAX_BUDGET_RETRIES = 2
 
 
@@ -51,7 +53,7 @@ class BuildConfig:
     max_macs: int | None = None
     max_ram: int | None = None
     max_flash: int | None = None
-    epochs: int = 3
+    epochs: int = FINETUNE_EPOCHS
     round_to: int = 1
     # conversion / codegen
     calib_samples: int = 200
@@ -94,12 +96,11 @@ def _code(*stage_pkgs: str) -> list[Path]:
 
 
 def _model_kind(spec: str) -> str:
-    s = spec.lower()
-    if s.endswith(".tflite"):
-        return "tflite"
-    if s.endswith(".onnx"):
-        return "onnx"
-    return "pytorch"
+    """pytorch (a factory, the example, an nn.Module) | onnx | tflite (int8, used as it is) | keras |
+    savedmodel | tflite-float (converted to int8 like onnx; convert/loader.py model_format)."""
+    from tinyprune.convert.loader import model_format
+    kind = model_format(spec)
+    return "pytorch" if kind == "example" else kind
 
 
 def _model_inputs(cfg: BuildConfig, mem=None) -> dict:
@@ -155,6 +156,7 @@ class _Pipeline:
         if self.mem.no_cache:
             self.summary["cache"] = {"disabled": self.mem.no_cache}
         self.keys: dict[str, str] = {}
+        self.cached_seconds: dict[str, float] = {}   # stage -> how long it ran when its cached result was made
         # the kernels the memory plan is made for: codegen reserves the DSP variants' scratch on a DSP
         # core, so the pruning estimates must too (else estimate and firmware disagree)
         self.plan_kernels = "dsp" if cfg.kernels == "portable" and self.board.core.dsp else cfg.kernels
@@ -173,6 +175,8 @@ class _Pipeline:
         hit = self.cache.lookup(name, key)
         if hit is not None:
             handle.set_status("cached")
+            if hit.get("seconds") is not None:
+                self.cached_seconds[name] = hit["seconds"]
             return hit.get("result") or {}
         return None
 
@@ -195,8 +199,10 @@ class _Pipeline:
         with self.progress.stage("prune", "fit the model to the board's budget") as h:
             if self.kind != "pytorch":
                 if cfg.prune == "always":
+                    from tinyprune.pipeline.budget_check import SHRINK
                     raise UserInputError(f"--prune always: {self.kind} models are not pruned by tinyprune",
-                                         hint="prune the PyTorch source (`tinyprune build model.py:factory`), "
+                                         hint=SHRINK[self.kind] + ", or drop --prune always" if self.kind in SHRINK
+                                         else "prune the PyTorch source (`tinyprune build model.py:factory`), "
                                               "or drop --prune always")
                 h.set_status("skipped", f"{self.kind} models are not pruned")
                 self.summary["pruning"] = {"applied": False, "reason": f"{self.kind} model"}
@@ -263,7 +269,9 @@ class _Pipeline:
     def stage_convert(self, pruned: Path | None) -> Path:
         cfg = self.cfg
         out = self.dir / "convert"
-        with self.progress.stage("convert", "ONNX export, int8 TFLite, calibration") as h:
+        what = "int8 TFLite (TensorFlow's converter), calibration" if self.kind in TF_KINDS \
+            else "ONNX export, int8 TFLite, calibration"
+        with self.progress.stage("convert", what) as h:
             if self.kind == "tflite":
                 h.set_status("skipped", "model is already int8 TFLite")
                 dst = self.dir / "model_int8.tflite"
@@ -349,7 +357,8 @@ class _Pipeline:
                 hit = {"codegen": codegen_summary(out / "codegen.json", tflite)}
                 self.cache.store("codegen", key, [out], hit)
                 h.set_status("done", f"arena {hit['codegen'].get('arena_bytes', 0):,} B, "
-                                     f"{hit['codegen'].get('macs', 0):,} MACs")
+                                     f"{hit['codegen'].get('macs', 0):,} MACs" +
+                             "".join(f"; {n}" for n in hit["codegen"].get("notes", [])))
             self.summary["codegen"] = hit["codegen"]
             return out
 
@@ -447,6 +456,7 @@ class _Pipeline:
 
     def _validate(self, codegen_dir: Path) -> dict:
         validation = {}
+        sim_board = self.board
         validation["host"] = self.stage_validate("host", self.dir, self.cfg.samples)
         twin = self.board.sim_twin if not self.board.simulation else None
         if self.cfg.sim and (twin or self.board.simulation):
@@ -455,13 +465,15 @@ class _Pipeline:
                 sim_board = load_board(twin, self.cfg.boards_dir)
                 self.summary["sim_firmware"] = self.stage_firmware(codegen_dir, sim_board, "firmware-sim",
                                                                    self.dir / "firmware-sim")
-            else:
-                sim_board = self.board
             validation["sim"] = self.stage_validate("sim", self.dir, self.cfg.sim_samples)
             validation["sim"]["board"] = sim_board.name
         elif self.cfg.sim:
             self.progress.log(f"no simulation twin for {self.board.name}: simulation validation skipped")
         self.summary["validation"] = validation
+        from tinyprune.boards import list_boards
+        self.summary["latency"] = latency.summarise(self.board, sim_board, validation.get("sim"),
+                                                    self.summary.get("firmware"), list_boards(self.cfg.boards_dir))
+        self.progress.log(latency.line(self.summary["latency"], self.board.name))
         bad = {t: v for t, v in validation.items() if not v.get("passed")}
         if bad:
             raise ValidationFailed("validation failed: " + "; ".join(
@@ -500,6 +512,11 @@ def build(model: str = "example", board: str = "nucleo-f746", *, config: BuildCo
             summary["message"] = e.message if isinstance(e, TinypruneError) else \
                 f"internal error: {type(e).__name__}: {e}"
         summary["timings"] = {k: round(v, 2) for k, v in prog.timings.items()}
+        for name, status in prog.status.items():   # a later cached run reports how long the stage really took
+            if status != "cached" and name in pipe.keys:
+                pipe.cache.annotate(name, seconds=round(prog.timings.get(name, 0.0), 2))
+        summary["timings_when_run"] = {**{k: round(v, 2) for k, v in prog.timings.items()
+                                          if prog.status.get(k) != "cached"}, **pipe.cached_seconds}
         summary["stage_status"] = dict(prog.status)
         summary["stage_order"] = list(prog.status)
         summary["total_seconds"] = round(time.monotonic() - start, 2)

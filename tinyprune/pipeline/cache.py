@@ -92,5 +92,17 @@ class StageCache:
                                   default=str))
         os.replace(tmp, rec)
 
+    def annotate(self, stage: str, **fields) -> None:
+        """Add facts learnt after the stage's outputs were stored (e.g. how long it ran) to its record."""
+        rec = self._record(stage)
+        try:
+            data = json.loads(rec.read_text())
+        except (OSError, ValueError):
+            return
+        data.update(fields)
+        tmp = rec.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, rec)
+
     def invalidate(self, stage: str) -> None:
         self._record(stage).unlink(missing_ok=True)

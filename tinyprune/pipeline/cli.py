@@ -6,8 +6,11 @@ import sys
 
 import click
 
+from tinyprune._cli import json_option, print_json
+
 from tinyprune.pipeline.accuracy import DEFAULT_MIN_AGREEMENT
 from tinyprune.pipeline.build import BuildConfig
+from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 
 def _print_table(summary: dict, build_dir) -> None:
@@ -36,10 +39,11 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--no-prune", is_flag=True, help="same as --prune never")
 @click.option("--criterion", default="l1", show_default=True, help="pruning criterion (see `tinyprune prune -h`)")
 @click.option("--when", default="trained", show_default=True, type=click.Choice(["trained", "init", "gradual"]))
-@click.option("--max-macs", type=int, default=None, help="MAC limit per inference")
+@click.option("--max-macs", type=int, default=None, help="limit on multiply-accumulates per inference (convolutions and fully-connected layers "
+                                                          "of the int8 graph; docs/pruning.md#macs)")
 @click.option("--max-ram", type=int, default=None, help="int8 arena limit, bytes")
 @click.option("--max-flash", type=int, default=None, help="model constants limit, bytes")
-@click.option("--epochs", type=int, default=3, show_default=True, help="fine-tuning epochs after pruning")
+@click.option("--epochs", type=int, default=FINETUNE_EPOCHS, show_default=True, help="fine-tuning epochs after pruning")
 @click.option("--round-to", type=click.Choice(["1", "4", "8"]), default="1", show_default=True)
 @click.option("--calib-samples", type=int, default=200, show_default=True)
 @click.option("--max-int8-drop", type=float, default=1.0, show_default=True,
@@ -58,7 +62,7 @@ def _print_table(summary: dict, build_dir) -> None:
 @click.option("--sim/--no-sim", default=True, show_default=True, help="validate on the board's QEMU twin")
 @click.option("--sim-samples", type=int, default=20, show_default=True)
 @click.option("--force", is_flag=True, help="re-run every stage (ignore the cache)")
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
+@json_option
 @click.option("-o", "--out", default="build", show_default=True, help="output folder (artifacts in OUT/BOARD/)")
 @click.pass_context
 def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mode, no_prune, criterion, when, max_macs,
@@ -67,7 +71,8 @@ def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mod
             sim_samples, force, as_json, out):
     """Model -> pruned -> int8 -> C -> firmware -> validated, with a report.
 
-    MODEL is `example` (default), path/file.py:factory, pkg.module:factory, an .onnx or an int8 .tflite.
+    MODEL is `example` (default), path/file.py:factory, pkg.module:factory, an .onnx, a Keras .keras/.h5,
+    a TensorFlow SavedModel directory, or a .tflite (int8, or float: quantized on --data).
     Exit codes: 0 ok, 2 bad input, 3 over budget, 4 validation failed, 5 missing tool."""
     from tinyprune.errors import TinypruneError
     from tinyprune.pipeline.build import build
@@ -87,12 +92,12 @@ def command(ctx, model, board, boards_dir, data, weights, input_shape, prune_mod
         if build_dir is not None and (build_dir / "summary.json").exists():
             summary = json.loads((build_dir / "summary.json").read_text())
             if as_json:
-                click.echo(json.dumps(summary, indent=2, sort_keys=True))
+                print_json(summary)
             else:
                 _print_table(summary, build_dir)
         raise
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        print_json(summary)
     else:
         _print_table(summary, build_dir)
     sys.stdout.flush()

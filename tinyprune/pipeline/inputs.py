@@ -63,7 +63,7 @@ def take(cfg):
         if not callable(getattr(cfg.model, "state_dict", None)) or not callable(cfg.model):
             raise UserInputError(f"cannot build a {type(cfg.model).__name__}",
                                  hint="pass a torch nn.Module, 'example', 'file.py:factory', 'pkg.module:factory', "
-                                      "an .onnx or an int8 .tflite path")
+                                      "an .onnx, .keras/.h5, SavedModel directory or .tflite path")
         mem.module = cfg.model
         changes["model"] = f"<{type(cfg.model).__name__} in memory>"
         key, why = module_key(cfg.model)

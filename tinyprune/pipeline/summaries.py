@@ -27,22 +27,30 @@ def prune_layers(rep: dict) -> list[dict]:
 
 
 def codegen_summary(path: Path, tflite: Path) -> dict:
+    from tinyprune.codegen.tflite_reader import read_model
     cg = json.loads(Path(path).read_text())
     layers = cg.get("layers") or []
+    model = read_model(tflite)
+    g = model.graph
+
+    def const_bytes(op_index) -> int | None:   # the layer's weights and biases (int8/int32 in flash)
+        if op_index is None or not 0 <= op_index < len(g.ops):
+            return None
+        return sum(g.tensors[t].nbytes for t in g.ops[op_index].inputs if t and g.tensors[t].is_const)
     return {"arena_bytes": cg["arena_bytes"], "flash_bytes": cg["flash_bytes"], "weight_bytes": cg["weight_bytes"],
             "macs": cg["macs"], "peak_bytes": cg.get("peak_bytes"), "tflm_arena_bytes": cg.get("tflm_arena_bytes"),
-            "fast_weights": bool(cg.get("fast_weights")),
+            "fast_weights": bool(cg.get("fast_weights")), "notes": cg.get("notes", []),
             "layers": [{"name": l.get("name"), "kind": l.get("kind"), "macs": l.get("macs"),
-                        "output_bytes": l.get("output_bytes")} for l in layers],
-            **_arena_timeline(tflite, cg)}
+                        "weight_bytes": const_bytes(l.get("op")), "input_bytes": l.get("input_bytes"),
+                        "output_bytes": l.get("output_bytes"), "scratch_bytes": l.get("scratch_bytes"),
+                        **({"variant": l["variant"]} if "variant" in l else {})} for l in layers],
+            **_arena_timeline(model, cg)}
 
 
-def _arena_timeline(tflite: Path, cg: dict) -> dict:
+def _arena_timeline(model, cg: dict) -> dict:
     """Tensors of the memory plan (offset, size, live steps) for the report's arena plot: the same
     planner call that codegen made (same model, same kernel scratch, same options)."""
     from tinyprune.codegen.generate import plan_for
-    from tinyprune.codegen.tflite_reader import read_model
-    model = read_model(tflite)
     plan = plan_for(model, cg["plan_kernels"], overlap=cg["plan"]["overlap"]).plan
     assert plan.arena_bytes == cg["arena_bytes"], "memory plan differs from codegen's"
     tensors = [{"name": n, "offset": plan.offsets[n], "size": model.graph.tensors[n].nbytes,
@@ -65,4 +73,6 @@ def validation_summary(rep, target: str) -> dict:
             "bit_exact": d.get("bit_exact"), "mismatched_samples": len(d.get("mismatched_samples") or []),
             "confusion": confusion, "classes": list(range(len(confusion))) if confusion else None,
             "counter_per_inference": counters.get("median"), "counter_unit": counters.get("unit"),
+            "layers": [{"index": l.get("index"), "name": l.get("name"), "mean": l.get("mean")}
+                       for l in d.get("layers") or []],
             "device": d.get("device")}

@@ -14,6 +14,9 @@ from tinyprune.errors import UserInputError
 # well under this; a real build that still disagrees makes the pipeline re-call prune with a
 # tightened budget (Budget.tightened).
 FIRMWARE_FLASH_OVERHEAD = 48 * 1024
+# Fine-tuning epochs after pruning, the one default of `tinyprune prune`, `tinyprune build` and the APIs
+# (defined here because this module is cheap to import: no torch).
+FINETUNE_EPOCHS = 5
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 from tinyprune.errors import UserInputError
+from tinyprune.prune.budget import FINETUNE_EPOCHS
 
 _CRITERIA_HELP = "l1, l2, taylor, random, snip, snip-it, grasp, synflow, imp, halo"
 
@@ -31,7 +34,8 @@ def _load_model(spec: str, weights, input_shape, data=None):
 @click.command(name="prune", help="Structured pruning until the model fits a board's budget.")
 @click.argument("model")
 @click.option("--board", default=None, help="board name (boards/NAME.toml): flash and RAM limits")
-@click.option("--max-macs", type=int, default=None, help="limit on multiply-accumulates per inference")
+@click.option("--max-macs", type=int, default=None, help="limit on multiply-accumulates per inference: convolutions and fully-connected layers of the "
+                   "int8 graph (BatchNorm folded; activations, pooling, adds not counted; docs/pruning.md#macs)")
 @click.option("--max-ram", type=int, default=None, help="limit on the int8 tensor arena, bytes")
 @click.option("--max-flash", type=int, default=None, help="limit on model constants in flash, bytes")
 @click.option("--criterion", default="l1", show_default=True, help=f"importance criterion: {_CRITERIA_HELP}")
@@ -43,7 +47,7 @@ def _load_model(spec: str, weights, input_shape, data=None):
 @click.option("--sparsity", type=float, default=0.5, show_default=True, help="target for --granularity weight")
 @click.option("--data", default=None, help="digits or a .npz with x, y[, x_test, y_test] (docs/data.md) "
                                            "(default: digits for the example)")
-@click.option("--epochs", type=int, default=5, show_default=True, help="(fine-)tuning epochs")
+@click.option("--epochs", type=int, default=FINETUNE_EPOCHS, show_default=True, help="(fine-)tuning epochs")
 @click.option("--round-to", type=click.Choice(["1", "4", "8"]), default="1", show_default=True,
               help="round channel counts to multiples of this (SIMD-friendly kernels)")
 @click.option("--min-channels", type=int, default=1, show_default=True, help="minimum channels per layer")
@@ -52,8 +56,9 @@ def _load_model(spec: str, weights, input_shape, data=None):
 @click.option("--input-shape", default=None, help="1,C,H,W when the model does not declare it")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", "out", required=True, help="output directory")
+@json_option
 def command(model, board, max_macs, max_ram, max_flash, criterion, when, granularity, sparsity, data, epochs,
-            round_to, min_channels, distill, weights, input_shape, seed, out):
+            round_to, min_channels, distill, weights, input_shape, seed, out, as_json):
     from tinyprune._fs import atomic_output_dir
     from tinyprune.prune import Budget, PruneConfig, prune
     from tinyprune.prune import criteria
@@ -81,14 +86,26 @@ def command(model, board, max_macs, max_ram, max_flash, criterion, when, granula
         result.save(tmp)
     r = result.report
     b, a = r["before"], r["after"]
-    click.echo(f"pruned {model} with {criterion} ({when}): MACs {b['macs']:,} -> {a['macs']:,}, "
+    say(as_json, f"pruned {model} with {criterion} ({when}): MACs {b['macs']:,} -> {a['macs']:,}, "
                f"RAM {b['ram_bytes']:,} -> {a['ram_bytes']:,} B, flash {b['flash_bytes']:,} -> {a['flash_bytes']:,} B")
+    if b.get("macs_all_layers") and a.get("macs_all_layers"):
+        say(as_json, f"MACs counted over every layer (torch-pruning's count, BN/activations/pooling included): "
+                     f"{b['macs_all_layers']:,} -> {a['macs_all_layers']:,}")
+    for w in r.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
     acc = r["accuracy"]
     if acc["before"] is not None:
-        click.echo(f"accuracy: {acc['before']:.4f} before, {acc['after_pruning']:.4f} after pruning, "
+        say(as_json, f"accuracy: {acc['before']:.4f} before, {acc['after_pruning']:.4f} after pruning, "
                    f"{acc['after_finetuning']:.4f} after fine-tuning")
+    else:
+        say(as_json, "accuracy: not measured (no labelled data)")
     if "not_pruned" in r:
-        click.echo(f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
+        say(as_json, f"note: not pruned: {', '.join(r['not_pruned']['layers'])}: {r['not_pruned']['reason']}")
+    if "grouped_units" in r:
+        units = ", ".join(f"{k} ({v} channels per pattern)" for k, v in sorted(r["grouped_units"]["layers"].items()))
+        say(as_json, f"note: grouped convolutions: {units}: {r['grouped_units']['note']}")
     if "note" in r:
-        click.echo(f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
-    click.echo(f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")
+        say(as_json, f"note: {r['note']}; achieved sparsity {r['weight_sparsity']['achieved']:.2%}")
+    say(as_json, f"wrote {out}/pruned_model.pt, pruned_state_dict.pt, channels.json, prune.json")
+    if as_json:
+        print_json(r)

@@ -24,7 +24,7 @@ import torch.nn as nn
 from tinyprune import _fs
 from tinyprune.errors import OverBudgetError, UserInputError
 from tinyprune.prune import criteria as _criteria
-from tinyprune.prune.budget import Budget
+from tinyprune.prune.budget import FINETUNE_EPOCHS, Budget
 from tinyprune.prune.criteria.base import Context
 from tinyprune.prune.irgraph import Figures, figures
 from tinyprune.prune.search import over_budget_error, search, smallest_reachable
@@ -39,7 +39,7 @@ WEIGHT_SPARSITY_NOTE = ("weight sparsity (--granularity weight) zeroes individua
 
 @dataclass
 class PruneConfig:
-    epochs: int = 5                 # training (init), fine-tuning (trained) or total (gradual) epochs
+    epochs: int = FINETUNE_EPOCHS   # training (init), fine-tuning (trained) or total (gradual) epochs
     granularity: str = "channel"
     round_to: int = 1
     min_channels: int = 1
@@ -145,7 +145,10 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     if (crit.needs_data and data is None) or (crit.needs_training and data is None and train_fn is None):
         raise UserInputError(f"criterion {criterion!r} needs data" + (" or a train_fn" if crit.needs_training else ""),
                              hint="pass --data digits or --data file.npz (arrays x, y; see docs/data.md)")
+    warnings = []
     if cfg.epochs > 0 and data is None and train_fn is None:
+        warnings.append(f"no data and no train_fn: the pruned model is NOT fine-tuned ({cfg.epochs} epochs asked "
+                        "for, 0 run) and its accuracy is not measured; pass --data (docs/data.md) or a train_fn")
         cfg = dataclasses.replace(cfg, epochs=0)
 
     def acc(m):
@@ -172,6 +175,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         ignored = [output_layer(model, example_input)] + list(cfg.ignored_layers)
     st = Structure(model, example_input, ignored)
     before_fig = figures(model, example_input, **_acct(cfg))
+    before_all_macs = _all_layer_macs(model, example_input)
     before_layers = _layers(model)
     acc_before = acc(model)
     ctx = Context(model=model, structure=st, example_input=example_input,
@@ -186,8 +190,17 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
               "training": {"epochs": cfg.epochs,
                            "by": "train_fn" if train_fn is not None else ("built-in" if trainer is not None else
                                                                            "none (no data, no train_fn)")}}
+    if warnings:
+        report["warnings"] = warnings
     if st.excluded:  # kept whole, never a wrong model: said in the report and by the CLI
-        report["not_pruned"] = {"layers": sorted(st.excluded), "reason": min(st.excluded.values())}
+        report["not_pruned"] = {"layers": sorted(st.excluded),
+                                "reason": "; ".join(sorted(set(st.excluded.values()))),   # each distinct one
+                                "by_layer": dict(sorted(st.excluded.items()))}
+    units = {r: g.unit for r, g in st.groups.items() if g.unit > 1}
+    if units:  # groups reaching grouped convolutions lose whole per-group patterns (structure.py)
+        report["grouped_units"] = {"layers": units, "note": "channels removed in whole per-group patterns (one at "
+                                   "the same place in each convolution group) so that every group keeps the "
+                                   "same count; --min-channels and --round-to count these patterns"}
 
     if cfg.granularity == "weight":
         from tinyprune.prune.unstructured import prune_weights
@@ -199,8 +212,9 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
         after_fig = figures(model, example_input, **_acct(cfg))
         report.update(sparsity)
         report["note"] = WEIGHT_SPARSITY_NOTE
-        return _finish(model, report, before_fig, after_fig, before_layers, acc_before, sparsity.pop("_acc_pruned"),
-                       acc(model), stats, set())
+        res = _finish(model, report, before_fig, after_fig, before_layers, acc_before, sparsity.pop("_acc_pruned"),
+                      acc(model), stats, set())
+        return _with_all_layer_macs(res, before_all_macs, example_input)
 
     # feasibility first (before any expensive training)
     if not budget.fits(before_fig):
@@ -230,8 +244,9 @@ def prune(model: nn.Module, example_input: torch.Tensor, budget: Budget, *, crit
     after_fig = figures(model, example_input, **_acct(cfg))
     if not budget.fits(after_fig):  # cannot happen: every step checks the pruned copy's figures
         raise RuntimeError(f"pruned model misses the budget: {budget.violations(after_fig)}")
-    return _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc(model),
-                   stats, clamped)
+    res = _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc(model),
+                  stats, clamped)
+    return _with_all_layer_macs(res, before_all_macs, example_input)
 
 
 def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
@@ -250,6 +265,11 @@ def _prune_step(crit, ctx, st, step_budget, s, steps, cfg, stats) -> set:
     return set(ranking.clamped) if ranking is not None else set()
 
 
+MACS_DEFINITION = ("macs: multiply-accumulates of the convolutions and fully-connected layers of the int8 graph "
+                   "(BatchNorm folded; activations, pooling, adds, resizes not counted); macs_all_layers: "
+                   "torch-pruning's count_ops_and_params of the float model, every layer included")
+
+
 def _acct(cfg) -> dict:
     """The figures() options of this run: the kernels and weight layout codegen will use."""
     return {"kernels": cfg.kernels, "fast_weights": cfg.fast_weights}
@@ -258,6 +278,25 @@ def _acct(cfg) -> dict:
 def _guard_width(config: dict) -> int:
     m, r = max(1, config.get("min_channels", 1)), config.get("round_to", 1)
     return -(-m // r) * r if r > 1 else m
+
+
+def _all_layer_macs(model, example_input) -> int | None:
+    """Torch-Pruning's count (``tp.utils.count_ops_and_params``): every layer it knows, BatchNorm, activations,
+    pooling and adds included, so 10-20 % above ``macs`` (conv + fully-connected of the int8 graph, what
+    the kernels multiply and what budgets limit). Reported beside it for comparison with other tools."""
+    import torch_pruning as tp
+    try:
+        with torch.no_grad():
+            return int(tp.utils.count_ops_and_params(copy.deepcopy(model).eval(), example_input)[0])
+    except Exception:  # noqa: BLE001 - an informative second count only; None = "could not be counted"
+        return None
+
+
+def _with_all_layer_macs(res, before: int | None, example_input):
+    res.report["before"]["macs_all_layers"] = before
+    res.report["after"]["macs_all_layers"] = _all_layer_macs(res.model, example_input)
+    res.report["macs_definition"] = MACS_DEFINITION
+    return res
 
 
 def _finish(model, report, before_fig, after_fig, before_layers, acc_before, acc_pruned, acc_after, stats, clamped):

@@ -17,6 +17,8 @@ The graph mirrors what the int8 TFLite file contains after onnx2tf + the TF conv
   * nn.Upsample / F.interpolate with mode "nearest" -> RESIZE_NEAREST_NEIGHBOR (int32 [2] output size,
     align_corners and half_pixel_centers off, as onnx2tf converts torch's Resize); a size taken from
     another tensor's shape (``size=skip.shape[-2:]``) is static and folds away;
+  * Tanh -> TANH, LeakyReLU -> LEAKY_RELU, PReLU -> PRELU, chunk/split pieces and ``x[...]`` slices ->
+    STRIDED_SLICE (``irops``);
   * Dropout / Identity / eval BatchNorm vanish (folded);
   * shape access (``x.shape``, ``x.size()``, integer arithmetic on them) adds nothing, and a channel
     shuffle (view to (N, g, C/g, H, W), transpose/permute of the channel groups, view back) becomes
@@ -29,7 +31,8 @@ flash accounting) when it is importable; until then a documented fallback (``fal
 is used: flash = constant bytes + 8 bytes of requantisation parameters per output channel,
 arena = greedy first-fit offset plan over tensor lifetimes + the largest kernel scratch buffer.
 
-May import: torch, tinyprune.errors, tinyprune.prune.irshape, tinyprune.codegen (ir, scratch, estimate).
+May import: torch, tinyprune.errors, tinyprune.prune.irshape, tinyprune.prune.irops, tinyprune.codegen (ir,
+scratch, estimate).
 Not other stages.
 """
 from __future__ import annotations
@@ -44,13 +47,16 @@ import torch.nn.functional as F
 
 from tinyprune.codegen import ir
 from tinyprune.errors import UnsupportedModelError
-from tinyprune.prune import irshape
+from tinyprune.prune import irops, irshape
 
+_POOL_FUNCS = {F.max_pool2d: "MAX_POOL_2D", F.avg_pool2d: "AVERAGE_POOL_2D", torch.max_pool2d: "MAX_POOL_2D"}
+_POOL_ARGS = {f: (("kernel_size", "stride", "padding", "dilation", "ceil_mode") if k == "MAX_POOL_2D"
+                  else ("kernel_size", "stride", "padding", "ceil_mode")) for f, k in _POOL_FUNCS.items()}
 _RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.relu_}
 # element-wise activations the converter emits as one TFLite operator of the same shape
-_UNARY_MODULES = {nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC"}
+_UNARY_MODULES = {nn.Hardswish: "HARD_SWISH", nn.Sigmoid: "LOGISTIC", nn.Tanh: "TANH"}
 _UNARY_FUNCS = {F.hardswish: "HARD_SWISH", torch.sigmoid: "LOGISTIC", F.sigmoid: "LOGISTIC",
-                "sigmoid": "LOGISTIC"}
+                "sigmoid": "LOGISTIC", **{f: "TANH" for f in irops.TANH_FUNCS}}
 _IDENTITY_MODULES = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -164,6 +170,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
 
     fused: set[str] = _static_size_nodes(gm)
     values: set[str] = set()   # fx nodes holding Python values computed from shapes (irshape)
+    split_shapes: dict[str, tuple] = {}   # chunk/split node -> shape of the tensor it splits
     for node in gm.graph.nodes:
         if node.name in fused:
             continue
@@ -184,8 +191,16 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
         if node.op == "get_attr":
             raise UnsupportedModelError(f"the model reads a raw parameter/buffer {node.target!r} in forward(); "
                                         "wrap it in a standard layer (Conv2d, Linear, ...)")
+        if irops.is_split(node):    # its pieces (getitem) become STRIDED_SLICEs of the split tensor
+            b.alias[node.name] = b.src(node.args[0])
+            split_shapes[node.name] = meta_shape(node.args[0])
+            continue
         oshape = meta_shape(node)
         args = [a for a in node.args if isinstance(a, torch.fx.Node) and a.name not in values]
+        if node.target is operator.getitem and args:
+            ishape = split_shapes.get(args[0].name) or meta_shape(args[0])
+            if irops.getitem(b, node, b.src(args[0]), ishape, oshape):
+                continue
         if node.op == "call_module":
             m = modules[node.target]
             if isinstance(m, nn.Conv2d):
@@ -207,10 +222,9 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                                                                          [pads[1], pads[1]], [0, 0]]}, node.target))
                     x = pt
                 depthwise = m.groups == in_c and m.groups > 1
-                if m.groups != 1 and not depthwise:
-                    raise UnsupportedModelError(f"layer {node.target!r}: grouped convolution (groups={m.groups}) has no "
-                                                "int8 TFLite kernel; use groups=1 or depthwise (groups=in_channels)")
-                wname = b.const(f"{node.target}.weight", (1, kh, kw, out_c) if depthwise else (out_c, kh, kw, in_c), "int8")
+                # groups < in_channels: TFLite's grouped CONV_2D, filter [out_c, kh, kw, in_c / groups]
+                wname = b.const(f"{node.target}.weight", (1, kh, kw, out_c) if depthwise
+                                else (out_c, kh, kw, in_c // m.groups), "int8")
                 bname = b.const(f"{node.target}.bias", (out_c,), "int32")
                 end = bn_passthrough(node)
                 out_name = b.act(end.name, oshape)
@@ -220,7 +234,7 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                     opts["depth_multiplier"] = out_c // in_c
                 op = ir.Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, wname, bname], [out_name], opts, node.target)
                 b.ops.append(op)
-                macs = oh * ow * out_c * kh * kw * (1 if depthwise else in_c)
+                macs = oh * ow * out_c * kh * kw * (1 if depthwise else in_c // m.groups)
                 b.layer_macs[node.target] = macs
                 if end is not node:
                     fused.add(end.name)
@@ -260,22 +274,16 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
                 kind = next(k for t, k in _UNARY_MODULES.items() if isinstance(m, t))
                 b.ops.append(ir.Op(kind, [b.src(args[0])], [b.act(node.name, oshape)], {}, node.target))
                 continue
+            if isinstance(m, nn.LeakyReLU):
+                irops.leaky_relu(b, node, b.src(args[0]), oshape, m)
+                continue
+            if isinstance(m, nn.PReLU):
+                irops.prelu(b, node, b.src(args[0]), oshape, m)
+                continue
             if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-                kh, kw = _pair(m.kernel_size)
-                st = _pair(m.stride if m.stride is not None else m.kernel_size)
-                kind = "MAX_POOL_2D" if isinstance(m, nn.MaxPool2d) else "AVERAGE_POOL_2D"
-                x = b.src(args[0])
-                if any(_pair(m.padding)) or m.ceil_mode:
-                    if kind != "MAX_POOL_2D" or _pair(m.dilation) != (1, 1) or not _non_negative(args[0], modules):
-                        raise UnsupportedModelError(
-                            f"layer {node.target!r}: padded or ceil-mode pooling is supported for max-pool after a "
-                            "ReLU (or sigmoid) only", hint="put the ReLU before the pool, or use padding=0")
-                    x = _explicit_pool_pad(b, node, x, meta_shape(args[0]), oshape, (kh, kw), st, _pair(m.padding))
-                op = ir.Op(kind, [x], [b.act(node.name, oshape)],
-                           {"stride_h": st[0], "stride_w": st[1], "filter_h": kh, "filter_w": kw,
-                            "padding": "VALID", "fused_activation": "NONE"}, node.target)
-                b.ops.append(op)
-                fuse_relu(node, op)
+                _pool(b, node, args[0], oshape, "MAX_POOL_2D" if isinstance(m, nn.MaxPool2d) else "AVERAGE_POOL_2D",
+                      m.kernel_size, m.stride, m.padding, m.ceil_mode, getattr(m, "dilation", 1), modules, fuse_relu,
+                      node.target, meta_shape(args[0]))
                 continue
             if isinstance(m, nn.AdaptiveAvgPool2d):
                 if _pair(m.output_size) != (1, 1):
@@ -317,6 +325,15 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             continue
         if tgt in _UNARY_FUNCS:
             b.ops.append(ir.Op(_UNARY_FUNCS[tgt], [b.src(args[0])], [b.act(node.name, oshape)], {}, node.name))
+            continue
+        if tgt in irops.LEAKY_FUNCS:
+            irops.leaky_relu(b, node, b.src(args[0]), oshape)
+            continue
+        if tgt in _POOL_FUNCS:   # F.max_pool2d / F.avg_pool2d(x, kernel_size, stride=None, padding=0, ...)
+            kw_ = dict(zip(_POOL_ARGS[tgt], node.args[1:]), **node.kwargs)
+            _pool(b, node, args[0], oshape, _POOL_FUNCS[tgt], kw_["kernel_size"], kw_.get("stride"),
+                  kw_.get("padding", 0), kw_.get("ceil_mode", False), kw_.get("dilation", 1), modules, fuse_relu,
+                  node.name, meta_shape(args[0]))
             continue
         if tgt is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
@@ -408,6 +425,26 @@ def _non_negative(node, modules) -> bool:
             return False
         node = node.args[0]
     return False
+
+
+def _pool(b, node, src, oshape, kind, kernel, stride, padding, ceil_mode, dilation, modules, fuse_relu, name,
+          ishape):
+    """MAX_POOL_2D / AVERAGE_POOL_2D of nn.MaxPool2d/AvgPool2d or F.max_pool2d/avg_pool2d (VALID; a padded or
+    ceil-mode max-pool after a ReLU gets the explicit PAD the convert stage gives it)."""
+    kh, kw = _pair(kernel)
+    st = _pair(stride if stride else kernel)
+    x = b.src(src)
+    if any(_pair(padding)) or ceil_mode:
+        if kind != "MAX_POOL_2D" or _pair(dilation) != (1, 1) or not _non_negative(src, modules):
+            raise UnsupportedModelError(
+                f"layer {name!r}: padded or ceil-mode pooling is supported for max-pool after a "
+                "ReLU (or sigmoid) only", hint="put the ReLU before the pool, or use padding=0")
+        x = _explicit_pool_pad(b, node, x, ishape, oshape, (kh, kw), st, _pair(padding))
+    op = ir.Op(kind, [x], [b.act(node.name, oshape)],
+               {"stride_h": st[0], "stride_w": st[1], "filter_h": kh, "filter_w": kw,
+                "padding": "VALID", "fused_activation": "NONE"}, name)
+    b.ops.append(op)
+    fuse_relu(node, op)
 
 
 def _explicit_pool_pad(b: _Builder, node, x, ishape, oshape, k, st, pads) -> str:

@@ -4,7 +4,9 @@ depthwise-separable block, channel concatenation, global average pool), ``se_hsw
 (hard-swish, squeeze-and-excitation with a broadcast multiply, functional adaptive pooling),
 ``shuffle_net`` (ShuffleNet-v2-style units: two branches concatenated, depthwise convs, a channel
 shuffle written with shape access, view and transpose as torchvision writes it) and ``tiny_seg_net``
-(a segmentation-style encoder-decoder: nearest-neighbour upsampling, skip concat).
+(a segmentation-style encoder-decoder: nearest-neighbour upsampling, skip concat) and
+``act_split_net`` (PReLU per channel and shared, LeakyReLU, tanh, channels split with torch.chunk,
+torch.split and x[:, a:b]).
 
 May import: torch only.
 """
@@ -156,6 +158,54 @@ class ShuffleNetTiny(nn.Module):
         x = x.reshape(n, g, c // g, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
+class ShuffleV1Unit(nn.Module):
+    """ShuffleNet-v1 unit at stride 1: grouped 1x1 -> channel shuffle -> depthwise 3x3 -> grouped 1x1,
+    added to the input."""
+
+    def __init__(self, c, mid, groups):
+        super().__init__()
+        self.groups = groups
+        self.reduce = nn.Conv2d(c, mid, 1, groups=groups, bias=False)
+        self.reduce_bn = nn.BatchNorm2d(mid)
+        self.dw = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)
+        self.dw_bn = nn.BatchNorm2d(mid)
+        self.expand = nn.Conv2d(mid, c, 1, groups=groups, bias=False)
+        self.expand_bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        y = channel_shuffle(torch.relu(self.reduce_bn(self.reduce(x))), self.groups)
+        y = self.expand_bn(self.expand(self.dw_bn(self.dw(y))))
+        return torch.relu(x + y)
+
+
+class ShuffleNetV1Tiny(nn.Module):
+    """stem -> two ShuffleNet-v1 units (grouped 1x1 convolutions, 3 groups, channel shuffle) -> a
+    ResNeXt-style grouped 3x3 convolution at stride 2 (2 groups) -> 1x1 head -> global average pool ->
+    linear classifier. Channel counts are not multiples of 4 (the grouped convs' filters have 8, 4
+    and 12 input channels)."""
+    input_shape = (1, 1, 8, 8)
+
+    def __init__(self, width=24, classes=10, in_ch=1, groups=3):
+        super().__init__()
+        w = width
+        self.stem = nn.Conv2d(in_ch, w, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(w)
+        self.unit1 = ShuffleV1Unit(w, w // 2, groups)
+        self.unit2 = ShuffleV1Unit(w, w // 2, groups)
+        self.down = nn.Conv2d(w, 4 * w // 3, 3, stride=2, padding=1, groups=2, bias=False)
+        self.down_bn = nn.BatchNorm2d(4 * w // 3)
+        self.head = nn.Conv2d(4 * w // 3, 4 * w // 3, 1, bias=False)
+        self.head_bn = nn.BatchNorm2d(4 * w // 3)
+        self.fc = nn.Linear(4 * w // 3, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        x = self.unit2(self.unit1(x))
+        x = torch.relu(self.down_bn(self.down(x)))
+        x = torch.relu(self.head_bn(self.head(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class TinySegNet(nn.Module):
     """conv -> strided conv (downsample) -> conv -> nearest upsample x2 (``nn.Upsample``, or
     ``F.interpolate`` to the skip's size) -> concat with the skip -> 1x1 conv head (per-pixel classes)."""
@@ -178,6 +228,38 @@ class TinySegNet(nn.Module):
         return self.head(torch.cat([y, s], 1))
 
 
+class ActSplitNet(nn.Module):
+    """stem conv + PReLU (one slope per channel) -> torch.chunk into two branches (conv + PReLU per
+    channel, conv + tanh) -> concat -> strided conv + PReLU (one shared slope) -> torch.split into a 1x1
+    conv + leaky ReLU branch and x[:, a:b] slices multiplied -> global average pools -> linear."""
+    input_shape = (1, 1, 8, 8)
+
+    def __init__(self, width=8, classes=10, in_ch=1):
+        super().__init__()
+        w = self.w = width
+        self.stem = nn.Conv2d(in_ch, 2 * w, 3, padding=1)
+        self.stem_act = nn.PReLU(2 * w)
+        self.a = nn.Conv2d(w, w, 3, padding=1)
+        self.a_act = nn.PReLU(w)
+        self.b = nn.Conv2d(w, w, 1)
+        self.b_act = nn.Tanh()
+        self.mid = nn.Conv2d(2 * w, 3 * w, 3, stride=2, padding=1)
+        self.mid_act = nn.PReLU()
+        self.head = nn.Conv2d(2 * w, 2 * w, 1)
+        self.fc = nn.Linear(2 * w + w // 2, classes)
+
+    def forward(self, x):
+        w = self.w
+        x = self.stem_act(self.stem(x))
+        a, b = torch.chunk(x, 2, dim=1)
+        x = torch.cat([self.a_act(self.a(a)), self.b_act(self.b(b))], 1)
+        x = self.mid_act(self.mid(x))
+        p, q = torch.split(x, [2 * w, w], dim=1)
+        p = F.leaky_relu(self.head(p), 0.1)
+        q = q[:, : w // 2] * q[:, w - w // 2:]
+        return self.fc(torch.cat([p.mean((2, 3)), q.mean((2, 3))], 1))
+
+
 def plain_cnn(width=16):
     return PlainCNN(width)
 
@@ -194,9 +276,17 @@ def shuffle_net(width=8):
     return ShuffleNetTiny(width)
 
 
+def shufflev1_net(width=24):
+    return ShuffleNetV1Tiny(width)
+
+
 def tiny_seg_net(width=8, interpolate=False):
     return TinySegNet(width, interpolate=interpolate)
 
 
 def tiny_seg_net_interpolate(width=8):
     return tiny_seg_net(width, interpolate=True)
+
+
+def act_split_net(width=8):
+    return ActSplitNet(width)

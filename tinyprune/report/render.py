@@ -100,6 +100,12 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
             f"agreement with float {_pct(acc.get('agreement'))}, minimum {_pct(acc.get('min_agreement'))}"
             if acc.get("agreement") is not None else "", "COLLAPSED: same output for every input"
             if acc.get("collapsed") else "outputs vary with the input")))
+    lat = s.get("latency") or {}
+    if lat:
+        rows.append(("latency (estimate)", "-" if lat.get("ms") is None else f"~{lat['ms']:.3g} ms",
+                     lat.get("reason") or f"at {lat['clock_hz'] / 1e6:g} MHz from {_b(lat.get('instructions'))} "
+                                          f"instructions counted on {lat.get('measured_on')}, 1 cycle each "
+                                          "(not measured on the board)"))
     for target in ("host", "sim", "device"):
         v = va.get(target)
         if v:
@@ -111,6 +117,64 @@ def headline_rows(s: dict) -> list[tuple[str, str, str]]:
                 rows.append((f"{v.get('counter_unit', 'cycles')} per inference ({target})",
                              _b(v.get("counter_per_inference")), v.get("board", "")))
     return rows
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 60 else name[:28] + "..." + name[-28:]
+
+
+def _layers_section(layers: list[dict], lat: dict) -> str:
+    """Per int8 layer: what it costs in time (instructions counted in QEMU, est. ms), flash (weights)
+    and RAM (activations), and which kernel variant runs it."""
+    per = {l["index"]: l for l in lat.get("layers") or []}
+    total = sum(l["instructions"] or 0 for l in per.values()) or None
+    names = [f"{i} {l.get('kind', '?')}" for i, l in enumerate(layers)]
+    out = ["<section id=\"layers\"><h2>Layers of the int8 model: time, flash, RAM</h2>"]
+    if per:
+        out.append(svg.grouped_bars("int8-layer-instructions", f"Instructions per int8 layer ({lat.get('measured_on')})",
+                                    names, {"instructions": [(per.get(i) or {}).get("instructions") or 0
+                                                             for i in range(len(layers))]}))
+    out.append(svg.grouped_bars("int8-layer-macs", "MACs per int8 layer", names,
+                                {"MACs": [l.get("macs") or 0 for l in layers]}))
+    variants = any("variant" in l for l in layers)
+    out.append("<table><tr><th>#</th><th>layer</th><th>op</th><th>MACs</th><th>weights+biases (flash) B</th>"
+               "<th>output (RAM) B</th><th>instructions</th><th>share</th><th>est. ms</th>"
+               + ("<th>kernel variant</th>" if variants else "") + "</tr>")
+    for i, l in enumerate(layers):
+        p = per.get(i) or {}
+        ins = p.get("instructions")
+        share = "-" if ins is None or not total else f"{100.0 * ins / total:.1f}%"
+        est = "-" if p.get("ms") is None else f"{p['ms']:.3g}"
+        full = str(l.get("name", ""))
+        out.append(f"<tr><td>{i}</td><td title=\"{escape(full)}\">{escape(_short(full))}</td>"
+                   f"<td>{escape(str(l.get('kind', '')))}</td><td>{_b(l.get('macs'))}</td>"
+                   f"<td>{_b(l.get('weight_bytes'))}</td><td>{_b(l.get('output_bytes'))}</td>"
+                   f"<td>{_b(None if ins is None else round(ins))}</td><td>{share}</td><td>{est}</td>"
+                   + (f"<td>{escape(str(l.get('variant', '-')))}</td>" if variants else "") + "</tr>")
+    out.append("</table>")
+    if per:
+        out.append(f"<p>{escape(lat.get('basis') or '')}</p>")
+    else:
+        out.append("<p>instructions per layer: not measured (the simulation did not run)</p>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _boards_section(lat: dict, this_board: str) -> str:
+    """Every physical catalog board: does this build fit it, and how fast would it be."""
+    def yes(v):
+        return "-" if v is None else ("yes" if v else "<span class=\"bad\">no</span>")
+    out = ["<section id=\"boards\"><h2>On other boards</h2><table><tr><th>board</th><th>core</th><th>MHz</th>"
+           "<th>fits flash</th><th>fits RAM</th><th>est. ms</th><th>note</th></tr>"]
+    for r in lat["boards"]:
+        name = escape(r["board"]) + (" (this build)" if r["board"] == this_board else "")
+        est = "-" if r.get("ms") is None else f"~{r['ms']:.3g}"
+        out.append(f"<tr><td>{name}</td><td>{escape(r['core'])}</td><td>{r['clock_hz'] / 1e6:g}</td>"
+                   f"<td>{yes(r.get('fits_flash'))}</td><td>{yes(r.get('fits_ram'))}</td><td>{est}</td>"
+                   f"<td>{escape(r.get('reason', ''))}</td></tr>")
+    out.append("</table><p>Fit uses this build's firmware size (another board's support code differs by a few KB); "
+               f"{escape(lat.get('basis') or '')}</p></section>")
+    return "\n".join(out)
 
 
 def int8_loss_row(cv: dict) -> tuple[str, str, str]:
@@ -188,17 +252,11 @@ def render_html(s: dict) -> str:
                                         int(cg.get("steps", 1)), int(cg.get("arena_bytes", 0))))
         parts.append("</section>")
     if cg.get("layers"):
-        names = [f"{i} {l.get('kind', '?')}" for i, l in enumerate(cg["layers"])]
-        parts.append("<section id=\"layers\"><h2>Layers of the int8 model</h2>")
-        parts.append(svg.grouped_bars("int8-layer-macs", "MACs per int8 layer", names,
-                                      {"MACs": [l.get("macs", 0) for l in cg["layers"]]}))
-        parts.append("<table><tr><th>#</th><th>layer</th><th>op</th><th>MACs</th><th>output bytes</th></tr>")
-        for i, l in enumerate(cg["layers"]):
-            full = str(l.get("name", ""))
-            short = full if len(full) <= 60 else full[:28] + "..." + full[-28:]
-            parts.append(f"<tr><td>{i}</td><td title=\"{escape(full)}\">{escape(short)}</td><td>{escape(str(l.get('kind', '')))}"
-                         f"</td><td>{_b(l.get('macs'))}</td><td>{_b(l.get('output_bytes'))}</td></tr>")
-        parts.append("</table></section>")
+        parts.append(_layers_section(cg["layers"], s.get("latency") or {}))
+        for note in cg.get("notes") or []:   # e.g. grouped convs running the reference kernel
+            parts.append(f"<p class=\"note\">Note: {escape(str(note))}</p>")
+    if (s.get("latency") or {}).get("boards"):
+        parts.append(_boards_section(s["latency"], board.get("name", "")))
 
     fw = s.get("firmware") or {}
     if fw.get("flash_limit"):
@@ -210,8 +268,11 @@ def render_html(s: dict) -> str:
 
     cv = s.get("conversion") or {}
     va = s.get("validation") or {}
-    acc = [("float", cv.get("float_accuracy")), ("int8 (TFLM)", cv.get("int8_accuracy"))]
-    acc += [(f"{t}", (va.get(t) or {}).get("accuracy")) for t in ("host", "sim", "device") if va.get(t)]
+    n_conv = cv.get("samples")
+    acc = [(f"float ({n_conv} samples)", cv.get("float_accuracy")), (f"int8 TFLM ({n_conv} samples)",
+                                                                     cv.get("int8_accuracy"))]
+    acc += [(f"{t} ({(va.get(t) or {}).get('samples')} samples)", (va.get(t) or {}).get("accuracy"))
+            for t in ("host", "sim", "device") if va.get(t)]
     acc = [(k, v) for k, v in acc if v is not None]
     rec = s.get("accuracy") or {}
     if rec.get("measured") is False:
@@ -219,8 +280,9 @@ def render_html(s: dict) -> str:
                      f"{escape(str(rec.get('reason', '')))}</p></section>")
     elif acc:
         parts.append("<section id=\"accuracy\"><h2>Accuracy</h2>")
-        parts.append(svg.grouped_bars("accuracy", "Top-1 accuracy: float, int8 and on the device", [k for k, _ in acc],
-                                      {"accuracy %": [100.0 * float(v) for _, v in acc]}, unit="%"))
+        parts.append(svg.grouped_bars("accuracy", "Top-1 accuracy: float, int8 and on the device (sample counts "
+                                      "differ: a small sample's accuracy is less certain)", [k for k, _ in acc],
+                                      {"accuracy %": [100.0 * float(v) for _, v in acc]}, unit="%", vmax=100.0))
         with_conf = [t for t in ("device", "sim", "host") if va.get(t) and va[t].get("confusion")]
         if with_conf:
             t = max(with_conf, key=lambda k: va[k].get("samples") or 0)   # the largest sample wins
@@ -235,12 +297,15 @@ def render_html(s: dict) -> str:
         parts.append(layers_html)
     timings = s.get("timings") or {}
     if timings:
-        parts.append("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>seconds</th></tr>")
+        parts.append("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th>"
+                     "<th>seconds (this run)</th><th>seconds when it ran</th></tr>")
         order = s.get("stage_order") or list(timings)
+        when_run = s.get("timings_when_run") or {}
         for name in order:
             t = timings.get(name, 0.0)
+            ran = when_run.get(name)
             parts.append(f"<tr><td>{escape(name)}</td><td>{escape(str((s.get('stage_status') or {}).get(name, '')))}</td>"
-                         f"<td>{float(t):.1f}</td></tr>")
+                         f"<td>{float(t):.1f}</td><td>{'-' if ran is None else f'{float(ran):.1f}'}</td></tr>")
         parts.append("</table></section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
@@ -254,6 +319,9 @@ def render_markdown(s: dict) -> str:
         lines += [s["message"], ""]
     lines += ["| figure | value | context |", "|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in headline_rows(s)]
+    notes = (s.get("codegen") or {}).get("notes") or []
+    if notes:
+        lines += [""] + [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 

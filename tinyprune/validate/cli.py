@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from tinyprune._cli import json_option, print_json, say
+
 
 @click.command(name="validate")
 @click.argument("build_dir", type=click.Path(file_okay=False, path_type=str))
@@ -28,8 +30,9 @@ import click
               help="Also write a JUnit XML report.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=str),
               help="Report path [default: BUILD_DIR/validate.json].")
+@json_option
 def command(build_dir, target, port, baud, infer_timeout, board, data, random_n, samples, seed, baseline, max_accuracy_drop,
-            no_layers, junit, output):
+            no_layers, junit, output, as_json):
     """Validate BUILD_DIR bit-exact against TFLite Micro on the host, in QEMU or on a board.
 
     Exactly one of --host, --sim, --port. Exit code 4 on any bit mismatch, an accuracy drop beyond
@@ -53,5 +56,7 @@ def command(build_dir, target, port, baud, infer_timeout, board, data, random_n,
     report = validate(build_dir, target, port=port, baud=baud, board=board, data=data, random=random_n,
                       samples=samples, seed=seed, baseline=baseline, max_accuracy_drop=max_accuracy_drop,
                       junit=junit, out=output, layers=not no_layers, link_kw={"infer_timeout": infer_timeout})
-    click.echo(report.summary())
+    say(as_json, report.summary())
+    if as_json:
+        print_json(report.to_dict())
     check(report)

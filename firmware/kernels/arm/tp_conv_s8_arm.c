@@ -57,10 +57,9 @@ int32_t tp_conv_s8_arm_get_buffer_size(const tp_dims *input_dims, const tp_dims 
                                        const tp_dims *output_dims)
 {
     int32_t k;
-    (void)input_dims;
     (void)output_dims;
-    if (!filter_dims) {
-        return 0;
+    if (!filter_dims || (input_dims && input_dims->c != filter_dims->c)) {
+        return 0;   /* grouped convolutions run the reference (tp_conv_arm) */
     }
     k = filter_dims->h * filter_dims->w * filter_dims->c;
     /* columns, the per-channel table, and when k % 4 != 0 room for the last filter row padded */
@@ -612,6 +611,11 @@ tp_conv_arm(const tp_context *ctx, const tp_conv_params *p, const tp_quant_param
     int32_t *col;
     int is_1x1, fold, all_fast;
     tp_conv_job job;
+    if (in && f && in->c != f->c) {
+        /* grouped (in->c a multiple of f->c): the blocks below assume one group; the reference
+         * checks the arguments and runs it */
+        return tp_conv_fallback(ctx, p, q, in, input, f, filter, filter16, bias, out, output);
+    }
     if (!p || !q || !q->multiplier || !q->shift || !in || !input || (!filter && !filter16) || !out || !output ||
         in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0 || f->n <= 0 || f->h <= 0 || f->w <= 0 ||
         out->h <= 0 || out->w <= 0 || p->stride.h <= 0 || p->stride.w <= 0 || p->dilation.h <= 0 ||

@@ -48,7 +48,8 @@ extern "C" {
 
 /* CONV_2D: im2col of 6 output pixels at a time into doubled int16, then a 1-channel x 6-pixel
  * SMLAD register block (assembly: LDM of the columns, the whole channel loop with its
- * requantisation); 1x1/stride-1 convolutions skip the window arithmetic. Scratch: 48 bytes per 4
+ * requantisation); 1x1/stride-1 convolutions skip the window arithmetic. A grouped convolution
+ * (filter in_c < input c) runs the reference, scratch 0. Otherwise scratch: 48 bytes per 4
  * filter taps*channels (rounded up), 16 per output channel (bias + requantisation constants) + 8
  * (alignment), and when K = kh*kw*in_c is not a multiple of 4 the last filter row zero-padded:
  *   8 + 48 * ceil(K / 4) + 16 * out_c + (K % 4 ? 4 * ceil(K / 4) : 0). */
