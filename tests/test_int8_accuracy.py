@@ -197,3 +197,10 @@ def test_int8_loss_basis_and_a_failed_diagnosis_is_said(monkeypatch):
     d = core.diagnose(None, b"", None, ev | core.int8_loss(ev, labelled=True, max_drop=1.0), 1.0)
     assert d["run"] is False and d["failed"] is True
     assert "per-layer diagnosis failed (RuntimeError: no such tensor)" in d["reason"]
+
+
+def test_build_refuses_fixes_for_a_tflite_model(capsys, tmp_path):
+    code, out, err = tp(capsys, "build", tmp_path / "m.tflite", "--board", "nucleo-f746", "--bias-correction",
+                        "-o", tmp_path / "b")
+    assert code == 2 and "--bias-correction changes the PyTorch model before conversion; a tflite model" in err
+    assert not (tmp_path / "b").exists()

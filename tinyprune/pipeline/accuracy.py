@@ -118,9 +118,13 @@ def check_int8(summary: dict, tflite: Path, min_agreement: float) -> None:
     acc["agreement_ok"] = not problems
     if problems:
         acc["failure"] = "; ".join(problems)
+        worst = ((cv.get("diagnostics") or {}).get("worst") or [])[:3]
+        where = (f"the layers losing most: {', '.join(str(w['layer']) for w in worst)}; " if worst else "")
         raise ValidationFailed("int8 model check failed: " + acc["failure"],
-                               hint="the int8 conversion lost the model (see convert/convert.json): calibrate on "
-                                    "representative data (--data), or lower --min-agreement if this is expected")
+                               hint="the int8 conversion lost the model (see convert/convert.json): " + where +
+                                    "calibrate on representative data (--data), try --equalize or "
+                                    "--bias-correction (docs/convert.md, \"Int8 accuracy\"), or lower "
+                                    "--min-agreement if this is expected")
 
 
 def int8_summary(report: dict) -> dict:
