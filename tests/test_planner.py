@@ -559,3 +559,30 @@ def test_local_search_reaches_the_bound_where_the_order_search_ties():
     assert fixed.arena_bytes > 26976          # greedy placement misses the bound in this order
     assert best.arena_bytes == 26976          # moving the shortcut before the depthwise fixes it
     assert best.order.index(7) < best.order.index(5)
+
+
+def test_window_op_into_an_in_place_concat_does_not_write_over_a_sibling_slice():
+    """Found by test_random_dags_never_overlap_live_tensors: a 1x1 MAX_POOL_2D allowed to write over its
+    dying input (overlap) whose output is a slice of an in-place CONCATENATION put that input on the
+    concat's other slice while both were live. The overlap pair now yields to the concat."""
+    T = {}
+
+    def t(n, shape):
+        T[n] = ir.Tensor(n, shape)
+        return n
+    t("in0", (1, 1, 1, 16))
+    for n, sh in [("t0", (1, 4, 4, 8)), ("t2", (1, 1, 1, 16)), ("t5", (1, 1, 1, 16)), ("t6", (1, 1, 1, 16)),
+                  ("t7", (1, 1, 1, 32))]:
+        t(n, sh)
+    ops = [ir.Op("SOFTMAX", ["in0"], ["t0"]), ir.Op("ADD", ["in0", "in0"], ["t2"]),
+           ir.Op("ADD", ["in0", "in0"], ["t5"]),
+           ir.Op("MAX_POOL_2D", ["t2"], ["t6"], {"filter_h": 1, "filter_w": 1, "stride_h": 1, "stride_w": 1,
+                                                 "padding": "SAME"}),
+           ir.Op("CONCATENATION", ["t6", "t5"], ["t7"], {"axis": 3})]
+    g = ir.Graph(T, ops, ["in0"], ["t0", "t7"])
+    p = plan_ok(g, {}, inplace=False, reorder=False, overlap=True, concat=True)
+    live = {n: p.lifetimes[n] for n in ("t2", "t5")}
+    assert live["t2"][1] >= live["t5"][0]                     # both live at once ...
+    a, b = sorted((p.offsets["t2"], p.offsets["t5"]))
+    assert b >= a + 16                                         # ... so they must not share bytes
+    assert p.offsets["t6"] == p.offsets["t7"] and p.offsets["t5"] == p.offsets["t7"] + 16   # concat kept

@@ -438,7 +438,10 @@ def _edges_for_order(view: _View, static: dict[int, list[_Edge]], life, pos) -> 
         ok = [e for e in cands if all(life[i][1] == pos[k] for i in e.inps)]
         if ok:
             chosen[k] = max(ok, key=lambda e: _saving(view, e))
-    return chosen
+    # a window op writing over its dying input (overlap) whose output is also a slice of an in-place
+    # concatenation would put that input inside the concatenation, over a sibling slice: keep the concat
+    concat_slices = {i for e in chosen.values() if e.kind == "concat" for i in e.inps}
+    return {k: e for k, e in chosen.items() if not (e.kind == "overlap" and e.out in concat_slices)}
 
 
 # ----------------------------------------------------------------------------------------------
