@@ -1,8 +1,10 @@
-"""tinyprune.convert: PyTorch / ONNX -> ONNX -> float TF (onnx2tf) -> full-integer int8 TFLite.
+"""tinyprune.convert: PyTorch / ONNX -> ONNX -> float TF (onnx2tf) -> full-integer int8 TFLite; Keras
+(.keras/.h5), SavedModel and float .tflite -> full-integer int8 TFLite with TensorFlow's converter
+(tf_source.py), on the same data, calibration and checks.
 
 Public API (see docs/convert.md):
     convert(model, out_dir, *, data=None, weights=None, input_shape=None, calib_samples=200, debug=False)
-        -> ConvertResult(out_dir, onnx_path, tflite_path, report_path, report)
+        -> ConvertResult(out_dir, onnx_path (None for Keras/SavedModel/.tflite), tflite_path, report_path, report)
     load_torch_model(spec, weights=None) -> nn.Module
     export_onnx(module, example_input, path) -> Path
     onnx_to_int8_tflite(onnx_path, calib_nhwc, out_path, *, debug=False) -> Int8Conversion
