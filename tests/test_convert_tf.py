@@ -252,3 +252,21 @@ def test_softmax_tflite_micro_would_abort_on_is_an_error(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"input of SOFTMAX .* too small for its int8 kernel"):
         interpreter(flat(1e-7))
     interpreter(flat(1.0))     # an ordinary scale runs
+
+
+def test_files_written_by_keras_2_load_with_the_keras_that_reads_them(tmp_path):
+    """tf.keras is Keras 3 here; a .keras written by Keras 2 (tf_keras) is read by tf_keras (Keras 3 cannot),
+    its .h5 by Keras 3; both convert, and convert.json says which Keras read the file."""
+    import tf_keras
+
+    import tinyprune
+    L = tf_keras.layers
+    inp = tf_keras.Input((16, 16, 1))
+    x = L.GlobalAveragePooling2D()(L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3)(inp))))
+    m = tf_keras.Model(inp, L.Dense(10)(x))
+    m.save(tmp_path / "k2.h5")
+    m.save(tmp_path / "k2.keras")
+    for name, reader in (("k2.keras", "tf_keras 2."), ("k2.h5", "keras 3.")):
+        res = tinyprune.convert(str(tmp_path / name), tmp_path / name.replace(".", "_"), calib_samples=20)
+        assert res.report["tf"]["loaded_with"].startswith(reader), res.report["tf"]
+        assert res.report["input"]["shape"] == [1, 16, 16, 1] and res.report["output"]["shape"] == [1, 10]

@@ -49,6 +49,8 @@ def activation_dtypes(flat: bytes) -> tuple[set[str], set[str]]:
     acts, consts = set(), set()
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
+        if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
+            continue                     # a corrupt model: the reader names it
         code = model.OperatorCodes(op.OpcodeIndex())
         name = tflite.opcode2name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())) \
             if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != 32 else "CUSTOM"

@@ -215,7 +215,10 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
     outputs = [tname(int(i), "model outputs") for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
 
     # --- an int8 model? (before op checks, so a float or int16 model is told so, not an op error) ---
-    kind = tflite_kind(data)
+    try:
+        kind = tflite_kind(data)
+    except Exception:  # noqa: BLE001 - a damaged model: the checks below name what is wrong
+        kind = "int8"
     if kind != "int8":
         raise UserInputError(
             f"{label}: {DESCRIPTION[kind]}; code generation needs a full-integer int8 model",

@@ -1,9 +1,11 @@
-"""tinyprune.convert: PyTorch / ONNX -> ONNX -> float TF (onnx2tf) -> full-integer int8 TFLite.
+"""tinyprune.convert: PyTorch / ONNX -> ONNX -> float TF (onnx2tf) -> full-integer int8 TFLite; Keras
+(.keras/.h5), SavedModel and float .tflite -> full-integer int8 TFLite with TensorFlow's converter
+(tf_source.py), on the same data, calibration and checks.
 
 Public API (see docs/convert.md):
     convert(model, out_dir, *, data=None, weights=None, input_shape=None, calib_samples=200,
             max_int8_drop=1.0, equalize=False, bias_correction=False, debug=False)
-        -> ConvertResult(out_dir, onnx_path, tflite_path, report_path, report)
+        -> ConvertResult(out_dir, onnx_path (None for Keras/SavedModel/.tflite), tflite_path, report_path, report)
     layer_errors(onnx_model, tflite_bytes, x_nchw) -> per-layer float-vs-int8 SNR/cosine (diagnose.py)
     equalize(module, example) / bias_correct(module, x_calib) -> (fixed copy, report)   (fixes.py)
     load_torch_model(spec, weights=None) -> nn.Module

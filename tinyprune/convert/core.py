@@ -1,5 +1,6 @@
 """The conversion stage: model (PyTorch factory, .onnx, or the example) -> model.onnx,
-model_int8.tflite and convert.json in OUT, written atomically. Everything the conversion writes
+model_int8.tflite and convert.json in OUT, written atomically; a Keras file, a SavedModel or a float
+.tflite -> model_int8.tflite and convert.json (tf_source.py), with the same data, evaluation and report. Everything the conversion writes
 elsewhere (TensorFlow autograph's ``__autograph_generated_file*.py``, the ONNX export, onnx2tf's
 saved_model folders) goes into one private temporary folder that is removed when it ends.
 
@@ -79,7 +80,7 @@ def convert(model, out_dir: str | os.PathLike, *, data=None, weights=None, input
     """Convert ``model`` to a full-integer int8 TFLite model calibrated on ``data``.
 
     ``model``: ``"example"``, ``"path/file.py:factory"``, ``"pkg.module:factory"``, a path to an
-    ``.onnx`` file, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
+    ``.onnx`` file, a Keras ``.keras``/``.h5`` file, a SavedModel directory, a float ``.tflite``, or an ``nn.Module`` (its ``input_shape`` attribute or ``input_shape=`` gives the
     shape). ``data``: ``"digits"`` (default), an ``.npz`` path, a tinyprune.data.Dataset, (x, y) NumPy
     arrays or a torch Dataset/DataLoader (tinyprune.data.as_dataset); given data's labels must fit the
     model's outputs (digits: exactly 10). ``weights``: a state_dict (or a file holding one) for a PyTorch model.
