@@ -5,11 +5,12 @@ recipes, the int8 files' input/output tensors), torchvision's definitions import
 missing model file or optional dependency is a clear Unavailable. Slow (the CI subset): a TFLite Micro
 example, a torchvision net at 32x32 and a tinyprune-written model go through `tinyprune build` with a
 few samples, via the runner's own code, bit-exact on the host and in QEMU, and the runner's record
-carries the build's figures."""
+carries the build's figures; a CI model that fails today (KNOWN_FAILURES) must fail exactly as recorded."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import sys
 
@@ -121,6 +122,13 @@ def test_torchvision_missing_is_a_clear_import_error(monkeypatch):
 # ---- the CI subset: a few models through `tinyprune build` ------------------------------------------
 
 CI = [e for e in ENTRIES if e.ci]
+# CI models that do not pass today, with the stage and message they fail with (the corpus run measured
+# them; benchmarks/CORPUS.md). The test asserts exactly that failure, so a fix makes it fail: then
+# remove the entry here.
+KNOWN_FAILURES = {
+    # briefly trained (31 % float accuracy); int8 loses top-1 agreement: issue 11, item 4 (int8 accuracy)
+    "tv_mobilenet_v2_035_32": ("convert", "validation_failed", r"agrees with the float model on only \d"),
+}
 needs_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                                  reason="needs arm-none-eabi-gcc and qemu-system-arm")
 
@@ -136,6 +144,13 @@ def test_ci_subset_builds_bit_exact_on_host_and_qemu(entry, tmp_path, monkeypatc
     rec = run_corpus.run_one(entry, tmp_path, args)
     if rec["status"] == "skipped":
         pytest.skip(rec["message"])
+    if entry.name in KNOWN_FAILURES:
+        stage, status, pattern = KNOWN_FAILURES[entry.name]
+        assert rec["status"] != "ok", f"{entry.name} now passes: remove it from KNOWN_FAILURES"
+        assert (rec["failed_stage"], rec["status"]) == (stage, status), rec["message"]
+        assert re.search(pattern, rec["message"]), rec["message"]
+        assert (tmp_path / entry.name / "build" / "nucleo-f746.failed" / "summary.json").is_file()
+        return
     assert rec["status"] == "ok", rec["message"]
     build = tmp_path / entry.name / "build" / "nucleo-f746"
     s = json.loads((build / "summary.json").read_text())
