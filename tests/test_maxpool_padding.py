@@ -100,3 +100,45 @@ def test_int8_model_does_not_collapse_and_estimate_matches(pad, ceil, tmp_path):
     assert r.mismatches == 0, r.first_mismatch
     mine, real = figures(model, torch.zeros(1, 1, 16, 16)), estimate(read_tflite(res.tflite_path))
     assert (mine.macs, mine.ram_bytes, mine.flash_bytes) == (real.macs, real.arena_bytes, real.flash_bytes)
+
+
+class Fire(nn.Module):
+    """SqueezeNet's pattern: a ceil-mode max-pool after torch.cat of two ReLU branches (expand 1x1 / 3x3):
+    the concatenation of non-negative tensors is non-negative, so Pad(0) is exact there too."""
+    input_shape = (1, 1, 15, 15)
+
+    def __init__(self, relu_b=True):
+        super().__init__()
+        self.sq = nn.Conv2d(1, 4, 1)
+        self.e1, self.e3 = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.relu_b = relu_b
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        s = torch.relu(self.sq(x))
+        b = self.e3(s)
+        x = torch.cat([torch.relu(self.e1(s)), torch.relu(b) if self.relu_b else b], 1)
+        return self.fc(self.pool(x).mean((2, 3)))
+
+
+def test_pool_after_a_concatenation_of_relus_is_rewritten_and_estimated(tmp_path):
+    from tinyprune.convert import onnx_utils
+    from tinyprune.prune import figures
+    model = Fire().eval()
+    m = _onnx(model, tmp_path)
+    x = np.random.default_rng(0).standard_normal((4, 1, 15, 15)).astype(np.float32)
+    m2 = onnx_utils.explicit_max_pool_padding(m)
+    assert "Pad" in [n.op_type for n in m2.graph.node]
+    np.testing.assert_array_equal(onnx_utils.ort_run(onnx_utils.ort_session(m2), x),
+                                  onnx_utils.ort_run(onnx_utils.ort_session(m), x))
+    from tinyprune.prune import build_graph
+    graph, _ = build_graph(model, torch.zeros(model.input_shape))
+    kinds = [op.kind for op in graph.ops]
+    assert kinds.index("PAD") == kinds.index("MAX_POOL_2D") - 1   # the estimate mirrors the rewrite
+    # one branch without its ReLU: the concatenation can be negative, refused by both stages
+    bad = Fire(relu_b=False).eval()
+    with pytest.raises(UnsupportedModelError, match="can be negative"):
+        onnx_utils.explicit_max_pool_padding(_onnx(bad, tmp_path))
+    with pytest.raises(UnsupportedModelError, match="after a ReLU"):
+        figures(bad, torch.zeros(bad.input_shape))

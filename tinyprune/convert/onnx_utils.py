@@ -293,9 +293,9 @@ def _rewrite_nodes(model, op_type: str, rewrite):
 _NON_NEGATIVE_OPS = ("Relu", "Sigmoid", "HardSigmoid")
 
 
-def _non_negative(name: str, producers: dict, consts: dict) -> bool:
+def _non_negative(name: str, producers: dict, consts: dict, depth: int = 0) -> bool:
     """True when tensor ``name`` can never be negative (made by ReLU, a sigmoid, a Clip with min >= 0,
-    or a max-pool of such a tensor)."""
+    or a max-pool or a concatenation of such tensors: SqueezeNet's fire modules)."""
     from onnx import helper
     for _ in range(64):
         n = producers.get(name)
@@ -303,6 +303,8 @@ def _non_negative(name: str, producers: dict, consts: dict) -> bool:
             return False
         if n.op_type in _NON_NEGATIVE_OPS:
             return True
+        if n.op_type == "Concat":
+            return depth < 16 and all(_non_negative(i, producers, consts, depth + 1) for i in n.input)
         if n.op_type == "Clip":
             lo = consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else None
             attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}

@@ -448,10 +448,15 @@ def _padding_kind(m: nn.Conv2d, ih, iw, oh, ow):
     return "VALID", (ph, pw)
 
 
-def _non_negative(node, modules) -> bool:
+def _non_negative(node, modules, depth: int = 0) -> bool:
     """The fx node's value can never be negative (a ReLU, ReLU6, sigmoid or hard-sigmoid output, or a
-    max-pool of one): padding it with 0 for a max-pool is exact."""
+    max-pool or torch.cat of such values): padding it with 0 for a max-pool is exact. The same rule as
+    convert.onnx_utils._non_negative, which decides the padding the int8 model gets."""
     for _ in range(64):
+        if node.op == "call_function" and node.target is torch.cat:
+            parts = node.args[0] if node.args else node.kwargs.get("tensors", ())
+            return depth < 16 and bool(parts) and all(isinstance(p, torch.fx.Node) and
+                                                      _non_negative(p, modules, depth + 1) for p in parts)
         if node.op == "call_module":
             m = modules[node.target]
             if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid)):
