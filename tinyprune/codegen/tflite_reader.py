@@ -175,6 +175,10 @@ def _parse(model, data: bytes, label: str) -> TfliteModel:
                              zero_points=[int(z) for z in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else
                              [0] * q.ScaleLength(),
                              axis=int(q.QuantizedDimension()))
+            if len(shape) == 1 and quant.axis != 0 and len(quant.scales) == shape[0]:
+                # a 1-D tensor has one dimension: TFLite Micro never reads its quantized_dimension, and
+                # some converters copy the filter's (3) onto per-channel biases (TFLM's person_detect)
+                quant.axis = 0
         desc = f"tensor {i} ({name!r})"
         arr = None
         buf_i = t.Buffer()
