@@ -220,6 +220,8 @@ extern "C" {
 extern const uint8_t g_model[];
 extern const unsigned g_model_len;
 alignas(16) static uint8_t arena[@ARENA@];
+// static objects with destructors register them against __dso_handle (crtbegin, not linked: -nostartfiles)
+extern "C" { void *__dso_handle = nullptr; }
 
 static void put(const char *s) { bsp_uart_write((const uint8_t *)s, strlen(s)); }
 static void put_u(uint32_t v) {
