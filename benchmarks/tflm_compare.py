@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tinyprune vs TensorFlow Lite Micro + CMSIS-NN, side by side, measured in one run.
 
-    TFLM_PATH=... CMSIS_NN_PATH=... FLATBUFFERS_PATH=... GEMMLOWP_PATH=... \\
+    TFLM_PATH=... CMSIS_NN_PATH=... FLATBUFFERS_PATH=... GEMMLOWP_PATH=... RUY_PATH=... \\
     .venv/bin/python benchmarks/tflm_compare.py MODEL.tflite ... [--sweep DIR] [--mlperf]
         [--board mps2-an500] [--work DIR] [-o benchmarks/TFLM_COMPARE.md] [--json]
 
@@ -101,12 +101,13 @@ class Tflm:
         self.board = board
         self.tflm, self.cmsis = _env("TFLM_PATH"), _env("CMSIS_NN_PATH")
         self.fb_src, self.gemmlowp = _env("FLATBUFFERS_PATH"), _env("GEMMLOWP_PATH")
+        self.ruy = _env("RUY_PATH")      # header-only: ruy/profiler/instrumentation.h
         self.cpu = list(board.gcc_flags)
         self.defines = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DCMSIS_NN",
                         "-DTF_LITE_MCU_DEBUG_LOG", "-DTF_LITE_USE_CTIME=0", "-DNDEBUG",
                         "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0"]  # as TFLM's cmsis_nn.inc
         self.includes = [f"-I{self.tflm}", "", f"-I{self.gemmlowp}",
-                         f"-I{self.cmsis}", f"-I{self.cmsis / 'Include'}"]
+                         f"-I{self.cmsis}", f"-I{self.cmsis / 'Include'}", f"-I{self.ruy}"]
         self.common = self.cpu + ["-O2", "-ffunction-sections", "-fdata-sections", "-fno-common"]
         key = hashlib.sha256(json.dumps([str(self.tflm), str(self.cmsis), self.common, self.defines]).encode())
         self.dir = work / f"tflm-{board.name}-{key.hexdigest()[:12]}"
@@ -219,6 +220,8 @@ extern "C" {
 extern const uint8_t g_model[];
 extern const unsigned g_model_len;
 alignas(16) static uint8_t arena[@ARENA@];
+// static objects with destructors register them against __dso_handle (crtbegin, not linked: -nostartfiles)
+extern "C" { void *__dso_handle = nullptr; }
 
 static void put(const char *s) { bsp_uart_write((const uint8_t *)s, strlen(s)); }
 static void put_u(uint32_t v) {
