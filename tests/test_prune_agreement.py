@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 class FuncPool(torch.nn.Module):
     """Pooling written as functions in forward(), as DS-CNN ports do: F.max_pool2d (padded, after a ReLU),
-    F.avg_pool2d, torch.max_pool2d."""
+    F.avg_pool2d, torch.max_pool2d, and a global F.avg_pool2d(x, x.shape[-2:])."""
 
     def __init__(self):
         super().__init__()
@@ -24,7 +24,8 @@ class FuncPool(torch.nn.Module):
         x = F.max_pool2d(torch.relu(self.c1(x)), 3, 2, 1)            # 16x16 -> 8x8 (padded: after a ReLU)
         x = F.avg_pool2d(torch.relu(self.c2(x)), kernel_size=2)      # 8x8 -> 4x4
         x = torch.max_pool2d(x, 2)                                   # 4x4 -> 2x2
-        return self.fc(x.mean((2, 3)))
+        x = F.avg_pool2d(x, x.shape[-2:])                            # a global pool sized from the shape
+        return self.fc(torch.flatten(x, 1))
 
 
 def _models():

@@ -358,6 +358,16 @@ def build_graph(model: nn.Module, example_input: torch.Tensor, name: str = "mode
             continue
         if tgt in _POOL_FUNCS:   # F.max_pool2d / F.avg_pool2d(x, kernel_size, stride=None, padding=0, ...)
             kw_ = dict(zip(_POOL_ARGS[tgt], node.args[1:]), **node.kwargs)
+            ishape = meta_shape(args[0])
+            if any(isinstance(v, torch.fx.Node) for v in kw_.values()):
+                # a window read from the input's shape, F.avg_pool2d(x, x.shape[-2:]) (DS-CNN ports): the
+                # converter sees the traced numbers; a 1x1 output means the whole map is the window
+                if tuple(oshape[2:]) != (1, 1) or any(isinstance(kw_.get(k), torch.fx.Node)
+                                                       for k in ("padding", "ceil_mode", "dilation")):
+                    raise UnsupportedModelError(f"{node.name}: a pooling window computed in forward() is "
+                                                "supported for a global pool (1x1 output) only",
+                                                hint="pass the window as numbers, e.g. F.avg_pool2d(x, (5, 3))")
+                kw_["kernel_size"], kw_["stride"] = tuple(ishape[2:]), None
             _pool(b, node, args[0], oshape, _POOL_FUNCS[tgt], kw_["kernel_size"], kw_.get("stride"),
                   kw_.get("padding", 0), kw_.get("ceil_mode", False), kw_.get("dilation", 1), modules, fuse_relu,
                   node.name, meta_shape(args[0]))
