@@ -45,13 +45,14 @@ def weights(seed: int = 0, degrade: float = 0.0, inputs: int = IN):
 
 
 def make_data(n: int, seed: int = 1):
-    """x float (N, 16, 1) (PyTorch (C, L) layout), y in 0..3: class k lights up features 4k..4k+3."""
+    """x float (N, 16) (the model's flat (1, 16) input, docs/data.md), y in 0..3: class k lights up
+    features 4k..4k+3."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, OUT, size=n)
     x = rng.normal(0, 0.35, size=(n, IN)).astype(np.float32)
     for i, k in enumerate(y):
         x[i, 4 * k:4 * k + 4] += 1.0
-    return x[:, :, None].astype(np.float32), y.astype(np.int64)
+    return x.astype(np.float32), y.astype(np.int64)
 
 
 def _vec(builder, start_fn, values, prepend):
