@@ -202,7 +202,7 @@ def int8_loss_row(cv: dict) -> tuple[str, str, str]:
     the loss exceeds --max-int8-drop, the layers that lose most."""
     d = cv.get("diagnostics") or {}
     fixes = [k.replace("_", " ") for k, v in (cv.get("fixes") or {}).items() if v.get("applied")]
-    ctx = [f"of {cv.get('int8_drop_basis')} on all {cv.get('held_out_samples')} held-out samples, "
+    ctx = [f"of {cv.get('int8_drop_basis')} on all {cv.get('held_out_samples')} held-out samples "
            f"(--max-int8-drop {cv.get('max_int8_drop'):g})"]
     if fixes:
         ctx.append("fixes applied: " + ", ".join(fixes))
