@@ -14,19 +14,12 @@ import pytest
 import torch
 
 import int8_models as M
-from tinyprune.cli import main
+from test_build_accuracy import tp  # the in-process CLI runner: (exit code, stdout, stderr)
 from tinyprune.convert.diagnose import layer_name
 from tinyprune.convert.fixes import bias_correct, equalize, tflite_weight_quantization
 from tinyprune.errors import UserInputError
 
 
-def tp(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ------------------------------------------------------------------ fast: no conversion
